@@ -1,0 +1,47 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+let package = Package(
+    name: "Shoal",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "Shoal", targets: ["Shoal"]),
+        .library(name: "ShoalCore", targets: ["ShoalCore"]),
+        .executable(name: "shoal", targets: ["shoal"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+    ],
+    targets: [
+        // C system libraries (Debian: liblmdb-dev, libsodium-dev, libzmq3-dev).
+        .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
+        .systemLibrary(name: "CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
+
+        // Pure: ids, task model, dependency analysis, scheduler machine, shard protocol.
+        .target(name: "ShoalCore", dependencies: ["CSodium"], swiftSettings: strict),
+        // LMDB-backed shard.
+        .target(name: "ShoalStore", dependencies: ["ShoalCore", "CLMDB"], swiftSettings: strict),
+        // Public API for workflow authors, local runtime, workflow files.
+        .target(
+            name: "Shoal",
+            dependencies: ["ShoalCore", "ShoalStore", .product(name: "Yams", package: "Yams")],
+            swiftSettings: strict),
+        // The cross-correlation example, Task Bench kernels, example tasks.
+        .target(name: "ShoalExamples", dependencies: ["Shoal"], swiftSettings: strict),
+        .executableTarget(
+            name: "shoal",
+            dependencies: [
+                "Shoal", "ShoalExamples", "ShoalStore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict),
+
+        .testTarget(name: "ShoalCoreTests", dependencies: ["ShoalCore"], swiftSettings: strict),
+        .testTarget(name: "ShoalStoreTests", dependencies: ["ShoalStore", "shoal"], swiftSettings: strict),
+        .testTarget(name: "ShoalTests", dependencies: ["Shoal", "shoal"], swiftSettings: strict),
+        .testTarget(name: "ShoalExamplesTests", dependencies: ["ShoalExamples"], swiftSettings: strict),
+    ]
+)

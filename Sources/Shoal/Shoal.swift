@@ -1,0 +1,4 @@
+@_exported import ShoalCore
+
+/// The namespace of Shoal's public API for workflow authors.
+public enum Shoal {}

@@ -1,0 +1,9 @@
+import ArgumentParser
+
+@main
+struct ShoalCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "shoal",
+        abstract: "Shoal: a peer-to-peer dataflow engine.",
+        subcommands: [])
+}
