@@ -37,3 +37,16 @@ public enum Direction: UInt8, Sendable, Hashable, CaseIterable, Codable, CustomS
         self = d
     }
 }
+
+extension Direction {
+    /// The one direction equivalent to accessing a datum both as `self` and as `other` in one task
+    /// (`in` + `out` = `inout`), or nil when the two cannot be combined (a group access mixed with
+    /// any other).
+    public func merged(with other: Direction) -> Direction? {
+        if self == other { return self }
+        switch (self, other) {
+        case (.commutative, _), (_, .commutative), (.concurrent, _), (_, .concurrent): return nil
+        default: return .inout
+        }
+    }
+}

@@ -1,0 +1,165 @@
+import Foundation
+import Shoal
+
+/// Task Bench (Slaughter et al., SC'20) patterns and its compute-bound kernel, on Shoal's local
+/// runtime: the whole path (submit, dependency analysis, schedule, execute, complete) is measured.
+public enum TaskBench {
+    /// A dependence pattern: which points of step t-1 point x of step t reads.
+    public enum Pattern: String, Sendable, CaseIterable {
+        /// No dependences: `width × steps` independent tasks.
+        case trivial
+        /// Point x reads x-1, x, x+1 of the previous step.
+        case stencil1d = "stencil_1d"
+        /// Point x reads x of the previous step.
+        case noComm = "no_comm"
+
+        func inputs(of x: Int, width: Int) -> ClosedRange<Int>? {
+            switch self {
+            case .trivial: nil
+            case .noComm: x...x
+            case .stencil1d: max(0, x - 1)...min(width - 1, x + 1)
+            }
+        }
+    }
+
+    /// The compute-bound kernel: `iterations` dependent fused multiply-adds. Returns a value that
+    /// depends on every iteration so the work cannot be optimised away.
+    @inline(never)
+    public static func kernel(iterations: Int, seed: Double) -> Double {
+        var a = seed
+        let b = 1.000_000_1
+        let c = 1e-9
+        for _ in 0..<iterations { a = a * b + c }
+        return a
+    }
+
+    /// Nanoseconds per kernel iteration on one core, measured with a warm loop.
+    public static func calibrate() -> Double {
+        // Inputs the optimiser cannot see through, so the loop is really run.
+        let opaque = Double(DispatchTime.now().uptimeNanoseconds & 1) + 1
+        var sink = kernel(iterations: 1_000_000, seed: opaque)
+        var best = Double.infinity
+        for _ in 0..<5 {
+            let n = 20_000_000 + Int(opaque) - 1
+            let start = DispatchTime.now().uptimeNanoseconds
+            sink += kernel(iterations: n, seed: opaque + sink * 1e-300)
+            let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start)
+            best = min(best, elapsed / Double(n))
+        }
+        precondition(sink.isFinite, "kernel diverged: \(sink)")
+        return best
+    }
+
+    /// The outcome of one graph execution.
+    public struct Measurement: Sendable {
+        public var tasks: Int
+        public var iterations: Int
+        public var seconds: Double
+        public var checksum: Double
+        public var tasksPerSecond: Double { Double(tasks) / seconds }
+    }
+
+    static let point = TaskDefinition<Int, Void>("taskbench.point") { iterations, context in
+        var acc = 0.0
+        for i in 0..<context.parameterCount where context.direction(at: i).reads {
+            acc += try context.input(at: i, as: Double.self)
+        }
+        let out = kernel(iterations: iterations, seed: acc.truncatingRemainder(dividingBy: 1) + 1)
+        for i in 0..<context.parameterCount where context.direction(at: i).writes {
+            try context.setOutput(at: i, out)
+        }
+    }
+
+    static let empty = TaskDefinition<Empty, Void>("taskbench.empty") { _ in }
+
+    /// Runs `pattern` over `width` points and `steps` steps, each task doing `iterations` kernel
+    /// iterations, and measures the wall time from the first submission to the last completion.
+    public static func run(
+        pattern: Pattern, width: Int, steps: Int, iterations: Int, runtime: RuntimeSettings = RuntimeSettings()
+    ) async throws -> Measurement {
+        precondition(width > 0 && steps > 0 && iterations >= 0, "bad Task Bench shape \(width)x\(steps)/\(iterations)")
+        let clock = ContinuousClock()
+        var checksum = 0.0
+        var elapsed = Duration.zero
+        try await Shoal.run(RunOptions(runtime: runtime)) { wf in
+            if pattern == .trivial && iterations == 0 {
+                let start = clock.now
+                for _ in 0..<(width * steps) { wf.submit(empty) }
+                try await wf.barrier()
+                elapsed = clock.now - start
+                return
+            }
+            // Two buffers, as a sequential program would write it: step t reads `current` and
+            // writes `next` (out), so every task of a step reads the previous step's values.
+            var current = (0..<width).map { wf.value(Double($0), name: "a\($0)") }
+            var next = (0..<width).map { wf.placeholder(Double.self, name: "b\($0)") }
+            let start = clock.now
+            var params: [DataParameter] = []
+            for _ in 0..<steps {
+                for x in 0..<width {
+                    params.removeAll(keepingCapacity: true)
+                    if let r = pattern.inputs(of: x, width: width) {
+                        for y in r { params.append(.in(current[y])) }
+                    }
+                    params.append(.out(next[x]))
+                    wf.submit(point, iterations, parameters: params)
+                }
+                swap(&current, &next)
+            }
+            let points = current
+            for p in points { checksum += try await wf.wait(on: p) }
+            elapsed = clock.now - start
+        }
+        return Measurement(
+            tasks: width * steps, iterations: iterations,
+            seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18,
+            checksum: checksum)
+    }
+
+    /// One point of a METG sweep.
+    public struct EfficiencyPoint: Sendable {
+        public var iterations: Int
+        /// Wall time × cores / tasks, in microseconds.
+        public var granularityMicros: Double
+        /// Ideal time (tasks × per-task work / cores) over wall time.
+        public var efficiency: Double
+        public var tasksPerSecond: Double
+    }
+
+    /// Task Bench's METG: sweeps task granularity downwards and reports the smallest granularity
+    /// whose efficiency is still at least `threshold` (interpolated between sweep points).
+    public static func metg(
+        pattern: Pattern, width: Int, steps: Int, threshold: Double = 0.5, runtime: RuntimeSettings = RuntimeSettings(),
+        startIterations: Int = 1 << 16, progress: (@Sendable (EfficiencyPoint) -> Void)? = nil
+    ) async throws -> (metgMicros: Double?, points: [EfficiencyPoint], nsPerIteration: Double) {
+        let nsPerIteration = calibrate()
+        let cores = Double(runtime.workers)
+        var points: [EfficiencyPoint] = []
+        var iterations = startIterations
+        while true {
+            let m = try await run(pattern: pattern, width: width, steps: steps, iterations: iterations, runtime: runtime)
+            let ideal = Double(m.tasks) * Double(iterations) * nsPerIteration * 1e-9 / cores
+            let p = EfficiencyPoint(
+                iterations: iterations, granularityMicros: m.seconds * cores / Double(m.tasks) * 1e6,
+                efficiency: min(1, ideal / m.seconds), tasksPerSecond: m.tasksPerSecond)
+            points.append(p)
+            progress?(p)
+            if p.efficiency < threshold * 0.5 || iterations == 0 { break }
+            iterations = iterations > 1 ? iterations / 2 : 0
+        }
+        return (metgFromSweep(points, threshold: threshold), points, nsPerIteration)
+    }
+
+    /// The smallest granularity with efficiency ≥ threshold, interpolating (in log granularity)
+    /// between the last point above and the first point below.
+    public static func metgFromSweep(_ points: [EfficiencyPoint], threshold: Double) -> Double? {
+        let sorted = points.sorted { $0.granularityMicros > $1.granularityMicros }
+        guard let lastAbove = sorted.lastIndex(where: { $0.efficiency >= threshold }) else { return nil }
+        let a = sorted[lastAbove]
+        guard lastAbove + 1 < sorted.count else { return a.granularityMicros }
+        let b = sorted[lastAbove + 1]
+        guard a.efficiency > b.efficiency else { return a.granularityMicros }
+        let f = (a.efficiency - threshold) / (a.efficiency - b.efficiency)
+        return exp(log(a.granularityMicros) + f * (log(b.granularityMicros) - log(a.granularityMicros)))
+    }
+}
