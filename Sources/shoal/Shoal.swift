@@ -5,5 +5,5 @@ struct ShoalCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "shoal",
         abstract: "Shoal: a peer-to-peer dataflow engine.",
-        subcommands: [])
+        subcommands: [KV.self, Bench.self, Debug.self])
 }
