@@ -15,10 +15,16 @@ import Testing
     struct Shape: Sendable, CustomStringConvertible {
         var batchSize: Int
         var valueBytes: Int
-        var description: String { "\(batchSize) keys x \(valueBytes) bytes" }
+        /// Extra wait after the 20th report, so the kill lands at different points of a batch.
+        var killDelayMs: Int
+        var description: String { "\(batchSize) keys x \(valueBytes) bytes, kill +\(killDelayMs) ms" }
     }
 
-    @Test(arguments: [Shape(batchSize: 1_000, valueBytes: 16), Shape(batchSize: 40, valueBytes: 8_192)])
+    @Test(arguments: [
+        Shape(batchSize: 1_000, valueBytes: 16, killDelayMs: 0),
+        Shape(batchSize: 40, valueBytes: 8_192, killDelayMs: 3),
+        Shape(batchSize: 200, valueBytes: 512, killDelayMs: 11),
+    ])
     func sigkillMidWriteLeavesOnlyWholeBatches(shape: Shape) throws {
         let directory = try makeTemporaryDirectory("shoal-crash")
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -44,6 +50,7 @@ import Testing
         }
 
         let reported = try readCommitted(from: stdout.fileHandleForReading.fileDescriptor, until: 20, timeoutSeconds: 60)
+        if shape.killDelayMs > 0 { usleep(useconds_t(shape.killDelayMs * 1_000)) }
         kill(child.processIdentifier, SIGKILL)
         child.waitUntilExit()
         let stderrText = (try? String(contentsOf: stderrPath, encoding: .utf8)) ?? ""
