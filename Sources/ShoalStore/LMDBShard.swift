@@ -93,6 +93,9 @@ public final class LMDBShard: KeyValueShard, @unchecked Sendable {
         }
         self.env = env
         self.maxKeyLength = Int(mdb_env_get_maxkeysize(env))
+        // Free reader slots left by processes that died (e.g. killed) while reading.
+        var staleReaders: Int32 = 0
+        _ = mdb_reader_check(env, &staleReaders)
 
         // Open (create) every named database in one write transaction; handles stay valid
         // for the environment's life.
@@ -277,7 +280,9 @@ public final class LMDBShard: KeyValueShard, @unchecked Sendable {
         try writeLock.withLock { _ in
             var txnPointer: OpaquePointer?
             try Self.check(mdb_txn_begin(env, nil, 0, &txnPointer), "\(operation): mdb_txn_begin", settings: settings)
-            guard let txn = txnPointer else { return }
+            guard let txn = txnPointer else {
+                throw ShardError.store(operation: "\(operation): mdb_txn_begin", code: -1, message: "no transaction returned")
+            }
             do {
                 var storedBytes = try Self.readCounter(txn, metaDBI) ?? 0
                 try body(txn, &storedBytes)
