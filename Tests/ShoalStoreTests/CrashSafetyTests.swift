@@ -15,15 +15,16 @@ import Testing
     struct Shape: Sendable, CustomStringConvertible {
         var batchSize: Int
         var valueBytes: Int
-        /// Extra wait after the 20th report, so the kill lands at different points of a batch.
-        var killDelayMs: Int
-        var description: String { "\(batchSize) keys x \(valueBytes) bytes, kill +\(killDelayMs) ms" }
+        /// When to kill after the 20th report, as a fraction of the mean time between reports, so
+        /// the kill lands at different points of a batch.
+        var killAtFraction: Double
+        var description: String { "\(batchSize) keys x \(valueBytes) bytes, kill at +\(killAtFraction) batch" }
     }
 
     @Test(arguments: [
-        Shape(batchSize: 1_000, valueBytes: 16, killDelayMs: 0),
-        Shape(batchSize: 40, valueBytes: 8_192, killDelayMs: 3),
-        Shape(batchSize: 200, valueBytes: 512, killDelayMs: 11),
+        Shape(batchSize: 1_000, valueBytes: 16, killAtFraction: 0),
+        Shape(batchSize: 40, valueBytes: 8_192, killAtFraction: 0.5),
+        Shape(batchSize: 200, valueBytes: 512, killAtFraction: 0.8),
     ])
     func sigkillMidWriteLeavesOnlyWholeBatches(shape: Shape) throws {
         let directory = try makeTemporaryDirectory("shoal-crash")
@@ -49,14 +50,18 @@ import Testing
             }
         }
 
-        let reported = try readCommitted(from: stdout.fileHandleForReading.fileDescriptor, until: 20, timeoutSeconds: 60)
-        if shape.killDelayMs > 0 { usleep(useconds_t(shape.killDelayMs * 1_000)) }
+        let reader = CommitReader(fd: stdout.fileHandleForReading.fileDescriptor)
+        _ = try reader.readReports(until: 10, timeoutSeconds: 60)
+        let tenth = Date()
+        let reported = try reader.readReports(until: 20, timeoutSeconds: 60)
+        let interval = Date().timeIntervalSince(tenth) / Double(max(1, reported - 10))
+        if shape.killAtFraction > 0 { usleep(useconds_t(interval * shape.killAtFraction * 1e6)) }
         kill(child.processIdentifier, SIGKILL)
         child.waitUntilExit()
         let stderrText = (try? String(contentsOf: stderrPath, encoding: .utf8)) ?? ""
         #expect(child.terminationReason == .uncaughtSignal, "child exited by itself: \(stderrText)")
         // Lines already in the pipe when it died were committed too.
-        let lastReported = max(reported, try readCommitted(from: stdout.fileHandleForReading.fileDescriptor, until: nil, timeoutSeconds: 5))
+        let lastReported = try reader.readReports(until: nil, timeoutSeconds: 5)
         try #require(lastReported >= 19, "child reported only up to batch \(lastReported); stderr: \(stderrText)")
 
         let shard = try LMDBShard(directory: dataDirectory)
@@ -79,7 +84,7 @@ import Testing
             after = page.last!.key
         }
         let present = keysPerBatch.keys.sorted()
-        print("crash test (\(shape)): killed after batch \(lastReported) was reported; store holds \(present.count) batches")
+        print("crash test (\(shape)): killed \(Int(interval * shape.killAtFraction * 1e3)) ms after a report, batch \(lastReported) was reported; store holds \(present.count) batches")
         #expect(wrongValues == 0)
         // Every batch present is whole.
         let partial = keysPerBatch.filter { $0.value != shape.batchSize }
@@ -100,31 +105,38 @@ import Testing
         bigEndian(i) + bigEndian(j) + [UInt8](repeating: UInt8(truncatingIfNeeded: i &+ j), count: valueBytes - 16)
     }
 
-    /// Reads `committed i` lines from `fd` until batch `until` is reported (or, with nil, until
-    /// end of file); returns the highest batch reported, or -1. Fails after `timeoutSeconds`.
-    private func readCommitted(from fd: Int32, until: Int?, timeoutSeconds: Double) throws -> Int {
-        let deadline = Date().addingTimeInterval(timeoutSeconds)
-        var pending = ""
-        var highest = -1
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while Date() < deadline {
-            if let until, highest >= until { return highest }
-            var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&descriptor, 1, 100)
-            if ready <= 0 { continue }
-            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count <= 0 { return highest }  // end of file: the child is gone
-            pending += String(decoding: buffer[0..<count], as: UTF8.self)
-            while let newline = pending.firstIndex(of: "\n") {
-                let line = pending[..<newline]
-                pending = String(pending[pending.index(after: newline)...])
-                if line.hasPrefix("committed "), let i = Int(line.dropFirst("committed ".count)) {
-                    highest = max(highest, i)
+    /// Reads the writer's `committed i` lines from a pipe, keeping partial lines between calls.
+    final class CommitReader {
+        let fd: Int32
+        private var pending: [UInt8] = []
+        /// The highest batch reported so far, or -1.
+        private(set) var highest = -1
+
+        init(fd: Int32) { self.fd = fd }
+
+        /// Reads until batch `until` is reported (or, with nil, until end of file) and returns
+        /// the highest batch reported. Throws after `timeoutSeconds` unless `until` is nil.
+        func readReports(until: Int?, timeoutSeconds: Double) throws -> Int {
+            let deadline = Date().addingTimeInterval(timeoutSeconds)
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while Date() < deadline {
+                if let until, highest >= until { return highest }
+                var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                if poll(&descriptor, 1, 100) <= 0 { continue }
+                let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if count <= 0 { return highest }  // end of file: the child is gone
+                pending += buffer[0..<count]
+                while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                    let line = String(decoding: pending[..<newline], as: UTF8.self)
+                    pending.removeSubrange(...newline)
+                    if line.hasPrefix("committed "), let i = Int(line.dropFirst("committed ".count)) {
+                        highest = max(highest, i)
+                    }
                 }
             }
+            if until == nil { return highest }
+            throw ChildTimeout(highest: highest, waitedSeconds: timeoutSeconds)
         }
-        if until == nil { return highest }
-        throw ChildTimeout(highest: highest, waitedSeconds: timeoutSeconds)
     }
 
     struct ChildTimeout: Error, CustomStringConvertible {
