@@ -1,0 +1,158 @@
+import Synchronization
+
+/// An in-memory `KeyValueShard`: the stand-in for `LMDBShard` in tests and the simulator.
+///
+/// It keeps each table as an array sorted bytewise by key and stores every value in the same
+/// record format as `LMDBShard` (`ShardRecord`: format byte, BLAKE2b checksum, bytes), verified
+/// on every read, so corruption injected with `_overwriteRawRecordForTesting` behaves exactly as
+/// on disk. Keys are limited to `ShardRecord.maxKeyLength` bytes, as in LMDB.
+///
+/// Thread-safe: every operation holds one lock; `apply(_:)` validates the whole batch before
+/// changing anything, so a batch is applied entirely or not at all. "Durable" here means "until
+/// this object is released".
+public final class MemoryShard: KeyValueShard {
+    private struct Entry: Sendable {
+        var key: [UInt8]
+        var record: [UInt8]
+    }
+
+    private struct State: Sendable {
+        var tables: [ShardTable: [Entry]] = [:]
+        var storedBytes = 0
+    }
+
+    private let state = Mutex(State())
+
+    /// The longest key accepted (the same limit as LMDB's default build).
+    public let maxKeyLength = ShardRecord.maxKeyLength
+
+    public init() {}
+
+    public func get(_ key: [UInt8], in table: ShardTable) throws -> [UInt8]? {
+        try ShardRecord.validate(key: key, maxLength: maxKeyLength)
+        let record: [UInt8]? = state.withLock { state in
+            let entries = state.tables[table] ?? []
+            let index = Self.lowerBound(key, in: entries)
+            guard index < entries.count, entries[index].key == key else { return nil }
+            return entries[index].record
+        }
+        guard let record else { return nil }
+        return try record.withUnsafeBytes { try ShardRecord.decode($0, table: table, key: key) }
+    }
+
+    public func apply(_ batch: WriteBatch) throws {
+        for operation in batch.operations {
+            switch operation {
+            case .put(_, let key, _), .delete(_, let key):
+                try ShardRecord.validate(key: key, maxLength: maxKeyLength)
+            }
+        }
+        // Encode (and checksum) outside the lock; nothing below can fail.
+        let encoded: [WriteBatch.Operation] = batch.operations.map { operation in
+            if case .put(let table, let key, let value) = operation {
+                return .put(table, key: key, value: ShardRecord.encode(value))
+            }
+            return operation
+        }
+        state.withLock { state in
+            for operation in encoded {
+                switch operation {
+                case .put(let table, let key, let record):
+                    Self.store(record, at: key, in: table, state: &state)
+                case .delete(let table, let key):
+                    Self.store(nil, at: key, in: table, state: &state)
+                }
+            }
+        }
+    }
+
+    public func scan(_ table: ShardTable, prefix: [UInt8], after: [UInt8]?, limit: Int) throws -> [ShardEntry] {
+        precondition(limit >= 0, "scan limit must not be negative, got \(limit)")
+        guard limit > 0 else { return [] }
+        let raw: [Entry] = state.withLock { state in
+            let entries = state.tables[table] ?? []
+            var index = Self.lowerBound(prefix, in: entries)
+            if let after, !after.lexicographicallyPrecedes(prefix) {
+                index = max(index, Self.upperBound(after, in: entries))
+            }
+            var found: [Entry] = []
+            while index < entries.count, found.count < limit, entries[index].key.starts(with: prefix) {
+                found.append(entries[index])
+                index += 1
+            }
+            return found
+        }
+        return try raw.map { entry in
+            let value = try entry.record.withUnsafeBytes {
+                try ShardRecord.decode($0, table: table, key: entry.key)
+            }
+            return ShardEntry(key: entry.key, value: value)
+        }
+    }
+
+    public func count(_ table: ShardTable) throws -> Int {
+        state.withLock { $0.tables[table]?.count ?? 0 }
+    }
+
+    public func storedBytes() throws -> Int {
+        state.withLock { $0.storedBytes }
+    }
+
+    /// TEST ONLY: replaces the raw stored record (format byte, checksum, value) under `key`
+    /// without computing a checksum, to simulate corruption; `nil` removes it. Returns the
+    /// previous raw record. Mirrors `LMDBShard._overwriteRawRecordForTesting`.
+    @discardableResult
+    public func _overwriteRawRecordForTesting(_ key: [UInt8], in table: ShardTable, with record: [UInt8]?) -> [UInt8]? {
+        state.withLock { state in
+            let entries = state.tables[table] ?? []
+            let index = Self.lowerBound(key, in: entries)
+            let previous = index < entries.count && entries[index].key == key ? entries[index].record : nil
+            Self.store(record, at: key, in: table, state: &state)
+            return previous
+        }
+    }
+
+    // MARK: - Sorted-array helpers
+
+    private static func store(_ record: [UInt8]?, at key: [UInt8], in table: ShardTable, state: inout State) {
+        var entries = state.tables.removeValue(forKey: table) ?? []
+        let index = lowerBound(key, in: entries)
+        let exists = index < entries.count && entries[index].key == key
+        if exists {
+            state.storedBytes -= ShardRecord.valueByteCount(ofRecordBytes: entries[index].record.count)
+        }
+        if let record {
+            state.storedBytes += ShardRecord.valueByteCount(ofRecordBytes: record.count)
+            if exists {
+                entries[index].record = record
+            } else {
+                entries.insert(Entry(key: key, record: record), at: index)
+            }
+        } else if exists {
+            entries.remove(at: index)
+        }
+        state.tables[table] = entries
+    }
+
+    /// The first index whose key is not less than `key`.
+    private static func lowerBound(_ key: [UInt8], in entries: [Entry]) -> Int {
+        var low = 0
+        var high = entries.count
+        while low < high {
+            let mid = (low + high) / 2
+            if entries[mid].key.lexicographicallyPrecedes(key) { low = mid + 1 } else { high = mid }
+        }
+        return low
+    }
+
+    /// The first index whose key is greater than `key`.
+    private static func upperBound(_ key: [UInt8], in entries: [Entry]) -> Int {
+        var low = 0
+        var high = entries.count
+        while low < high {
+            let mid = (low + high) / 2
+            if key.lexicographicallyPrecedes(entries[mid].key) { high = mid } else { low = mid + 1 }
+        }
+        return low
+    }
+}
