@@ -262,6 +262,25 @@ public struct ExecRunner: Sendable {
             durationSeconds: outcome.duration)
     }
 
+    /// Whether `pid` has exited but is not reaped yet. Foundation on Linux notices a child's exit
+    /// only when every process holding the child's inherited descriptors has gone, so a command
+    /// that leaves `sleep 30 &` behind would look alive for 30 s; `/proc/<pid>/stat` tells the truth.
+    private static func isZombie(_ pid: Int32) -> Bool {
+        #if os(Linux)
+            let fd = open("/proc/\(pid)/stat", O_RDONLY)
+            guard fd >= 0 else { return false }
+            defer { close(fd) }
+            var buffer = [UInt8](repeating: 0, count: 512)
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            guard n > 0, let paren = buffer[0..<n].lastIndex(of: UInt8(ascii: ")")), paren + 2 < n else {
+                return false
+            }
+            return buffer[paren + 2] == UInt8(ascii: "Z")
+        #else
+            return false
+        #endif
+    }
+
     private enum Status { case exit(Int32), signal(Int32), timedOut(Double) }
     private struct Outcome {
         var status: Status
@@ -323,7 +342,7 @@ public struct ExecRunner: Sendable {
                 usleep(10_000)
             }
             let now = elapsedMs()
-            if exitedAt == nil && !process.isRunning { exitedAt = now }
+            if exitedAt == nil && (!process.isRunning || Self.isZombie(pid)) { exitedAt = now }
             if let exitedAt {
                 if !tails.contains(where: \.open) { break }
                 // Children left running in the background still hold the pipes: end them.
