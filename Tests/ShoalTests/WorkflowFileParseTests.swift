@@ -115,6 +115,20 @@ struct WorkflowFileParseTests {
         #expect(String(decoding: json, as: UTF8.self) == #"{"level":"2","plain":"n2","tag":"y","nested":["y2"]}"#)
     }
 
+    @Test func foreachVariablesInsidePlaceholders() throws {
+        let wf = try loadWorkflow("""
+            name: w
+            tasks:
+              - name: split-{k}
+                foreach: { k: [a, b] }
+                exec: "echo {k} > {out:part-{k}}; echo {{k}}"
+              - name: join
+                exec: "cat {in:part-a} {in:part-b} > {out:all}"
+            """)
+        #expect(wf.tasks.map(\.accesses) == [[acc(.out, "part-a")], [acc(.out, "part-b")], [acc(.in, "part-a"), acc(.in, "part-b"), acc(.out, "all")]])
+        #expect(command(wf.tasks[1])?.render { d, _ in "/o/\(d)" } == "echo b > /o/part-b; echo {k}")
+    }
+
     @Test func unquotedSubstitutedArgsAreRetyped() throws {
         let wf = try loadWorkflow("""
             name: w
