@@ -246,7 +246,7 @@ struct WorkflowFileErrorTests {
               - name: shout
                 exec: "tr a-z A-Z < {inn:greeting} > {out:loud}"
             """)
-        #expect(e?.description == "\(e!.file):5:11: task 'shout': unknown placeholder direction 'inn' (did you mean 'in'?); expected in, out, inout, commutative or concurrent in field 'exec'")
+        #expect(e?.description == "\(e!.file):5:25: task 'shout': unknown placeholder direction 'inn' (did you mean 'in'?); expected in, out, inout, commutative or concurrent in field 'exec'")
     }
 
     @Test func yamlSyntaxErrors() {
@@ -303,7 +303,7 @@ struct WorkflowFileErrorTests {
     }
 
     @Test func placeholderSyntaxErrors() {
-        expectError("name: w\ntasks:\n  - name: a\n    exec: \"echo hi > {out:x\"\n", .placeholderSyntax, line: 4, field: "exec", contains: "unclosed '{'")
+        expectError("name: w\ntasks:\n  - name: a\n    exec: \"echo hi > {out:x\"\n", .placeholderSyntax, line: 4, column: 22, field: "exec", contains: "unclosed '{'")
         expectError("name: w\ntasks:\n  - name: a\n    exec: \"echo hi > {out:x y}\"\n", .placeholderSyntax, line: 4, field: "exec", contains: "unclosed '{'")
         expectError("name: w\ntasks:\n  - name: a\n    exec: \"echo hi > {out:}\"\n", .placeholderSyntax, line: 4, field: "exec", contains: "empty data name")
         expectError("name: w\ntasks:\n  - name: a\n    exec: \"echo {nope}\"\n", .placeholderSyntax, line: 4, field: "exec", contains: "unknown foreach variable '{nope}'")

@@ -65,6 +65,8 @@ private struct WorkflowFileParser {
     let file: String
     let baseDirectory: URL
     let options: ParseOptions
+    /// The source lines, to point at a placeholder inside a command.
+    var sourceLines: [Substring] = []
     typealias ParseOptions = WorkflowFile.ParseOptions
 
     /// Where each datum of each task came from, for data-flow errors.
@@ -162,6 +164,7 @@ private struct WorkflowFileParser {
     // MARK: Top level
 
     mutating func parse(_ yaml: String) throws(WorkflowFileError) -> WorkflowFile {
+        sourceLines = yaml.split(separator: "\n", omittingEmptySubsequences: false)
         let root: Node
         do {
             guard let node = try Yams.compose(yaml: yaml) else {
@@ -409,7 +412,9 @@ private struct WorkflowFileParser {
                     template = try CommandTemplate(parsing: text)
                 } catch {
                     let k: WorkflowFileError.Kind = error.kind == .directionConflict ? .directionConflict : .placeholderSyntax
-                    throw self.error(k, loc(execNode), task: name, field: "exec", error.message)
+                    var at = loc(execNode)
+                    if k == .placeholderSyntax { at = locate(text, offset: error.offset, in: execNode) }
+                    throw self.error(k, at, task: name, field: "exec", error.message)
                 }
                 kind = .exec(command: template)
                 accesses = template.accesses
@@ -448,6 +453,23 @@ private struct WorkflowFileParser {
                 onFailure: onFailure, bindings: bindings))
             accessOrigins.append(origins)
         }
+    }
+
+    /// The position of the placeholder at `offset` of `text` (the command of `node`), when the
+    /// same characters can be found on the node's source line; else the node's position.
+    func locate(_ text: String, offset: Int, in node: Node) -> SourceLocation {
+        let start = loc(node)
+        let chars = Array(text)
+        guard offset < chars.count, start.line >= 1, start.line <= sourceLines.count else { return start }
+        var end = offset + 1
+        while end < chars.count, end - offset < 16, chars[end] != "}", chars[end] != " " { end += 1 }
+        let needle = String(chars[offset..<end])
+        let line = sourceLines[start.line - 1]
+        let scalars = Array(line.unicodeScalars)
+        let from = min(max(start.column - 1, 0), scalars.count)
+        let rest = String(String.UnicodeScalarView(scalars[from...]))
+        guard let r = rest.range(of: needle) else { return start }
+        return SourceLocation(line: start.line, column: from + rest.unicodeScalars.distance(from: rest.startIndex, to: r.lowerBound) + 1)
     }
 
     func foreachValues(_ node: Node, variable: String, task: String?) throws(WorkflowFileError) -> ForeachValues {
