@@ -1,0 +1,166 @@
+/// A position in a workflow file: 1-based line and column, as Yams reports them.
+public struct SourceLocation: Sendable, Hashable, CustomStringConvertible {
+    /// 1-based line number.
+    public var line: Int
+    /// 1-based column number (counted in Unicode scalars, as libyaml does).
+    public var column: Int
+
+    public init(line: Int, column: Int) {
+        self.line = line
+        self.column = column
+    }
+
+    /// `line:column`.
+    public var description: String { "\(line):\(column)" }
+}
+
+/// Why a workflow file was rejected.
+///
+/// Every error names the file, the line and column, the task (when there is one) and the field,
+/// so `description` reads like a compiler diagnostic:
+/// `montage.yaml:12:5: task 'shout': unknown placeholder direction 'inn' in field 'exec'`.
+/// `kind` lets callers (and tests) tell the cases apart without matching text.
+public struct WorkflowFileError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The class of problem.
+    public enum Kind: String, Sendable, Hashable {
+        /// The file could not be read.
+        case unreadable
+        /// The text is not valid YAML (syntax error reported by libyaml).
+        case yamlSyntax
+        /// A node has the wrong shape (e.g. the top level is not a mapping, a list was expected).
+        case wrongType
+        /// A mapping has a key that is not known here.
+        case unknownKey
+        /// A required field is missing (e.g. `name`).
+        case missingField
+        /// A task has neither or both of `exec` and `task`, or fields of the other kind.
+        case taskKind
+        /// A `foreach` clause is malformed, empty, or expands beyond `maxTasks`.
+        case badForeach
+        /// Two tasks have the same name after expansion.
+        case duplicateTask
+        /// A task reads a datum that neither `data:` nor an earlier task defines.
+        case undefinedDatum
+        /// An output is never defined.
+        case undefinedOutput
+        /// A `data:` entry names a file that does not exist.
+        case missingDataFile
+        /// An exec command has a malformed placeholder.
+        case placeholderSyntax
+        /// One datum appears with conflicting directions in one task.
+        case directionConflict
+        /// A name (datum, task, variable) has characters outside the allowed set.
+        case invalidName
+        /// A value is out of range or not of an accepted form (e.g. `retries: -1`).
+        case invalidValue
+        /// A registered task name is not in the registry (see `WorkflowFile.validate(knownTasks:)`).
+        case unknownTask
+    }
+
+    /// The class of problem.
+    public var kind: Kind
+    /// The workflow file as the caller named it.
+    public var file: String
+    /// Where in the file, when known.
+    public var location: SourceLocation?
+    /// The (expanded) task name, when the problem is inside a task.
+    public var task: String?
+    /// The field (YAML key) concerned, when there is one.
+    public var field: String?
+    /// What is wrong, without the position prefix.
+    public var message: String
+
+    public init(
+        _ kind: Kind, file: String, location: SourceLocation?, task: String? = nil,
+        field: String? = nil, message: String
+    ) {
+        self.kind = kind
+        self.file = file
+        self.location = location
+        self.task = task
+        self.field = field
+        self.message = message
+    }
+
+    /// `file:line:column: task 'name': message in field 'field'`.
+    public var description: String {
+        var s = file
+        if let location { s += ":\(location.line):\(location.column)" }
+        s += ": "
+        if let task { s += "task '\(task)': " }
+        s += message
+        if let field { s += " in field '\(field)'" }
+        return s
+    }
+}
+
+/// A registered-or-exec task's access to one datum, after placeholder merging.
+public struct DataAccess: Sendable, Hashable, CustomStringConvertible {
+    /// The datum's name.
+    public var datum: String
+    /// How the task uses it.
+    public var direction: Direction
+
+    public init(datum: String, direction: Direction) {
+        self.datum = datum
+        self.direction = direction
+    }
+
+    /// `direction:datum`, as in a placeholder.
+    public var description: String { "\(direction):\(datum)" }
+}
+
+/// Data, task and variable names allowed in workflow files: `[A-Za-z0-9_.-]+`.
+enum WorkflowNames {
+    static func isNameCharacter(_ c: Character) -> Bool {
+        guard c.isASCII, let a = c.asciiValue else { return false }
+        switch a {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "_"), UInt8(ascii: "."),
+            UInt8(ascii: "-"):
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// Whether `name` is a valid datum or task name. `.` and `..` are refused: they are paths.
+    static func isValid(_ name: String) -> Bool {
+        !name.isEmpty && name != "." && name != ".." && name.allSatisfy(isNameCharacter)
+    }
+
+    /// Whether `name` is a valid foreach variable: `[A-Za-z_][A-Za-z0-9_]*`.
+    static func isIdentifier(_ name: Substring) -> Bool {
+        guard let first = name.first, first.isASCII, first.isLetter || first == "_" else {
+            return false
+        }
+        return name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }
+    }
+
+    /// The closest of `candidates` to `word` (Levenshtein), if it is close enough to suggest.
+    static func closest(to word: String, in candidates: [String]) -> String? {
+        var best: (String, Int)?
+        for c in candidates {
+            let d = distance(word.lowercased(), c.lowercased())
+            if best == nil || d < best!.1 { best = (c, d) }
+        }
+        guard let (c, d) = best else { return nil }
+        return d <= max(2, c.count / 3) ? c : nil
+    }
+
+    static func distance(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        if a.isEmpty { return b.count }
+        if b.isEmpty { return a.count }
+        var prev = Array(0...b.count)
+        var cur = [Int](repeating: 0, count: b.count + 1)
+        for i in 1...a.count {
+            cur[0] = i
+            for j in 1...b.count {
+                cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            }
+            swap(&prev, &cur)
+        }
+        return prev[b.count]
+    }
+}
