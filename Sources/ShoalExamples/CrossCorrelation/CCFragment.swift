@@ -80,7 +80,10 @@ public func ccSurrogateRange(start: Int, end: Int, seed: UInt64, trains: SpikeTr
 
     var original = [Double](repeating: 0, count: count * lags)
     var bands = [Double](repeating: 0, count: count * lags * 2)
-    var prefix = [Int32](repeating: 0, count: bins + 1)  // prefix[t] = #spikes of a before bin t
+    var padded = [Int32](repeating: 0, count: bins + 2 * maxlag + 2)
+    let longest = trains.spikes.reduce(0) { max($0, $1.count) }
+    var windowLow = [Int](repeating: 0, count: longest)
+    var windowWidth = [UInt64](repeating: 0, count: longest)
     var hist = [Int32](repeating: 0, count: nsurr * lags)  // hist[s * lags + lagIndex]
     var column = [Int32](repeating: 0, count: nsurr)
     var tally = [Int32](repeating: 0, count: 2 * nsurr + 64)
@@ -93,15 +96,19 @@ public func ccSurrogateRange(start: Int, end: Int, seed: UInt64, trains: SpikeTr
             let a = trains.spikes[pair.i]
             let b = trains.spikes[pair.j]
             if pair.i != currentI {
+                // padded[x] = #spikes of a before bin clamp(x - maxlag, 0, bins), for
+                // x in 0 ... bins + 2 * maxlag + 1: the spikes of a in [td - maxlag, td + maxlag]
+                // are a[padded[td] ..< padded[td + 2 * maxlag + 1]], with no clamping needed.
                 currentI = pair.i
                 var k: Int32 = 0
                 var next = 0
-                for t in 0 ... bins {
+                for x in 0 ..< padded.count {
+                    let t = min(max(x - maxlag, 0), bins)
                     while next < a.count && a[next] < t {
                         k += 1
                         next += 1
                     }
-                    prefix[t] = k
+                    padded[x] = k
                 }
             }
             original.withUnsafeMutableBufferPointer { out in
@@ -114,23 +121,35 @@ public func ccSurrogateRange(start: Int, end: Int, seed: UInt64, trains: SpikeTr
                 }
             }
 
+            // The clipped dither window of each spike of b is the same for every surrogate.
+            for (idx, t) in b.enumerated() {
+                let lo = max(t - dither, 0)
+                windowLow[idx] = lo
+                windowWidth[idx] = UInt64(min(t + dither, bins - 1) - lo + 1)
+            }
             var generator = Dither.generator(seed: seed, pair: p)
             hist.withUnsafeMutableBufferPointer { h in
                 h.update(repeating: 0)
-                prefix.withUnsafeBufferPointer { prefix in
+                padded.withUnsafeBufferPointer { padded in
                     a.withUnsafeBufferPointer { a in
-                        b.withUnsafeBufferPointer { b in
-                            let hp = h.baseAddress!
-                            for s in 0 ..< nsurr {
-                                let hs = hp + s * lags
-                                for t in b {
-                                    let td = Dither.dither(t, by: dither, bins: bins, generator: &generator)
-                                    var k = Int(prefix[max(td - maxlag, 0)])
-                                    let kEnd = Int(prefix[min(td + maxlag, bins - 1) + 1])
-                                    let base = td + maxlag
-                                    while k < kEnd {
-                                        hs[base - a[k]] += 1
-                                        k += 1
+                        windowLow.withUnsafeBufferPointer { windowLow in
+                            windowWidth.withUnsafeBufferPointer { windowWidth in
+                                let hp = h.baseAddress!
+                                let nb = b.count
+                                let upperOffset = 2 &* maxlag &+ 1
+                                for s in 0 ..< nsurr {
+                                    let hs = hp + s &* lags
+                                    for idx in 0 ..< nb {
+                                        // Dither.dither, with the window precomputed.
+                                        let offset = generator.next().multipliedFullWidth(by: windowWidth[idx]).high
+                                        let td = windowLow[idx] &+ Int(truncatingIfNeeded: offset)
+                                        var k = Int(padded[td])
+                                        let kEnd = Int(padded[td &+ upperOffset])
+                                        let base = td &+ maxlag
+                                        while k < kEnd {
+                                            hs[base &- a[k]] &+= 1
+                                            k &+= 1
+                                        }
                                     }
                                 }
                             }
