@@ -243,6 +243,8 @@ private func bruteCorrelogram(_ a: [Int], _ b: [Int], maxlag: Int) -> [Double] {
         #expect(try decoder.decode(CCFragment.self, from: encoder.encode(fragment)) == fragment)
         #expect(try decoder.decode(SpikeTrains.self, from: encoder.encode(trains)) == trains)
         #expect(try decoder.decode(CCParameters.self, from: encoder.encode(params)) == params)
+        let binned = trains.binned()
+        #expect(try decoder.decode(BinnedSpikeMatrix.self, from: encoder.encode(binned)) == binned)
         let m = Matrix(rows: 2, cols: 3, values: [1, -2.5, .pi, 0, 1e300, -0.0])
         let json = try encoder.encode(m)
         #expect(try decoder.decode(Matrix.self, from: json) == m)

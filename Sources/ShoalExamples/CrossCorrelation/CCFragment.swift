@@ -1,4 +1,4 @@
-import ShoalCore
+import Shoal
 
 /// The result of one `cc_surrogate_range` task: rows `range` of the two output arrays.
 public struct CCFragment: Codable, Sendable, Equatable, Hashable {

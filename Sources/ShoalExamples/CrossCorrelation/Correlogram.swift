@@ -1,4 +1,4 @@
-import ShoalCore
+import Shoal
 
 /// The cross-correlogram of two binned spike trains given as sorted bin-index lists.
 ///

@@ -1,4 +1,4 @@
-import ShoalCore
+import Shoal
 
 /// The two output arrays of the workflow (PyCOMPSs `cc_original`, `cc_surrs`).
 public struct CCResult: Codable, Sendable, Equatable, Hashable {

@@ -1,5 +1,5 @@
 import Foundation
-import ShoalCore
+import Shoal
 
 /// Binned binary spike trains of `N` neurons over `bins` time bins, stored sparsely: for every
 /// neuron, the strictly increasing list of bin indices holding a spike (a bin holds at most one
@@ -169,6 +169,8 @@ public struct SpikeTrainError: Error, Sendable, Equatable, CustomStringConvertib
 }
 
 /// The dense binned spike matrix: `neurons × bins` spike counts (0 or 1), row-major.
+///
+/// `Codable` form: `{"neurons": N, "bins": B, "counts": <Data>}` (one byte per bin).
 public struct BinnedSpikeMatrix: Codable, Sendable, Equatable, Hashable {
     /// Number of rows (neurons).
     public let neurons: Int
@@ -189,5 +191,28 @@ public struct BinnedSpikeMatrix: Codable, Sendable, Equatable, Hashable {
     public subscript(k: Int, t: Int) -> UInt8 {
         precondition(k >= 0 && k < neurons && t >= 0 && t < bins, "index (\(k), \(t)) outside \(neurons)×\(bins)")
         return counts[k * bins + t]
+    }
+
+    private enum CodingKeys: String, CodingKey { case neurons, bins, counts }
+
+    /// Decodes the compact form, checking the payload size.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let neurons = try c.decode(Int.self, forKey: .neurons)
+        let bins = try c.decode(Int.self, forKey: .bins)
+        let data = try c.decode(Data.self, forKey: .counts)
+        guard neurons >= 0, bins >= 0, let count = checkedProduct([neurons, bins]), data.count == count else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .counts, in: c, debugDescription: "\(data.count) bytes for \(neurons)×\(bins) counts")
+        }
+        self.init(neurons: neurons, bins: bins, counts: [UInt8](data))
+    }
+
+    /// Encodes the compact form.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(neurons, forKey: .neurons)
+        try c.encode(bins, forKey: .bins)
+        try c.encode(Data(counts), forKey: .counts)
     }
 }
