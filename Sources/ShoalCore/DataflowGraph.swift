@@ -25,7 +25,7 @@ public struct VersionID: Hashable, Sendable, Comparable, CustomStringConvertible
 }
 
 /// What happens when a task fails after its retries are used up (PyCOMPSs `on_failure`).
-public enum FailureAction: UInt8, Sendable, Hashable, Codable, CustomStringConvertible {
+public enum FailureAction: UInt8, Sendable, Hashable, Codable, CaseIterable, CustomStringConvertible {
     /// The workflow fails: dependants fail with the cause attached and no new task starts.
     case fail
     /// The failure is ignored: successors run; an `out` datum it should have written has no value,
@@ -41,6 +41,12 @@ public enum FailureAction: UInt8, Sendable, Hashable, Codable, CustomStringConve
         case .ignore: "ignore"
         case .cancelSuccessors: "cancel-successors"
         }
+    }
+
+    /// The action named `name` as written in workflow files (`fail`, `ignore`, `cancel-successors`).
+    public init?(name: String) {
+        guard let a = FailureAction.allCases.first(where: { $0.description == name }) else { return nil }
+        self = a
     }
 }
 

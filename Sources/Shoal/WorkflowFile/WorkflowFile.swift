@@ -112,16 +112,6 @@ public struct WorkflowFile: Sendable, Hashable {
     }
 }
 
-/// What to do when a task has failed and used up its retries.
-public enum FailurePolicy: String, Sendable, Hashable, CaseIterable {
-    /// Fail the task; its successors fail with the cause attached (the default).
-    case fail
-    /// Treat the failure as success: successors run and see the previous versions of its outputs.
-    case ignore
-    /// Cancel the task's successors; the rest of the workflow goes on.
-    case cancelSuccessors = "cancel-successors"
-}
-
 /// One task call of a workflow file, after `foreach` expansion.
 public struct TaskCall: Sendable, Hashable {
     /// What the task runs.
@@ -144,13 +134,13 @@ public struct TaskCall: Sendable, Hashable {
     /// How many times to retry after a failure (0 = run once).
     public var retries: Int
     /// What to do after the last failed attempt.
-    public var onFailure: FailurePolicy
+    public var onFailure: FailureAction
     /// The foreach bindings that produced this call, in declaration order (empty without foreach).
     public var bindings: [ForeachBinding]
 
     public init(
         name: String, location: SourceLocation, kind: Kind, accesses: [DataAccess], retries: Int = 0,
-        onFailure: FailurePolicy = .fail, bindings: [ForeachBinding] = []
+        onFailure: FailureAction = .fail, bindings: [ForeachBinding] = []
     ) {
         self.name = name
         self.location = location

@@ -346,11 +346,11 @@ private struct WorkflowFileParser {
             }
             retries = n
         }
-        var onFailure = FailurePolicy.fail
+        var onFailure = FailureAction.fail
         if let node = value("onFailure") {
             let text = try string(node, task: task, field: "onFailure")
-            guard let policy = FailurePolicy(rawValue: text) else {
-                let known = FailurePolicy.allCases.map(\.rawValue)
+            guard let policy = FailureAction(name: text) else {
+                let known = FailureAction.allCases.map(\.description)
                 let hint = WorkflowNames.closest(to: text, in: known).map { " (did you mean '\($0)'?)" } ?? ""
                 throw error(
                     .invalidValue, loc(node), task: task, field: "onFailure",
