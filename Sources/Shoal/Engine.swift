@@ -577,6 +577,8 @@ public enum ShoalError: Error, CustomStringConvertible, Equatable {
     case typeMismatch(name: String, expected: String, actual: String)
     /// A persistent object is not in the store.
     case notFound(name: String)
+    /// The run has no store (`RunOptions.store`), so nothing can be persisted or opened.
+    case noStore(operation: String)
 
     public var description: String {
         switch self {
@@ -586,6 +588,7 @@ public enum ShoalError: Error, CustomStringConvertible, Equatable {
         case .noValue(let datum): "datum \(datum) has no value: its writer failed and the failure was ignored"
         case .typeMismatch(let name, let expected, let actual): "'\(name)' holds \(actual), not \(expected)"
         case .notFound(let name): "no persistent object named '\(name)'"
+        case .noStore(let operation): "cannot \(operation): the run has no store (give RunOptions a data directory)"
         }
     }
 }

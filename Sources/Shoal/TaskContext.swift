@@ -122,5 +122,9 @@ public struct TaskContext {
 public struct TaskContextError: Error, CustomStringConvertible {
     public var task: String
     public var message: String
+    public init(task: String, message: String) {
+        self.task = task
+        self.message = message
+    }
     public var description: String { "task '\(task)' \(message)" }
 }

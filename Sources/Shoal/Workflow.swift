@@ -1,4 +1,5 @@
 import Foundation
+import ShoalStore
 import Synchronization
 
 /// A handle on a datum of a workflow: an initial value, a task's result, or a persistent object.
@@ -85,12 +86,16 @@ public struct Empty: Codable, Sendable, Hashable {
 /// are safe but their order, and so the dependences between them, is whatever order they arrive in.
 public final class Workflow: Sendable {
     let engine: Engine
-    let store: (any KeyValueShard)?
+    /// The shard persistent objects are written to and opened from, if the run has one.
+    public let store: (any KeyValueShard)?
+    /// The workflow's name (recorded with what it persists).
+    public let name: String?
     private let nextDatum = Mutex<UInt32>(0)
 
-    init(engine: Engine, store: (any KeyValueShard)?) {
+    init(engine: Engine, store: (any KeyValueShard)?, name: String?) {
         self.engine = engine
         self.store = store
+        self.name = name
     }
 
     // MARK: Data
@@ -226,10 +231,18 @@ public struct RunOptions: Sendable {
     public var runtime: RuntimeSettings
     /// Where persistent objects live (an LMDB shard), or nil for a run without persistence.
     public var store: (any KeyValueShard)?
+    /// The workflow's name, recorded with what it persists.
+    public var name: String?
 
-    public init(runtime: RuntimeSettings = RuntimeSettings(), store: (any KeyValueShard)? = nil) {
+    public init(runtime: RuntimeSettings = RuntimeSettings(), store: (any KeyValueShard)? = nil, name: String? = nil) {
         self.runtime = runtime
         self.store = store
+        self.name = name
+    }
+
+    /// Options whose store is the LMDB shard in `dataDirectory` (created if missing).
+    public init(runtime: RuntimeSettings = RuntimeSettings(), dataDirectory: String, name: String? = nil) throws {
+        self.init(runtime: runtime, store: try LMDBShard(directory: dataDirectory), name: name)
     }
 }
 
@@ -244,7 +257,7 @@ extension Shoal {
         let engine = Engine(settings: options.runtime)
         engine.start()
         defer { engine.shutdown() }
-        let workflow = Workflow(engine: engine, store: options.store)
+        let workflow = Workflow(engine: engine, store: options.store, name: options.name)
         let result: R
         do {
             result = try await program(workflow)

@@ -1,0 +1,80 @@
+import Foundation
+import ShoalStore
+
+/// How a persistent object is stored: its bytes in the shard's `values` table under its name, and
+/// a `PersistentObjectInfo` record under the same name in `versions`, written in one atomic batch.
+///
+/// Values are JSON (readable with `shoal kv get`, decodable from any language). Large numeric
+/// arrays (`Matrix`, `Tensor3`) encode their payload as one base64 block inside that JSON.
+public struct PersistentObjectInfo: Codable, Sendable, Hashable {
+    /// 1 for the first persist of the name, then one more each time it is overwritten.
+    public var version: Int
+    /// The Swift type that wrote it.
+    public var type: String
+    /// Size of the encoded value.
+    public var bytes: Int
+    /// Always "json" for now.
+    public var codec: String
+    /// The workflow that wrote it, if named.
+    public var writer: String?
+}
+
+public enum PersistentObjects {
+    static func key(_ name: String) -> [UInt8] { Array(name.utf8) }
+
+    /// Stores `value` under `name` (atomically with its metadata); returns the new version.
+    @discardableResult
+    public static func store<T: Encodable>(
+        _ value: T, as name: String, in shard: any KeyValueShard, writer: String? = nil
+    ) throws -> PersistentObjectInfo {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let bytes = Array(try encoder.encode(value))
+        let previous = try info(name, in: shard)
+        let info = PersistentObjectInfo(
+            version: (previous?.version ?? 0) + 1, type: String(reflecting: T.self), bytes: bytes.count, codec: "json",
+            writer: writer)
+        var batch = WriteBatch()
+        batch.put(key(name), bytes, in: .values)
+        batch.put(key(name), Array(try encoder.encode(info)), in: .versions)
+        try shard.apply(batch)
+        return info
+    }
+
+    /// The value stored under `name`, decoded as `T`.
+    public static func load<T: Decodable>(_ name: String, as type: T.Type, from shard: any KeyValueShard) throws -> T {
+        guard let bytes = try shard.get(key(name), in: .values) else { throw ShoalError.notFound(name: name) }
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(bytes))
+        } catch {
+            let stored = try info(name, in: shard)?.type ?? "unknown type"
+            throw ShoalError.typeMismatch(name: name, expected: "\(T.self)", actual: "\(stored) (\(error))")
+        }
+    }
+
+    /// The metadata of `name`, or nil when it was never persisted (or written by `shoal kv put`).
+    public static func info(_ name: String, in shard: any KeyValueShard) throws -> PersistentObjectInfo? {
+        guard let bytes = try shard.get(key(name), in: .versions) else { return nil }
+        return try JSONDecoder().decode(PersistentObjectInfo.self, from: Data(bytes))
+    }
+}
+
+extension Workflow {
+    /// Makes the value of `ref` (after every write submitted so far) a persistent object named
+    /// `name`: it outlives the run and another application can `open` it. Returns at once; the
+    /// write is a task of the workflow (so it runs when the value is ready, on a worker thread),
+    /// and its failure surfaces at `barrier()` like any task's.
+    public func persist<T: Codable & Sendable>(_ ref: DataRef<T>, as name: String) throws {
+        guard let store else { throw ShoalError.noStore(operation: "persist '\(name)'") }
+        let writer = self.name
+        submit(name: "persist:\(name)", [.in(ref)]) { context in
+            try PersistentObjects.store(try context.read(ref), as: name, in: store, writer: writer)
+        }
+    }
+
+    /// A datum holding the persistent object `name`, as stored by this or another application.
+    public func open<T: Codable & Sendable>(_ name: String, as type: T.Type = T.self) throws -> DataRef<T> {
+        guard let store else { throw ShoalError.noStore(operation: "open '\(name)'") }
+        return value(try PersistentObjects.load(name, as: T.self, from: store), name: name)
+    }
+}

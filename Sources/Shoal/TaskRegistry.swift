@@ -1,0 +1,62 @@
+import Foundation
+
+/// The tasks a peer can run, by name: what a workflow file's `task: name` refers to, and (with the
+/// cluster) what a peer advertises in gossip so it is only given tasks it can run.
+public struct TaskRegistry: Sendable {
+    struct Entry: Sendable {
+        /// Decodes the JSON arguments once and returns the body to run; the result (if any) is
+        /// written to parameter `resultSlot`.
+        var make: @Sendable (_ argsJSON: [UInt8], _ resultSlot: Int?) throws -> @Sendable (inout TaskContext) throws -> Void
+        var returnsValue: Bool
+    }
+
+    private var entries: [String: Entry] = [:]
+
+    public init() {}
+
+    /// Registers `task` under its name. A task with a result writes it to the last `out` datum of
+    /// a workflow-file call.
+    public mutating func register<Args, Result>(_ task: TaskDefinition<Args, Result>) {
+        precondition(entries[task.name] == nil, "task '\(task.name)' is registered twice")
+        let body = task.body
+        entries[task.name] = Entry(
+            make: { argsJSON, resultSlot in
+                let args = try JSONDecoder().decode(Args.self, from: Data(argsJSON))
+                return { context in
+                    let result = try body(args, &context)
+                    if let resultSlot { try context.setOutput(at: resultSlot, result) }
+                }
+            }, returnsValue: Result.self != Void.self)
+    }
+
+    /// The registered names, sorted.
+    public var names: [String] { entries.keys.sorted() }
+
+    public func contains(_ name: String) -> Bool { entries[name] != nil }
+
+    func entry(_ name: String) -> Entry? { entries[name] }
+}
+
+/// A datum of a workflow file: an immutable file holding one version's bytes.
+public struct FileValue: Sendable, Hashable {
+    public let path: String
+    public init(path: String) { self.path = path }
+
+    public func bytes() throws -> [UInt8] {
+        Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+    }
+}
+
+extension TaskContext {
+    /// The bytes of the parameter at `position`, for workflow-file data (a file, or bytes a
+    /// registered task produced).
+    public func inputBytes(at position: Int) throws -> [UInt8] {
+        if let f = try? input(at: position, as: FileValue.self) { return try f.bytes() }
+        return try input(at: position, as: [UInt8].self)
+    }
+
+    /// Sets the parameter at `position` to `bytes` (workflow-file data).
+    public mutating func setOutputBytes(at position: Int, _ bytes: [UInt8]) throws {
+        try setOutput(at: position, bytes)
+    }
+}
