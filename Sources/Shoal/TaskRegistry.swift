@@ -4,8 +4,8 @@ import Foundation
 /// cluster) what a peer advertises in gossip so it is only given tasks it can run.
 public struct TaskRegistry: Sendable {
     struct Entry: Sendable {
-        /// Decodes the JSON arguments once and returns the body to run; the result (if any) is
-        /// written to parameter `resultSlot`.
+        /// Decodes the JSON arguments once and returns the body to run; a task with a result writes
+        /// it to parameter `resultSlot`.
         var make: @Sendable (_ argsJSON: [UInt8], _ resultSlot: Int?) throws -> @Sendable (inout TaskContext) throws -> Void
         var returnsValue: Bool
     }
@@ -19,14 +19,16 @@ public struct TaskRegistry: Sendable {
     public mutating func register<Args, Result>(_ task: TaskDefinition<Args, Result>) {
         precondition(entries[task.name] == nil, "task '\(task.name)' is registered twice")
         let body = task.body
+        let returnsValue = Result.self != Void.self
         entries[task.name] = Entry(
             make: { argsJSON, resultSlot in
                 let args = try JSONDecoder().decode(Args.self, from: Data(argsJSON))
+                let slot = returnsValue ? resultSlot : nil
                 return { context in
                     let result = try body(args, &context)
-                    if let resultSlot { try context.setOutput(at: resultSlot, result) }
+                    if let slot { try context.setOutput(at: slot, result) }
                 }
-            }, returnsValue: Result.self != Void.self)
+            }, returnsValue: returnsValue)
     }
 
     /// The registered names, sorted.

@@ -133,9 +133,16 @@ public struct WorkflowRunner: Sendable {
                 for output in file.outputs {
                     guard let ref = refs[output.name] else { continue }
                     let target = outputDirectory.appendingPathComponent(output.name)
-                    let value: FileValue = try await wf.wait(on: ref)
                     try? FileManager.default.removeItem(at: target)
-                    try FileManager.default.copyItem(atPath: value.path, toPath: target.path)
+                    switch try await wf.engine.value(of: ref.datum) {
+                    case let file as FileValue:
+                        try FileManager.default.copyItem(atPath: file.path, toPath: target.path)
+                    case let bytes as [UInt8]:
+                        try Data(bytes).write(to: target)
+                    case let other:
+                        throw ShoalError.typeMismatch(
+                            name: output.name, expected: "a file or bytes", actual: "\(type(of: other))")
+                    }
                     try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: target.path)
                     written[output.name] = target.path
                 }

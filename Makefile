@@ -1,0 +1,42 @@
+# Shoal — quick start: `make demo` (installs what is missing, builds, runs the example) and `make test`.
+SWIFT ?= swift
+# Debian packages Shoal needs: the C libraries it links, pkg-config, and mdb_stat for checks.
+PACKAGES := liblmdb-dev libsodium-dev libzmq3-dev pkg-config lmdb-utils
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+BIN := .build/release/shoal
+
+.PHONY: all deps build demo test bench clean
+
+all: build
+
+## deps: install the Debian packages that are missing (apt-get), nothing if all are there
+deps:
+	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+## build: release build of the `shoal` command
+build: deps
+	$(SWIFT) build -c release --product shoal
+
+## demo: the cross-correlation example on this machine, results persisted in .shoal/data, NumPy files in out/demo
+demo: build
+	$(BIN) demo --export out/demo
+	@echo
+	$(BIN) run Examples/workflows/shout-twice.yaml --output-dir out/shout-twice
+
+## test: every test (Swift Testing), debug build
+test: deps
+	$(SWIFT) test
+
+## bench: the benchmarks recorded in the README
+bench: build
+	$(BIN) bench trivial
+	$(BIN) bench stencil --metg
+	$(BIN) bench memory
+	$(BIN) bench store
+
+clean:
+	rm -rf .build out .shoal
