@@ -44,11 +44,52 @@ public struct RunStatistics: Sendable, Hashable {
     public var versionsReleased = 0
 }
 
-/// A task as the runtime holds it until it runs: its name and its body.
-struct PendingTask: Sendable {
-    var name: String
-    var labels: [String]
-    var body: @Sendable (inout TaskContext) throws -> Void
+/// What every submission of one task shares: its name, the names of its data (for messages), and
+/// its body, which takes the submission's arguments type-erased.
+final class TaskInfo: Sendable {
+    let name: String
+    let labels: [String]
+    let run: @Sendable (_ args: any Sendable, _ context: inout TaskContext) throws -> Void
+
+    init(
+        name: String, labels: [String] = [],
+        run: @escaping @Sendable (_ args: any Sendable, _ context: inout TaskContext) throws -> Void
+    ) {
+        self.name = name
+        self.labels = labels
+        self.run = run
+    }
+
+    /// A task whose body is a closure given at submission (passed as its arguments).
+    static func closure(name: String, labels: [String] = []) -> TaskInfo {
+        TaskInfo(name: name, labels: labels) { args, context in
+            try (args as! @Sendable (inout TaskContext) throws -> Void)(&context)
+        }
+    }
+}
+
+/// A task as the runtime holds it until it runs: its shared `TaskInfo` and its arguments. The
+/// arguments sit inline in the existential when they fit in 3 words, so submitting a task
+/// allocates nothing of its own; no closure is made per task.
+///
+/// The `TaskInfo` is held unretained: the engine keeps every info it was given alive for the
+/// whole run (`Engine.submit` registers it). Every task of a definition shares one info, so
+/// retaining it per task would bounce its reference count between the cores on every hand-off.
+struct PendingTask: @unchecked Sendable {
+    var info: Unmanaged<TaskInfo>
+    var args: any Sendable
+
+    init(info: TaskInfo, args: any Sendable) {
+        self.info = .passUnretained(info)
+        self.args = args
+    }
+
+    var name: String { info._withUnsafeGuaranteedRef { $0.name } }
+    var labels: [String] { info._withUnsafeGuaranteedRef { $0.labels } }
+
+    func run(_ context: inout TaskContext) throws {
+        try info._withUnsafeGuaranteedRef { try $0.run(args, &context) }
+    }
 }
 
 struct Submission: Sendable {
@@ -67,6 +108,7 @@ struct Runnable {
 /// A task that ran, with what it produced, waiting to be recorded under the lock.
 struct Finished {
     var id: TaskID
+    var accesses: [ResolvedAccess]
     var inputs: [ValueBox?]
     var outputs: [Any?]
     var error: (any Error)?
@@ -106,6 +148,10 @@ final class Engine: @unchecked Sendable {
     struct SubmitBuffer {
         var items: [Submission] = []
         var lastFlush = ContinuousClock.Instant.now
+        /// Every `TaskInfo` submitted, kept alive until the engine ends (pending tasks hold them
+        /// unretained). Bounded by the number of distinct task definitions and workflow-file calls.
+        var infos: [ObjectIdentifier: TaskInfo] = [:]
+        var lastInfo: ObjectIdentifier?
     }
 
     init(settings: RuntimeSettings) {
@@ -144,8 +190,14 @@ final class Engine: @unchecked Sendable {
 
     // MARK: Submitting (any thread)
 
-    func submit(_ submission: Submission) {
+    /// Buffers a submission. `info` must be the submission's task info (kept alive from here on).
+    func submit(_ submission: Submission, info: TaskInfo) {
         let batch = buffer.withLock { b -> [Submission]? in
+            let id = ObjectIdentifier(info)
+            if b.lastInfo != id {
+                if b.infos[id] == nil { b.infos[id] = info }
+                b.lastInfo = id
+            }
             b.items.append(submission)
             let n = b.items.count
             if n >= settings.submitBatchMax { return take(&b) }
@@ -262,13 +314,13 @@ final class Engine: @unchecked Sendable {
                 resumes.removeAll(keepingCapacity: true)
                 for i in runnable.indices {
                     do {
-                        try runnable[i].task.body(&runnable[i].context)
+                        try runnable[i].task.run(&runnable[i].context)
                         finished.append(
                             Finished(
-                                id: runnable[i].id, inputs: runnable[i].context.inputs,
-                                outputs: runnable[i].context.outputs, error: nil))
+                                id: runnable[i].id, accesses: runnable[i].context.accesses,
+                                inputs: runnable[i].context.inputs, outputs: runnable[i].context.outputs, error: nil))
                     } catch {
-                        finished.append(Finished(id: runnable[i].id, inputs: [], outputs: [], error: error))
+                        finished.append(Finished(id: runnable[i].id, accesses: [], inputs: [], outputs: [], error: error))
                     }
                 }
                 runnable.removeAll(keepingCapacity: true)
@@ -457,7 +509,7 @@ struct EngineState {
             graph.fail(t, label: tasks[Int(t.raw)]?.name ?? "\(t)", message: "\(error)", into: &directives)
             return
         }
-        let accesses = graph.accesses(of: t)
+        let accesses = f.accesses
         if let i = accesses.indices.first(where: { accesses[$0].direction == .out && f.outputs[$0] == nil }) {
             let task = tasks[Int(t.raw)]
             let what = i < (task?.labels.count ?? 0) ? "'\(task!.labels[i])'" : "parameter \(i)"

@@ -53,17 +53,32 @@ public struct DataParameter: Sendable {
 /// it is submitted with through the `TaskContext`, and may return a result, which becomes a new
 /// datum (PyCOMPSs `returns=`).
 public struct TaskDefinition<Args: Codable & Sendable, Result: Sendable>: Sendable {
-    public let name: String
+    public var name: String { info.name }
     public let defaultPolicy: FailurePolicy
     let body: @Sendable (Args, inout TaskContext) throws -> Result
+    /// Shared by every submission: the body with its arguments type-erased. A result is written
+    /// to the last parameter, where `submit` puts the result datum.
+    let info: TaskInfo
 
     public init(
         _ name: String, policy: FailurePolicy = .default,
         _ body: @escaping @Sendable (Args, inout TaskContext) throws -> Result
     ) {
-        self.name = name
         defaultPolicy = policy
         self.body = body
+        let returnsValue = Result.self != Void.self
+        if let empty = Empty() as? Args {
+            // No arguments: skip the per-task cast from the existential.
+            info = TaskInfo(name: name) { _, context in
+                let result = try body(empty, &context)
+                if returnsValue { context.outputs[context.outputs.count - 1] = result }
+            }
+        } else {
+            info = TaskInfo(name: name) { args, context in
+                let result = try body(args as! Args, &context)
+                if returnsValue { context.outputs[context.outputs.count - 1] = result }
+            }
+        }
     }
 }
 
@@ -91,6 +106,8 @@ public final class Workflow: Sendable {
     /// The workflow's name (recorded with what it persists).
     public let name: String?
     private let nextDatum = Mutex<UInt32>(0)
+    /// One `TaskInfo` per name of closure tasks, so the engine keeps a bounded number of them.
+    private let closureInfos = Mutex<[String: TaskInfo]>([:])
 
     init(engine: Engine, store: (any KeyValueShard)?, name: String?) {
         self.engine = engine
@@ -131,12 +148,7 @@ public final class Workflow: Sendable {
         let result = DataRef<Result>(datum: newDatum(), name: nil)
         var accesses = parameters.map { (datum: $0.datum, direction: $0.direction) }
         accesses.append((result.datum, .out))
-        let slot = accesses.count - 1
-        let body = task.body
-        enqueue(task.name, accesses, policy ?? task.defaultPolicy) { context in
-            let r = try body(args, &context)
-            context.outputs[slot] = r
-        }
+        enqueue(task.info, accesses, policy ?? task.defaultPolicy, args: args)
         return result
     }
 
@@ -152,10 +164,7 @@ public final class Workflow: Sendable {
     public func submit<Args>(
         _ task: TaskDefinition<Args, Void>, _ args: Args, parameters: [DataParameter], policy: FailurePolicy? = nil
     ) {
-        let body = task.body
-        enqueue(task.name, parameters.map { ($0.datum, $0.direction) }, policy ?? task.defaultPolicy) { context in
-            try body(args, &context)
-        }
+        enqueue(task.info, parameters.map { ($0.datum, $0.direction) }, policy ?? task.defaultPolicy, args: args)
     }
 
     /// Submits a task without arguments or result.
@@ -168,17 +177,25 @@ public final class Workflow: Sendable {
         name: String, _ parameters: [DataParameter], policy: FailurePolicy = .default,
         _ body: @escaping @Sendable (inout TaskContext) throws -> Void
     ) {
-        enqueue(name, parameters.map { ($0.datum, $0.direction) }, policy, body)
+        let info = closureInfos.withLock { infos in
+            if let info = infos[name] { return info }
+            let info = TaskInfo.closure(name: name)
+            infos[name] = info
+            return info
+        }
+        enqueue(info, parameters.map { ($0.datum, $0.direction) }, policy, args: body)
     }
 
+    /// Submits a task: `info.run(args, context)` runs it.
     func enqueue(
-        _ name: String, _ accesses: [(datum: DatumID, direction: Direction)], _ policy: FailurePolicy,
-        labels: [String] = [], _ body: @escaping @Sendable (inout TaskContext) throws -> Void
+        _ info: TaskInfo, _ accesses: [(datum: DatumID, direction: Direction)], _ policy: FailurePolicy,
+        args: any Sendable
     ) {
         engine.submit(
             Submission(
-                accesses: Workflow.merged(accesses, task: name), policy: policy,
-                task: PendingTask(name: name, labels: labels, body: body)))
+                accesses: Workflow.merged(accesses, task: info.name), policy: policy,
+                task: PendingTask(info: info, args: args)),
+            info: info)
     }
 
     /// One entry per datum: a datum passed twice gets the combined direction (`in` + `out` = `inout`).
@@ -212,6 +229,12 @@ public final class Workflow: Sendable {
             throw ShoalError.typeMismatch(name: ref.description, expected: "\(T.self)", actual: "\(type(of: any))")
         }
         return value
+    }
+
+    /// Hands every buffered submission to the scheduler now, without waiting. Submissions are
+    /// buffered and handed over in batches; `wait(on:)` and `barrier()` flush by themselves.
+    public func flush() {
+        engine.flush()
     }
 
     /// Waits for every task submitted so far. Throws the failure that aborted the workflow, if any.

@@ -69,10 +69,63 @@ public struct FailurePolicy: Sendable, Hashable, Codable {
 public struct ResolvedAccess: Sendable, Hashable {
     public var datum: DatumID
     public var direction: Direction
+    // 16 bytes in all: a pending task's accesses are most of what it costs in memory.
+    private var readRaw: UInt32 = .max
+    private var writtenRaw: UInt32 = .max
+
+    public init(datum: DatumID, direction: Direction, read: VersionID?, written: VersionID?) {
+        self.datum = datum
+        self.direction = direction
+        self.read = read
+        self.written = written
+    }
+
     /// The version read, or `nil` for `out`.
-    public var read: VersionID?
+    public var read: VersionID? {
+        get { readRaw == .max ? nil : VersionID(raw: readRaw) }
+        set { readRaw = newValue?.raw ?? .max }
+    }
+
     /// The version written, or `nil` for `in`.
-    public var written: VersionID?
+    public var written: VersionID? {
+        get { writtenRaw == .max ? nil : VersionID(raw: writtenRaw) }
+        set { writtenRaw = newValue?.raw ?? .max }
+    }
+}
+
+/// Blocks of `ResolvedAccess` in power-of-two size classes inside one array, so a pending task's
+/// accesses cost 16 bytes each and no heap allocation of their own. Freed blocks are reused by
+/// the next task of the same class.
+struct AccessArena: Sendable {
+    private(set) var storage: [ResolvedAccess] = []
+    private var free: [[UInt32]] = Array(repeating: [], count: 33)
+
+    static func sizeClass(_ count: Int) -> Int {
+        count <= 1 ? 0 : Int.bitWidth - (count - 1).leadingZeroBitCount
+    }
+
+    /// Stores `accesses` and returns where they start.
+    mutating func store(_ accesses: [ResolvedAccess]) -> UInt32 {
+        guard !accesses.isEmpty else { return 0 }
+        let k = AccessArena.sizeClass(accesses.count)
+        let start: Int
+        if let reused = free[k].popLast() {
+            start = Int(reused)
+        } else {
+            start = storage.count
+            let filler = ResolvedAccess(datum: DatumID(raw: 0), direction: .in, read: nil, written: nil)
+            storage.append(contentsOf: repeatElement(filler, count: 1 << k))
+        }
+        for (i, a) in accesses.enumerated() { storage[start + i] = a }
+        return UInt32(start)
+    }
+
+    mutating func release(start: UInt32, count: Int) {
+        guard count > 0 else { return }
+        free[AccessArena.sizeClass(count)].append(start)
+    }
+
+    subscript(i: Int) -> ResolvedAccess { storage[i] }
 }
 
 /// A task's final state as reported to the shell.
@@ -159,7 +212,11 @@ public struct DataflowGraph: Sendable {
         var state: TaskState = .free
         var attempts: UInt16 = 0
         var policy = FailurePolicy.default
-        var accesses: [ResolvedAccess] = []
+        /// The task's accesses: `accessCount` entries of `arena` from `accessStart`.
+        var accessStart: UInt32 = 0
+        var accessCount: UInt16 = 0
+
+        var accessRange: Range<Int> { Int(accessStart)..<Int(accessStart) + Int(accessCount) }
     }
 
     enum VersionState: UInt8, Sendable {
@@ -198,6 +255,9 @@ public struct DataflowGraph: Sendable {
     public let settings: SchedulerSettings
     var tasks: [TaskSlot] = []
     var freeTasks: [UInt32] = []
+    var arena = AccessArena()
+    /// Reused by `submit` to resolve accesses without allocating.
+    var scratch: [ResolvedAccess] = []
     var versions: [VersionSlot] = []
     var freeVersions: [UInt32] = []
     var data: [DatumSlot] = []
@@ -221,7 +281,9 @@ public struct DataflowGraph: Sendable {
     public var freeSlots: Int { max(0, settings.slots - running) }
     public var hasRoomForSubmission: Bool { liveTasks < settings.maxLiveTasks }
     public func failure(_ id: FailureID) -> FailureRecord { failures[Int(id.raw)] }
-    public func accesses(of task: TaskID) -> [ResolvedAccess] { tasks[Int(task.raw)].accesses }
+    public func accesses(of task: TaskID) -> [ResolvedAccess] {
+        tasks[Int(task.raw)].accessRange.map { arena[$0] }
+    }
     public func policy(of task: TaskID) -> FailurePolicy { tasks[Int(task.raw)].policy }
     public func attempts(of task: TaskID) -> Int { Int(tasks[Int(task.raw)].attempts) }
 
@@ -307,8 +369,9 @@ public struct DataflowGraph: Sendable {
         let ti = Int(t.raw)
         tasks[ti].policy = policy
         liveTasks += 1
-        var resolved: [ResolvedAccess] = []
-        resolved.reserveCapacity(accesses.count)
+        var resolved = scratch
+        resolved.removeAll(keepingCapacity: true)
+        defer { scratch = resolved }
         var inputFailure: FailureID? = nil
         for (datum, direction) in accesses {
             ensureDatum(datum)
@@ -350,7 +413,9 @@ public struct DataflowGraph: Sendable {
             }
             resolved.append(access)
         }
-        tasks[ti].accesses = resolved
+        precondition(resolved.count <= Int(UInt16.max), "task \(t) has \(resolved.count) accesses")
+        tasks[ti].accessStart = arena.store(resolved)
+        tasks[ti].accessCount = UInt16(resolved.count)
         if let cause = inputFailure ?? abortCause {
             cancel(t, cause: cause, into: &out)
         } else if tasks[ti].unmet == 0 {
@@ -424,7 +489,8 @@ public struct DataflowGraph: Sendable {
             FailureRecord(task: label, message: message, attempts: Int(tasks[ti].attempts)))
         switch policy.action {
         case .ignore:
-            for a in tasks[ti].accesses {
+            for i in tasks[ti].accessRange {
+                let a = arena[i]
                 if let w = a.written, let r = a.read {
                     out.append(.passThrough(from: r, to: w))
                 }
@@ -533,16 +599,16 @@ public struct DataflowGraph: Sendable {
     /// A task whose inputs are all available: take its commutative locks or wait for them.
     mutating func becomeRunnable(_ t: TaskID, into out: inout [Directive]) {
         let ti = Int(t.raw)
-        for a in tasks[ti].accesses where a.direction == .commutative {
-            let di = Int(a.datum.raw)
+        for i in tasks[ti].accessRange where arena[i].direction == .commutative {
+            let di = Int(arena[i].datum.raw)
             if let holder = data[di].lockHolder, holder != t {
                 tasks[ti].state = .lockWait
                 data[di].lockWaiters.append(t)
                 return
             }
         }
-        for a in tasks[ti].accesses where a.direction == .commutative {
-            data[Int(a.datum.raw)].lockHolder = t
+        for i in tasks[ti].accessRange where arena[i].direction == .commutative {
+            data[Int(arena[i].datum.raw)].lockHolder = t
         }
         tasks[ti].state = .ready
         readyQueue.append(t)
@@ -551,8 +617,8 @@ public struct DataflowGraph: Sendable {
 
     /// Releases `t`'s commutative locks and lets the next waiter of each try again.
     mutating func releaseLocks(of t: TaskID, into out: inout [Directive]) {
-        for a in tasks[Int(t.raw)].accesses where a.direction == .commutative {
-            let di = Int(a.datum.raw)
+        for i in tasks[Int(t.raw)].accessRange where arena[i].direction == .commutative {
+            let di = Int(arena[i].datum.raw)
             guard data[di].lockHolder == t else { continue }
             data[di].lockHolder = nil
             while data[di].lockHolder == nil, data[di].lockWaitHead < data[di].lockWaiters.count {
@@ -577,7 +643,8 @@ public struct DataflowGraph: Sendable {
     /// (marking them failed with `failure` when given).
     mutating func finishAccesses(of t: TaskID, failure: FailureID?, into out: inout [Directive]) {
         releaseLocks(of: t, into: &out)
-        for a in tasks[Int(t.raw)].accesses {
+        for i in tasks[Int(t.raw)].accessRange {
+            let a = arena[i]
             if let w = a.written {
                 let wi = Int(w.raw)
                 versions[wi].pendingWriters -= 1
@@ -624,6 +691,7 @@ public struct DataflowGraph: Sendable {
 
     mutating func freeSlot(_ t: TaskID) {
         let ti = Int(t.raw)
+        arena.release(start: tasks[ti].accessStart, count: Int(tasks[ti].accessCount))
         tasks[ti] = TaskSlot()
         freeTasks.append(t.raw)
     }

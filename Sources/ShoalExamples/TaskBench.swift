@@ -163,3 +163,65 @@ public enum TaskBench {
         return exp(log(a.granularityMicros) + f * (log(b.granularityMicros) - log(a.granularityMicros)))
     }
 }
+
+/// Memory held per pending task: a gate task blocks, `count` tasks that read its output are
+/// submitted (so every one of them is pending), and the growth of the resident set is divided by
+/// `count`. Then the gate opens and the time to drain them is measured.
+public enum PendingMemoryBench {
+    public struct Result: Sendable {
+        public var tasks: Int
+        public var bytesPerTask: Double
+        public var submitSeconds: Double
+        public var drainSeconds: Double
+    }
+
+    static let noop = TaskDefinition<Empty, Void>("pending.noop") { _ in }
+    static let withArgument = TaskDefinition<Int, Void>("pending.withArgument") { _, _ in }
+
+    /// Resident set size of this process in bytes (Linux `/proc/self/statm`).
+    public static func residentBytes() -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+        let fields = text.split(separator: " ")
+        guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+
+    /// `withArguments`: each task carries an `Int` argument (so it holds a closure context of its
+    /// own), instead of being a task without arguments, which shares one body.
+    public static func run(count: Int, withArguments: Bool = false, runtime: RuntimeSettings = RuntimeSettings())
+        async throws -> Result
+    {
+        let gate = DispatchSemaphore(value: 0)
+        let clock = ContinuousClock()
+        var result = Result(tasks: count, bytesPerTask: 0, submitSeconds: 0, drainSeconds: 0)
+        var runtime = runtime
+        runtime.maxLiveTasks = max(runtime.maxLiveTasks, count + 1)
+        try await Shoal.run(RunOptions(runtime: runtime)) { wf in
+            let opened = wf.placeholder(Int.self, name: "gate")
+            wf.submit(name: "gate", [.out(opened)]) { context in
+                gate.wait()
+                try context.setOutput(at: 0, 1)
+            }
+            wf.flush()
+            let before = residentBytes()
+            let start = clock.now
+            if withArguments {
+                for i in 0..<count { wf.submit(withArgument, i, .in(opened)) }
+            } else {
+                for _ in 0..<count { wf.submit(noop, .in(opened)) }
+            }
+            wf.flush()
+            result.submitSeconds = seconds(clock.now - start)
+            result.bytesPerTask = Double(residentBytes() - before) / Double(count)
+            let drain = clock.now
+            gate.signal()
+            try await wf.barrier()
+            result.drainSeconds = seconds(clock.now - drain)
+        }
+        return result
+    }
+
+    static func seconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+    }
+}

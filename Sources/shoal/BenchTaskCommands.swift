@@ -64,3 +64,20 @@ struct BenchStencil: AsyncParsableCommand {
 }
 
 func format(_ x: Double, _ decimals: Int) -> String { String(format: "%.\(decimals)f", x) }
+
+/// `shoal bench memory`: bytes held per pending task.
+struct BenchMemory: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "memory", abstract: "Memory per pending task: a million tasks blocked behind one gate.")
+
+    @Option(help: "Pending tasks.") var tasks = 1_000_000
+
+    func run() async throws {
+        for withArguments in [false, true] {
+            let r = try await PendingMemoryBench.run(count: tasks, withArguments: withArguments)
+            let kind = withArguments ? "tasks with an Int argument" : "tasks without arguments"
+            print("\(r.tasks) pending \(kind), each reading one datum: \(format(r.bytesPerTask, 1)) bytes per pending task (resident set growth)")
+            print("  submitted in \(format(r.submitSeconds * 1000, 1)) ms (\(format(Double(r.tasks) / r.submitSeconds / 1e6, 2)) M/s), drained in \(format(r.drainSeconds * 1000, 1)) ms (\(format(Double(r.tasks) / r.drainSeconds / 1e6, 2)) M/s)")
+        }
+    }
+}

@@ -122,7 +122,9 @@ public struct WorkflowRunner: Sendable {
                     let resultSlot = call.accesses.lastIndex { $0.direction == .out }
                     body = try registry.entry(name)!.make(argsJSON, resultSlot)
                 }
-                wf.enqueue(call.name, parameters.map { ($0.datum, $0.direction) }, policy, labels: labels, body)
+                wf.enqueue(
+                    .closure(name: call.name, labels: labels), parameters.map { ($0.datum, $0.direction) }, policy,
+                    args: body)
             }
             try await wf.barrier()
             progress?(wf.statistics, file.tasks.count)
