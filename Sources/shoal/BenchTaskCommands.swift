@@ -38,6 +38,7 @@ struct BenchStencil: AsyncParsableCommand {
     @Option(help: "Efficiency threshold for METG.") var threshold = 0.5
     @Option(help: "Worker threads (default: cores).") var workers = ProcessInfo.processInfo.activeProcessorCount
     @Option(help: "Pattern: stencil_1d, no_comm, trivial.") var pattern = "stencil_1d"
+    @Option(help: "Runs per granularity with --metg (the fastest counts).") var repeats = 3
 
     func run() async throws {
         guard let p = TaskBench.Pattern(rawValue: pattern) else {
@@ -51,7 +52,7 @@ struct BenchStencil: AsyncParsableCommand {
         }
         print("\(p.rawValue) width \(width) steps \(steps), \(workers) workers; sweeping granularity")
         print("iterations  granularity(µs)  efficiency  tasks/s")
-        let r = try await TaskBench.metg(pattern: p, width: width, steps: steps, threshold: threshold, runtime: runtime) { pt in
+        let r = try await TaskBench.metg(pattern: p, width: width, steps: steps, threshold: threshold, runtime: runtime, repeats: repeats) { pt in
             print("\(String(pt.iterations).padding(toLength: 10, withPad: " ", startingAt: 0))  \(format(pt.granularityMicros, 2).padding(toLength: 15, withPad: " ", startingAt: 0))  \(format(pt.efficiency * 100, 1).padding(toLength: 10, withPad: " ", startingAt: 0))  \(format(pt.tasksPerSecond, 0))")
         }
         print("kernel: \(format(r.nsPerIteration, 3)) ns per iteration")
