@@ -96,6 +96,40 @@ struct CLITests {
         #expect(r.stderr.contains("kaput-on-stderr"), "stderr: \(r.stderr)")
     }
 
+    @Test func aCommandOverTheTimeoutIsKilled() throws {
+        let dir = try ScratchDirectory("cli-timeout")
+        defer { dir.remove() }
+        let path = try write(
+            """
+            name: slow
+            tasks:
+              - name: nap
+                exec: "sleep 30; echo > {out:x}"
+            """, "slow.yaml", in: dir)
+        let start = Date()
+        let r = try ChildProcess.shoal(["run", path, "--timeout", "0.5"], timeoutSeconds: 20)
+        #expect(r.status == 1, "stderr: \(r.stderr)")
+        #expect(r.stderr.contains("task 'nap'"), "stderr: \(r.stderr)")
+        #expect(r.stderr.contains("timed out after 0.5 s"), "stderr: \(r.stderr)")
+        #expect(Date().timeIntervalSince(start) < 10)
+    }
+
+    @Test func graphRejectsAMalformedFile() throws {
+        let dir = try ScratchDirectory("cli-graph-bad")
+        defer { dir.remove() }
+        let path = try write(
+            """
+            name: bad
+            tasks:
+              - name: a
+                exec: "cat {in:nothing} > {out:x}"
+            """, "bad.yaml", in: dir)
+        let r = try ChildProcess.shoal(["graph", path])
+        #expect(r.status == 2, "stderr: \(r.stderr)")
+        #expect(r.stdout.isEmpty)
+        #expect(r.stderr.hasPrefix("error: \(path):4:11: task 'a': undefined datum 'nothing'"), "stderr: \(r.stderr)")
+    }
+
     @Test func runWritesTheOutputs() throws {
         let dir = try ScratchDirectory("cli-run")
         defer { dir.remove() }
