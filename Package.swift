@@ -41,7 +41,7 @@ let package = Package(
 
         .testTarget(name: "ShoalCoreTests", dependencies: ["ShoalCore"], swiftSettings: strict),
         .testTarget(name: "ShoalStoreTests", dependencies: ["ShoalStore", "shoal"], swiftSettings: strict),
-        .testTarget(name: "ShoalTests", dependencies: ["Shoal", "shoal"], swiftSettings: strict),
+        .testTarget(name: "ShoalTests", dependencies: ["Shoal", "ShoalExamples", "shoal"], swiftSettings: strict),
         .testTarget(name: "ShoalExamplesTests", dependencies: ["ShoalExamples"], swiftSettings: strict),
     ]
 )

@@ -64,17 +64,30 @@ extension Workflow {
     /// `name`: it outlives the run and another application can `open` it. Returns at once; the
     /// write is a task of the workflow (so it runs when the value is ready, on a worker thread),
     /// and its failure surfaces at `barrier()` like any task's.
+    ///
+    /// Persists and opens of one name are ordered as the program wrote them: each accesses a datum
+    /// that stands for the stored object (`inout` for a persist, `in` for an open), so the last
+    /// persist of a name is the one that stays.
     public func persist<T: Codable & Sendable>(_ ref: DataRef<T>, as name: String) throws {
         guard let store else { throw ShoalError.noStore(operation: "persist '\(name)'") }
         let writer = self.name
-        submit(name: "persist:\(name)", [.in(ref)]) { context in
+        let stored = storedObject(name)
+        submit(name: "persist:\(name)", [.in(ref), .inout(stored)]) { context in
             try PersistentObjects.store(try context.read(ref), as: name, in: store, writer: writer)
         }
     }
 
     /// A datum holding the persistent object `name`, as stored by this or another application.
+    /// When this workflow persists `name` earlier, the value is read after that persist is written.
     public func open<T: Codable & Sendable>(_ name: String, as type: T.Type = T.self) throws -> DataRef<T> {
         guard let store else { throw ShoalError.noStore(operation: "open '\(name)'") }
-        return value(try PersistentObjects.load(name, as: T.self, from: store), name: name)
+        guard let stored = persistedInThisRun(name) else {
+            return value(try PersistentObjects.load(name, as: T.self, from: store), name: name)
+        }
+        let result = placeholder(T.self, name: name)
+        submit(name: "open:\(name)", [.in(stored), .out(result)]) { context in
+            try context.write(result, try PersistentObjects.load(name, as: T.self, from: store))
+        }
+        return result
     }
 }

@@ -108,6 +108,23 @@ public final class Workflow: Sendable {
     private let nextDatum = Mutex<UInt32>(0)
     /// One `TaskInfo` per name of closure tasks, so the engine keeps a bounded number of them.
     private let closureInfos = Mutex<[String: TaskInfo]>([:])
+    /// For each persistent object this run persists: the datum that orders its persists and opens.
+    private let storedObjects = Mutex<[String: DataRef<Empty>]>([:])
+
+    /// The datum standing for the stored object `name` (created, with no value to read, on first use).
+    func storedObject(_ name: String) -> DataRef<Empty> {
+        storedObjects.withLock { objects in
+            if let ref = objects[name] { return ref }
+            let ref = DataRef<Empty>(datum: newDatum(), name: "stored:\(name)")
+            engine.define(ref.datum, value: Empty())
+            objects[name] = ref
+            return ref
+        }
+    }
+
+    func persistedInThisRun(_ name: String) -> DataRef<Empty>? {
+        storedObjects.withLock { $0[name] }
+    }
 
     init(engine: Engine, store: (any KeyValueShard)?, name: String?) {
         self.engine = engine

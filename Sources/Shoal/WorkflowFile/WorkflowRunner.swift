@@ -74,6 +74,7 @@ public struct WorkflowRunner: Sendable {
         let files = VersionFiles(directory: versions)
         let clock = ContinuousClock()
         let start = clock.now
+        let startDate = Date()
         var options = self.options
         options.name = options.name ?? file.name
         let file = self.file
@@ -158,7 +159,7 @@ public struct WorkflowRunner: Sendable {
                 outputs: written, failures: wf.failures.map { "task '\($0.task)': \($0.message)" })
         }
         if let store = options.store {
-            try RunRecords.record(report, in: store)
+            try RunRecords.record(report, startedAt: startDate, in: store)
         }
         return report
     }
@@ -269,12 +270,19 @@ final class VersionFiles: Sendable {
     }
 }
 
-/// Records of finished runs in the shard's `workflows` table, keyed `<workflow>/<start time>`.
+/// Records of finished runs in the shard's `workflows` table, keyed
+/// `<workflow>/<start time, ISO 8601 with milliseconds>-<process id>-<run number>`, so runs never
+/// overwrite each other's records.
 public enum RunRecords {
-    public static func record(_ report: WorkflowRunner.Report, in store: any KeyValueShard) throws {
+    private static let runs = Atomic<Int>(0)
+
+    public static func record(_ report: WorkflowRunner.Report, startedAt start: Date, in store: any KeyValueShard) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        let stamp = ISO8601DateFormatter().string(from: Date())
-        try store.put(Array("\(report.workflow)/\(stamp)".utf8), Array(try encoder.encode(report)), in: .workflows)
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let n = runs.add(1, ordering: .relaxed).newValue
+        let key = "\(report.workflow)/\(formatter.string(from: start))-\(ProcessInfo.processInfo.processIdentifier)-\(n)"
+        try store.put(Array(key.utf8), Array(try encoder.encode(report)), in: .workflows)
     }
 }
