@@ -20,6 +20,10 @@ public struct RuntimeSettings: Sendable, Hashable {
     public var idleFlushMicros: Int = 20
     /// How long an idle worker spins (yielding the core) looking for work before it sleeps.
     public var spinMicros: Int = 50
+    /// A worker whose recent tasks took longer than this on average takes one task at a time, so
+    /// no worker sits on a batch of long tasks while another idles (batches only pay off for
+    /// tasks shorter than a lock hand-off is long).
+    public var coarseTaskMicros: Int = 20
 
     public init(
         workers: Int = ProcessInfo.processInfo.activeProcessorCount, takeBatchMax: Int = 64,
@@ -157,7 +161,11 @@ final class Engine: @unchecked Sendable {
     init(settings: RuntimeSettings) {
         self.settings = settings
         state = EngineState(
-            graph: DataflowGraph(settings: SchedulerSettings(slots: settings.workers, maxLiveTasks: settings.maxLiveTasks)),
+            // A worker runs its batch one task after another, so the graph may hand out up to a
+            // full batch per worker.
+            graph: DataflowGraph(
+                settings: SchedulerSettings(
+                    slots: settings.workers * settings.takeBatchMax, maxLiveTasks: settings.maxLiveTasks)),
             workers: settings.workers, takeBatchMax: settings.takeBatchMax)
         workAvailable = .init(lock)
         roomAvailable = .init(lock)
@@ -304,14 +312,19 @@ final class Engine: @unchecked Sendable {
         var runnable: [Runnable] = []
         var finished: [Finished] = []
         var resumes: [() -> Void] = []
+        /// Moving average of this worker's recent task durations, in nanoseconds.
+        var averageTaskNanos = 0.0
+        let coarse = Double(settings.coarseTaskMicros) * 1000
         lock.lock()
         while true {
-            state.step(recording: &finished, taking: &runnable, resumes: &resumes)
+            let limit = averageTaskNanos > coarse ? 1 : settings.takeBatchMax
+            state.step(recording: &finished, taking: &runnable, limit: limit, resumes: &resumes)
             wake()
             if !runnable.isEmpty || !resumes.isEmpty {
                 lock.unlock()
                 for r in resumes { r() }
                 resumes.removeAll(keepingCapacity: true)
+                let started = clock.now
                 for i in runnable.indices {
                     do {
                         try runnable[i].task.run(&runnable[i].context)
@@ -323,6 +336,11 @@ final class Engine: @unchecked Sendable {
                         finished.append(Finished(id: runnable[i].id, accesses: [], inputs: [], outputs: [], error: error))
                     }
                 }
+                if !runnable.isEmpty {
+                    let nanos = Double((clock.now - started).components.attoseconds) * 1e-9
+                        + Double((clock.now - started).components.seconds) * 1e9
+                    averageTaskNanos = 0.75 * averageTaskNanos + 0.25 * nanos / Double(runnable.count)
+                }
                 runnable.removeAll(keepingCapacity: true)
                 lock.lock()
                 continue
@@ -330,7 +348,10 @@ final class Engine: @unchecked Sendable {
             if state.shuttingDown { break }
             state.idleWorkers += 1
             idleHint.store(state.idleWorkers, ordering: .relaxed)
-            if !spinForWork(), state.graph.readyCount == 0, !state.shuttingDown {
+            // Spin only when nothing is ready; ready tasks this worker could not take (every slot
+            // handed out) come back with a wake-up when a slot frees.
+            let ready = state.graph.readyCount > 0
+            if ready || !spinForWork(), !state.shuttingDown {
                 workAvailable.wait()
             }
             state.idleWorkers -= 1
@@ -441,13 +462,14 @@ struct EngineState {
     /// A worker's step: records what it finished, settles the directives, takes its share of the
     /// ready queue.
     mutating func step(
-        recording finished: inout [Finished], taking runnable: inout [Runnable], resumes: inout [() -> Void]
+        recording finished: inout [Finished], taking runnable: inout [Runnable], limit: Int,
+        resumes: inout [() -> Void]
     ) {
         for f in finished { record(f) }
         finished.removeAll(keepingCapacity: true)
         taken.removeAll(keepingCapacity: true)
         let share = max(1, (graph.readyCount + workers - 1) / workers)
-        graph.take(max: min(takeBatchMax, share), into: &taken)
+        graph.take(max: min(limit, share), into: &taken)
         for t in taken { runnable.append(prepare(t)) }
         settle(&resumes)
         if graph.readyCount > 0, idleWorkers > 0 { wakeups.workers = max(wakeups.workers, 1) }
