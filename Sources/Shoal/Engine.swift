@@ -374,7 +374,7 @@ struct EngineState {
         }
         switch graph.status(of: v) {
         case .available:
-            c.resume(returning: values[Int(v.raw)])
+            c.resume(returning: box(v))
             graph.unpin(v, into: &directives)
         case .failed(let f):
             c.resume(throwing: failureError(f))
@@ -424,23 +424,23 @@ struct EngineState {
                 switch a.direction {
                 case .commutative:
                     let w = a.written!
-                    if let cell = values[Int(w.raw)] {
+                    if let cell = box(w) {
                         // A later member of the group reads the group's value.
-                        if mayConsume { values[Int(w.raw)] = nil }
+                        if mayConsume { clearValue(at: w) }
                         inputs.append(cell)
                     } else {
-                        inputs.append(values[Int(r.raw)])
+                        inputs.append(box(r))
                     }
                 case .concurrent:
                     // Members share one instance: the group's value is the base value.
                     let w = a.written!
-                    if values[Int(w.raw)] == nil { setValue(values[Int(r.raw)], at: w) }
-                    inputs.append(values[Int(w.raw)])
+                    if box(w) == nil { setValue(box(r), at: w) }
+                    inputs.append(box(w))
                 case .inout where mayConsume && graph.hasSoleReader(r):
-                    inputs.append(values[Int(r.raw)])
-                    values[Int(r.raw)] = nil
+                    inputs.append(box(r))
+                    clearValue(at: r)
                 default:
-                    inputs.append(values[Int(r.raw)])
+                    inputs.append(box(r))
                 }
             }
         }
@@ -470,7 +470,7 @@ struct EngineState {
                 setValue(ValueBox(out), at: w)
             } else if a.direction != .concurrent, let r = a.read {
                 // Left unchanged: the new version holds the value the task read.
-                setValue(f.inputs[i] ?? values[Int(r.raw)], at: w)
+                setValue(f.inputs[i] ?? box(r), at: w)
             }
         }
         graph.complete(t, into: &directives)
@@ -497,9 +497,9 @@ struct EngineState {
                 newlyReady += 1
             case .versionAvailable(let v):
                 if let ws = waiters.removeValue(forKey: v.raw) {
-                    let box = values[Int(v.raw)]
+                    let cell = box(v)
                     for w in ws {
-                        resumes.append { w.resume(returning: box) }
+                        resumes.append { w.resume(returning: cell) }
                         graph.unpin(v, into: &directives)
                     }
                 }
@@ -512,10 +512,10 @@ struct EngineState {
                     }
                 }
             case .releaseVersion(let v):
-                values[Int(v.raw)] = nil
+                clearValue(at: v)
                 stats.versionsReleased += 1
             case .passThrough(let from, let to):
-                if values[Int(to.raw)] == nil { setValue(values[Int(from.raw)], at: to) }
+                if box(to) == nil { setValue(box(from), at: to) }
             case .retrying:
                 stats.retried += 1
             case .finished(let t, let outcome):
@@ -551,6 +551,17 @@ struct EngineState {
         let i = Int(t.raw)
         if i >= tasks.count { tasks.append(contentsOf: repeatElement(nil, count: i + 1 - tasks.count)) }
         tasks[i] = task
+    }
+
+    /// The box of version `v`, or nil if it has none yet (`values` grows only when a value is set).
+    func box(_ v: VersionID) -> ValueBox? {
+        let i = Int(v.raw)
+        return i < values.count ? values[i] : nil
+    }
+
+    mutating func clearValue(at v: VersionID) {
+        let i = Int(v.raw)
+        if i < values.count { values[i] = nil }
     }
 
     mutating func setValue(_ box: ValueBox?, at v: VersionID) {
