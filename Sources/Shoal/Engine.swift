@@ -393,11 +393,13 @@ struct EngineState {
     ) {
         for f in finished { record(f) }
         finished.removeAll(keepingCapacity: true)
+        // Carry out the directives before preparing tasks: a `.passThrough` gives a version the
+        // value the tasks made ready by the same failure are about to read.
+        settle(&resumes)
         taken.removeAll(keepingCapacity: true)
         let share = max(1, (graph.readyCount + workers - 1) / workers)
         graph.take(max: min(takeBatchMax, share), into: &taken)
         for t in taken { runnable.append(prepare(t)) }
-        settle(&resumes)
         if graph.readyCount > 0, idleWorkers > 0 { wakeups.workers = max(wakeups.workers, 1) }
     }
 
