@@ -126,6 +126,9 @@ public final class Workflow: Sendable {
         let result = DataRef<Result>(datum: newDatum(), name: nil)
         var accesses = parameters.map { (datum: $0.datum, direction: $0.direction) }
         accesses.append((result.datum, .out))
+        // The result's position among the accesses the task runs with, after a datum passed
+        // twice is merged into one access.
+        accesses = Workflow.merged(accesses, task: task.name)
         let slot = accesses.count - 1
         let body = task.body
         enqueue(task.name, accesses, policy ?? task.defaultPolicy) { context in
