@@ -184,6 +184,10 @@ final class Engine: @unchecked Sendable {
             next = state.submit(batch, from: next, resumes: &resumes)
             if next < batch.count {
                 state.submitterWaiting = true
+                // Wake workers for what was just submitted before sleeping: room is only made
+                // by them, and they may all be asleep.
+                state.settle(&resumes)
+                wake()
                 roomAvailable.wait()
             }
         }
