@@ -236,6 +236,23 @@ private let cancelSuccessors = FailurePolicy(retries: 0, action: .cancelSuccesso
         #expect(readied(ds) == [c2])
     }
 
+    @Test func aMemberJoiningAfterTheOthersFinishedStillReadsTheGroupsBase() {
+        var m = Machine()
+        let v0 = m.define(0)
+        let c1 = m.task([(0, .commutative)])
+        #expect(m.take() == [c1])
+        #expect(released(m.complete(c1)).isEmpty)  // the group is open: v0 may gain a member
+        let (c2, ds) = m.submit([(0, .commutative)])
+        #expect(readied(ds) == [c2])
+        #expect(m.read(c2, 0) == v0)
+        #expect(m.graph.status(of: v0) == .available)
+        #expect(m.take() == [c2])
+        m.complete(c2)
+        // Closing the group releases the base.
+        let (_, rDs) = m.submit([(0, .in)])
+        #expect(released(rDs) == [v0])
+    }
+
     @Test func concurrentGroupMembersCanBeTakenTogether() {
         var m = Machine()
         _ = m.define(0)
