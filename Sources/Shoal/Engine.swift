@@ -111,7 +111,11 @@ final class Engine: @unchecked Sendable {
     init(settings: RuntimeSettings) {
         self.settings = settings
         state = EngineState(
-            graph: DataflowGraph(settings: SchedulerSettings(slots: settings.workers, maxLiveTasks: settings.maxLiveTasks)),
+            // A worker holds a whole batch as running, so the graph needs a slot for every task
+            // of every worker's batch; the worker threads bound how many run at once.
+            graph: DataflowGraph(
+                settings: SchedulerSettings(
+                    slots: settings.workers * settings.takeBatchMax, maxLiveTasks: settings.maxLiveTasks)),
             workers: settings.workers, takeBatchMax: settings.takeBatchMax)
         workAvailable = .init(lock)
         roomAvailable = .init(lock)
