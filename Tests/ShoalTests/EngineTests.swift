@@ -314,7 +314,9 @@ private let double = TaskDefinition<DataRef<Int>, Void>("double") { x, context i
                     _ = probe.enter()
                     defer { probe.leave() }
                     // Stay until another member runs too (bounded, so a serial engine fails fast).
-                    _ = poll(seconds: 2) { probe.maxInside.load(ordering: .sequentiallyConsistent) >= 2 }
+                    if !poll(seconds: 2, { probe.maxInside.load(ordering: .sequentiallyConsistent) >= 2 }) {
+                        probe.count.add(1, ordering: .sequentiallyConsistent)
+                    }
                     try context.read(tally).n.add(1, ordering: .sequentiallyConsistent)
                 }
             }
@@ -326,6 +328,8 @@ private let double = TaskDefinition<DataRef<Int>, Void>("double") { x, context i
         }
         #expect(count == 20)
         #expect(overlapped)
+        // No member waited in vain for a partner: the members did not run one after the other.
+        #expect(probe.count.load(ordering: .sequentiallyConsistent) == 0)
     }
 
     // MARK: Scheduling
