@@ -161,8 +161,8 @@ final class Engine: @unchecked Sendable {
     init(settings: RuntimeSettings) {
         self.settings = settings
         state = EngineState(
-            // A worker runs its batch one task after another, so the graph may hand out up to a
-            // full batch per worker.
+            // A worker holds a whole batch as running, so the graph needs a slot for every task
+            // of every worker's batch; the worker threads bound how many run at once.
             graph: DataflowGraph(
                 settings: SchedulerSettings(
                     slots: settings.workers * settings.takeBatchMax, maxLiveTasks: settings.maxLiveTasks)),
@@ -244,6 +244,10 @@ final class Engine: @unchecked Sendable {
             next = state.submit(batch, from: next, resumes: &resumes)
             if next < batch.count {
                 state.submitterWaiting = true
+                // Wake workers for what was just submitted before sleeping: room is only made
+                // by them, and they may all be asleep.
+                state.settle(&resumes)
+                wake()
                 roomAvailable.wait()
             }
         }
@@ -348,10 +352,11 @@ final class Engine: @unchecked Sendable {
             if state.shuttingDown { break }
             state.idleWorkers += 1
             idleHint.store(state.idleWorkers, ordering: .relaxed)
-            // Spin only when nothing is ready; ready tasks this worker could not take (every slot
-            // handed out) come back with a wake-up when a slot frees.
-            let ready = state.graph.readyCount > 0
-            if ready || !spinForWork(), !state.shuttingDown {
+            // Ready tasks this worker could not take (every slot handed out): sleep until a
+            // completion frees a slot and wakes it. Nothing ready: spin a little, then sleep —
+            // unless work arrived between the end of the spin and re-taking the lock.
+            let blocked = state.graph.readyCount > 0
+            if blocked || (!spinForWork() && state.graph.readyCount == 0), !state.shuttingDown {
                 workAvailable.wait()
             }
             state.idleWorkers -= 1
@@ -467,11 +472,13 @@ struct EngineState {
     ) {
         for f in finished { record(f) }
         finished.removeAll(keepingCapacity: true)
+        // Carry out the directives before preparing tasks: a `.passThrough` gives a version the
+        // value the tasks made ready by the same failure are about to read.
+        settle(&resumes)
         taken.removeAll(keepingCapacity: true)
         let share = max(1, (graph.readyCount + workers - 1) / workers)
         graph.take(max: min(limit, share), into: &taken)
         for t in taken { runnable.append(prepare(t)) }
-        settle(&resumes)
         if graph.readyCount > 0, idleWorkers > 0 { wakeups.workers = max(wakeups.workers, 1) }
     }
 
@@ -500,7 +507,7 @@ struct EngineState {
                     let w = a.written!
                     if let cell = box(w) {
                         // A later member of the group reads the group's value.
-                        if mayConsume { values[Int(w.raw)] = nil }
+                        if mayConsume { clearValue(at: w) }
                         inputs.append(cell)
                     } else {
                         inputs.append(box(r))
@@ -512,7 +519,7 @@ struct EngineState {
                     inputs.append(box(w))
                 case .inout where mayConsume && graph.hasSoleReader(r):
                     inputs.append(box(r))
-                    values[Int(r.raw)] = nil
+                    clearValue(at: r)
                 default:
                     inputs.append(box(r))
                 }
@@ -571,9 +578,9 @@ struct EngineState {
                 newlyReady += 1
             case .versionAvailable(let v):
                 if let ws = waiters.removeValue(forKey: v.raw) {
-                    let box = box(v)
+                    let cell = box(v)
                     for w in ws {
-                        resumes.append { w.resume(returning: box) }
+                        resumes.append { w.resume(returning: cell) }
                         graph.unpin(v, into: &directives)
                     }
                 }
@@ -586,7 +593,7 @@ struct EngineState {
                     }
                 }
             case .releaseVersion(let v):
-                if Int(v.raw) < values.count { values[Int(v.raw)] = nil }
+                clearValue(at: v)
                 stats.versionsReleased += 1
             case .passThrough(let from, let to):
                 if box(to) == nil { setValue(box(from), at: to) }
@@ -627,10 +634,15 @@ struct EngineState {
         tasks[i] = task
     }
 
-    /// The value box of version `v`, if it has one.
+    /// The box of version `v`, or nil if it has none yet (`values` grows only when a value is set).
     func box(_ v: VersionID) -> ValueBox? {
         let i = Int(v.raw)
         return i < values.count ? values[i] : nil
+    }
+
+    mutating func clearValue(at v: VersionID) {
+        let i = Int(v.raw)
+        if i < values.count { values[i] = nil }
     }
 
     mutating func setValue(_ box: ValueBox?, at v: VersionID) {

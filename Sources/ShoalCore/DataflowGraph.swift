@@ -402,6 +402,9 @@ public struct DataflowGraph: Sendable {
                 } else {
                     closeGroup(datum, into: &out)
                     let base = addReader(t, of: data[di].current, datum, &inputFailure)
+                    // The open group holds the base as a reader too: a member submitted after
+                    // every earlier one finished still reads it.
+                    versions[Int(base.raw)].pendingReaders += 1
                     let g = newVersion(datum, pendingWriters: 1)
                     versions[Int(g.raw)].openGroup = true
                     supersede(datum, with: g, into: &out)
@@ -554,11 +557,14 @@ public struct DataflowGraph: Sendable {
     mutating func closeGroup(_ datum: DatumID, into out: inout [Directive]) {
         let di = Int(datum.raw)
         guard data[di].groupKind != nil else { return }
+        let base = data[di].groupBase
         data[di].groupKind = nil
         data[di].groupBase = .none
         let g = data[di].current
         versions[Int(g.raw)].openGroup = false
         settleVersion(g, into: &out)
+        versions[Int(base.raw)].pendingReaders -= 1
+        releaseIfDead(base, into: &out)
     }
 
     /// Announces a version whose writers all finished (and whose group is closed).
