@@ -39,9 +39,15 @@ let package = Package(
             ],
             swiftSettings: strict),
 
+        // Helpers shared by the test targets: finding the built `shoal`, child processes with a
+        // deadline, scratch folders.
+        .target(name: "ShoalTestSupport", path: "Tests/ShoalTestSupport", swiftSettings: strict),
         .testTarget(name: "ShoalCoreTests", dependencies: ["ShoalCore"], swiftSettings: strict),
-        .testTarget(name: "ShoalStoreTests", dependencies: ["ShoalStore", "shoal"], swiftSettings: strict),
-        .testTarget(name: "ShoalTests", dependencies: ["Shoal", "ShoalExamples", "shoal"], swiftSettings: strict),
+        .testTarget(
+            name: "ShoalStoreTests", dependencies: ["ShoalStore", "ShoalTestSupport", "shoal"], swiftSettings: strict),
+        .testTarget(
+            name: "ShoalTests", dependencies: ["Shoal", "ShoalExamples", "ShoalTestSupport", "shoal"],
+            swiftSettings: strict),
         .testTarget(name: "ShoalExamplesTests", dependencies: ["ShoalExamples"], swiftSettings: strict),
     ]
 )

@@ -1,4 +1,5 @@
 import Foundation
+import ShoalTestSupport
 import Testing
 
 /// The `shoal` command line end to end: the real binary as a child process, always with a

@@ -4,17 +4,17 @@ import Foundation
 ///
 /// Looks, in order, at `$SHOAL_EXECUTABLE`, next to the running test binary (SwiftPM puts the
 /// test bundle and products in the same `.build/<triple>/<config>` folder), then walks up from
-/// this source file to the package root and tries `.build/debug/shoal`. Self-contained: copy it
-/// into another test target to reuse it.
-enum ShoalExecutable {
-    struct NotFound: Error, CustomStringConvertible {
-        var searched: [String]
-        var description: String {
+/// this source file to the package root and tries `.build/debug/shoal`. Shared by the test
+/// targets through the `ShoalTestSupport` target.
+public enum ShoalExecutable {
+    public struct NotFound: Error, CustomStringConvertible {
+        public var searched: [String]
+        public var description: String {
             "cannot find the 'shoal' executable; build it with 'swift build' (searched: \(searched.joined(separator: ", ")))"
         }
     }
 
-    static func url(filePath: String = #filePath) throws -> URL {
+    public static func url(filePath: String = #filePath) throws -> URL {
         var candidates: [String] = []
         if let explicit = ProcessInfo.processInfo.environment["SHOAL_EXECUTABLE"] { candidates.append(explicit) }
         var running = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()

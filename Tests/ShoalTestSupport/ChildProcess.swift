@@ -5,20 +5,20 @@ import Glibc
 #endif
 
 /// A temporary folder for one integration test, removed by `remove()` (call it in a `defer`).
-struct ScratchDirectory {
-    let url: URL
+public struct ScratchDirectory {
+    public let url: URL
 
-    init(_ tag: String) throws {
+    public init(_ tag: String) throws {
         url = FileManager.default.temporaryDirectory
             .appendingPathComponent("shoal-it-\(tag)-\(UUID().uuidString)", isDirectory: true)
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     }
 
-    var path: String { url.path }
+    public var path: String { url.path }
 
-    func appending(_ component: String) -> URL { url.appendingPathComponent(component) }
+    public func appending(_ component: String) -> URL { url.appendingPathComponent(component) }
 
-    func remove() {
+    public func remove() {
         // Version files are read-only; make everything writable so the folder can go.
         if let e = FileManager.default.enumerator(atPath: url.path) {
             for case let relative as String in e {
@@ -31,23 +31,23 @@ struct ScratchDirectory {
 }
 
 /// Runs a child process with a deadline; the child is always gone when `run` returns.
-enum ChildProcess {
-    struct Result {
-        var status: Int32
-        var stdout: String
-        var stderr: String
-        var timedOut: Bool
+public enum ChildProcess {
+    public struct Result {
+        public var status: Int32
+        public var stdout: String
+        public var stderr: String
+        public var timedOut: Bool
     }
 
-    struct TimedOut: Error, CustomStringConvertible {
-        var command: [String]
-        var seconds: Double
-        var description: String { "'\(command.joined(separator: " "))' did not finish in \(seconds) s and was killed" }
+    public struct TimedOut: Error, CustomStringConvertible {
+        public var command: [String]
+        public var seconds: Double
+        public var description: String { "'\(command.joined(separator: " "))' did not finish in \(seconds) s and was killed" }
     }
 
     /// Runs `executable` with `arguments`. Output goes to files in a temporary folder (so a chatty
     /// child never blocks on a full pipe). Throws `TimedOut` after killing the child.
-    static func run(
+    public static func run(
         _ executable: URL, _ arguments: [String], timeoutSeconds: Double = 30, currentDirectory: URL? = nil
     ) throws -> Result {
         let scratch = try ScratchDirectory("child")
@@ -99,7 +99,7 @@ enum ChildProcess {
     }
 
     /// Runs the `shoal` executable built with the tests.
-    static func shoal(_ arguments: [String], timeoutSeconds: Double = 30, currentDirectory: URL? = nil) throws -> Result {
+    public static func shoal(_ arguments: [String], timeoutSeconds: Double = 30, currentDirectory: URL? = nil) throws -> Result {
         try run(ShoalExecutable.url(), arguments, timeoutSeconds: timeoutSeconds, currentDirectory: currentDirectory)
     }
 }
