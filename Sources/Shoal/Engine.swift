@@ -145,6 +145,12 @@ final class Engine: @unchecked Sendable {
     // The submitting side's buffer, behind its own lock so submit never contends with workers.
     private let buffer = Mutex<SubmitBuffer>(SubmitBuffer())
     private let idleHint = Atomic<Int>(0)
+    /// Workers asleep on `workAvailable`, and submissions in the buffer. A submission must never
+    /// be stranded in the buffer while every worker sleeps: the submitter stores the buffer count
+    /// then reads the sleepers; a worker stores the sleepers then reads the buffer count (both
+    /// sequentially consistent), so at least one of them sees the other and hands the buffer over.
+    private let sleepingHint = Atomic<Int>(0)
+    private let bufferedHint = Atomic<Int>(0)
     /// Ready tasks as of the last lock release, for spinning workers.
     private let readyHint = Atomic<Int>(0)
     private let clock = ContinuousClock()
@@ -208,7 +214,11 @@ final class Engine: @unchecked Sendable {
             }
             b.items.append(submission)
             let n = b.items.count
+            bufferedHint.store(n, ordering: .sequentiallyConsistent)
             if n >= settings.submitBatchMax { return take(&b) }
+            // A sleeping worker needs a wake-up anyway: hand over now. Spinning workers pull the
+            // buffer themselves (`spinForWork`).
+            if sleepingHint.load(ordering: .sequentiallyConsistent) > 0 { return take(&b) }
             // While a worker idles, hand over small batches: at once after a quiet spell, else every
             // `idleFlushMin` submissions or `idleFlushMicros` (the clock is read on every 8th only).
             if idleHint.load(ordering: .relaxed) > 0,
@@ -224,6 +234,7 @@ final class Engine: @unchecked Sendable {
 
     private func take(_ b: inout SubmitBuffer) -> [Submission] {
         defer {
+            bufferedHint.store(0, ordering: .sequentiallyConsistent)
             b.items.removeAll(keepingCapacity: true)
             b.lastFlush = clock.now
         }
@@ -357,7 +368,17 @@ final class Engine: @unchecked Sendable {
             // unless work arrived between the end of the spin and re-taking the lock.
             let blocked = state.graph.readyCount > 0
             if blocked || (!spinForWork() && state.graph.readyCount == 0), !state.shuttingDown {
-                workAvailable.wait()
+                sleepingHint.add(1, ordering: .sequentiallyConsistent)
+                if bufferedHint.load(ordering: .sequentiallyConsistent) > 0 {
+                    // Submissions nobody will hand over (the submitter saw no sleeper): do it.
+                    sleepingHint.subtract(1, ordering: .sequentiallyConsistent)
+                    lock.unlock()
+                    flush()
+                    lock.lock()
+                } else {
+                    workAvailable.wait()
+                    sleepingHint.subtract(1, ordering: .sequentiallyConsistent)
+                }
             }
             state.idleWorkers -= 1
             idleHint.store(state.idleWorkers, ordering: .relaxed)
@@ -365,8 +386,9 @@ final class Engine: @unchecked Sendable {
         lock.unlock()
     }
 
-    /// Spins (yielding the core to other threads) for up to `spinMicros` until ready work appears.
-    /// Called and returns with the lock held; whether work appeared. A thread wake-up costs about
+    /// Spins (yielding the core to other threads) for up to `spinMicros` until ready work appears,
+    /// handing over buffered submissions if it sees any. Called and returns with the lock held;
+    /// whether work appeared. A thread wake-up costs about
     /// 20 µs here, more than a fine-grained task, so a short spin keeps workers hot between steps.
     private func spinForWork() -> Bool {
         guard settings.spinMicros > 0 else { return false }
@@ -376,6 +398,12 @@ final class Engine: @unchecked Sendable {
         var spins = 0
         while true {
             if readyHint.load(ordering: .relaxed) > 0 {
+                found = true
+                break
+            }
+            if bufferedHint.load(ordering: .relaxed) > 0 {
+                // The program submitted and moved on: hand its submissions over from here.
+                flush()
                 found = true
                 break
             }

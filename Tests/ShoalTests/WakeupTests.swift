@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 
 @testable import Shoal
@@ -37,6 +38,28 @@ struct WakeupTests {
             }
             let value = try await wf.wait(on: x)
             #expect(value == 2_000)
+        }
+    }
+}
+
+extension WakeupTests {
+    /// A program that submits one task and then works on its own for a while, without calling
+    /// Shoal, must see the task run meanwhile: it is not left in the submission buffer.
+    @Test(arguments: [0, 50])
+    func aLoneSubmissionRunsWhileTheProgramDoesOtherWork(spinMicros: Int) async throws {
+        var settings = RuntimeSettings(workers: 2)
+        settings.spinMicros = spinMicros
+        let ran = Atomic<Int>(0)
+        try await Shoal.run(RunOptions(runtime: settings)) { wf in
+            for round in 1...50 {
+                // Two quick submissions, so the second comes within the idle-flush window.
+                wf.submit(name: "first", []) { _ in ran.add(1, ordering: .relaxed) }
+                wf.submit(name: "second", []) { _ in ran.add(1, ordering: .relaxed) }
+                // The program's own work: no Shoal call for up to 200 ms.
+                let deadline = ContinuousClock.now + .milliseconds(200)
+                while ran.load(ordering: .relaxed) < 2 * round, ContinuousClock.now < deadline { usleep(100) }
+                #expect(ran.load(ordering: .relaxed) == 2 * round, "round \(round): a submission was left buffered")
+            }
         }
     }
 }
