@@ -9,6 +9,7 @@ let package = Package(
     products: [
         .library(name: "Shoal", targets: ["Shoal"]),
         .library(name: "ShoalCore", targets: ["ShoalCore"]),
+        .library(name: "ShoalSimulation", targets: ["ShoalSimulation"]),
         .executable(name: "shoal", targets: ["shoal"]),
     ],
     dependencies: [
@@ -22,6 +23,9 @@ let package = Package(
 
         // Pure: ids, task model, dependency analysis, scheduler machine, shard protocol.
         .target(name: "ShoalCore", dependencies: ["CSodium"], swiftSettings: strict),
+        // Deterministic simulator: virtual time, event queue, simulated network with faults, many
+        // peers running the real machines.
+        .target(name: "ShoalSimulation", dependencies: ["ShoalCore"], swiftSettings: strict),
         // LMDB-backed shard.
         .target(name: "ShoalStore", dependencies: ["ShoalCore", "CLMDB"], swiftSettings: strict),
         // Public API for workflow authors, local runtime, workflow files.
@@ -34,7 +38,7 @@ let package = Package(
         .executableTarget(
             name: "shoal",
             dependencies: [
-                "Shoal", "ShoalExamples", "ShoalStore",
+                "Shoal", "ShoalExamples", "ShoalStore", "ShoalSimulation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -43,6 +47,7 @@ let package = Package(
         // deadline, scratch folders.
         .target(name: "ShoalTestSupport", path: "Tests/ShoalTestSupport", swiftSettings: strict),
         .testTarget(name: "ShoalCoreTests", dependencies: ["ShoalCore"], swiftSettings: strict),
+        .testTarget(name: "ShoalSimulationTests", dependencies: ["ShoalSimulation"], swiftSettings: strict),
         .testTarget(
             name: "ShoalStoreTests", dependencies: ["ShoalStore", "ShoalTestSupport", "shoal"], swiftSettings: strict),
         .testTarget(
