@@ -1,4 +1,3 @@
-import Foundation
 import ShoalCore
 
 /// How the simulated network treats messages. May be changed mid-run (fault injection); a change
@@ -167,7 +166,7 @@ public struct SimulatedNetwork: Sendable {
         let mean = settings.jitter.nanoseconds
         if mean > 0 {
             // -mean · ln(1 - u), u in [0, 1): finite, at most about 37 × mean.
-            extra = Int64((-Double(mean) * log1p(-uJitter)).rounded())
+            extra = Int64((-Double(mean) * portableLog(1 - uJitter)).rounded())
         }
         if uReorder < settings.reorderProbability {
             let span = Double(settings.latency.nanoseconds) * 10
@@ -211,4 +210,30 @@ public struct SimulatedNetwork: Sendable {
         guard let a = groupOf[from], let b = groupOf[to] else { return false }
         return a == b
     }
+}
+
+/// Natural logarithm of `x` in (0, 1] computed with IEEE-754 basic operations only (which are
+/// correctly rounded everywhere), so delays replay bit for bit on every platform and libm.
+/// Accurate to a few ulps, plenty for drawing delays.
+func portableLog(_ x: Double) -> Double {
+    precondition(x > 0 && x.isFinite)
+    // x = m · 2^e with m in [√½, √2).
+    var e = Double(x.exponent)
+    var m = x.significand  // [1, 2)
+    if m > 1.4142135623730951 {
+        m *= 0.5
+        e += 1
+    }
+    // ln m = 2 atanh(s), s = (m - 1) / (m + 1), |s| < 0.172: 12 terms reach below 1e-18.
+    let s = (m - 1) / (m + 1)
+    let s2 = s * s
+    var term = s
+    var sum = 0.0
+    var k = 1.0
+    for _ in 0..<12 {
+        sum += term / k
+        term *= s2
+        k += 2
+    }
+    return 2 * sum + e * 0.6931471805599453
 }
