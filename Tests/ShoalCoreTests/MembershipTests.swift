@@ -195,7 +195,7 @@ private func sends(_ out: [MembershipDirective]) -> [(MembershipMessage, PeerID)
             (info(.alive, 1), upd(2, .alive, 2), true),
             (info(.alive, 1), upd(2, .alive, 1), false),
             (info(.alive, 1), upd(2, .alive, 0), false),
-            (info(.alive, 1), upd(2, .alive, 1, load: PeerLoad(freeSlots: 3)), true),
+            (info(.alive, 1), upd(2, .alive, 1, load: PeerLoad(freeSlots: 3)), false),  // load is not status
             (info(.suspect, 1), upd(2, .alive, 1), false),
             (info(.suspect, 1), upd(2, .alive, 2), true),
             (info(.alive, 1), upd(2, .suspect, 1), true),
@@ -216,6 +216,40 @@ private func sends(_ out: [MembershipDirective]) -> [(MembershipMessage, PeerID)
         for (n, r) in rows.enumerated() {
             #expect(Membership.overrides(r.new, r.old) == r.wins, "row \(n): \(r.old) <- \(r.new)")
         }
+    }
+
+    @Test func loadTakesTheHigherVersionWhateverTheOrder() {
+        var m = Membership(id: PeerID(raw: 1), seed: 1)
+        _ = m.on(.start(seeds: []), now: .zero)
+        func load(_ n: UInt32) -> PeerLoad { PeerLoad(freeSlots: n) }
+        let v2 = MemberUpdate(peer: PeerID(raw: 2), status: .alive, incarnation: 0, load: load(2), loadVersion: 2)
+        let v1 = MemberUpdate(peer: PeerID(raw: 2), status: .alive, incarnation: 0, load: load(1), loadVersion: 1)
+        let suspectV1 = MemberUpdate(peer: PeerID(raw: 2), status: .suspect, incarnation: 0, load: load(1), loadVersion: 1)
+        for u in [v2, v1, v2, suspectV1, v1] {
+            _ = m.on(.message(.ack(sequence: 1, updates: [u]), from: PeerID(raw: 3)), now: .zero)
+        }
+        // Suspicion applied (status precedence), load kept from the newer version.
+        #expect(m.member(PeerID(raw: 2)) == MemberInfo(peer: PeerID(raw: 2), status: .suspect, incarnation: 0, load: load(2), loadVersion: 2))
+
+        // Our own load: setLoad bumps the version; a stale report of ours is overtaken.
+        _ = m.on(.setLoad(load(9)), now: .zero)
+        #expect(m.member(PeerID(raw: 1))?.loadVersion == 1)
+        let stale = MemberUpdate(peer: PeerID(raw: 1), status: .alive, incarnation: 0, load: load(4), loadVersion: 3)
+        _ = m.on(.message(.ack(sequence: 1, updates: [stale]), from: PeerID(raw: 3)), now: .zero)
+        #expect(m.member(PeerID(raw: 1))?.load == load(9))
+        #expect(m.member(PeerID(raw: 1))?.loadVersion == 4)
+    }
+
+    @Test func suspectRecipientHearsOfItsSuspicion() {
+        var m = Membership(id: PeerID(raw: 1), seed: 1)
+        _ = m.on(.start(seeds: []), now: .zero)
+        _ = m.on(.message(.ack(sequence: 1, updates: [upd(2, .suspect, 0)]), from: PeerID(raw: 3)), now: .zero)
+        // Drain the gossip buffer through p3.
+        for s in UInt64(0)..<50 { _ = m.on(.message(.ping(sequence: s, updates: []), from: PeerID(raw: 3)), now: .zero) }
+        #expect(m.pendingGossipCount == 0)
+        let out = m.on(.message(.ping(sequence: 99, updates: []), from: PeerID(raw: 2)), now: .zero)
+        // p2 is known (as suspect), so the ack carries its suspicion, once.
+        #expect(sends(out).map(\.0) == [.ack(sequence: 99, updates: [upd(2, .suspect, 0)])])
     }
 
     @Test func deadOverridesAndIsFinal() {

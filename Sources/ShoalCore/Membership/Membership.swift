@@ -12,6 +12,8 @@ public struct Membership: Sendable {
 
     private var rng: SeededGenerator
     private var table: [PeerID: MemberInfo] = [:]
+    /// Members alive or suspect, self included: kept up to date by `store`.
+    private var activeCount = 0
     private var started = false
     private var hasLeft = false
 
@@ -40,7 +42,7 @@ public struct Membership: Sendable {
         self.id = id
         self.settings = settings
         self.rng = SeededGenerator(seed: seed ^ (id.raw &* 0x9E37_79B9_7F4A_7C15))
-        table[id] = MemberInfo(peer: id, status: .alive, incarnation: 0)
+        store(MemberInfo(peer: id, status: .alive, incarnation: 0))
     }
 
     // MARK: Queries
@@ -51,7 +53,7 @@ public struct Membership: Sendable {
     public var members: [MemberInfo] { table.keys.sorted().map { table[$0]! } }
 
     /// Members alive or suspect, this peer included (unless it left).
-    public var aliveCount: Int { table.values.reduce(0) { $0 + ($1.status.isActive ? 1 : 0) } }
+    public var aliveCount: Int { activeCount }
 
     /// This peer's own incarnation number.
     public var incarnation: UInt64 { table[id]!.incarnation }
@@ -115,9 +117,10 @@ public struct Membership: Sendable {
     }
 
     private mutating func onSetLoad(_ load: PeerLoad) {
-        guard var me = table[id], me.load != load else { return }
+        guard var me = table[id], me.load != load, me.status == .alive else { return }
         me.load = load
-        table[id] = me
+        me.loadVersion &+= 1
+        store(me)
         if started && !hasLeft { enqueue(me.update) }
     }
 
@@ -126,7 +129,7 @@ public struct Membership: Sendable {
         hasLeft = true
         var me = table[id]!
         me.status = .left
-        table[id] = me
+        store(me)
         out.append(.statusChanged(id, .left))
         let targets = choose(settings.leaveFanout, from: activeOthers(excluding: []))
         for t in targets {
@@ -155,20 +158,20 @@ public struct Membership: Sendable {
 
         switch message {
         case .ping(let seq, _):
-            out.append(.send(.ack(sequence: seq, updates: piggyback()), to: from))
+            out.append(.send(.ack(sequence: seq, updates: piggyback(for: from)), to: from))
         case .ack(let seq, _):
             if probes.removeValue(forKey: seq) != nil { return }
             if let relay = relays.removeValue(forKey: seq), relay.target == from {
-                out.append(.send(.ack(sequence: relay.sequence, updates: piggyback()), to: relay.requester))
+                out.append(.send(.ack(sequence: relay.sequence, updates: piggyback(for: relay.requester)), to: relay.requester))
             }
         case .pingRequest(let seq, let target, _):
             guard target != id else {
-                out.append(.send(.ack(sequence: seq, updates: piggyback()), to: from))
+                out.append(.send(.ack(sequence: seq, updates: piggyback(for: from)), to: from))
                 return
             }
             let mine = takeSequence()
             relays[mine] = Relay(requester: from, sequence: seq, target: target)
-            out.append(.send(.ping(sequence: mine, updates: piggyback()), to: target))
+            out.append(.send(.ping(sequence: mine, updates: piggyback(for: target)), to: target))
             out.append(.schedule(.pingTimeout(sequence: mine), after: settings.indirectPingTimeout))
         case .join:
             out.append(.send(.joinReply(members: syncList()), to: from))
@@ -202,7 +205,7 @@ public struct Membership: Sendable {
             guard let target = nextProbeTarget() else { return }
             let seq = takeSequence()
             probes[seq] = Probe(target: target, phase: .direct)
-            out.append(.send(.ping(sequence: seq, updates: piggyback()), to: target))
+            out.append(.send(.ping(sequence: seq, updates: piggyback(for: target)), to: target))
             out.append(.schedule(.pingTimeout(sequence: seq), after: settings.pingTimeout))
         case .pingTimeout(let seq):
             if relays.removeValue(forKey: seq) != nil { return }
@@ -211,20 +214,22 @@ public struct Membership: Sendable {
             probes[seq] = probe
             let helpers = choose(settings.indirectPingCount, from: activeOthers(excluding: [probe.target]))
             for h in helpers {
-                out.append(.send(.pingRequest(sequence: seq, target: probe.target, updates: piggyback()), to: h))
+                out.append(.send(.pingRequest(sequence: seq, target: probe.target, updates: piggyback(for: h)), to: h))
             }
             out.append(.schedule(.indirectTimeout(sequence: seq), after: settings.indirectPingTimeout))
         case .indirectTimeout(let seq):
             guard let probe = probes[seq], probe.phase == .indirect else { return }
             probes[seq] = nil
             if let info = table[probe.target], info.status == .alive {
-                merge(
-                    MemberUpdate(peer: info.peer, status: .suspect, incarnation: info.incarnation, load: info.load),
-                    gossip: true, into: &out)
+                var u = info.update
+                u.status = .suspect
+                merge(u, gossip: true, into: &out)
             }
         case .suspicion(let peer, let inc):
             if let info = table[peer], info.status == .suspect, info.incarnation == inc {
-                merge(MemberUpdate(peer: peer, status: .dead, incarnation: inc, load: info.load), gossip: true, into: &out)
+                var u = info.update
+                u.status = .dead
+                merge(u, gossip: true, into: &out)
             }
         case .joinRetry:
             guard !joined, !seeds.isEmpty, joinAttempts < max(1, settings.maxJoinAttempts) else { return }
@@ -268,48 +273,76 @@ public struct Membership: Sendable {
         case (.dead, .left): return true
         case (.dead, _): return false
         case (_, .left), (_, .dead): return true
-        case (.alive, .alive):
-            return new.incarnation > old.incarnation || (new.incarnation == old.incarnation && new.load != old.load)
+        case (.alive, .alive): return new.incarnation > old.incarnation
         case (.suspect, .alive): return new.incarnation > old.incarnation
         case (.alive, .suspect): return new.incarnation >= old.incarnation
-        case (.suspect, .suspect):
-            return new.incarnation > old.incarnation || (new.incarnation == old.incarnation && new.load != old.load)
+        case (.suspect, .suspect): return new.incarnation > old.incarnation
         }
     }
 
+    /// Merges one update: status and incarnation by SWIM precedence, load by `loadVersion`.
+    /// Returns nothing; emits `statusChanged` and schedules suspicion; re-gossips what changed.
     private mutating func merge(_ u: MemberUpdate, gossip shouldGossip: Bool, into out: inout [MembershipDirective]) {
         if u.peer == id {
-            refuteIfNeeded(u)
+            mergeAboutSelf(u)
             return
         }
-        if let old = table[u.peer] {
-            guard Self.overrides(u, old) else { return }
-            let info = MemberInfo(peer: u.peer, status: u.status, incarnation: u.incarnation, load: u.load)
-            table[u.peer] = info
-            if old.status != u.status { out.append(.statusChanged(u.peer, u.status)) }
-            if u.status == .suspect && (old.status != .suspect || old.incarnation != u.incarnation) {
-                out.append(.schedule(.suspicion(u.peer, incarnation: u.incarnation), after: settings.suspicionTimeout))
-            }
-        } else {
-            table[u.peer] = MemberInfo(peer: u.peer, status: u.status, incarnation: u.incarnation, load: u.load)
+        guard let old = table[u.peer] else {
+            let info = MemberInfo(
+                peer: u.peer, status: u.status, incarnation: u.incarnation, load: u.load, loadVersion: u.loadVersion)
+            store(info)
             out.append(.statusChanged(u.peer, u.status))
             if u.status.isActive { insertIntoProbeOrder(u.peer) }
             if u.status == .suspect {
                 out.append(.schedule(.suspicion(u.peer, incarnation: u.incarnation), after: settings.suspicionTimeout))
             }
-        }
-        if shouldGossip { enqueue(u) }
-    }
-
-    /// Hearing ourselves suspected or dead at our incarnation or later: bump it and gossip alive.
-    private mutating func refuteIfNeeded(_ u: MemberUpdate) {
-        guard var me = table[id], me.status == .alive else { return }
-        guard u.status == .suspect || u.status == .dead || u.status == .left, u.incarnation >= me.incarnation else {
+            if shouldGossip { enqueue(info.update) }
             return
         }
-        me.incarnation = u.incarnation + 1
-        table[id] = me
-        enqueue(me.update)
+        var info = old
+        let statusWins = Self.overrides(u, old)
+        if statusWins {
+            info.status = u.status
+            info.incarnation = u.incarnation
+        }
+        let loadWins = u.loadVersion > old.loadVersion && info.status.isActive
+        if loadWins {
+            info.load = u.load
+            info.loadVersion = u.loadVersion
+        }
+        guard statusWins || loadWins else { return }
+        store(info)
+        if old.status != info.status { out.append(.statusChanged(u.peer, info.status)) }
+        if info.status == .suspect && (old.status != .suspect || old.incarnation != info.incarnation) {
+            out.append(.schedule(.suspicion(u.peer, incarnation: info.incarnation), after: settings.suspicionTimeout))
+        }
+        if shouldGossip { enqueue(info.update) }
+    }
+
+    /// Updates about ourselves. Suspected or declared dead at our incarnation or later: bump it
+    /// and gossip alive (refutation). A report from a previous life of this peer (higher
+    /// incarnation or load version than ours) is overtaken so our own reports win again.
+    private mutating func mergeAboutSelf(_ u: MemberUpdate) {
+        guard var me = table[id], me.status == .alive else { return }
+        var changed = false
+        if u.status != .alive, u.incarnation >= me.incarnation {
+            me.incarnation = u.incarnation + 1
+            changed = true
+        } else if u.status == .alive, u.incarnation > me.incarnation {
+            me.incarnation = u.incarnation
+        }
+        if u.loadVersion > me.loadVersion || (u.loadVersion == me.loadVersion && u.load != me.load) {
+            me.loadVersion = u.loadVersion &+ 1
+            changed = true
+        }
+        store(me)
+        if changed { enqueue(me.update) }
+    }
+
+    private mutating func store(_ info: MemberInfo) {
+        if let old = table[info.peer], old.status.isActive { activeCount -= 1 }
+        if info.status.isActive { activeCount += 1 }
+        table[info.peer] = info
     }
 
     // MARK: Dissemination
@@ -328,18 +361,23 @@ public struct Membership: Sendable {
     }
 
     /// The least-sent updates, at most `maxPiggyback`; each is retired after `retransmitLimit` sends.
-    private mutating func piggyback() -> [MemberUpdate] {
-        guard !gossip.isEmpty, settings.maxPiggyback > 0 else { return [] }
+    /// A recipient we suspect always hears of it first, so it can refute without waiting for gossip.
+    private mutating func piggyback(for recipient: PeerID) -> [MemberUpdate] {
+        var result: [MemberUpdate] = []
+        guard settings.maxPiggyback > 0 else { return [] }
+        if let r = table[recipient], r.status == .suspect {
+            result.append(r.update)
+        }
+        guard !gossip.isEmpty, result.count < settings.maxPiggyback else { return result }
         let limit = retransmitLimit
         let chosen = gossip.keys.sorted { a, b in
             let sa = gossip[a]!.sent, sb = gossip[b]!.sent
             return sa != sb ? sa < sb : a < b
-        }.prefix(settings.maxPiggyback)
-        var result: [MemberUpdate] = []
-        result.reserveCapacity(chosen.count)
+        }.prefix(settings.maxPiggyback - result.count)
+        let alreadyHasRecipient = !result.isEmpty
         for p in chosen {
             var g = gossip[p]!
-            result.append(g.update)
+            if !(alreadyHasRecipient && p == recipient) { result.append(g.update) }
             g.sent += 1
             gossip[p] = g.sent >= limit ? nil : g
         }

@@ -77,16 +77,22 @@ public struct MemberUpdate: Sendable, Hashable, Codable {
     public var status: MemberStatus
     public var incarnation: UInt64
     public var load: PeerLoad
+    /// Orders the peer's load reports independently of its status: a receiver takes `load` only
+    /// from a report with a higher `loadVersion` than the one it holds, so duplicated or
+    /// reordered load gossip cannot make views flap or disagree forever. The owner bumps it on
+    /// every `setLoad`.
+    public var loadVersion: UInt64
 
-    public init(peer: PeerID, status: MemberStatus, incarnation: UInt64, load: PeerLoad = PeerLoad()) {
+    public init(peer: PeerID, status: MemberStatus, incarnation: UInt64, load: PeerLoad = PeerLoad(), loadVersion: UInt64 = 0) {
         self.peer = peer
         self.status = status
         self.incarnation = incarnation
         self.load = load
+        self.loadVersion = loadVersion
     }
 
     /// Estimated encoded size: id, status, incarnation and the four load fields, plus framing.
-    public static let estimatedByteSize = 8 + 1 + 8 + 4 + 4 + 8 + 8 + 3
+    public static let estimatedByteSize = 8 + 1 + 8 + 4 + 4 + 8 + 8 + 8 + 3
 }
 
 /// What this peer knows of a member.
@@ -95,15 +101,23 @@ public struct MemberInfo: Sendable, Hashable {
     public var status: MemberStatus
     public var incarnation: UInt64
     public var load: PeerLoad
+    /// Orders the peer's load reports independently of its status: a receiver takes `load` only
+    /// from a report with a higher `loadVersion` than the one it holds, so duplicated or
+    /// reordered load gossip cannot make views flap or disagree forever. The owner bumps it on
+    /// every `setLoad`.
+    public var loadVersion: UInt64
 
-    public init(peer: PeerID, status: MemberStatus, incarnation: UInt64, load: PeerLoad = PeerLoad()) {
+    public init(peer: PeerID, status: MemberStatus, incarnation: UInt64, load: PeerLoad = PeerLoad(), loadVersion: UInt64 = 0) {
         self.peer = peer
         self.status = status
         self.incarnation = incarnation
         self.load = load
+        self.loadVersion = loadVersion
     }
 
-    public var update: MemberUpdate { MemberUpdate(peer: peer, status: status, incarnation: incarnation, load: load) }
+    public var update: MemberUpdate {
+        MemberUpdate(peer: peer, status: status, incarnation: incarnation, load: load, loadVersion: loadVersion)
+    }
 }
 
 /// The messages of the membership protocol. Every one may be duplicated or reordered by the
