@@ -14,10 +14,15 @@ private struct Cluster {
     private var order = 0
     var settings = MembershipSettings()
     let seed: UInt64
+    /// Probability that a message is lost, and that a delivered one is delivered twice.
+    var dropRate = 0.0
+    var duplicateRate = 0.0
+    private var net = SeededGenerator(seed: 0)
 
     init(seed: UInt64, settings: MembershipSettings = MembershipSettings()) {
         self.seed = seed
         self.settings = settings
+        self.net = SeededGenerator(seed: seed &+ 1)
     }
 
     static func p(_ n: UInt64) -> PeerID { PeerID(raw: n) }
@@ -36,7 +41,10 @@ private struct Cluster {
         for d in out {
             log.append((peer, d))
             switch d {
-            case .send(let msg, let to): inbox.append((to, peer, msg))
+            case .send(let msg, let to):
+                if dropRate > 0, net.nextUnitDouble() < dropRate { continue }
+                inbox.append((to, peer, msg))
+                if duplicateRate > 0, net.nextUnitDouble() < duplicateRate { inbox.append((to, peer, msg)) }
             case .schedule(let t, let after):
                 order += 1
                 timers.append((now + after, order, peer, t))
@@ -140,6 +148,30 @@ private func sends(_ out: [MembershipDirective]) -> [(MembershipMessage, PeerID)
             #expect(m.members.count == 20, "seed 42, observer p\(o)")
             #expect(m.members.allSatisfy { $0.status == .alive }, "seed 42, observer p\(o)")
             #expect(m.aliveCount == 20)
+        }
+    }
+
+    @Test(arguments: [UInt64(1), 2, 3, 4, 5])
+    func lossyDuplicatingNetworkStillConverges(seed: UInt64) {
+        var c = Cluster(seed: seed)
+        c.dropRate = 0.05
+        c.duplicateRate = 0.05
+        c.add(1, seeds: [])
+        for i in UInt64(2)...20 {
+            c.run(for: .milliseconds(50))
+            c.add(i, seeds: [1])
+        }
+        c.run(for: .seconds(20))
+        let dead = c.changes.filter { $0.status == .dead }
+        #expect(dead.isEmpty, "seed \(seed)")
+        // Loss stops; any standing suspicion is refuted and the views agree.
+        c.dropRate = 0
+        c.duplicateRate = 0
+        c.run(for: .seconds(3))
+        for o in UInt64(1)...20 {
+            let m = c.machines[PeerID(raw: o)]!
+            #expect(m.members.count == 20, "seed \(seed), observer p\(o)")
+            #expect(m.members.allSatisfy { $0.status == .alive }, "seed \(seed), observer p\(o)")
         }
     }
 
