@@ -370,12 +370,20 @@ public struct Membership: Sendable {
         }
         guard !gossip.isEmpty, result.count < settings.maxPiggyback else { return result }
         let limit = retransmitLimit
-        let chosen = gossip.keys.sorted { a, b in
-            let sa = gossip[a]!.sent, sb = gossip[b]!.sent
-            return sa != sb ? sa < sb : a < b
-        }.prefix(settings.maxPiggyback - result.count)
+        // The k least-sent by the total order (sent, peer): a bounded insertion selection, so the
+        // dictionary's iteration order cannot affect the result and no full sort is needed.
+        let k = settings.maxPiggyback - result.count
+        var chosen: [(sent: Int, peer: PeerID)] = []
+        chosen.reserveCapacity(k + 1)
+        for (peer, g) in gossip {
+            let key = (g.sent, peer)
+            if chosen.count == k, let last = chosen.last, !(key < (last.sent, last.peer)) { continue }
+            let at = chosen.firstIndex { key < ($0.sent, $0.peer) } ?? chosen.count
+            chosen.insert((g.sent, peer), at: at)
+            if chosen.count > k { chosen.removeLast() }
+        }
         let alreadyHasRecipient = !result.isEmpty
-        for p in chosen {
+        for (_, p) in chosen {
             var g = gossip[p]!
             if !(alreadyHasRecipient && p == recipient) { result.append(g.update) }
             g.sent += 1
