@@ -175,6 +175,27 @@ private func sends(_ out: [MembershipDirective]) -> [(MembershipMessage, PeerID)
         }
     }
 
+    @Test func hundredPeerJoinBurstConvergesAndAgreesOnACrash() {
+        var c = Cluster(seed: 21)
+        c.add(1, seeds: [])
+        for i in UInt64(2)...100 {
+            c.run(for: .milliseconds(10))
+            c.add(i, seeds: [1, 2, 3].filter { $0 < i })
+        }
+        // A burst of 99 joins in one second: every update competes for 8 piggyback slots, so full
+        // views take about 17s with the default settings (measured on this seed).
+        c.run(for: .seconds(20))
+        for o in UInt64(1)...100 {
+            #expect(c.machines[PeerID(raw: o)]!.aliveCount == 100, "seed 21, observer p\(o)")
+        }
+        c.down.insert(PeerID(raw: 50))
+        c.run(for: .seconds(10))
+        for o in UInt64(1)...100 where o != 50 {
+            #expect(c.view(o, 50)?.status == .dead, "seed 21, observer p\(o)")
+            #expect(c.machines[PeerID(raw: o)]!.aliveCount == 99, "seed 21, observer p\(o)")
+        }
+    }
+
     @Test func silentPeerIsSuspectedThenDeclaredDeadByEveryone() {
         var c = Cluster.formed(10, seed: 7)
         c.down.insert(PeerID(raw: 4))
