@@ -1,4 +1,5 @@
 import Testing
+
 @testable import ShoalCore
 
 /// A tiny deterministic driver: `send` directives are delivered at once (FIFO), timers fire in
@@ -242,7 +243,9 @@ private func sends(_ out: [MembershipDirective]) -> [(MembershipMessage, PeerID)
     }
 
     @Test func precedenceTable() {
-        func info(_ s: MemberStatus, _ i: UInt64) -> MemberInfo { MemberInfo(peer: PeerID(raw: 2), status: s, incarnation: i) }
+        func info(_ s: MemberStatus, _ i: UInt64) -> MemberInfo {
+            MemberInfo(peer: PeerID(raw: 2), status: s, incarnation: i)
+        }
         typealias Row = (old: MemberInfo, new: MemberUpdate, wins: Bool)
         let rows: [Row] = [
             (info(.alive, 1), upd(2, .alive, 2), true),
@@ -277,12 +280,15 @@ private func sends(_ out: [MembershipDirective]) -> [(MembershipMessage, PeerID)
         func load(_ n: UInt32) -> PeerLoad { PeerLoad(freeSlots: n) }
         let v2 = MemberUpdate(peer: PeerID(raw: 2), status: .alive, incarnation: 0, load: load(2), loadVersion: 2)
         let v1 = MemberUpdate(peer: PeerID(raw: 2), status: .alive, incarnation: 0, load: load(1), loadVersion: 1)
-        let suspectV1 = MemberUpdate(peer: PeerID(raw: 2), status: .suspect, incarnation: 0, load: load(1), loadVersion: 1)
+        let suspectV1 = MemberUpdate(
+            peer: PeerID(raw: 2), status: .suspect, incarnation: 0, load: load(1), loadVersion: 1)
         for u in [v2, v1, v2, suspectV1, v1] {
             _ = m.on(.message(.ack(sequence: 1, updates: [u]), from: PeerID(raw: 3)), now: .zero)
         }
         // Suspicion applied (status precedence), load kept from the newer version.
-        #expect(m.member(PeerID(raw: 2)) == MemberInfo(peer: PeerID(raw: 2), status: .suspect, incarnation: 0, load: load(2), loadVersion: 2))
+        #expect(
+            m.member(PeerID(raw: 2))
+                == MemberInfo(peer: PeerID(raw: 2), status: .suspect, incarnation: 0, load: load(2), loadVersion: 2))
 
         // Our own load: setLoad bumps the version; a stale report of ours is overtaken.
         _ = m.on(.setLoad(load(9)), now: .zero)
@@ -298,7 +304,9 @@ private func sends(_ out: [MembershipDirective]) -> [(MembershipMessage, PeerID)
         _ = m.on(.start(seeds: []), now: .zero)
         _ = m.on(.message(.ack(sequence: 1, updates: [upd(2, .suspect, 0)]), from: PeerID(raw: 3)), now: .zero)
         // Drain the gossip buffer through p3.
-        for s in UInt64(0)..<50 { _ = m.on(.message(.ping(sequence: s, updates: []), from: PeerID(raw: 3)), now: .zero) }
+        for s in UInt64(0)..<50 {
+            _ = m.on(.message(.ping(sequence: s, updates: []), from: PeerID(raw: 3)), now: .zero)
+        }
         #expect(m.pendingGossipCount == 0)
         let out = m.on(.message(.ping(sequence: 99, updates: []), from: PeerID(raw: 2)), now: .zero)
         // p2 is known (as suspect), so the ack carries its suspicion, once.
@@ -442,7 +450,11 @@ private func sends(_ out: [MembershipDirective]) -> [(MembershipMessage, PeerID)
                 if case .ping(let s, _) = m { seq = s }
             }
             if seq == 0 {  // acknowledge the ping to p3 so it is not suspected
-                for (m, to) in sends(out) { if case .ping(let s, _) = m { _ = p1.on(.message(.ack(sequence: s, updates: []), from: to), now: .zero) } }
+                for (m, to) in sends(out) {
+                    if case .ping(let s, _) = m {
+                        _ = p1.on(.message(.ack(sequence: s, updates: []), from: to), now: .zero)
+                    }
+                }
             }
         }
         #expect(seq != 0)

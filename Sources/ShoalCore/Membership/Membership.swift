@@ -162,7 +162,9 @@ public struct Membership: Sendable {
         case .ack(let seq, _):
             if probes.removeValue(forKey: seq) != nil { return }
             if let relay = relays.removeValue(forKey: seq), relay.target == from {
-                out.append(.send(.ack(sequence: relay.sequence, updates: piggyback(for: relay.requester)), to: relay.requester))
+                out.append(
+                    .send(.ack(sequence: relay.sequence, updates: piggyback(for: relay.requester)), to: relay.requester)
+                )
             }
         case .pingRequest(let seq, let target, _):
             guard target != id else {

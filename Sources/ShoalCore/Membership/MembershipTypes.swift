@@ -83,7 +83,9 @@ public struct MemberUpdate: Sendable, Hashable, Codable {
     /// every `setLoad`.
     public var loadVersion: UInt64
 
-    public init(peer: PeerID, status: MemberStatus, incarnation: UInt64, load: PeerLoad = PeerLoad(), loadVersion: UInt64 = 0) {
+    public init(
+        peer: PeerID, status: MemberStatus, incarnation: UInt64, load: PeerLoad = PeerLoad(), loadVersion: UInt64 = 0
+    ) {
         self.peer = peer
         self.status = status
         self.incarnation = incarnation
@@ -107,7 +109,9 @@ public struct MemberInfo: Sendable, Hashable {
     /// every `setLoad`.
     public var loadVersion: UInt64
 
-    public init(peer: PeerID, status: MemberStatus, incarnation: UInt64, load: PeerLoad = PeerLoad(), loadVersion: UInt64 = 0) {
+    public init(
+        peer: PeerID, status: MemberStatus, incarnation: UInt64, load: PeerLoad = PeerLoad(), loadVersion: UInt64 = 0
+    ) {
         self.peer = peer
         self.status = status
         self.incarnation = incarnation
