@@ -476,6 +476,21 @@ private func sends(_ out: [MembershipDirective]) -> [(MembershipMessage, PeerID)
         #expect(p1.member(PeerID(raw: 2))?.status == .alive)
     }
 
+    @Test func pendingRelaysAreBounded() {
+        var s = MembershipSettings()
+        s.maxPendingRelays = 4
+        var m = Membership(id: PeerID(raw: 1), settings: s, seed: 1)
+        _ = m.on(.start(seeds: []), now: .zero)
+        var pings = 0
+        for i in UInt64(0)..<10 {
+            let out = m.on(
+                .message(.pingRequest(sequence: i, target: PeerID(raw: 2), updates: []), from: PeerID(raw: 3)),
+                now: .zero)
+            pings += sends(out).count
+        }
+        #expect(pings == 4)
+    }
+
     @Test func sameSeedsGiveIdenticalDirectiveSequences() {
         func trace(_ seed: UInt64) -> [String] {
             var c = Cluster.formed(10, seed: seed)

@@ -171,6 +171,7 @@ public struct Membership: Sendable {
                 out.append(.send(.ack(sequence: seq, updates: piggyback(for: from)), to: from))
                 return
             }
+            guard relays.count < max(0, settings.maxPendingRelays) else { return }
             let mine = takeSequence()
             relays[mine] = Relay(requester: from, sequence: seq, target: target)
             out.append(.send(.ping(sequence: mine, updates: piggyback(for: target)), to: target))

@@ -27,6 +27,9 @@ public struct MembershipSettings: Sendable, Hashable {
     public var leaveFanout: Int
     /// Bound of the dissemination buffer; when full, the most-sent update is dropped.
     public var maxGossipUpdates: Int
+    /// Most pings this peer has outstanding on others' behalf; further ping-reqs are ignored
+    /// (the requester then relies on its other helpers).
+    public var maxPendingRelays: Int
 
     public init() {
         protocolPeriod = .milliseconds(200)
@@ -42,6 +45,7 @@ public struct MembershipSettings: Sendable, Hashable {
         joinFanout = 3
         leaveFanout = 3
         maxGossipUpdates = 1_024
+        maxPendingRelays = 64
     }
 
     /// How long a member stays suspect before it is declared dead.
