@@ -197,6 +197,28 @@ private func sends(_ out: [MembershipDirective]) -> [(MembershipMessage, PeerID)
         }
     }
 
+    @Test func antiEntropySyncSpeedsUpAJoinBurst() {
+        func secondsToConverge(syncEveryPeriods: Int) -> Int {
+            var s = MembershipSettings()
+            s.syncEveryPeriods = syncEveryPeriods
+            var c = Cluster(seed: 21, settings: s)
+            c.add(1, seeds: [])
+            for i in UInt64(2)...100 {
+                c.run(for: .milliseconds(10))
+                c.add(i, seeds: [1, 2, 3].filter { $0 < i })
+            }
+            for t in 1...30 {
+                c.run(for: .seconds(1))
+                if (UInt64(1)...100).allSatisfy({ c.machines[PeerID(raw: $0)]!.aliveCount == 100 }) { return t }
+            }
+            return 1000
+        }
+        let without = secondsToConverge(syncEveryPeriods: 0)
+        let with = secondsToConverge(syncEveryPeriods: 10)
+        #expect(with < without, "seed 21: \(with)s with sync, \(without)s without")
+        #expect(with <= 8, "seed 21")
+    }
+
     @Test func silentPeerIsSuspectedThenDeclaredDeadByEveryone() {
         var c = Cluster.formed(10, seed: 7)
         c.down.insert(PeerID(raw: 4))

@@ -26,6 +26,7 @@ public struct Membership: Sendable {
     private var probeOrder: [PeerID] = []
     private var probeIndex = 0
     private var nextSequence: UInt64 = 1
+    private var periods = 0
     private enum ProbePhase { case direct, indirect }
     private struct Probe { var target: PeerID; var phase: ProbePhase }
     /// Our own probes still waiting for an ack, by sequence.
@@ -205,6 +206,12 @@ public struct Membership: Sendable {
         switch timer {
         case .protocolPeriod:
             out.append(.schedule(.protocolPeriod, after: settings.protocolPeriod))
+            periods += 1
+            if settings.syncEveryPeriods > 0, periods % settings.syncEveryPeriods == 0,
+                let peer = choose(1, from: activeOthers(excluding: [])).first
+            {
+                out.append(.send(.join(updates: [table[id]!.update]), to: peer))
+            }
             guard let target = nextProbeTarget() else { return }
             let seq = takeSequence()
             probes[seq] = Probe(target: target, phase: .direct)

@@ -30,6 +30,10 @@ public struct MembershipSettings: Sendable, Hashable {
     /// Most pings this peer has outstanding on others' behalf; further ping-reqs are ignored
     /// (the requester then relies on its other helpers).
     public var maxPendingRelays: Int
+    /// Anti-entropy: every this many protocol periods, pull a random member's full view by
+    /// sending it a `join` (its `joinReply` is merged without re-gossip). 0 turns it off (the
+    /// default: pure SWIM). Speeds up convergence after bursts larger than gossip can carry.
+    public var syncEveryPeriods: Int
 
     public init() {
         protocolPeriod = .milliseconds(200)
@@ -46,6 +50,7 @@ public struct MembershipSettings: Sendable, Hashable {
         leaveFanout = 3
         maxGossipUpdates = 1_024
         maxPendingRelays = 64
+        syncEveryPeriods = 0
     }
 
     /// How long a member stays suspect before it is declared dead.
