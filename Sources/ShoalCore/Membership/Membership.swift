@@ -1,0 +1,434 @@
+/// The SWIM membership machine of one peer: failure detection by direct and indirect probes,
+/// suspicion with incarnation-number refutation, and infection-style dissemination of updates
+/// piggybacked on the probe messages.
+///
+/// Pure: it reads no clock (time comes in as `now`), draws every random choice from a
+/// `SeededGenerator`, does no IO and iterates no unordered collection where the order matters.
+/// Timers leave as `.schedule` directives and come back as `.timer` events; stale timers are
+/// ignored, so the shell never needs to cancel one.
+public struct Membership: Sendable {
+    public let id: PeerID
+    public let settings: MembershipSettings
+
+    private var rng: SeededGenerator
+    private var table: [PeerID: MemberInfo] = [:]
+    /// Members alive or suspect, self included: kept up to date by `store`.
+    private var activeCount = 0
+    private var started = false
+    private var hasLeft = false
+
+    // Joining.
+    private var seeds: [PeerID] = []
+    private var joined = false
+    private var joinAttempts = 0
+
+    // Probing.
+    private var probeOrder: [PeerID] = []
+    private var probeIndex = 0
+    private var nextSequence: UInt64 = 1
+    private var periods = 0
+    private enum ProbePhase { case direct, indirect }
+    private struct Probe { var target: PeerID; var phase: ProbePhase }
+    /// Our own probes still waiting for an ack, by sequence.
+    private var probes: [UInt64: Probe] = [:]
+    /// Pings we sent on someone's behalf: our sequence -> (requester, their sequence).
+    private struct Relay { var requester: PeerID; var sequence: UInt64; var target: PeerID }
+    private var relays: [UInt64: Relay] = [:]
+
+    // Dissemination.
+    private struct Gossip { var update: MemberUpdate; var sent: Int }
+    private var gossip: [PeerID: Gossip] = [:]
+
+    public init(id: PeerID, settings: MembershipSettings = MembershipSettings(), seed: UInt64) {
+        self.id = id
+        self.settings = settings
+        self.rng = SeededGenerator(seed: seed ^ (id.raw &* 0x9E37_79B9_7F4A_7C15))
+        store(MemberInfo(peer: id, status: .alive, incarnation: 0))
+    }
+
+    // MARK: Queries
+
+    public func member(_ peer: PeerID) -> MemberInfo? { table[peer] }
+
+    /// All known members sorted by peer, this peer included.
+    public var members: [MemberInfo] { table.keys.sorted().map { table[$0]! } }
+
+    /// Members alive or suspect, this peer included (unless it left).
+    public var aliveCount: Int { activeCount }
+
+    /// This peer's own incarnation number.
+    public var incarnation: UInt64 { table[id]!.incarnation }
+
+    /// Whether a seed has answered our join (or we formed the cluster ourselves).
+    public var isJoined: Bool { joined }
+
+    /// Number of updates waiting in the dissemination buffer.
+    public var pendingGossipCount: Int { gossip.count }
+
+    /// Most times one update is piggybacked with the current cluster size.
+    public var retransmitLimit: Int {
+        let n = max(1, aliveCount)
+        let log2Ceil = Int.bitWidth - n.leadingZeroBitCount  // ceil(log2(n + 1))
+        return max(1, settings.retransmitMultiplier * log2Ceil)
+    }
+
+    // MARK: Events
+
+    public mutating func on(_ event: MembershipEvent, now: Instant, into out: inout [MembershipDirective]) {
+        switch event {
+        case .start(let seeds): onStart(seeds: seeds, into: &out)
+        case .message(let message, let from): onMessage(message, from: from, into: &out)
+        case .timer(let timer): onTimer(timer, into: &out)
+        case .leave: onLeave(into: &out)
+        case .setLoad(let load): onSetLoad(load)
+        }
+    }
+
+    /// Convenience for tests and shells that prefer a returned array.
+    public mutating func on(_ event: MembershipEvent, now: Instant) -> [MembershipDirective] {
+        var out: [MembershipDirective] = []
+        on(event, now: now, into: &out)
+        return out
+    }
+
+    private mutating func onStart(seeds: [PeerID], into out: inout [MembershipDirective]) {
+        guard !started, !hasLeft else { return }
+        started = true
+        out.append(.statusChanged(id, .alive))
+        var unique: [PeerID] = []
+        for s in seeds where s != id && !unique.contains(s) { unique.append(s) }
+        self.seeds = unique
+        if unique.isEmpty {
+            joined = true
+        } else {
+            sendJoin(into: &out)
+        }
+        out.append(.schedule(.protocolPeriod, after: settings.protocolPeriod))
+    }
+
+    private mutating func sendJoin(into out: inout [MembershipDirective]) {
+        let fanout = min(max(1, settings.joinFanout), seeds.count)
+        let start = (joinAttempts * fanout) % seeds.count
+        joinAttempts += 1
+        let me = table[id]!.update
+        for j in 0..<fanout {
+            out.append(.send(.join(updates: [me]), to: seeds[(start + j) % seeds.count]))
+        }
+        out.append(.schedule(.joinRetry, after: settings.joinRetryInterval))
+    }
+
+    private mutating func onSetLoad(_ load: PeerLoad) {
+        guard var me = table[id], me.load != load, me.status == .alive else { return }
+        me.load = load
+        me.loadVersion &+= 1
+        store(me)
+        if started && !hasLeft { enqueue(me.update) }
+    }
+
+    private mutating func onLeave(into out: inout [MembershipDirective]) {
+        guard started, !hasLeft else { return }
+        hasLeft = true
+        var me = table[id]!
+        me.status = .left
+        store(me)
+        out.append(.statusChanged(id, .left))
+        let targets = choose(settings.leaveFanout, from: activeOthers(excluding: []))
+        for t in targets {
+            out.append(.send(.ping(sequence: takeSequence(), updates: [me.update]), to: t))
+        }
+        probes.removeAll()
+        relays.removeAll()
+        gossip.removeAll()
+    }
+
+    // MARK: Messages
+
+    private mutating func onMessage(_ message: MembershipMessage, from: PeerID, into out: inout [MembershipDirective]) {
+        guard started, from != id else { return }
+        if hasLeft {
+            // Answer pings with our `left` so late probers learn it; otherwise stay silent.
+            if case .ping(let seq, _) = message {
+                out.append(.send(.ack(sequence: seq, updates: [table[id]!.update]), to: from))
+            }
+            return
+        }
+        let isReply: Bool
+        if case .joinReply = message { isReply = true } else { isReply = false }
+        for u in message.updates { merge(u, gossip: !isReply, into: &out) }
+        noteSender(from, into: &out)
+
+        switch message {
+        case .ping(let seq, _):
+            out.append(.send(.ack(sequence: seq, updates: piggyback(for: from)), to: from))
+        case .ack(let seq, _):
+            if probes.removeValue(forKey: seq) != nil { return }
+            if let relay = relays.removeValue(forKey: seq), relay.target == from {
+                out.append(
+                    .send(.ack(sequence: relay.sequence, updates: piggyback(for: relay.requester)), to: relay.requester)
+                )
+            }
+        case .pingRequest(let seq, let target, _):
+            guard target != id else {
+                out.append(.send(.ack(sequence: seq, updates: piggyback(for: from)), to: from))
+                return
+            }
+            guard relays.count < max(0, settings.maxPendingRelays) else { return }
+            let mine = takeSequence()
+            relays[mine] = Relay(requester: from, sequence: seq, target: target)
+            out.append(.send(.ping(sequence: mine, updates: piggyback(for: target)), to: target))
+            out.append(.schedule(.pingTimeout(sequence: mine), after: settings.indirectPingTimeout))
+        case .join:
+            out.append(.send(.joinReply(members: syncList()), to: from))
+        case .joinReply:
+            joined = true
+        }
+    }
+
+    /// A message from a peer we do not know adds it as alive (incarnation 0).
+    private mutating func noteSender(_ peer: PeerID, into out: inout [MembershipDirective]) {
+        guard table[peer] == nil else { return }
+        merge(MemberUpdate(peer: peer, status: .alive, incarnation: 0), gossip: true, into: &out)
+    }
+
+    private func syncList() -> [MemberUpdate] {
+        var list = [table[id]!.update]
+        for p in table.keys.sorted() where p != id {
+            if list.count >= max(1, settings.maxSyncMembers) { break }
+            list.append(table[p]!.update)
+        }
+        return list
+    }
+
+    // MARK: Timers
+
+    private mutating func onTimer(_ timer: MembershipTimer, into out: inout [MembershipDirective]) {
+        guard started, !hasLeft else { return }
+        switch timer {
+        case .protocolPeriod:
+            out.append(.schedule(.protocolPeriod, after: settings.protocolPeriod))
+            periods += 1
+            if settings.syncEveryPeriods > 0, periods % settings.syncEveryPeriods == 0,
+                let peer = choose(1, from: activeOthers(excluding: [])).first
+            {
+                out.append(.send(.join(updates: [table[id]!.update]), to: peer))
+            }
+            guard let target = nextProbeTarget() else { return }
+            let seq = takeSequence()
+            probes[seq] = Probe(target: target, phase: .direct)
+            out.append(.send(.ping(sequence: seq, updates: piggyback(for: target)), to: target))
+            out.append(.schedule(.pingTimeout(sequence: seq), after: settings.pingTimeout))
+        case .pingTimeout(let seq):
+            if relays.removeValue(forKey: seq) != nil { return }
+            guard var probe = probes[seq], probe.phase == .direct else { return }
+            probe.phase = .indirect
+            probes[seq] = probe
+            let helpers = choose(settings.indirectPingCount, from: activeOthers(excluding: [probe.target]))
+            for h in helpers {
+                out.append(.send(.pingRequest(sequence: seq, target: probe.target, updates: piggyback(for: h)), to: h))
+            }
+            out.append(.schedule(.indirectTimeout(sequence: seq), after: settings.indirectPingTimeout))
+        case .indirectTimeout(let seq):
+            guard let probe = probes[seq], probe.phase == .indirect else { return }
+            probes[seq] = nil
+            if let info = table[probe.target], info.status == .alive {
+                var u = info.update
+                u.status = .suspect
+                merge(u, gossip: true, into: &out)
+            }
+        case .suspicion(let peer, let inc):
+            if let info = table[peer], info.status == .suspect, info.incarnation == inc {
+                var u = info.update
+                u.status = .dead
+                merge(u, gossip: true, into: &out)
+            }
+        case .joinRetry:
+            guard !joined, !seeds.isEmpty, joinAttempts < max(1, settings.maxJoinAttempts) else { return }
+            sendJoin(into: &out)
+        }
+    }
+
+    // MARK: Probe order
+
+    /// Round-robin over a seeded shuffle of the active members, reshuffled after each full round.
+    private mutating func nextProbeTarget() -> PeerID? {
+        for _ in 0..<2 {
+            while probeIndex < probeOrder.count {
+                let p = probeOrder[probeIndex]
+                probeIndex += 1
+                if let info = table[p], info.status.isActive, p != id { return p }
+            }
+            var order = activeOthers(excluding: [])
+            shuffle(&order)
+            probeOrder = order
+            probeIndex = 0
+            if probeOrder.isEmpty { return nil }
+        }
+        return nil
+    }
+
+    /// A newly learned member enters the current round at a random position not yet passed.
+    private mutating func insertIntoProbeOrder(_ peer: PeerID) {
+        guard peer != id, !probeOrder[probeIndex...].contains(peer) else { return }
+        let slots = UInt64(probeOrder.count - probeIndex + 1)
+        let at = probeIndex + Int(rng.next() % slots)
+        probeOrder.insert(peer, at: at)
+    }
+
+    // MARK: Merging (SWIM precedence)
+
+    /// Whether `new` should replace `old` about the same member.
+    public static func overrides(_ new: MemberUpdate, _ old: MemberInfo) -> Bool {
+        switch (old.status, new.status) {
+        case (.left, _): return false
+        case (.dead, .left): return true
+        case (.dead, _): return false
+        case (_, .left), (_, .dead): return true
+        case (.alive, .alive): return new.incarnation > old.incarnation
+        case (.suspect, .alive): return new.incarnation > old.incarnation
+        case (.alive, .suspect): return new.incarnation >= old.incarnation
+        case (.suspect, .suspect): return new.incarnation > old.incarnation
+        }
+    }
+
+    /// Merges one update: status and incarnation by SWIM precedence, load by `loadVersion`.
+    /// Returns nothing; emits `statusChanged` and schedules suspicion; re-gossips what changed.
+    private mutating func merge(_ u: MemberUpdate, gossip shouldGossip: Bool, into out: inout [MembershipDirective]) {
+        if u.peer == id {
+            mergeAboutSelf(u)
+            return
+        }
+        guard let old = table[u.peer] else {
+            let info = MemberInfo(
+                peer: u.peer, status: u.status, incarnation: u.incarnation, load: u.load, loadVersion: u.loadVersion)
+            store(info)
+            out.append(.statusChanged(u.peer, u.status))
+            if u.status.isActive { insertIntoProbeOrder(u.peer) }
+            if u.status == .suspect {
+                out.append(.schedule(.suspicion(u.peer, incarnation: u.incarnation), after: settings.suspicionTimeout))
+            }
+            if shouldGossip { enqueue(info.update) }
+            return
+        }
+        var info = old
+        let statusWins = Self.overrides(u, old)
+        if statusWins {
+            info.status = u.status
+            info.incarnation = u.incarnation
+        }
+        let loadWins = u.loadVersion > old.loadVersion && info.status.isActive
+        if loadWins {
+            info.load = u.load
+            info.loadVersion = u.loadVersion
+        }
+        guard statusWins || loadWins else { return }
+        store(info)
+        if old.status != info.status { out.append(.statusChanged(u.peer, info.status)) }
+        if info.status == .suspect && (old.status != .suspect || old.incarnation != info.incarnation) {
+            out.append(.schedule(.suspicion(u.peer, incarnation: info.incarnation), after: settings.suspicionTimeout))
+        }
+        if shouldGossip { enqueue(info.update) }
+    }
+
+    /// Updates about ourselves. Suspected or declared dead at our incarnation or later: bump it
+    /// and gossip alive (refutation). A report from a previous life of this peer (higher
+    /// incarnation or load version than ours) is overtaken so our own reports win again.
+    private mutating func mergeAboutSelf(_ u: MemberUpdate) {
+        guard var me = table[id], me.status == .alive else { return }
+        var changed = false
+        if u.status != .alive, u.incarnation >= me.incarnation {
+            me.incarnation = u.incarnation + 1
+            changed = true
+        } else if u.status == .alive, u.incarnation > me.incarnation {
+            me.incarnation = u.incarnation
+        }
+        if u.loadVersion > me.loadVersion || (u.loadVersion == me.loadVersion && u.load != me.load) {
+            me.loadVersion = u.loadVersion &+ 1
+            changed = true
+        }
+        store(me)
+        if changed { enqueue(me.update) }
+    }
+
+    private mutating func store(_ info: MemberInfo) {
+        if let old = table[info.peer], old.status.isActive { activeCount -= 1 }
+        if info.status.isActive { activeCount += 1 }
+        table[info.peer] = info
+    }
+
+    // MARK: Dissemination
+
+    private mutating func enqueue(_ u: MemberUpdate) {
+        gossip[u.peer] = Gossip(update: u, sent: 0)
+        let bound = max(1, settings.maxGossipUpdates)
+        while gossip.count > bound {
+            // Drop the most-sent (ties: the highest peer id), never the one just added if avoidable.
+            let victim = gossip.max { a, b in
+                if a.value.sent != b.value.sent { return a.value.sent < b.value.sent }
+                return a.key < b.key
+            }!.key
+            gossip[victim] = nil
+        }
+    }
+
+    /// The least-sent updates, at most `maxPiggyback`; each is retired after `retransmitLimit` sends.
+    /// A recipient we suspect always hears of it first, so it can refute without waiting for gossip.
+    private mutating func piggyback(for recipient: PeerID) -> [MemberUpdate] {
+        var result: [MemberUpdate] = []
+        guard settings.maxPiggyback > 0 else { return [] }
+        if let r = table[recipient], r.status == .suspect {
+            result.append(r.update)
+        }
+        guard !gossip.isEmpty, result.count < settings.maxPiggyback else { return result }
+        let limit = retransmitLimit
+        // The k least-sent by the total order (sent, peer): a bounded insertion selection, so the
+        // dictionary's iteration order cannot affect the result and no full sort is needed.
+        let k = settings.maxPiggyback - result.count
+        var chosen: [(sent: Int, peer: PeerID)] = []
+        chosen.reserveCapacity(k + 1)
+        for (peer, g) in gossip {
+            let key = (g.sent, peer)
+            if chosen.count == k, let last = chosen.last, !(key < (last.sent, last.peer)) { continue }
+            let at = chosen.firstIndex { key < ($0.sent, $0.peer) } ?? chosen.count
+            chosen.insert((g.sent, peer), at: at)
+            if chosen.count > k { chosen.removeLast() }
+        }
+        let alreadyHasRecipient = !result.isEmpty
+        for (_, p) in chosen {
+            var g = gossip[p]!
+            if !(alreadyHasRecipient && p == recipient) { result.append(g.update) }
+            g.sent += 1
+            gossip[p] = g.sent >= limit ? nil : g
+        }
+        return result
+    }
+
+    // MARK: Helpers
+
+    private mutating func takeSequence() -> UInt64 {
+        defer { nextSequence &+= 1 }
+        return nextSequence
+    }
+
+    private func activeOthers(excluding: [PeerID]) -> [PeerID] {
+        table.keys.sorted().filter { p in p != id && !excluding.contains(p) && table[p]!.status.isActive }
+    }
+
+    /// Up to `k` distinct members of `candidates` (sorted input), chosen with the seeded generator.
+    private mutating func choose(_ k: Int, from candidates: [PeerID]) -> [PeerID] {
+        var c = candidates
+        let n = min(max(0, k), c.count)
+        for i in 0..<n {
+            let j = i + Int(rng.next() % UInt64(c.count - i))
+            c.swapAt(i, j)
+        }
+        return Array(c.prefix(n))
+    }
+
+    private mutating func shuffle(_ a: inout [PeerID]) {
+        guard a.count > 1 else { return }
+        for i in stride(from: a.count - 1, to: 0, by: -1) {
+            let j = Int(rng.next() % UInt64(i + 1))
+            a.swapAt(i, j)
+        }
+    }
+}

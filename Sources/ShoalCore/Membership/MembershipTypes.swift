@@ -1,0 +1,190 @@
+/// Tunables of the SWIM membership machine. Every fan-out and buffer here has a bound.
+public struct MembershipSettings: Sendable, Hashable {
+    /// Time between two probes of this peer.
+    public var protocolPeriod: Interval
+    /// Deadline of a direct ping's ack; after it the target is probed indirectly (ping-req).
+    public var pingTimeout: Interval
+    /// Number of helpers asked to ping the target on our behalf (k of the SWIM paper).
+    public var indirectPingCount: Int
+    /// A suspect becomes dead after this many protocol periods without refutation.
+    public var suspicionPeriods: Int
+    /// Most updates piggybacked on one message.
+    public var maxPiggyback: Int
+    /// Each update is piggybacked about `retransmitMultiplier * ceil(log2(n + 1))` times.
+    public var retransmitMultiplier: Int
+    /// Bound of a join reply's member list.
+    public var maxSyncMembers: Int
+    /// Deadline of the indirect probe, counted from the ping-req; after it the target is suspected.
+    /// Also how long a helper remembers a ping it sends on someone's behalf.
+    public var indirectPingTimeout: Interval
+    /// Time between two join attempts while no seed has replied.
+    public var joinRetryInterval: Interval
+    /// Most join attempts (the first included); after them the peer keeps the view it has.
+    public var maxJoinAttempts: Int
+    /// Most seeds one join attempt is sent to (attempts rotate through the seeds).
+    public var joinFanout: Int
+    /// Most members told directly about a graceful leave.
+    public var leaveFanout: Int
+    /// Bound of the dissemination buffer; when full, the most-sent update is dropped.
+    public var maxGossipUpdates: Int
+    /// Most pings this peer has outstanding on others' behalf; further ping-reqs are ignored
+    /// (the requester then relies on its other helpers).
+    public var maxPendingRelays: Int
+    /// Anti-entropy: every this many protocol periods, pull a random member's full view by
+    /// sending it a `join` (its `joinReply` is merged without re-gossip). 0 turns it off (the
+    /// default: pure SWIM). Speeds up convergence after bursts larger than gossip can carry.
+    public var syncEveryPeriods: Int
+
+    public init() {
+        protocolPeriod = .milliseconds(200)
+        pingTimeout = .milliseconds(60)
+        indirectPingCount = 3
+        suspicionPeriods = 5
+        maxPiggyback = 8
+        retransmitMultiplier = 3
+        maxSyncMembers = 2_000
+        indirectPingTimeout = .milliseconds(120)
+        joinRetryInterval = .milliseconds(1_000)
+        maxJoinAttempts = 5
+        joinFanout = 3
+        leaveFanout = 3
+        maxGossipUpdates = 1_024
+        maxPendingRelays = 64
+        syncEveryPeriods = 0
+    }
+
+    /// How long a member stays suspect before it is declared dead.
+    public var suspicionTimeout: Interval { protocolPeriod * Int64(max(1, suspicionPeriods)) }
+}
+
+/// A member's liveness as this peer believes it. `dead` and `left` are final.
+public enum MemberStatus: UInt8, Sendable, Hashable, Codable {
+    case alive, suspect, dead, left
+
+    /// Alive or suspect: still counted as part of the cluster and still probed.
+    public var isActive: Bool { self == .alive || self == .suspect }
+}
+
+/// A peer's load, carried in its own membership update.
+public struct PeerLoad: Sendable, Hashable, Codable {
+    public var freeSlots: UInt32
+    public var readyTasks: UInt32
+    public var storedBytes: UInt64
+    public var catalogue: UInt64
+
+    public init(freeSlots: UInt32 = 0, readyTasks: UInt32 = 0, storedBytes: UInt64 = 0, catalogue: UInt64 = 0) {
+        self.freeSlots = freeSlots
+        self.readyTasks = readyTasks
+        self.storedBytes = storedBytes
+        self.catalogue = catalogue
+    }
+}
+
+/// One gossiped fact about a member.
+public struct MemberUpdate: Sendable, Hashable, Codable {
+    public var peer: PeerID
+    public var status: MemberStatus
+    public var incarnation: UInt64
+    public var load: PeerLoad
+    /// Orders the peer's load reports independently of its status: a receiver takes `load` only
+    /// from a report with a higher `loadVersion` than the one it holds, so duplicated or
+    /// reordered load gossip cannot make views flap or disagree forever. The owner bumps it on
+    /// every `setLoad`.
+    public var loadVersion: UInt64
+
+    public init(
+        peer: PeerID, status: MemberStatus, incarnation: UInt64, load: PeerLoad = PeerLoad(), loadVersion: UInt64 = 0
+    ) {
+        self.peer = peer
+        self.status = status
+        self.incarnation = incarnation
+        self.load = load
+        self.loadVersion = loadVersion
+    }
+
+    /// Estimated encoded size: id, status, incarnation and the four load fields, plus framing.
+    public static let estimatedByteSize = 8 + 1 + 8 + 4 + 4 + 8 + 8 + 8 + 3
+}
+
+/// What this peer knows of a member.
+public struct MemberInfo: Sendable, Hashable {
+    public var peer: PeerID
+    public var status: MemberStatus
+    public var incarnation: UInt64
+    public var load: PeerLoad
+    /// Orders the peer's load reports independently of its status: a receiver takes `load` only
+    /// from a report with a higher `loadVersion` than the one it holds, so duplicated or
+    /// reordered load gossip cannot make views flap or disagree forever. The owner bumps it on
+    /// every `setLoad`.
+    public var loadVersion: UInt64
+
+    public init(
+        peer: PeerID, status: MemberStatus, incarnation: UInt64, load: PeerLoad = PeerLoad(), loadVersion: UInt64 = 0
+    ) {
+        self.peer = peer
+        self.status = status
+        self.incarnation = incarnation
+        self.load = load
+        self.loadVersion = loadVersion
+    }
+
+    public var update: MemberUpdate {
+        MemberUpdate(peer: peer, status: status, incarnation: incarnation, load: load, loadVersion: loadVersion)
+    }
+}
+
+/// The messages of the membership protocol. Every one may be duplicated or reordered by the
+/// network; handling them is idempotent.
+public enum MembershipMessage: Sendable, Hashable {
+    case ping(sequence: UInt64, updates: [MemberUpdate])
+    case ack(sequence: UInt64, updates: [MemberUpdate])
+    /// "Ping `target` for me and relay its ack with `sequence`."
+    case pingRequest(sequence: UInt64, target: PeerID, updates: [MemberUpdate])
+    /// Sent to a seed; carries the joiner's own update.
+    case join(updates: [MemberUpdate])
+    /// The seed's view, bounded by `maxSyncMembers`, the seed first.
+    case joinReply(members: [MemberUpdate])
+
+    /// The updates the message carries.
+    public var updates: [MemberUpdate] {
+        switch self {
+        case .ping(_, let u), .ack(_, let u), .pingRequest(_, _, let u), .join(let u): return u
+        case .joinReply(let m): return m
+        }
+    }
+
+    /// An estimate of the encoded size in bytes, for a simulated network's bandwidth model.
+    public var byteSize: Int {
+        let header = 16
+        let list = 4 + updates.count * MemberUpdate.estimatedByteSize
+        switch self {
+        case .ping, .ack: return header + 8 + list
+        case .pingRequest: return header + 8 + 8 + list
+        case .join, .joinReply: return header + list
+        }
+    }
+}
+
+/// Timers the machine asks its shell to run; each comes back as `.timer(_)`.
+public enum MembershipTimer: Sendable, Hashable {
+    case protocolPeriod
+    case pingTimeout(sequence: UInt64)
+    case indirectTimeout(sequence: UInt64)
+    case suspicion(PeerID, incarnation: UInt64)
+    case joinRetry
+}
+
+public enum MembershipEvent: Sendable {
+    case start(seeds: [PeerID])
+    case message(MembershipMessage, from: PeerID)
+    case timer(MembershipTimer)
+    case leave
+    case setLoad(PeerLoad)
+}
+
+public enum MembershipDirective: Sendable, Hashable {
+    case send(MembershipMessage, to: PeerID)
+    case schedule(MembershipTimer, after: Interval)
+    /// A member's status changed in this peer's view (also on first learning of a member).
+    case statusChanged(PeerID, MemberStatus)
+}
