@@ -5,7 +5,7 @@ PACKAGES := liblmdb-dev libsodium-dev libzmq3-dev pkg-config lmdb-utils
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BIN := .build/release/shoal
 
-.PHONY: all deps build demo test bench clean
+.PHONY: all deps build demo test bench simulate swarm clean
 
 all: build
 
@@ -37,6 +37,15 @@ bench: build
 	$(BIN) bench stencil --metg
 	$(BIN) bench memory
 	$(BIN) bench store
+
+## simulate: every scenario in Simulations/ on seed 1
+simulate: build
+	@for f in Simulations/*.yaml; do echo "== $$f"; $(BIN) simulate $$f --seed 1 || exit 1; done
+
+## swarm: thousands of seeds with faults drawn from each seed (SEEDS=N to change)
+SEEDS ?= 2000
+swarm: build
+	$(BIN) simulate Simulations/crash-and-restart.yaml --swarm --seed 1 --seeds $(SEEDS)
 
 clean:
 	rm -rf .build out .shoal

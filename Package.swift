@@ -40,6 +40,7 @@ let package = Package(
             dependencies: [
                 "Shoal", "ShoalExamples", "ShoalStore", "ShoalSimulation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strict),
 

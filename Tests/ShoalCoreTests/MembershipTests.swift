@@ -281,14 +281,23 @@ private func sends(_ out: [MembershipDirective]) -> [(MembershipMessage, PeerID)
             (info(.alive, 1), upd(2, .suspect, 2), true),
             (info(.suspect, 1), upd(2, .suspect, 1), false),
             (info(.suspect, 1), upd(2, .suspect, 2), true),
-            (info(.alive, 5), upd(2, .dead, 0), true),
-            (info(.suspect, 5), upd(2, .dead, 0), true),
-            (info(.dead, 0), upd(2, .alive, 9), false),
-            (info(.dead, 0), upd(2, .suspect, 9), false),
+            // A death or leave is about one incarnation: a stale one does not bury a newer life.
+            (info(.alive, 5), upd(2, .dead, 0), false),
+            (info(.alive, 5), upd(2, .dead, 5), true),
+            (info(.suspect, 5), upd(2, .dead, 0), false),
+            (info(.suspect, 5), upd(2, .dead, 6), true),
+            // Only a higher incarnation brings a dead or departed peer back (its refutation).
+            (info(.dead, 0), upd(2, .alive, 9), true),
+            (info(.dead, 9), upd(2, .alive, 9), false),
+            (info(.dead, 0), upd(2, .suspect, 9), true),
+            (info(.dead, 9), upd(2, .suspect, 9), false),
             (info(.dead, 0), upd(2, .dead, 9), false),
-            (info(.alive, 3), upd(2, .left, 0), true),
-            (info(.dead, 3), upd(2, .left, 0), true),
-            (info(.left, 0), upd(2, .alive, 9), false),
+            (info(.alive, 3), upd(2, .left, 0), false),
+            (info(.alive, 3), upd(2, .left, 3), true),
+            (info(.dead, 3), upd(2, .left, 3), true),
+            (info(.dead, 3), upd(2, .left, 0), false),
+            (info(.left, 0), upd(2, .alive, 9), true),
+            (info(.left, 9), upd(2, .alive, 9), false),
             (info(.left, 0), upd(2, .dead, 9), false),
         ]
         for (n, r) in rows.enumerated() {
@@ -335,20 +344,43 @@ private func sends(_ out: [MembershipDirective]) -> [(MembershipMessage, PeerID)
         #expect(sends(out).map(\.0) == [.ack(sequence: 99, updates: [upd(2, .suspect, 0)])])
     }
 
-    @Test func deadOverridesAndIsFinal() {
+    @Test func deadHoldsUntilARefutationAtAHigherIncarnation() {
         var m = Membership(id: PeerID(raw: 1), seed: 1)
         _ = m.on(.start(seeds: []), now: .zero)
         var out = m.on(.message(.ping(sequence: 1, updates: [upd(2, .alive, 7)]), from: PeerID(raw: 3)), now: .zero)
         #expect(out.contains(.statusChanged(PeerID(raw: 2), .alive)))
-        out = m.on(.message(.ack(sequence: 99, updates: [upd(2, .dead, 0)]), from: PeerID(raw: 3)), now: .zero)
+        // A stale death (an older incarnation) changes nothing.
+        out = m.on(.message(.ack(sequence: 99, updates: [upd(2, .dead, 6)]), from: PeerID(raw: 3)), now: .zero)
+        #expect(m.member(PeerID(raw: 2))?.status == .alive)
+        out = m.on(.message(.ack(sequence: 99, updates: [upd(2, .dead, 7)]), from: PeerID(raw: 3)), now: .zero)
         #expect(out.contains(.statusChanged(PeerID(raw: 2), .dead)))
-        out = m.on(.message(.ack(sequence: 99, updates: [upd(2, .alive, 8)]), from: PeerID(raw: 3)), now: .zero)
+        // Alive at the same incarnation, or a bare message from the peer, does not revive it.
+        out = m.on(.message(.ack(sequence: 99, updates: [upd(2, .alive, 7)]), from: PeerID(raw: 3)), now: .zero)
         #expect(m.member(PeerID(raw: 2))?.status == .dead)
         #expect(!out.contains { if case .statusChanged = $0 { true } else { false } })
-        // A message from the dead peer itself does not revive it.
         _ = m.on(.message(.ping(sequence: 2, updates: []), from: PeerID(raw: 2)), now: .zero)
         #expect(m.member(PeerID(raw: 2))?.status == .dead)
         #expect(m.aliveCount == 2)  // self and p3
+        // Its refutation at a higher incarnation does.
+        out = m.on(.message(.ack(sequence: 99, updates: [upd(2, .alive, 8)]), from: PeerID(raw: 2)), now: .zero)
+        #expect(out.contains(.statusChanged(PeerID(raw: 2), .alive)))
+        #expect(m.aliveCount == 3)
+    }
+
+    @Test func aPeerToldOfAnOldDeathAnnouncesItsNewerLife() {
+        var m = Membership(id: PeerID(raw: 1), seed: 1)
+        _ = m.on(.start(seeds: []), now: .zero)
+        // Refute a suspicion: incarnation 1.
+        _ = m.on(.message(.ack(sequence: 1, updates: [upd(1, .suspect, 0)]), from: PeerID(raw: 2)), now: .zero)
+        #expect(m.incarnation == 1)
+        // Long after that gossip retired, a peer that declared us dead at incarnation 0 pings us:
+        // our answer must carry our alive(1), or that peer would never hear of it.
+        let out = m.on(.message(.ping(sequence: 7, updates: [upd(1, .dead, 0)]), from: PeerID(raw: 2)), now: .zero)
+        #expect(m.incarnation == 1)
+        let acks = out.compactMap { d -> [MemberUpdate]? in
+            if case .send(.ack(7, let updates), _) = d { return updates } else { return nil }
+        }
+        #expect(acks.first?.contains { $0.peer == PeerID(raw: 1) && $0.status == .alive && $0.incarnation == 1 } == true)
     }
 
     @Test func suspicionTimerDeclaresDeadOnlyForSameIncarnation() {

@@ -212,6 +212,12 @@ public struct Membership: Sendable {
             {
                 out.append(.send(.join(updates: [table[id]!.update]), to: peer))
             }
+            if settings.deadProbePeriods > 0, periods % settings.deadProbePeriods == 0,
+                let dead = choose(1, from: table.keys.sorted().filter { $0 != id && table[$0]!.status == .dead }).first
+            {
+                // Not a probe: nothing is tracked. Its ack, if it comes, carries the refutation.
+                out.append(.send(.ping(sequence: takeSequence(), updates: piggyback(for: dead)), to: dead))
+            }
             guard let target = nextProbeTarget() else { return }
             let seq = takeSequence()
             probes[seq] = Probe(target: target, phase: .direct)
@@ -279,10 +285,15 @@ public struct Membership: Sendable {
     /// Whether `new` should replace `old` about the same member.
     public static func overrides(_ new: MemberUpdate, _ old: MemberInfo) -> Bool {
         switch (old.status, new.status) {
+        // A peer declared dead (or that left) comes back only at a higher incarnation: the one
+        // it takes when it refutes the report, after a partition heals or when it restarts.
+        case (.dead, .alive), (.dead, .suspect), (.left, .alive), (.left, .suspect):
+            return new.incarnation > old.incarnation
         case (.left, _): return false
-        case (.dead, .left): return true
-        case (.dead, _): return false
-        case (_, .left), (_, .dead): return true
+        case (.dead, .left): return new.incarnation >= old.incarnation
+        case (.dead, .dead): return false
+        // A death or a leave is about one incarnation: a stale one never buries a revived peer.
+        case (_, .left), (_, .dead): return new.incarnation >= old.incarnation
         case (.alive, .alive): return new.incarnation > old.incarnation
         case (.suspect, .alive): return new.incarnation > old.incarnation
         case (.alive, .suspect): return new.incarnation >= old.incarnation
@@ -323,6 +334,7 @@ public struct Membership: Sendable {
         guard statusWins || loadWins else { return }
         store(info)
         if old.status != info.status { out.append(.statusChanged(u.peer, info.status)) }
+        if !old.status.isActive, info.status.isActive { insertIntoProbeOrder(u.peer) }
         if info.status == .suspect && (old.status != .suspect || old.incarnation != info.incarnation) {
             out.append(.schedule(.suspicion(u.peer, incarnation: info.incarnation), after: settings.suspicionTimeout))
         }
@@ -335,10 +347,13 @@ public struct Membership: Sendable {
     private mutating func mergeAboutSelf(_ u: MemberUpdate) {
         guard var me = table[id], me.status == .alive else { return }
         var changed = false
-        if u.status != .alive, u.incarnation >= me.incarnation {
-            me.incarnation = u.incarnation + 1
+        if u.status != .alive {
+            // Refute: a report at our incarnation or later needs a higher one. A report at an older
+            // incarnation is stale, but its sender has not heard our newer one (it may have retired
+            // from gossip long ago, say while a partition kept us apart): announce it again.
+            if u.incarnation >= me.incarnation { me.incarnation = u.incarnation + 1 }
             changed = true
-        } else if u.status == .alive, u.incarnation > me.incarnation {
+        } else if u.incarnation > me.incarnation {
             me.incarnation = u.incarnation
         }
         if u.loadVersion > me.loadVersion || (u.loadVersion == me.loadVersion && u.load != me.load) {
@@ -371,11 +386,12 @@ public struct Membership: Sendable {
     }
 
     /// The least-sent updates, at most `maxPiggyback`; each is retired after `retransmitLimit` sends.
-    /// A recipient we suspect always hears of it first, so it can refute without waiting for gossip.
+    /// A recipient we suspect (or believe dead) always hears of it first, so it can refute without
+    /// waiting for gossip.
     private mutating func piggyback(for recipient: PeerID) -> [MemberUpdate] {
         var result: [MemberUpdate] = []
         guard settings.maxPiggyback > 0 else { return [] }
-        if let r = table[recipient], r.status == .suspect {
+        if let r = table[recipient], r.status == .suspect || r.status == .dead {
             result.append(r.update)
         }
         guard !gossip.isEmpty, result.count < settings.maxPiggyback else { return result }

@@ -34,6 +34,11 @@ public struct MembershipSettings: Sendable, Hashable {
     /// sending it a `join` (its `joinReply` is merged without re-gossip). 0 turns it off (the
     /// default: pure SWIM). Speeds up convergence after bursts larger than gossip can carry.
     public var syncEveryPeriods: Int
+    /// Gossip to the dead: every this many protocol periods, ping one member believed dead,
+    /// telling it so. A peer that was only cut off (a partition that healed) or that restarted
+    /// then refutes with a higher incarnation and is revived everywhere; without this, two sides
+    /// that declared each other dead never speak again. 0 turns it off.
+    public var deadProbePeriods: Int
 
     public init() {
         protocolPeriod = .milliseconds(200)
@@ -51,13 +56,15 @@ public struct MembershipSettings: Sendable, Hashable {
         maxGossipUpdates = 1_024
         maxPendingRelays = 64
         syncEveryPeriods = 0
+        deadProbePeriods = 5
     }
 
     /// How long a member stays suspect before it is declared dead.
     public var suspicionTimeout: Interval { protocolPeriod * Int64(max(1, suspicionPeriods)) }
 }
 
-/// A member's liveness as this peer believes it. `dead` and `left` are final.
+/// A member's liveness as this peer believes it. `dead` and `left` hold for one incarnation: the
+/// peer comes back only by refuting them with a higher incarnation.
 public enum MemberStatus: UInt8, Sendable, Hashable, Codable {
     case alive, suspect, dead, left
 
