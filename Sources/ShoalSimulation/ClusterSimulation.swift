@@ -89,7 +89,12 @@ public struct ClusterSimulation {
     var settledSince = Instant.zero
     var lastFaultTime = Instant.zero
 
-    public init(scenario: Scenario, seed: UInt64, recordTrace: Bool = false) {
+    /// The membership settings every peer runs with (derived from the scenario; tests may change
+    /// them, for instance to break a rule on purpose and see a checker catch it).
+    public init(
+        scenario: Scenario, seed: UInt64, recordTrace: Bool = false,
+        adjust: (inout MembershipSettings) -> Void = { _ in }
+    ) {
         precondition(scenario.peers > 0 && scenario.seeds > 0, "a scenario needs peers and seeds: \(scenario)")
         self.scenario = scenario
         self.seed = seed
@@ -99,6 +104,7 @@ public struct ClusterSimulation {
         settings = MembershipSettings()
         settings.protocolPeriod = .milliseconds(scenario.protocolPeriodMs)
         settings.pingTimeout = Interval(nanoseconds: settings.protocolPeriod.nanoseconds * 3 / 10)
+        adjust(&settings)
         report = SimulationReport(
             scenario: scenario.name, seed: seed, peers: scenario.peers, virtualSeconds: 0, events: 0,
             network: NetworkStatistics(), faultsInjected: [], statusChanges: 0, convergedAfterSeconds: nil,

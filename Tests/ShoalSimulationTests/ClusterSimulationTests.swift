@@ -67,6 +67,25 @@ struct ClusterSimulationTests {
         #expect(a.events != c.events || a.network != c.network, "different seeds should give different runs")
     }
 
+    /// A rule broken on purpose (no gossip to the dead: two sides of a healed partition never speak
+    /// again) must be caught by the convergence checker, and the report names the seed to replay.
+    @Test func aBrokenRuleIsCaughtWithItsSeed() {
+        var scenario = Scenario(
+            name: "broken", peers: 8, durationSeconds: 40, seeds: 2, joinSpreadSeconds: 1, convergeWithinSeconds: 20)
+        let halves = [Array(0..<4), Array(4..<8)].map { $0.map { PeerID(raw: UInt64($0)) } }
+        scenario.faults = FaultPlan([
+            ScheduledFault(at: .seconds(3), fault: .partition(groups: halves)),
+            ScheduledFault(at: .seconds(10), fault: .heal),
+        ])
+        var healthy = ClusterSimulation(scenario: scenario, seed: 5)
+        #expect(healthy.run().passed)
+        var broken = ClusterSimulation(scenario: scenario, seed: 5) { $0.deadProbePeriods = 0 }
+        let report = broken.run()
+        #expect(!report.passed)
+        #expect(report.seed == 5)
+        #expect(report.violations.first?.contains("never converged") == true, "\(report.violations)")
+    }
+
     /// Swarm testing: the faults themselves drawn from the seed. Every seed must end converged.
     @Test func swarmSeedsConverge() {
         let base = Scenario(

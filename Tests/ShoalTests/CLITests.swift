@@ -4,11 +4,14 @@ import Testing
 
 /// The `shoal` command line end to end: the real binary as a child process, always with a
 /// deadline (the child is killed if it overruns).
-@Suite("shoal CLI: run, graph, demo")
+@Suite("shoal CLI: run, graph, demo, simulate")
 struct CLITests {
-    private static let examplePath = URL(fileURLWithPath: #filePath)
+    private static let repository = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Examples/workflows/shout-twice.yaml").path
+    private static let examplePath = repository.appendingPathComponent("Examples/workflows/shout-twice.yaml").path
+
+    /// A file of the repository by its path from the root.
+    static func repoFile(_ path: String) throws -> String { repository.appendingPathComponent(path).path }
 
     /// Writes `yaml` to `<dir>/<name>` and returns its path.
     private func write(_ yaml: String, _ name: String, in dir: ScratchDirectory) throws -> String {
@@ -201,5 +204,23 @@ struct CLITests {
         let block = stat.stdout.components(separatedBy: "Status of ").first { $0.hasPrefix("values\n") }
         let values = try #require(block, "no 'values' table in: \(stat.stdout)")
         #expect(values.contains("Entries: 2\n"), "values: \(values)")
+    }
+
+    @Test func simulateReportsAViolationWithTheCommandThatReplaysIt() throws {
+        let dir = try ScratchDirectory("cli-simulate")
+        defer { dir.remove() }
+        let scenario = dir.appending("tight.yaml").path
+        // A convergence deadline no cluster can meet: the checker must fail the run.
+        try "name: tight\npeers: 6\nduration: 5\nseeds: 1\njoinSpread: 1\nconvergeWithin: 0.0001\n"
+            .write(toFile: scenario, atomically: true, encoding: .utf8)
+        let failed = try ChildProcess.shoal(["simulate", scenario, "--seed", "9"])
+        #expect(failed.status == 1)
+        #expect(failed.stderr.contains("replay: shoal simulate \(scenario) --seed 9"), "\(failed.stderr)")
+        let ok = try ChildProcess.shoal(["simulate", try Self.repoFile("Simulations/crash-and-restart.yaml"), "--seed", "3"])
+        #expect(ok.status == 0, "\(ok.stdout)\(ok.stderr)")
+        #expect(ok.stdout.contains("result: all invariants hold"))
+        let bad = dir.appending("bad.yaml").path
+        try "name: bad\npeers: many\n".write(toFile: bad, atomically: true, encoding: .utf8)
+        #expect(try ChildProcess.shoal(["simulate", bad]).status == 2)
     }
 }

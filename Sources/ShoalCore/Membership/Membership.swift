@@ -25,6 +25,13 @@ public struct Membership: Sendable {
     // Probing.
     private var probeOrder: [PeerID] = []
     private var probeIndex = 0
+    /// `probeOrder[probeIndex...]` as a set, for constant-time "already in this round" checks.
+    private var pendingProbes: Set<PeerID> = []
+    /// Sorted lists kept in step with `table` by `store`: every known peer (self included), the
+    /// active others, the dead others. Nothing per period sorts or scans the whole table.
+    private var known: [PeerID] = []
+    private var active: [PeerID] = []
+    private var dead: [PeerID] = []
     private var nextSequence: UInt64 = 1
     private var periods = 0
     private enum ProbePhase { case direct, indirect }
@@ -51,7 +58,7 @@ public struct Membership: Sendable {
     public func member(_ peer: PeerID) -> MemberInfo? { table[peer] }
 
     /// All known members sorted by peer, this peer included.
-    public var members: [MemberInfo] { table.keys.sorted().map { table[$0]! } }
+    public var members: [MemberInfo] { known.map { table[$0]! } }
 
     /// Members alive or suspect, this peer included (unless it left).
     public var aliveCount: Int { activeCount }
@@ -132,7 +139,7 @@ public struct Membership: Sendable {
         me.status = .left
         store(me)
         out.append(.statusChanged(id, .left))
-        let targets = choose(settings.leaveFanout, from: activeOthers(excluding: []))
+        let targets = chooseActive(settings.leaveFanout, excluding: [])
         for t in targets {
             out.append(.send(.ping(sequence: takeSequence(), updates: [me.update]), to: t))
         }
@@ -192,7 +199,7 @@ public struct Membership: Sendable {
 
     private func syncList() -> [MemberUpdate] {
         var list = [table[id]!.update]
-        for p in table.keys.sorted() where p != id {
+        for p in known where p != id {
             if list.count >= max(1, settings.maxSyncMembers) { break }
             list.append(table[p]!.update)
         }
@@ -208,13 +215,14 @@ public struct Membership: Sendable {
             out.append(.schedule(.protocolPeriod, after: settings.protocolPeriod))
             periods += 1
             if settings.syncEveryPeriods > 0, periods % settings.syncEveryPeriods == 0,
-                let peer = choose(1, from: activeOthers(excluding: [])).first
+                let peer = chooseActive(1, excluding: []).first
             {
                 out.append(.send(.join(updates: [table[id]!.update]), to: peer))
             }
             if settings.deadProbePeriods > 0, periods % settings.deadProbePeriods == 0,
-                let dead = choose(1, from: table.keys.sorted().filter { $0 != id && table[$0]!.status == .dead }).first
+                !dead.isEmpty
             {
+                let dead = self.dead[Int(rng.next() % UInt64(self.dead.count))]
                 // Not a probe: nothing is tracked. Its ack, if it comes, carries the refutation.
                 out.append(.send(.ping(sequence: takeSequence(), updates: piggyback(for: dead)), to: dead))
             }
@@ -228,7 +236,7 @@ public struct Membership: Sendable {
             guard var probe = probes[seq], probe.phase == .direct else { return }
             probe.phase = .indirect
             probes[seq] = probe
-            let helpers = choose(settings.indirectPingCount, from: activeOthers(excluding: [probe.target]))
+            let helpers = chooseActive(settings.indirectPingCount, excluding: [probe.target])
             for h in helpers {
                 out.append(.send(.pingRequest(sequence: seq, target: probe.target, updates: piggyback(for: h)), to: h))
             }
@@ -261,12 +269,14 @@ public struct Membership: Sendable {
             while probeIndex < probeOrder.count {
                 let p = probeOrder[probeIndex]
                 probeIndex += 1
+                pendingProbes.remove(p)
                 if let info = table[p], info.status.isActive, p != id { return p }
             }
-            var order = activeOthers(excluding: [])
+            var order = active
             shuffle(&order)
             probeOrder = order
             probeIndex = 0
+            pendingProbes = Set(order)
             if probeOrder.isEmpty { return nil }
         }
         return nil
@@ -274,10 +284,11 @@ public struct Membership: Sendable {
 
     /// A newly learned member enters the current round at a random position not yet passed.
     private mutating func insertIntoProbeOrder(_ peer: PeerID) {
-        guard peer != id, !probeOrder[probeIndex...].contains(peer) else { return }
+        guard peer != id, !pendingProbes.contains(peer) else { return }
         let slots = UInt64(probeOrder.count - probeIndex + 1)
         let at = probeIndex + Int(rng.next() % slots)
         probeOrder.insert(peer, at: at)
+        pendingProbes.insert(peer)
     }
 
     // MARK: Merging (SWIM precedence)
@@ -365,9 +376,41 @@ public struct Membership: Sendable {
     }
 
     private mutating func store(_ info: MemberInfo) {
-        if let old = table[info.peer], old.status.isActive { activeCount -= 1 }
+        let old = table[info.peer]
+        if let old, old.status.isActive { activeCount -= 1 }
         if info.status.isActive { activeCount += 1 }
         table[info.peer] = info
+        let peer = info.peer
+        if old == nil { Self.insertSorted(peer, into: &known) }
+        guard peer != id else { return }
+        let wasActive = old?.status.isActive ?? false
+        if wasActive != info.status.isActive {
+            if info.status.isActive { Self.insertSorted(peer, into: &active) } else { Self.removeSorted(peer, from: &active) }
+        }
+        let wasDead = old?.status == .dead
+        if wasDead != (info.status == .dead) {
+            if info.status == .dead { Self.insertSorted(peer, into: &dead) } else { Self.removeSorted(peer, from: &dead) }
+        }
+    }
+
+    private static func insertionPoint(_ peer: PeerID, in list: [PeerID]) -> Int {
+        var lo = 0
+        var hi = list.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if list[mid] < peer { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
+
+    private static func insertSorted(_ peer: PeerID, into list: inout [PeerID]) {
+        let i = insertionPoint(peer, in: list)
+        if i == list.count || list[i] != peer { list.insert(peer, at: i) }
+    }
+
+    private static func removeSorted(_ peer: PeerID, from list: inout [PeerID]) {
+        let i = insertionPoint(peer, in: list)
+        if i < list.count, list[i] == peer { list.remove(at: i) }
     }
 
     // MARK: Dissemination
@@ -425,8 +468,22 @@ public struct Membership: Sendable {
         return nextSequence
     }
 
-    private func activeOthers(excluding: [PeerID]) -> [PeerID] {
-        table.keys.sorted().filter { p in p != id && !excluding.contains(p) && table[p]!.status.isActive }
+    /// Up to `k` distinct active members other than self and `excluding`, chosen with the seeded
+    /// generator: by rejection sampling from the sorted `active` list when it is large (O(k), no
+    /// copy), by a partial shuffle of the eligible ones when it is small.
+    private mutating func chooseActive(_ k: Int, excluding: [PeerID]) -> [PeerID] {
+        let n = active.count
+        guard k > 0, n > 0 else { return [] }
+        if n <= 4 * (k + excluding.count) {
+            return choose(k, from: active.filter { !excluding.contains($0) })
+        }
+        var picked: [PeerID] = []
+        picked.reserveCapacity(k)
+        while picked.count < k {
+            let p = active[Int(rng.next() % UInt64(n))]
+            if !excluding.contains(p), !picked.contains(p) { picked.append(p) }
+        }
+        return picked
     }
 
     /// Up to `k` distinct members of `candidates` (sorted input), chosen with the seeded generator.
