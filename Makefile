@@ -5,7 +5,7 @@ PACKAGES := liblmdb-dev libsodium-dev libzmq3-dev pkg-config lmdb-utils
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BIN := .build/release/shoal
 
-.PHONY: all deps build demo test bench simulate swarm clean
+.PHONY: all deps build demo test bench simulate ci-swarm swarm clean
 
 all: build
 
@@ -41,6 +41,11 @@ bench: build
 ## simulate: every scenario in Simulations/ on seed 1
 simulate: build
 	@for f in Simulations/*.yaml; do echo "== $$f"; $(BIN) simulate $$f --seed 1 || exit 1; done
+
+## ci-swarm: the 200 swarm seeds CI replays on every run (release build)
+ci-swarm: build
+	$(BIN) simulate Simulations/crash-and-restart.yaml --swarm --seed 1 --seeds 200
+	$(BIN) simulate Simulations/partition-heals.yaml --swarm --seed 1 --seeds 200
 
 ## swarm: thousands of seeds with faults drawn from each seed (SEEDS=N to change)
 SEEDS ?= 2000

@@ -205,8 +205,12 @@ final class Engine: @unchecked Sendable {
     // MARK: Submitting (any thread)
 
     /// Buffers a submission. `info` must be the submission's task info (kept alive from here on).
+    ///
+    /// Batches reach the graph in buffer order because a batch is taken and handed over under the
+    /// buffer lock: the program's thread and an idle worker may both hand over, and a later batch
+    /// overtaking an earlier one would reorder the program's calls (and so its dependences).
     func submit(_ submission: Submission, info: TaskInfo) {
-        let batch = buffer.withLock { b -> [Submission]? in
+        buffer.withLock { b in
             let id = ObjectIdentifier(info)
             if b.lastInfo != id {
                 if b.infos[id] == nil { b.infos[id] = info }
@@ -215,21 +219,25 @@ final class Engine: @unchecked Sendable {
             b.items.append(submission)
             let n = b.items.count
             bufferedHint.store(n, ordering: .sequentiallyConsistent)
-            if n >= settings.submitBatchMax { return take(&b) }
+            if n >= settings.submitBatchMax { return handOver(&b) }
             // A sleeping worker needs a wake-up anyway: hand over now. Spinning workers pull the
             // buffer themselves (`spinForWork`).
-            if sleepingHint.load(ordering: .sequentiallyConsistent) > 0 { return take(&b) }
+            if sleepingHint.load(ordering: .sequentiallyConsistent) > 0 { return handOver(&b) }
             // While a worker idles, hand over small batches: at once after a quiet spell, else every
             // `idleFlushMin` submissions or `idleFlushMicros` (the clock is read on every 8th only).
             if idleHint.load(ordering: .relaxed) > 0,
                 n >= settings.idleFlushMin
                     || ((n == 1 || n & 7 == 0) && clock.now - b.lastFlush > .microseconds(settings.idleFlushMicros))
             {
-                return take(&b)
+                return handOver(&b)
             }
-            return nil
         }
-        if let batch { hand(batch) }
+    }
+
+    /// Takes the buffered submissions and hands them to the scheduler. Called with the buffer
+    /// lock held (see `submit`).
+    private func handOver(_ b: inout SubmitBuffer) {
+        hand(take(&b))
     }
 
     private func take(_ b: inout SubmitBuffer) -> [Submission] {
@@ -243,7 +251,15 @@ final class Engine: @unchecked Sendable {
 
     /// Hands every buffered submission to the scheduler.
     func flush() {
-        hand(buffer.withLock { take(&$0) })
+        buffer.withLock { handOver(&$0) }
+    }
+
+    /// `flush()` from a worker: never waits for the buffer lock. Its holder (the program's thread)
+    /// may be waiting for room in the graph, which only workers make; and it hands the buffer over
+    /// itself. Whether the buffer was free.
+    @discardableResult
+    private func flushFromWorker() -> Bool {
+        buffer.withLockIfAvailable { handOver(&$0) } != nil
     }
 
     private func hand(_ batch: [Submission]) {
@@ -370,10 +386,14 @@ final class Engine: @unchecked Sendable {
             if blocked || (!spinForWork() && state.graph.readyCount == 0), !state.shuttingDown {
                 sleepingHint.add(1, ordering: .sequentiallyConsistent)
                 if bufferedHint.load(ordering: .sequentiallyConsistent) > 0 {
-                    // Submissions nobody will hand over (the submitter saw no sleeper): do it.
+                    // Submissions nobody may hand over (the submitter saw no sleeper): do it. While
+                    // the buffer lock is busy nothing can be appended, and a holder that hands over
+                    // empties the buffer, so this loop ends.
                     sleepingHint.subtract(1, ordering: .sequentiallyConsistent)
                     lock.unlock()
-                    flush()
+                    while bufferedHint.load(ordering: .sequentiallyConsistent) > 0, !flushFromWorker() {
+                        sched_yield()
+                    }
                     lock.lock()
                 } else {
                     workAvailable.wait()
@@ -396,21 +416,25 @@ final class Engine: @unchecked Sendable {
         let deadline = clock.now + .microseconds(settings.spinMicros)
         var found = false
         var spins = 0
+        var lastBuffered = bufferedHint.load(ordering: .relaxed)
         while true {
             if readyHint.load(ordering: .relaxed) > 0 {
                 found = true
                 break
             }
-            if bufferedHint.load(ordering: .relaxed) > 0 {
-                // The program submitted and moved on: hand its submissions over from here.
-                flush()
-                found = true
-                break
-            }
             spins += 1
-            // Mostly plain loads (no syscall); check the clock and yield the core now and then,
-            // so a spinning worker never starves the submitting thread.
+            // Mostly plain loads (no syscall); now and then check the clock, rescue stranded
+            // submissions, and yield the core, so a spinning worker never starves the submitter.
             if spins & 255 == 0 {
+                // Buffered submissions that did not change since the last look: the program paused
+                // (went off to work on its own) without handing them over. While it is still
+                // submitting, it hands over by itself and a worker stays out of its way.
+                let buffered = bufferedHint.load(ordering: .relaxed)
+                if buffered > 0, buffered == lastBuffered, flushFromWorker() {
+                    found = true
+                    break
+                }
+                lastBuffered = buffered
                 if clock.now > deadline { break }
                 sched_yield()
             }

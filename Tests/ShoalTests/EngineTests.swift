@@ -340,8 +340,9 @@ private let double = TaskDefinition<DataRef<Int>, Void>("double") { x, context i
             let s = wf.value(0)
             wf.submit(name: "sleeper", [.inout(s)]) { context in
                 sleeper.count.store(1, ordering: .sequentiallyConsistent)
-                // Sleeps in 50 ms steps until the test lets it go (at most 5 s).
-                for _ in 0..<100 where !sleeper.flag.load(ordering: .sequentiallyConsistent) {
+                // Sleeps in 50 ms steps until the test lets it go (at most 60 s: other tests may
+                // keep the cooperative threads busy, and the program needs one to go on).
+                for _ in 0..<1_200 where !sleeper.flag.load(ordering: .sequentiallyConsistent) {
                     usleep(50_000)
                 }
                 sleeper.count.store(2, ordering: .sequentiallyConsistent)

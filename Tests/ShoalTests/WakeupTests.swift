@@ -55,9 +55,12 @@ extension WakeupTests {
                 // Two quick submissions, so the second comes within the idle-flush window.
                 wf.submit(name: "first", []) { _ in ran.add(1, ordering: .relaxed) }
                 wf.submit(name: "second", []) { _ in ran.add(1, ordering: .relaxed) }
-                // The program's own work: no Shoal call for up to 200 ms.
+                // The program's own work: no Shoal call for up to 200 ms. (Task.sleep, not usleep:
+                // blocking one of the two cooperative threads would starve the other tests.)
                 let deadline = ContinuousClock.now + .milliseconds(200)
-                while ran.load(ordering: .relaxed) < 2 * round, ContinuousClock.now < deadline { usleep(100) }
+                while ran.load(ordering: .relaxed) < 2 * round, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .microseconds(100))
+                }
                 #expect(ran.load(ordering: .relaxed) == 2 * round, "round \(round): a submission was left buffered")
             }
         }
