@@ -89,7 +89,7 @@ public struct PeerLoad: Sendable, Hashable, Codable {
     }
 }
 
-/// One gossiped fact about a member.
+/// One gossiped fact about a member, and (as `MemberInfo`) what a peer holds about it.
 public struct MemberUpdate: Sendable, Hashable, Codable {
     public var peer: PeerID
     public var status: MemberStatus
@@ -115,31 +115,12 @@ public struct MemberUpdate: Sendable, Hashable, Codable {
     public static let estimatedByteSize = 8 + 1 + 8 + 4 + 4 + 8 + 8 + 8 + 3
 }
 
-/// What this peer knows of a member.
-public struct MemberInfo: Sendable, Hashable {
-    public var peer: PeerID
-    public var status: MemberStatus
-    public var incarnation: UInt64
-    public var load: PeerLoad
-    /// Orders the peer's load reports independently of its status: a receiver takes `load` only
-    /// from a report with a higher `loadVersion` than the one it holds, so duplicated or
-    /// reordered load gossip cannot make views flap or disagree forever. The owner bumps it on
-    /// every `setLoad`.
-    public var loadVersion: UInt64
+/// What this peer knows of a member: the same fields as the fact it gossips about it.
+public typealias MemberInfo = MemberUpdate
 
-    public init(
-        peer: PeerID, status: MemberStatus, incarnation: UInt64, load: PeerLoad = PeerLoad(), loadVersion: UInt64 = 0
-    ) {
-        self.peer = peer
-        self.status = status
-        self.incarnation = incarnation
-        self.load = load
-        self.loadVersion = loadVersion
-    }
-
-    public var update: MemberUpdate {
-        MemberUpdate(peer: peer, status: status, incarnation: incarnation, load: load, loadVersion: loadVersion)
-    }
+extension MemberUpdate {
+    /// The update to gossip for this knowledge (itself: knowledge and gossip share one shape).
+    public var update: MemberUpdate { self }
 }
 
 /// The messages of the membership protocol. Every one may be duplicated or reordered by the
