@@ -142,7 +142,8 @@ final class Engine: @unchecked Sendable {
     /// Guarded by `lock`.
     private var state: EngineState
 
-    // The submitting side's buffer, behind its own lock so submit never contends with workers.
+    // The submitting side's buffer, behind its own lock: appending never waits for the engine
+    // lock, and workers only ever try it (`flushFromWorker`).
     private let buffer = Mutex<SubmitBuffer>(SubmitBuffer())
     private let idleHint = Atomic<Int>(0)
     /// Workers asleep on `workAvailable`, and submissions in the buffer. A submission must never
