@@ -21,11 +21,14 @@ deps:
 build: deps
 	$(SWIFT) build -c release --product shoal
 
-## demo: the cross-correlation example on this machine, results persisted in .shoal/data, NumPy files in out/demo
+## demo: the cross-correlation example on this machine (results persisted in .shoal/data, NumPy files in
+## out/demo), the example workflow file, and a simulated 32-peer cluster through a partition that heals
 demo: build
 	$(BIN) demo --export out/demo
 	@echo
 	$(BIN) run Examples/workflows/shout-twice.yaml --output-dir out/shout-twice
+	@echo
+	$(BIN) simulate Simulations/partition-heals.yaml --seed 7
 
 ## test: every test (Swift Testing), debug build
 test: deps

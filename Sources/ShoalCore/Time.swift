@@ -22,9 +22,16 @@ public struct Interval: Hashable, Comparable, Sendable, Codable, CustomStringCon
     public static func + (a: Interval, b: Interval) -> Interval { Interval(nanoseconds: a.nanoseconds &+ b.nanoseconds) }
     public static func * (a: Interval, k: Int64) -> Interval { Interval(nanoseconds: a.nanoseconds &* k) }
     public var seconds: Double { Double(nanoseconds) / 1e9 }
+    /// Whole units where exact (`5s`, `200ms`, `50µs`); otherwise seconds with milliseconds from
+    /// one millisecond up (`12.660s`), else nanoseconds.
     public var description: String {
         let n = nanoseconds
         if n % 1_000_000_000 == 0 { return "\(n / 1_000_000_000)s" }
+        if n >= 1_000_000_000 || n <= -1_000_000_000 {
+            let ms = abs(n % 1_000_000_000) / 1_000_000
+            let padded = ms < 10 ? "00\(ms)" : ms < 100 ? "0\(ms)" : "\(ms)"
+            return "\(n / 1_000_000_000).\(padded)s"
+        }
         if n % 1_000_000 == 0 { return "\(n / 1_000_000)ms" }
         if n % 1_000 == 0 { return "\(n / 1_000)µs" }
         return "\(n)ns"

@@ -31,3 +31,14 @@ import Testing
         #expect(hex == "0e5751c026e543b2e8ab2eb06099daa1d1e5df47778f7787faab45cdf12fe3a8")
     }
 }
+
+@Suite struct TimeTests {
+    @Test func intervalsPrintInReadableUnits() {
+        #expect(Interval.seconds(5).description == "5s")
+        #expect(Interval.milliseconds(200).description == "200ms")
+        #expect(Interval.microseconds(50).description == "50µs")
+        #expect(Interval(nanoseconds: 12_660_397_451).description == "12.660s")
+        #expect(Interval(nanoseconds: 1_005_000_000).description == "1.005s")
+        #expect(Interval(nanoseconds: 1_234).description == "1234ns")
+    }
+}
