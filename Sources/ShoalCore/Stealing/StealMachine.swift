@@ -31,7 +31,9 @@ public struct StealMachine: Sendable {
 
     // Thief.
     private enum RequestState: Equatable { case pending, expired, settled }
-    private struct SentRequest { var victim: PeerID; var state: RequestState }
+    private struct SentRequest { var victim: PeerID; var state: RequestState; var attempts = 1 }
+    /// The message of each pending request, kept for retransmission.
+    private var pendingMessages: [UInt64: StealMessage] = [:]
     private var nextRequestID: UInt64 = 1
     private var sent: [UInt64: SentRequest] = [:]
     private var sentOrder: [UInt64] = []  // FIFO of `sent` keys, oldest first
@@ -143,7 +145,9 @@ public struct StealMachine: Sendable {
         counters.stealsTried += 1
         let max = min(settings.stealBatchMax, freeSlots)
         let cat = Array(catalogue.prefix(settings.maxCatalogueAdvertised))
-        out.append(.send(.request(requestID: rid, max: max, catalogue: cat, holding: holding), to: victim))
+        let message = StealMessage.request(requestID: rid, max: max, catalogue: cat, holding: holding)
+        pendingMessages[rid] = message
+        out.append(.send(message, to: victim))
         out.append(.schedule(.timeout(requestID: rid), after: settings.stealTimeout))
     }
 
@@ -177,6 +181,7 @@ public struct StealMachine: Sendable {
         case .pending:
             sent[rid]?.state = .settled
             pending.removeAll { $0 == rid }
+            pendingMessages[rid] = nil
             if granted.isEmpty {
                 counters.refusals += 1
                 fail(now: now, into: &out)
@@ -201,8 +206,18 @@ public struct StealMachine: Sendable {
     }
 
     private mutating func onTimeout(requestID rid: UInt64, now: Instant, into out: inout [StealDirective]) {
-        guard sent[rid]?.state == .pending else { return }  // answered already: stale timer
+        guard let request = sent[rid], request.state == .pending else { return }  // answered: stale timer
+        if request.attempts <= settings.requestRetransmits, let message = pendingMessages[rid] {
+            // Same request id: the victim answers it idempotently, so a lost request or reply
+            // is recovered without the victim giving anything twice.
+            sent[rid]?.attempts += 1
+            counters.retransmits += 1
+            out.append(.send(message, to: request.victim))
+            out.append(.schedule(.timeout(requestID: rid), after: settings.stealTimeout))
+            return
+        }
         sent[rid]?.state = .expired
+        pendingMessages[rid] = nil
         pending.removeAll { $0 == rid }
         counters.timeouts += 1
         fail(now: now, into: &out)

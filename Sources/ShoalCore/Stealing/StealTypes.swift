@@ -9,6 +9,12 @@ public struct StealSettings: Sendable, Hashable {
     /// A request without reply after this long is given up (the thief backs off). A reply that
     /// arrives later is still honoured: the victim has already given the tasks away.
     public var stealTimeout: Interval
+    /// Times a request is sent again (same request id, to the same victim) when `stealTimeout`
+    /// passes without an answer, before it is given up. The victim answers a repeated request
+    /// from its grant table, so this recovers a lost request or a lost grant without the victim
+    /// giving anything twice. Default 0 (one attempt, as the timing above states); on a lossy
+    /// network set 1-2, or a lost grant's tasks are left to the owner's lineage recovery. 0...8.
+    public var requestRetransmits: Int
     /// Back-off after the first failed steal (refusal, empty grant or timeout); it doubles with
     /// every consecutive failure up to `maxBackoff` and resets on a non-empty grant.
     public var retryBackoff: Interval
@@ -40,6 +46,7 @@ public struct StealSettings: Sendable, Hashable {
         stealBatchMax = 16
         maxOutstandingSteals = 1
         stealTimeout = .milliseconds(50)
+        requestRetransmits = 0
         retryBackoff = .milliseconds(10)
         maxBackoff = .milliseconds(200)
         minVictimReadyTasks = 2
@@ -58,6 +65,7 @@ public struct StealSettings: Sendable, Hashable {
         s.stealBatchMax = min(max(1, stealBatchMax), 1_024)
         s.maxOutstandingSteals = min(max(1, maxOutstandingSteals), 8)
         s.stealTimeout = max(.microseconds(1), stealTimeout)
+        s.requestRetransmits = min(max(0, requestRetransmits), 8)
         s.retryBackoff = max(.microseconds(1), retryBackoff)
         s.maxBackoff = max(s.retryBackoff, maxBackoff)
         s.minVictimReadyTasks = max(1, minVictimReadyTasks)
@@ -179,8 +187,10 @@ public struct StealCounters: Sendable, Hashable {
     public var tasksGiven = 0
     /// Thief: refusals (and empty grants) received for its requests.
     public var refusals = 0
-    /// Thief: requests given up after `stealTimeout`.
+    /// Thief: requests given up after `stealTimeout` (and their retransmissions).
     public var timeouts = 0
+    /// Thief: requests sent again after a timeout (`requestRetransmits`).
+    public var retransmits = 0
     /// Thief: grants that arrived after their request timed out (still run).
     public var lateGrants = 0
     /// Victim: requests answered with a refusal.
