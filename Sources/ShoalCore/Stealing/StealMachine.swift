@@ -5,11 +5,18 @@
 ///   with the most ready tasks, ties to the lower `PeerID`), asks it for up to
 ///   `min(stealBatchMax, freeSlots)` tasks and runs what it is granted; refusals and timeouts
 ///   back off exponentially (bounded). Late grants are still run; duplicated replies are not.
+///   With `requestRetransmits > 0` a timed-out request is first resent under the same id.
+///   Victims are recognised as catalogue-compatible by `PeerLoad.catalogue`, which the shell must
+///   fill with `StealCatalogue.summary(keys)`.
 /// - **victim**: it answers a request from its ready queue, keeping
 ///   `max(keepForSelf, own free slots)` tasks, granting only tasks the thief's catalogue runs,
 ///   those whose inputs the thief holds (most held bytes) first, then in queue order. A
 ///   duplicated request gets the same answer again and gives nothing new.
 /// - **owner**: it accepts the first result of a task and discards (and counts) later ones.
+///
+/// Known limit: a restarted thief that reuses request ids may be answered from a victim's grant
+/// table with an old grant (its tasks then run twice; the owner's result deduplication keeps
+/// the results right).
 ///
 /// Pure: it reads no clock (time comes in as `now`), draws every random choice from a
 /// `SeededGenerator`, does no IO and iterates no unordered collection where the order matters.
