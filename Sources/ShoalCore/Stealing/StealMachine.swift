@@ -1,0 +1,324 @@
+/// The work-stealing machine of one peer, playing three roles at once:
+///
+/// - **thief**: when idle (`.tick`), it picks a victim by power of two choices over the gossiped
+///   load view (sample `candidateSample` eligible peers with the seeded generator, take the one
+///   with the most ready tasks, ties to the lower `PeerID`), asks it for up to
+///   `min(stealBatchMax, freeSlots)` tasks and runs what it is granted; refusals and timeouts
+///   back off exponentially (bounded). Late grants are still run; duplicated replies are not.
+///   With `requestRetransmits > 0` a timed-out request is first resent under the same id.
+///   Victims are recognised as catalogue-compatible by `PeerLoad.catalogue`, which the shell must
+///   fill with `StealCatalogue.summary(keys)`.
+/// - **victim**: it answers a request from its ready queue, keeping
+///   `max(keepForSelf, own free slots)` tasks, granting only tasks the thief's catalogue runs,
+///   those whose inputs the thief holds (most held bytes) first, then in queue order. A
+///   duplicated request gets the same answer again and gives nothing new.
+/// - **owner**: it accepts the first result of a task and discards (and counts) later ones.
+///
+/// Known limit: a restarted thief that reuses request ids may be answered from a victim's grant
+/// table with an old grant (its tasks then run twice; the owner's result deduplication keeps
+/// the results right).
+///
+/// Pure: it reads no clock (time comes in as `now`), draws every random choice from a
+/// `SeededGenerator`, does no IO and iterates no unordered collection where the order matters.
+public struct StealMachine: Sendable {
+    public let id: PeerID
+    /// The settings in use (already clamped to their documented ranges).
+    public let settings: StealSettings
+    public private(set) var counters = StealCounters()
+
+    private var rng: SeededGenerator
+
+    // Local state.
+    private var freeSlots = 0
+    private var readyTasks = 0
+    private var catalogue: [UInt64] = []  // sorted, unique
+    private var catalogueSummary: UInt64 = 0
+    private var holding: [UInt64] = []
+    private var view: [MemberInfo] = []  // sorted by peer
+
+    // Thief.
+    private enum RequestState: Equatable { case pending, expired, settled }
+    private struct SentRequest { var victim: PeerID; var state: RequestState; var attempts = 1 }
+    /// The message of each pending request, kept for retransmission.
+    private var pendingMessages: [UInt64: StealMessage] = [:]
+    private var nextRequestID: UInt64 = 1
+    private var sent: [UInt64: SentRequest] = [:]
+    private var sentOrder: [UInt64] = []  // FIFO of `sent` keys, oldest first
+    private var pending: [UInt64] = []  // request ids awaiting a reply, oldest first
+    private var failures = 0
+    private var backoffUntil = Instant(nanoseconds: .min)
+
+    // Victim.
+    private var queue: [StealableTask] = []
+    private struct GrantKey: Hashable { var thief: PeerID; var requestID: UInt64 }
+    private var grants: [GrantKey: [StealableTask]] = [:]  // empty = refused
+    private var grantOrder: [GrantKey] = []
+
+    // Owner.
+    private var accepted: Set<UInt64> = []
+    private var acceptedOrder: [UInt64] = []
+    private var acceptedHead = 0
+
+    public init(id: PeerID, settings: StealSettings = StealSettings(), seed: UInt64) {
+        self.id = id
+        self.settings = settings.clamped
+        self.rng = SeededGenerator(seed: seed ^ (id.raw &* 0x9E37_79B9_7F4A_7C15) ^ 0x5354_4541_4C00_0000)
+    }
+
+    // MARK: Queries
+
+    /// Request ids awaiting a reply (at most `maxOutstandingSteals`).
+    public var outstandingRequests: [UInt64] { pending }
+    /// The back-off the next failure would start from: the current one after a failure.
+    public var currentBackoff: Interval { failures == 0 ? .zero : backoff(failures: failures) }
+    /// When this thief may try again.
+    public var backingOffUntil: Instant { backoffUntil }
+    /// The victim's view of its ready queue, minus what it gave away since.
+    public var stealableQueue: [StealableTask] { queue }
+
+    // MARK: Events
+
+    public mutating func on(_ event: StealEvent, now: Instant, into out: inout [StealDirective]) {
+        switch event {
+        case .tick: onTick(now: now, into: &out)
+        case .loadView(let members): view = members.sorted { $0.peer < $1.peer }
+        case .localState(let free, let ready, let cat, let held):
+            freeSlots = max(0, free)
+            readyTasks = max(0, ready)
+            catalogue = Array(Set(cat)).sorted()
+            catalogueSummary = StealCatalogue.summary(catalogue)
+            holding = Array(held.prefix(settings.maxHoldingAdvertised))
+        case .stealRequest(let from, let rid, let max, let cat, let held):
+            onRequest(from: from, requestID: rid, max: max, catalogue: cat, holding: held, into: &out)
+        case .stealReply(let from, let rid, let granted):
+            onAnswer(from: from, requestID: rid, granted: granted, now: now, into: &out)
+        case .stealRefused(let from, let rid):
+            onAnswer(from: from, requestID: rid, granted: [], now: now, into: &out)
+        case .timer(.timeout(let rid)): onTimeout(requestID: rid, now: now, into: &out)
+        case .timer(.retry):
+            if freeSlots > 0 && readyTasks == 0 { onTick(now: now, into: &out) }
+        case .readyQueue(let tasks): queue = tasks
+        case .taskResult(let taskID, _): onResult(taskID, into: &out)
+        }
+    }
+
+    /// Convenience for tests and shells that prefer a returned array.
+    public mutating func on(_ event: StealEvent, now: Instant) -> [StealDirective] {
+        var out: [StealDirective] = []
+        on(event, now: now, into: &out)
+        return out
+    }
+
+    // MARK: Thief
+
+    /// The peers a request may go to now: alive, not self, enough ready tasks, a catalogue
+    /// summary intersecting ours, no request of ours outstanding. Sorted by peer.
+    public func eligibleVictims() -> [PeerID] {
+        let busy = pending.compactMap { sent[$0]?.victim }
+        return view.filter { m in
+            m.peer != id && m.status == .alive
+                && Int(m.load.readyTasks) >= settings.minVictimReadyTasks
+                && (m.load.catalogue & catalogueSummary) != 0
+                && !busy.contains(m.peer)
+        }.map(\.peer)
+    }
+
+    /// Power of two choices: sample `candidateSample` distinct eligible peers, keep the one with
+    /// the most ready tasks (ties: lower `PeerID`).
+    private mutating func chooseVictim() -> PeerID? {
+        var candidates = eligibleVictims()
+        guard !candidates.isEmpty else { return nil }
+        let k = min(settings.candidateSample, candidates.count)
+        for i in 0..<k {  // partial Fisher-Yates over the sorted list
+            let j = i + Int(rng.next() % UInt64(candidates.count - i))
+            candidates.swapAt(i, j)
+        }
+        let members = view
+        let ready = { (p: PeerID) -> UInt32 in members.first { $0.peer == p }?.load.readyTasks ?? 0 }
+        return candidates[0..<k].min { a, b in
+            let ra = ready(a), rb = ready(b)
+            return ra != rb ? ra > rb : a < b
+        }
+    }
+
+    private mutating func onTick(now: Instant, into out: inout [StealDirective]) {
+        guard freeSlots > 0, pending.count < settings.maxOutstandingSteals, now >= backoffUntil,
+            !catalogue.isEmpty, let victim = chooseVictim()
+        else { return }
+        let rid = nextRequestID
+        nextRequestID += 1
+        remember(rid, SentRequest(victim: victim, state: .pending))
+        pending.append(rid)
+        counters.stealsTried += 1
+        let max = min(settings.stealBatchMax, freeSlots)
+        let cat = Array(catalogue.prefix(settings.maxCatalogueAdvertised))
+        let message = StealMessage.request(requestID: rid, max: max, catalogue: cat, holding: holding)
+        pendingMessages[rid] = message
+        out.append(.send(message, to: victim))
+        out.append(.schedule(.timeout(requestID: rid), after: settings.stealTimeout))
+    }
+
+    private mutating func remember(_ rid: UInt64, _ request: SentRequest) {
+        sent[rid] = request
+        sentOrder.append(rid)
+        while sentOrder.count > settings.requestMemory {
+            let old = sentOrder.removeFirst()
+            if sent[old]?.state == .pending { sentOrder.append(old); break }  // never forget a pending one
+            sent[old] = nil
+        }
+    }
+
+    /// A reply or refusal (an empty grant). Consumed once: a duplicate of a settled request is
+    /// ignored. A grant for a timed-out request is run (late grant). A grant for a request too old
+    /// to be remembered is run too, rather than lose tasks the victim gave away (the owner's result
+    /// deduplication covers the rare re-run).
+    private mutating func onAnswer(
+        from: PeerID, requestID rid: UInt64, granted: [StealableTask], now: Instant, into out: inout [StealDirective]
+    ) {
+        guard rid < nextRequestID else { return }  // never sent
+        let state: RequestState?
+        if let r = sent[rid] {
+            guard r.victim == from else { return }
+            state = r.state
+        } else {
+            state = nil
+        }
+        switch state {
+        case .settled: return
+        case .pending:
+            sent[rid]?.state = .settled
+            pending.removeAll { $0 == rid }
+            pendingMessages[rid] = nil
+            if granted.isEmpty {
+                counters.refusals += 1
+                fail(now: now, into: &out)
+            } else {
+                failures = 0
+                backoffUntil = Instant(nanoseconds: .min)
+                grant(granted, into: &out)
+            }
+        case .expired, nil:
+            sent[rid]?.state = .settled
+            if !granted.isEmpty {
+                counters.lateGrants += 1
+                grant(granted, into: &out)
+            }
+        }
+    }
+
+    private mutating func grant(_ tasks: [StealableTask], into out: inout [StealDirective]) {
+        counters.stealsGranted += 1
+        counters.tasksStolen += tasks.count
+        out.append(.run(tasks))
+    }
+
+    private mutating func onTimeout(requestID rid: UInt64, now: Instant, into out: inout [StealDirective]) {
+        guard let request = sent[rid], request.state == .pending else { return }  // answered: stale timer
+        if request.attempts <= settings.requestRetransmits, let message = pendingMessages[rid] {
+            // Same request id: the victim answers it idempotently, so a lost request or reply
+            // is recovered without the victim giving anything twice.
+            sent[rid]?.attempts += 1
+            counters.retransmits += 1
+            out.append(.send(message, to: request.victim))
+            out.append(.schedule(.timeout(requestID: rid), after: settings.stealTimeout))
+            return
+        }
+        sent[rid]?.state = .expired
+        pendingMessages[rid] = nil
+        pending.removeAll { $0 == rid }
+        counters.timeouts += 1
+        fail(now: now, into: &out)
+    }
+
+    private func backoff(failures: Int) -> Interval {
+        var d = settings.retryBackoff
+        var i = 1
+        while i < failures && d < settings.maxBackoff {
+            d = d * 2
+            i += 1
+        }
+        return min(d, settings.maxBackoff)
+    }
+
+    private mutating func fail(now: Instant, into out: inout [StealDirective]) {
+        failures = min(failures + 1, 64)
+        let d = backoff(failures: failures)
+        backoffUntil = now + d
+        out.append(.schedule(.retry, after: d))
+    }
+
+    // MARK: Victim
+
+    private mutating func onRequest(
+        from thief: PeerID, requestID rid: UInt64, max asked: Int, catalogue cat: [UInt64], holding held: [UInt64],
+        into out: inout [StealDirective]
+    ) {
+        guard thief != id else { return }
+        let key = GrantKey(thief: thief, requestID: rid)
+        if let previous = grants[key] {
+            counters.duplicateRequests += 1
+            out.append(.send(answer(rid, previous), to: thief))
+            return
+        }
+        let keep = max(settings.keepForSelf, freeSlots)
+        let room = min(asked, settings.stealBatchMax, queue.count - keep)
+        var chosen: [StealableTask] = []
+        if room > 0 {
+            let runnable = Set(cat.prefix(settings.maxCatalogueAdvertised))
+            let heldSet = Set(held.prefix(settings.maxHoldingAdvertised))
+            var scored: [(held: UInt64, index: Int)] = []
+            for (i, t) in queue.enumerated() where runnable.contains(t.catalogueKey) {
+                let bytes = t.inputs.reduce(UInt64(0)) { sum, input in
+                    heldSet.contains(input.datum) || input.holders.contains(thief) ? sum &+ input.bytes : sum
+                }
+                scored.append((bytes, i))
+            }
+            scored.sort { $0.held != $1.held ? $0.held > $1.held : $0.index < $1.index }
+            let picked = scored.prefix(room).map(\.index).sorted()
+            chosen = picked.map { queue[$0] }
+            let gone = Set(picked)
+            queue = queue.enumerated().filter { !gone.contains($0.offset) }.map(\.element)
+        }
+        rememberGrant(key, chosen)
+        if chosen.isEmpty {
+            counters.refusalsSent += 1
+        } else {
+            counters.tasksGiven += chosen.count
+            out.append(.give(chosen.map(\.id)))
+        }
+        out.append(.send(answer(rid, chosen), to: thief))
+    }
+
+    private func answer(_ rid: UInt64, _ tasks: [StealableTask]) -> StealMessage {
+        tasks.isEmpty ? .refused(requestID: rid) : .reply(requestID: rid, granted: tasks)
+    }
+
+    private mutating func rememberGrant(_ key: GrantKey, _ tasks: [StealableTask]) {
+        grants[key] = tasks
+        grantOrder.append(key)
+        if grantOrder.count > settings.grantMemory {
+            grants[grantOrder.removeFirst()] = nil
+        }
+    }
+
+    // MARK: Owner
+
+    private mutating func onResult(_ taskID: UInt64, into out: inout [StealDirective]) {
+        if accepted.contains(taskID) {
+            counters.duplicateResults += 1
+            out.append(.discardDuplicateResult(taskID))
+            return
+        }
+        accepted.insert(taskID)
+        acceptedOrder.append(taskID)
+        if accepted.count > settings.resultMemory {
+            accepted.remove(acceptedOrder[acceptedHead])
+            acceptedHead += 1
+            if acceptedHead >= 4_096 && acceptedHead * 2 >= acceptedOrder.count {
+                acceptedOrder.removeFirst(acceptedHead)
+                acceptedHead = 0
+            }
+        }
+        out.append(.acceptResult(taskID))
+    }
+}

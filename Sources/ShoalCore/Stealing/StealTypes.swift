@@ -1,0 +1,221 @@
+/// Tunables of the work-stealing machine. Every batch, table and delay here has a bound; `clamped`
+/// is what the machine actually uses.
+public struct StealSettings: Sendable, Hashable {
+    /// Most tasks one request asks for and one grant carries (both sides clamp to it). 1...1024.
+    public var stealBatchMax: Int
+    /// Most steal requests a thief has awaiting a reply at once (each to a different victim).
+    /// Default 1: a thief never has two outstanding requests. 1...8.
+    public var maxOutstandingSteals: Int
+    /// A request without reply after this long is given up (the thief backs off). A reply that
+    /// arrives later is still honoured: the victim has already given the tasks away.
+    public var stealTimeout: Interval
+    /// Times a request is sent again (same request id, to the same victim) when `stealTimeout`
+    /// passes without an answer, before it is given up. The victim answers a repeated request
+    /// from its grant table, so this recovers a lost request or a lost grant without the victim
+    /// giving anything twice. Default 0 (one attempt, as the timing above states); on a lossy
+    /// network set 1-2, or a lost grant's tasks are left to the owner's lineage recovery. 0...8.
+    public var requestRetransmits: Int
+    /// Back-off after the first failed steal (refusal, empty grant or timeout); it doubles with
+    /// every consecutive failure up to `maxBackoff` and resets on a non-empty grant.
+    public var retryBackoff: Interval
+    /// Bound of the back-off.
+    public var maxBackoff: Interval
+    /// A peer is a victim candidate only with at least this many ready tasks in its gossiped load.
+    public var minVictimReadyTasks: Int
+    /// Tasks a victim always keeps in its ready queue; it also keeps at least its own free slots'
+    /// worth (whichever is larger), so stealing never idles the victim. 0...1024.
+    public var keepForSelf: Int
+    /// Candidates sampled per victim choice ("power of two choices": 2). 1...8.
+    public var candidateSample: Int
+    /// Most catalogue keys a request carries (the thief's smallest keys first). 1...4096.
+    public var maxCatalogueAdvertised: Int
+    /// Most held datum ids a request carries (the first ones the shell reports). 0...4096.
+    public var maxHoldingAdvertised: Int
+    /// Victim: how many recent (thief, requestID) answers are remembered to answer duplicated
+    /// requests idempotently (FIFO eviction). 1...65536.
+    public var grantMemory: Int
+    /// Thief: how many recent own requests are remembered to recognise late and duplicated
+    /// replies (FIFO eviction). 1...65536.
+    public var requestMemory: Int
+    /// Owner: how many accepted task ids are remembered to discard duplicate results (a bounded
+    /// set with FIFO eviction; a duplicate arriving after its id was evicted is accepted again,
+    /// so the caller's result application must tolerate that rare case). 1...16M.
+    public var resultMemory: Int
+
+    public init() {
+        stealBatchMax = 16
+        maxOutstandingSteals = 1
+        stealTimeout = .milliseconds(50)
+        requestRetransmits = 0
+        retryBackoff = .milliseconds(10)
+        maxBackoff = .milliseconds(200)
+        minVictimReadyTasks = 2
+        keepForSelf = 1
+        candidateSample = 2
+        maxCatalogueAdvertised = 1_024
+        maxHoldingAdvertised = 256
+        grantMemory = 256
+        requestMemory = 64
+        resultMemory = 65_536
+    }
+
+    /// The settings with every field forced into its documented range.
+    public var clamped: StealSettings {
+        var s = self
+        s.stealBatchMax = min(max(1, stealBatchMax), 1_024)
+        s.maxOutstandingSteals = min(max(1, maxOutstandingSteals), 8)
+        s.stealTimeout = max(.microseconds(1), stealTimeout)
+        s.requestRetransmits = min(max(0, requestRetransmits), 8)
+        s.retryBackoff = max(.microseconds(1), retryBackoff)
+        s.maxBackoff = max(s.retryBackoff, maxBackoff)
+        s.minVictimReadyTasks = max(1, minVictimReadyTasks)
+        s.keepForSelf = min(max(0, keepForSelf), 1_024)
+        s.candidateSample = min(max(1, candidateSample), 8)
+        s.maxCatalogueAdvertised = min(max(1, maxCatalogueAdvertised), 4_096)
+        s.maxHoldingAdvertised = min(max(0, maxHoldingAdvertised), 4_096)
+        s.grantMemory = min(max(1, grantMemory), 65_536)
+        s.requestMemory = min(max(1, requestMemory), 65_536)
+        s.resultMemory = min(max(1, resultMemory), 1 << 24)
+        return s
+    }
+}
+
+/// Where one input of a task lives.
+public struct DataLocation: Sendable, Hashable, Codable {
+    /// Global datum (version) id.
+    public var datum: UInt64
+    public var bytes: UInt64
+    /// Peers holding a copy, as the owner knows them.
+    public var holders: [PeerID]
+
+    public init(datum: UInt64, bytes: UInt64, holders: [PeerID]) {
+        self.datum = datum
+        self.bytes = bytes
+        self.holders = holders
+    }
+}
+
+/// A ready task that may move to another peer.
+public struct StealableTask: Sendable, Hashable, Codable {
+    /// Global task id.
+    public var id: UInt64
+    /// The peer owning the task's workflow: results go there.
+    public var owner: PeerID
+    /// Which registered task body it runs (a key of the peers' catalogues).
+    public var catalogueKey: UInt64
+    public var inputs: [DataLocation]
+
+    public init(id: UInt64, owner: PeerID, catalogueKey: UInt64, inputs: [DataLocation] = []) {
+        self.id = id
+        self.owner = owner
+        self.catalogueKey = catalogueKey
+        self.inputs = inputs
+    }
+}
+
+/// The messages of the stealing protocol. The network may duplicate, drop or reorder them:
+/// requests are answered idempotently per (thief, requestID), replies are consumed once.
+public enum StealMessage: Sendable, Hashable {
+    /// "Give me up to `max` ready tasks I can run." `catalogue` is sorted; `holding` lists datum
+    /// ids the thief holds.
+    case request(requestID: UInt64, max: Int, catalogue: [UInt64], holding: [UInt64])
+    /// The tasks now belong to the thief (never empty; an empty grant is sent as `refused`).
+    case reply(requestID: UInt64, granted: [StealableTask])
+    case refused(requestID: UInt64)
+}
+
+/// Timers the machine asks its shell to run; each comes back as `.timer(_)`. Stale ones are
+/// ignored, so the shell never cancels a timer.
+public enum StealTimer: Sendable, Hashable {
+    /// The request got no answer in `stealTimeout`.
+    case timeout(requestID: UInt64)
+    /// The back-off is over: if the peer is still idle, try again.
+    case retry
+}
+
+public enum StealEvent: Sendable, Hashable {
+    /// Idle check: the shell sends it when this peer has free slots and an empty ready queue.
+    case tick
+    /// The membership view (any order; the machine sorts).
+    case loadView([MemberInfo])
+    /// This peer's own state: free slots, ready queue length, the task keys it can run (any
+    /// order; the machine sorts and dedups) and the datum ids it holds (the shell passes the
+    /// most relevant first; at most `maxHoldingAdvertised` are advertised).
+    case localState(freeSlots: Int, readyTasks: Int, catalogue: [UInt64], holding: [UInt64])
+    case stealRequest(from: PeerID, requestID: UInt64, max: Int, catalogue: [UInt64], holding: [UInt64])
+    case stealReply(from: PeerID, requestID: UInt64, granted: [StealableTask])
+    case stealRefused(from: PeerID, requestID: UInt64)
+    case timer(StealTimer)
+    /// Victim side: the tasks this peer could give away, in its queue order (replaces the last).
+    case readyQueue([StealableTask])
+    /// Owner side: a result of `taskID` arrived from `from`.
+    case taskResult(taskID: UInt64, from: PeerID)
+
+    /// The event of a received message.
+    public static func received(_ message: StealMessage, from: PeerID) -> StealEvent {
+        switch message {
+        case .request(let id, let max, let catalogue, let holding):
+            return .stealRequest(from: from, requestID: id, max: max, catalogue: catalogue, holding: holding)
+        case .reply(let id, let granted): return .stealReply(from: from, requestID: id, granted: granted)
+        case .refused(let id): return .stealRefused(from: from, requestID: id)
+        }
+    }
+}
+
+public enum StealDirective: Sendable, Hashable {
+    case send(StealMessage, to: PeerID)
+    case schedule(StealTimer, after: Interval)
+    /// Victim: remove these tasks from the local ready queue; they now belong to the thief.
+    case give([UInt64])
+    /// Thief: enqueue the granted tasks locally.
+    case run([StealableTask])
+    /// Owner: apply this task's result (its first).
+    case acceptResult(UInt64)
+    /// Owner: a later result of an already accepted task; drop it.
+    case discardDuplicateResult(UInt64)
+}
+
+/// What the machine has done, for reports and tests.
+public struct StealCounters: Sendable, Hashable {
+    /// Thief: requests sent.
+    public var stealsTried = 0
+    /// Thief: non-empty grants received (late ones included).
+    public var stealsGranted = 0
+    /// Thief: tasks received in grants and run.
+    public var tasksStolen = 0
+    /// Victim: tasks given away.
+    public var tasksGiven = 0
+    /// Thief: refusals (and empty grants) received for its requests.
+    public var refusals = 0
+    /// Thief: requests given up after `stealTimeout` (and their retransmissions).
+    public var timeouts = 0
+    /// Thief: requests sent again after a timeout (`requestRetransmits`).
+    public var retransmits = 0
+    /// Thief: grants that arrived after their request timed out (still run).
+    public var lateGrants = 0
+    /// Victim: requests answered with a refusal.
+    public var refusalsSent = 0
+    /// Victim: duplicated requests answered again from the grant table.
+    public var duplicateRequests = 0
+    /// Owner: results discarded because the task's result was already accepted.
+    public var duplicateResults = 0
+
+    public init() {}
+}
+
+/// The catalogue summary a peer gossips in `PeerLoad.catalogue`: a 64-bit Bloom-style mask with
+/// one bit per task key (the key's hash mod 64). Two catalogues may overlap only if their masks
+/// intersect; a false positive costs one refusal, never a wrong task. An empty catalogue is 0.
+public enum StealCatalogue {
+    public static func bit(_ key: UInt64) -> UInt64 {
+        var z = key &+ 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        z ^= z >> 31
+        return 1 << (z & 63)
+    }
+
+    public static func summary<S: Sequence>(_ keys: S) -> UInt64 where S.Element == UInt64 {
+        keys.reduce(0) { $0 | bit($1) }
+    }
+}
