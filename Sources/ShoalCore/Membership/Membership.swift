@@ -11,7 +11,7 @@ public struct Membership: Sendable {
     public let settings: MembershipSettings
 
     private var rng: SeededGenerator
-    private var table: [PeerID: MemberInfo] = [:]
+    private var table = MemberTable()
     /// Members alive or suspect, self included: kept up to date by `store`.
     private var activeCount = 0
     private var started = false
@@ -42,9 +42,8 @@ public struct Membership: Sendable {
     private struct Relay { var requester: PeerID; var sequence: UInt64; var target: PeerID }
     private var relays: [UInt64: Relay] = [:]
 
-    // Dissemination.
-    private struct Gossip { var update: MemberUpdate; var sent: Int }
-    private var gossip: [PeerID: Gossip] = [:]
+    // Dissemination: the gossip queue lives in `table` (a slot and a send count per member; the
+    // update sent is the member's current state).
 
     public init(id: PeerID, settings: MembershipSettings = MembershipSettings(), seed: UInt64) {
         self.id = id
@@ -70,7 +69,7 @@ public struct Membership: Sendable {
     public var isJoined: Bool { joined }
 
     /// Number of updates waiting in the dissemination buffer.
-    public var pendingGossipCount: Int { gossip.count }
+    public var pendingGossipCount: Int { table.queued.count }
 
     /// Most times one update is piggybacked with the current cluster size.
     public var retransmitLimit: Int {
@@ -145,7 +144,7 @@ public struct Membership: Sendable {
         }
         probes.removeAll()
         relays.removeAll()
-        gossip.removeAll()
+        for slot in table.queued.reversed() { table.unqueue(Int(slot)) }
     }
 
     // MARK: Messages
@@ -379,7 +378,7 @@ public struct Membership: Sendable {
         let old = table[info.peer]
         if let old, old.status.isActive { activeCount -= 1 }
         if info.status.isActive { activeCount += 1 }
-        table[info.peer] = info
+        table.store(info)
         let peer = info.peer
         if old == nil { Self.insertSorted(peer, into: &known) }
         guard peer != id else { return }
@@ -416,16 +415,28 @@ public struct Membership: Sendable {
     // MARK: Dissemination
 
     private mutating func enqueue(_ u: MemberUpdate) {
-        gossip[u.peer] = Gossip(update: u, sent: 0)
-        let bound = max(1, settings.maxGossipUpdates)
-        while gossip.count > bound {
-            // Drop the most-sent (ties: the highest peer id), never the one just added if avoidable.
-            let victim = gossip.max { a, b in
-                if a.value.sent != b.value.sent { return a.value.sent < b.value.sent }
-                return a.key < b.key
-            }!.key
-            gossip[victim] = nil
+        guard let slot = table.slot(of: u.peer) else {
+            preconditionFailure("gossip about \(u.peer), which is not in the table")
         }
+        table.queue(slot)
+        let bound = max(1, settings.maxGossipUpdates)
+        while table.queued.count > bound {
+            // Drop the most-sent (ties: the highest peer id), never the one just added if avoidable.
+            var victim = Int(table.queued[0])
+            for s in table.queued.dropFirst() where gossipKey(Int(s)) > gossipKey(victim) { victim = Int(s) }
+            table.unqueue(victim)
+        }
+    }
+
+    /// The total order of the gossip queue: least-sent first, then by peer.
+    private func gossipKey(_ slot: Int) -> GossipKey {
+        GossipKey(sent: table.gossipSent[slot], peer: table.infos[slot].peer)
+    }
+
+    private struct GossipKey: Comparable {
+        var sent: Int32
+        var peer: PeerID
+        static func < (a: GossipKey, b: GossipKey) -> Bool { a.sent != b.sent ? a.sent < b.sent : a.peer < b.peer }
     }
 
     /// The least-sent updates, at most `maxPiggyback`; each is retired after `retransmitLimit` sends.
@@ -437,26 +448,25 @@ public struct Membership: Sendable {
         if let r = table[recipient], r.status == .suspect || r.status == .dead {
             result.append(r.update)
         }
-        guard !gossip.isEmpty, result.count < settings.maxPiggyback else { return result }
-        let limit = retransmitLimit
-        // The k least-sent by the total order (sent, peer): a bounded insertion selection, so the
-        // dictionary's iteration order cannot affect the result and no full sort is needed.
+        guard !table.queued.isEmpty, result.count < settings.maxPiggyback else { return result }
+        let limit = Int32(retransmitLimit)
+        // The k least-sent by the total order (sent, peer): a bounded insertion selection over the
+        // queue, so the queue's own order cannot affect the result and no full sort is needed.
         let k = settings.maxPiggyback - result.count
-        var chosen: [(sent: Int, peer: PeerID)] = []
+        var chosen: [(key: GossipKey, slot: Int)] = []
         chosen.reserveCapacity(k + 1)
-        for (peer, g) in gossip {
-            let key = (g.sent, peer)
-            if chosen.count == k, let last = chosen.last, !(key < (last.sent, last.peer)) { continue }
-            let at = chosen.firstIndex { key < ($0.sent, $0.peer) } ?? chosen.count
-            chosen.insert((g.sent, peer), at: at)
+        for s in table.queued {
+            let key = gossipKey(Int(s))
+            if chosen.count == k, let last = chosen.last, !(key < last.key) { continue }
+            let at = chosen.firstIndex { key < $0.key } ?? chosen.count
+            chosen.insert((key, Int(s)), at: at)
             if chosen.count > k { chosen.removeLast() }
         }
         let alreadyHasRecipient = !result.isEmpty
-        for (_, p) in chosen {
-            var g = gossip[p]!
-            if !(alreadyHasRecipient && p == recipient) { result.append(g.update) }
-            g.sent += 1
-            gossip[p] = g.sent >= limit ? nil : g
+        for (key, slot) in chosen {
+            if !(alreadyHasRecipient && key.peer == recipient) { result.append(table.infos[slot]) }
+            table.markSent(slot)
+            if table.gossipSent[slot] >= limit { table.unqueue(slot) }
         }
         return result
     }
