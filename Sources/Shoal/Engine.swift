@@ -359,7 +359,11 @@ final class Engine: @unchecked Sendable {
                 let started = clock.now
                 for i in runnable.indices {
                     do {
-                        try runnable[i].task.run(&runnable[i].context)
+                        // Read the task before the inout access to the context: reading it within
+                        // the same expression copies the whole element, so the context's inputs
+                        // would be shared and a lent value could never be mutated in place.
+                        let task = runnable[i].task
+                        try task.run(&runnable[i].context)
                         finished.append(
                             Finished(
                                 id: runnable[i].id, accesses: runnable[i].context.accesses,

@@ -93,8 +93,10 @@ public struct TaskContext {
             return v
         }
         let v: T = try input(at: position)
-        if let box = inputs[position], isKnownUniquelyReferenced(&inputs[position]!) {
-            box.value = nil
+        // Check the array's own reference: binding the box to a local first would hold a second
+        // one, and the value would never be found unique (always copied).
+        if isKnownUniquelyReferenced(&inputs[position]) {
+            inputs[position]?.value = nil
         }
         return v
     }
