@@ -270,6 +270,20 @@ private func bruteCorrelogram(_ a: [Int], _ b: [Int], maxlag: Int) -> [Double] {
 }
 
 @Suite(.serialized) struct NpyTests {
+    /// Writes cc_original.npy, cc_surrs.npy, binned.npy (from a small fragmented run) and ints.npy
+    /// into `dir`; returns what was written.
+    private func writeFixture(in dir: URL, ints: [Int32]) throws -> (CCParameters, CCResult, BinnedSpikeMatrix) {
+        let params = smallParams(fragments: 3)
+        let trains = try SpikeTrains.generate(params)
+        let result = CrossCorrelation.fragmented(params: params, trains: trains)
+        let binned = trains.binned()
+        try NpyWriter.write(result.original, to: dir.appendingPathComponent("cc_original.npy"))
+        try NpyWriter.write(result.surrogates, to: dir.appendingPathComponent("cc_surrs.npy"))
+        try NpyWriter.write(binned, to: dir.appendingPathComponent("binned.npy"))
+        try NpyWriter.encode(int32s: ints, shape: [ints.count]).write(to: dir.appendingPathComponent("ints.npy"))
+        return (params, result, binned)
+    }
+
     private func temporaryDirectory() throws -> URL {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("shoal-npy-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
@@ -295,15 +309,8 @@ private func bruteCorrelogram(_ a: [Int], _ b: [Int], maxlag: Int) -> [Double] {
     @Test func filesRoundTripThroughTheReader() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let params = smallParams(fragments: 3)
-        let trains = try SpikeTrains.generate(params)
-        let result = CrossCorrelation.fragmented(params: params, trains: trains)
-        let binned = trains.binned()
-        try NpyWriter.write(result.original, to: dir.appendingPathComponent("cc_original.npy"))
-        try NpyWriter.write(result.surrogates, to: dir.appendingPathComponent("cc_surrs.npy"))
-        try NpyWriter.write(binned, to: dir.appendingPathComponent("binned.npy"))
         let ints: [Int32] = [-3, 0, 7, Int32.max]
-        try NpyWriter.encode(int32s: ints, shape: [4]).write(to: dir.appendingPathComponent("ints.npy"))
+        let (params, result, binned) = try writeFixture(in: dir, ints: ints)
 
         let o = try NpyReader.read(contentsOf: dir.appendingPathComponent("cc_original.npy"))
         #expect(o.shape == [params.numPairs, params.numLags] && !o.fortranOrder)
@@ -323,14 +330,7 @@ private func bruteCorrelogram(_ a: [Int], _ b: [Int], maxlag: Int) -> [Double] {
     func numpyLoadsTheFiles() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let params = smallParams(fragments: 3)
-        let trains = try SpikeTrains.generate(params)
-        let result = CrossCorrelation.fragmented(params: params, trains: trains)
-        let binned = trains.binned()
-        try NpyWriter.write(result.original, to: dir.appendingPathComponent("cc_original.npy"))
-        try NpyWriter.write(result.surrogates, to: dir.appendingPathComponent("cc_surrs.npy"))
-        try NpyWriter.write(binned, to: dir.appendingPathComponent("binned.npy"))
-        try NpyWriter.encode(int32s: [1, -2, 3], shape: [3]).write(to: dir.appendingPathComponent("ints.npy"))
+        let (params, result, binned) = try writeFixture(in: dir, ints: [1, -2, 3])
         let script = """
             import sys, numpy as np
             d = sys.argv[1]
