@@ -7,7 +7,6 @@ public struct TaskRegistry: Sendable {
         /// Decodes the JSON arguments once and returns the body to run; a task with a result writes
         /// it to parameter `resultSlot`.
         var make: @Sendable (_ argsJSON: [UInt8], _ resultSlot: Int?) throws -> @Sendable (inout TaskContext) throws -> Void
-        var returnsValue: Bool
     }
 
     private var entries: [String: Entry] = [:]
@@ -28,7 +27,7 @@ public struct TaskRegistry: Sendable {
                     let result = try body(args, &context)
                     if let slot { try context.setOutput(at: slot, result) }
                 }
-            }, returnsValue: returnsValue)
+            })
     }
 
     /// The registered names, sorted.
