@@ -107,6 +107,13 @@ struct Runnable {
     var id: TaskID
     var task: PendingTask
     var context: TaskContext
+
+    /// Runs the task on its context in place. (Calling `runnable[i].task.run(&runnable[i].context)`
+    /// copies the whole element, which shares the context's inputs, so a value lent to the task
+    /// could never be mutated in place; a mutating method touches the two fields separately.)
+    mutating func run() throws {
+        try task.run(&context)
+    }
 }
 
 /// A task that ran, with what it produced, waiting to be recorded under the lock.
@@ -359,11 +366,7 @@ final class Engine: @unchecked Sendable {
                 let started = clock.now
                 for i in runnable.indices {
                     do {
-                        // Read the task before the inout access to the context: reading it within
-                        // the same expression copies the whole element, so the context's inputs
-                        // would be shared and a lent value could never be mutated in place.
-                        let task = runnable[i].task
-                        try task.run(&runnable[i].context)
+                        try runnable[i].run()
                         finished.append(
                             Finished(
                                 id: runnable[i].id, accesses: runnable[i].context.accesses,
