@@ -15,11 +15,15 @@ public struct Scenario: Sendable, Codable, Hashable {
     public var faults: FaultPlan
     /// Seconds after the last fault heals by which membership must have converged.
     public var convergeWithinSeconds: Double
+    /// Workflows submitted during the run.
+    public var workflows: [ScenarioWorkflow]
+    /// Task slots per peer.
+    public var slots: Int
 
     public init(
         name: String, peers: Int, durationSeconds: Double, seeds: Int = 1, joinSpreadSeconds: Double = 0,
         network: NetworkSettings = NetworkSettings(), protocolPeriodMs: Int64 = 200, faults: FaultPlan = FaultPlan(),
-        convergeWithinSeconds: Double = 10
+        convergeWithinSeconds: Double = 10, workflows: [ScenarioWorkflow] = [], slots: Int = 4
     ) {
         self.name = name
         self.peers = peers
@@ -30,6 +34,8 @@ public struct Scenario: Sendable, Codable, Hashable {
         self.protocolPeriodMs = protocolPeriodMs
         self.faults = faults
         self.convergeWithinSeconds = convergeWithinSeconds
+        self.workflows = workflows
+        self.slots = slots
     }
 
     public var duration: Interval { Interval(nanoseconds: Int64(durationSeconds * 1e9)) }
@@ -50,28 +56,47 @@ public struct SimulationReport: Sendable, Codable, Hashable {
     public var convergedAfterSeconds: Double?
     public var invariantsChecked: [String]
     public var violations: [String]
+    public var workflows: [WorkflowOutcome] = []
+    public var work = WorkStatistics()
 
     public var passed: Bool { violations.isEmpty }
 }
 
-/// Plays a cluster of peers running the real membership machine over the simulated network, in
-/// virtual time, from one seed. Single-threaded: the run is a pure function of (scenario, seed).
+/// Plays a cluster of peers running the real protocol machines (`PeerMachine`: membership, work
+/// stealing, workflow ownership and data) over the simulated network, in virtual time, from one
+/// seed. Task bodies are modelled: a task takes its cost in virtual time and computes its outputs
+/// from its inputs (`WorkflowPlan.outputContent`). Single-threaded: the run is a pure function of
+/// (scenario, seed).
 public struct ClusterSimulation {
     enum Event {
         case start(PeerID)
         /// A message for one incarnation of a peer's process (`generation`): messages to a process
         /// that crashed are lost with it.
-        case deliver(to: PeerID, generation: UInt32, from: PeerID, message: MembershipMessage)
-        case timer(PeerID, generation: UInt32, MembershipTimer)
+        case deliver(to: PeerID, generation: UInt32, from: PeerID, message: PeerMessage)
+        case timer(PeerID, generation: UInt32, PeerTimer)
+        case executed(PeerID, generation: UInt32, task: UInt64, outputs: [DataValue])
+        case submit(Int)
         case fault(Fault)
         case check
     }
 
     struct Peer {
-        var machine: Membership?
+        var machine: PeerMachine?
         var generation: UInt32 = 0
         var up = false
         var everStarted = false
+        var tasksRun = 0
+    }
+
+    /// What the checkers keep about one submitted workflow.
+    struct Tracked {
+        var plan: WorkflowPlan
+        var expected: [UInt64]?
+        var outcome: WorkflowOutcome
+        var submittedAt = Instant.zero
+        /// Results applied and re-openings per task, by the current owner.
+        var applied: [UInt8]
+        var reopened: [UInt16]
     }
 
     public let scenario: Scenario
@@ -80,20 +105,21 @@ public struct ClusterSimulation {
     var network: SimulatedNetwork
     var peers: [Peer]
     var now = Instant.zero
-    var directives: [MembershipDirective] = []
+    var directives: [PeerDirective] = []
     var generator: SeededGenerator
-    var settings: MembershipSettings
+    var settings: PeerSettings
     var report: SimulationReport
     var trace: TraceRecorder?
+    var workflows: [Tracked] = []
     /// When the last fault healed (or the last peer started): convergence is measured from here.
     var settledSince = Instant.zero
     var lastFaultTime = Instant.zero
 
-    /// The membership settings every peer runs with (derived from the scenario; tests may change
-    /// them, for instance to break a rule on purpose and see a checker catch it).
+    /// The settings every peer runs with are derived from the scenario; `adjust` may change them
+    /// (tests use it to break a rule on purpose and see a checker catch it).
     public init(
         scenario: Scenario, seed: UInt64, recordTrace: Bool = false,
-        adjust: (inout MembershipSettings) -> Void = { _ in }
+        adjust: (inout PeerSettings) -> Void = { _ in }
     ) {
         precondition(scenario.peers > 0 && scenario.seeds > 0, "a scenario needs peers and seeds: \(scenario)")
         self.scenario = scenario
@@ -101,9 +127,12 @@ public struct ClusterSimulation {
         generator = SeededGenerator(seed: seed)
         network = SimulatedNetwork(settings: scenario.network, seed: generator.next())
         peers = Array(repeating: Peer(), count: scenario.peers)
-        settings = MembershipSettings()
-        settings.protocolPeriod = .milliseconds(scenario.protocolPeriodMs)
-        settings.pingTimeout = Interval(nanoseconds: settings.protocolPeriod.nanoseconds * 3 / 10)
+        settings = PeerSettings()
+        settings.membership.protocolPeriod = .milliseconds(scenario.protocolPeriodMs)
+        settings.membership.pingTimeout = Interval(
+            nanoseconds: settings.membership.protocolPeriod.nanoseconds * 3 / 10)
+        settings.work.slots = scenario.slots
+        settings.catalogue = [1, 10, 11, 12]
         adjust(&settings)
         report = SimulationReport(
             scenario: scenario.name, seed: seed, peers: scenario.peers, virtualSeconds: 0, events: 0,
@@ -124,21 +153,37 @@ public struct ClusterSimulation {
             queue.schedule(.fault(f.fault), at: Instant.zero + f.at)
             lastFaultTime = max(lastFaultTime, Instant.zero + f.at)
         }
+        for (i, w) in scenario.workflows.enumerated() {
+            let spec = w.spec
+            let plan = WorkflowPlan(spec)
+            workflows.append(
+                Tracked(
+                    plan: plan, expected: nil,
+                    outcome: WorkflowOutcome(
+                        name: spec.name, tasks: plan.taskCount, status: .notSubmitted, owners: [w.submitter]),
+                    applied: Array(repeating: 0, count: plan.taskCount),
+                    reopened: Array(repeating: 0, count: plan.taskCount)))
+            queue.schedule(.submit(i), at: Instant(nanoseconds: Int64(w.atSeconds * 1e9)))
+        }
         // Check convergence every protocol period once the last fault is past.
-        queue.schedule(.check, at: max(settledSince, lastFaultTime) + settings.protocolPeriod)
+        queue.schedule(.check, at: max(settledSince, lastFaultTime) + settings.membership.protocolPeriod)
         let end = Instant.zero + scenario.duration
         while let next = queue.nextTime, next <= end, let (time, event) = queue.pop() {
             now = time
             report.events += 1
             handle(event)
+            if report.convergedAfterSeconds != nil && allWorkflowsEnded && now >= lastFaultTime { break }
         }
-        now = end
         finish()
         return report
     }
 
     /// The Chrome trace-event JSON of the run (if recorded).
     public var traceJSON: String? { trace?.json() }
+
+    var allWorkflowsEnded: Bool {
+        workflows.allSatisfy { $0.outcome.status == .completed || $0.outcome.status == .failed }
+    }
 
     // MARK: Events
 
@@ -154,6 +199,12 @@ public struct ClusterSimulation {
             let i = Int(p.raw)
             guard peers[i].up, peers[i].generation == generation else { return }
             step(p, .timer(timer))
+        case .executed(let p, let generation, let task, let outputs):
+            let i = Int(p.raw)
+            guard peers[i].up, peers[i].generation == generation else { return }
+            step(p, .executed(task: task, outputs: outputs))
+        case .submit(let w):
+            submit(w)
         case .fault(let fault):
             apply(fault)
         case .check:
@@ -161,7 +212,7 @@ public struct ClusterSimulation {
                 if converged() {
                     report.convergedAfterSeconds = (now - settledSince).seconds
                 } else {
-                    queue.schedule(.check, at: now + settings.protocolPeriod)
+                    queue.schedule(.check, at: now + settings.membership.protocolPeriod)
                 }
             }
         }
@@ -172,13 +223,31 @@ public struct ClusterSimulation {
         peers[i].generation &+= 1
         peers[i].up = true
         peers[i].everStarted = true
-        peers[i].machine = Membership(id: p, settings: settings, seed: generator.next())
+        peers[i].machine = PeerMachine(id: p, settings: settings, seed: generator.next())
         let seeds = (0..<min(scenario.seeds, scenario.peers)).map { PeerID(raw: UInt64($0)) }.filter { $0 != p }
         trace?.instant("start", peer: p, at: now)
         step(p, .start(seeds: seeds))
     }
 
-    mutating func step(_ p: PeerID, _ event: MembershipEvent) {
+    mutating func submit(_ w: Int) {
+        let spec = scenario.workflows[w]
+        let wf = UInt32(w + 1)
+        workflows[w].submittedAt = now
+        guard spec.submitter < peers.count, peers[spec.submitter].up else {
+            workflows[w].outcome.status = .failed
+            workflows[w].outcome.reason = "its submitter p\(spec.submitter) was down"
+            return
+        }
+        workflows[w].outcome.status = .unfinished
+        let plan = workflows[w].plan
+        let initial = (0..<plan.dataCount).map {
+            DataValue(bytes: plan.initialBytes, content: WorkflowPlan.initialContent(workflow: wf, datum: $0))
+        }
+        trace?.instant("submit \(plan.name)", peer: PeerID(raw: UInt64(spec.submitter)), at: now)
+        step(PeerID(raw: UInt64(spec.submitter)), .submit(workflow: wf, plan: plan, initial: initial))
+    }
+
+    mutating func step(_ p: PeerID, _ event: PeerEvent) {
         let i = Int(p.raw)
         directives.removeAll(keepingCapacity: true)
         peers[i].machine!.on(event, now: now, into: &directives)
@@ -196,8 +265,69 @@ public struct ClusterSimulation {
             case .statusChanged(let peer, let status):
                 report.statusChanges += 1
                 trace?.instant("\(p) sees \(peer) \(status)", peer: p, at: now)
+            case .execute(let task, let key, let inputs):
+                execute(task, catalogueKey: key, inputs: inputs, at: p, generation: generation)
+            case .workflowCompleted(let wf, let results):
+                completed(Int(wf) - 1, results: results, at: p)
+            case .workflowFailed(let wf, let reason):
+                let w = Int(wf) - 1
+                guard workflows[w].outcome.status == .unfinished else { continue }
+                workflows[w].outcome.status = .failed
+                workflows[w].outcome.reason = reason
+            case .resultApplied(let task):
+                let w = Int(WorkIDs.workflow(task)) - 1
+                let t = WorkIDs.index(task)
+                workflows[w].applied[t] &+= 1
+                if Int(workflows[w].applied[t]) > 1 + Int(workflows[w].reopened[t]) {
+                    report.violations.append(
+                        "task \(t) of \(workflows[w].plan.name): result applied \(workflows[w].applied[t]) times by \(p) with \(workflows[w].reopened[t]) re-openings")
+                }
+            case .taskReopened(let task):
+                let w = Int(WorkIDs.workflow(task)) - 1
+                workflows[w].reopened[WorkIDs.index(task)] &+= 1
+            case .tookOver(let wf, let from):
+                let w = Int(wf) - 1
+                workflows[w].outcome.owners.append(i)
+                // The checker counts per owner: the new owner starts from its record.
+                workflows[w].applied = Array(repeating: 0, count: workflows[w].plan.taskCount)
+                workflows[w].reopened = workflows[w].applied.map { _ in 0 }
+                trace?.instant("\(p) takes over workflow \(wf) from \(from)", peer: p, at: now)
             }
         }
+    }
+
+    /// Runs a task body in virtual time: the outputs appear after the task's modelled cost.
+    mutating func execute(_ task: UInt64, catalogueKey: UInt64, inputs: [DataValue], at p: PeerID, generation: UInt32)
+    {
+        let w = Int(WorkIDs.workflow(task)) - 1
+        let t = WorkIDs.index(task)
+        let plan = workflows[w].plan
+        let contents = inputs.map(\.content)
+        let outputs = (0..<plan.outputs(of: t).count).map { k in
+            DataValue(
+                bytes: plan.outputBytes[t],
+                content: WorkflowPlan.outputContent(task: t, catalogueKey: catalogueKey, inputs: contents, ordinal: k))
+        }
+        let cost = Interval(nanoseconds: plan.cost[t])
+        peers[Int(p.raw)].tasksRun += 1
+        trace?.complete("task \(t)", peer: p, at: now, duration: cost)
+        queue.schedule(.executed(p, generation: generation, task: task, outputs: outputs), at: now + cost)
+    }
+
+    mutating func completed(_ w: Int, results: [DataValue], at p: PeerID) {
+        if workflows[w].expected == nil {
+            workflows[w].expected = workflows[w].plan.sequentialResults(workflow: UInt32(w + 1))
+        }
+        let match = results.map(\.content) == workflows[w].expected!
+        if !match {
+            report.violations.append(
+                "\(workflows[w].plan.name) completed at \(p) with results different from its sequential program's")
+        }
+        guard workflows[w].outcome.status != .completed else { return }  // a second owner finished too
+        workflows[w].outcome.status = .completed
+        workflows[w].outcome.resultsMatch = match
+        workflows[w].outcome.makespanSeconds = (now - workflows[w].submittedAt).seconds
+        trace?.instant("\(workflows[w].plan.name) completed", peer: p, at: now)
     }
 
     mutating func apply(_ fault: Fault) {
@@ -206,9 +336,9 @@ public struct ClusterSimulation {
         switch fault {
         case .crash(let p):
             let i = Int(p.raw)
-            guard i < peers.count else { return }
+            guard i < peers.count, peers[i].up else { return }
+            retire(i)
             peers[i].up = false
-            peers[i].machine = nil
         case .restart(let p, _):
             guard Int(p.raw) < peers.count, !peers[Int(p.raw)].up else { return }
             startPeer(p)
@@ -218,13 +348,19 @@ public struct ClusterSimulation {
         settledSince = max(settledSince, now)
     }
 
+    /// Adds a peer's counters to the run's before its process goes away.
+    mutating func retire(_ i: Int) {
+        if let m = peers[i].machine { report.work.add(m.work.counters, m.steal.counters) }
+        peers[i].machine = nil
+    }
+
     // MARK: Invariants
 
     /// Every live peer sees every live peer alive and every crashed peer dead (or left).
     func converged() -> Bool {
         let live = peers.indices.filter { peers[$0].up }
         for i in live {
-            guard let m = peers[i].machine else { return false }
+            guard let m = peers[i].machine?.membership else { return false }
             for j in peers.indices where peers[j].everStarted {
                 let peer = PeerID(raw: UInt64(j))
                 let status = m.member(peer)?.status
@@ -241,6 +377,11 @@ public struct ClusterSimulation {
     mutating func finish() {
         report.virtualSeconds = (now - .zero).seconds
         report.network = network.statistics
+        for i in peers.indices where peers[i].up { retire(i) }
+        let ran = peers.filter(\.everStarted).map(\.tasksRun).sorted()
+        if !workflows.isEmpty, let least = ran.first, let most = ran.last {
+            report.work.tasksPerPeer = [least, ran[ran.count / 2], most]
+        }
         report.invariantsChecked.append("membership converges within \(scenario.convergeWithinSeconds) s after the last fault heals")
         if let after = report.convergedAfterSeconds {
             if after > scenario.convergeWithinSeconds {
@@ -251,11 +392,24 @@ public struct ClusterSimulation {
             let (who, what) = firstDisagreement() ?? ("?", "?")
             report.violations.append("membership never converged: \(who) \(what)")
         }
+        guard !workflows.isEmpty else { return }
+        report.invariantsChecked.append(
+            "every workflow ends with its sequential program's results or fails with a reason")
+        report.invariantsChecked.append("no task's result is applied twice by its owner")
+        for w in workflows.indices {
+            report.workflows.append(workflows[w].outcome)
+            switch workflows[w].outcome.status {
+            case .completed, .failed: break
+            case .unfinished, .notSubmitted:
+                report.violations.append(
+                    "\(workflows[w].plan.name) did not end within the run (\(scenario.durationSeconds) s)")
+            }
+        }
     }
 
     func firstDisagreement() -> (String, String)? {
         for i in peers.indices where peers[i].up {
-            guard let m = peers[i].machine else { continue }
+            guard let m = peers[i].machine?.membership else { continue }
             for j in peers.indices where peers[j].everStarted {
                 let peer = PeerID(raw: UInt64(j))
                 let status = m.member(peer)?.status
@@ -283,6 +437,12 @@ struct TraceRecorder {
         }
         events.append(
             "{\"name\":\"\(escaped)\",\"ph\":\"i\",\"s\":\"t\",\"pid\":1,\"tid\":\(tid),\"ts\":\(time.nanoseconds / 1000)}")
+    }
+
+    /// A span: `name` ran on `peer` from `time` for `duration`.
+    mutating func complete(_ name: String, peer: PeerID, at time: Instant, duration: Interval) {
+        events.append(
+            "{\"name\":\"\(name)\",\"ph\":\"X\",\"pid\":1,\"tid\":\(Int(peer.raw) + 1),\"ts\":\(time.nanoseconds / 1000),\"dur\":\(max(1, duration.nanoseconds / 1000))}")
     }
 
     func json() -> String {

@@ -77,6 +77,21 @@ struct Simulate: AsyncParsableCommand {
             "faults injected: \(r.faultsInjected.count)",
         ]
         lines += r.faultsInjected.prefix(20).map { "  \($0)" }
+        for w in r.workflows {
+            var line = "workflow \(w.name) (\(w.tasks) tasks): \(w.status.rawValue)"
+            if let m = w.makespanSeconds { line += String(format: ", makespan %.3f s", m) }
+            if let ok = w.resultsMatch { line += ok ? ", results equal the sequential run's" : ", RESULTS DIFFER" }
+            if let reason = w.reason { line += " (\(reason))" }
+            if w.owners.count > 1 { line += ", owners " + w.owners.map { "p\($0)" }.joined(separator: " then ") }
+            lines.append(line)
+        }
+        if !r.workflows.isEmpty {
+            let k = r.work
+            let perPeer = k.tasksPerPeer.count == 3 ? "least \(k.tasksPerPeer[0]), median \(k.tasksPerPeer[1]), most \(k.tasksPerPeer[2])" : "-"
+            lines.append("tasks: \(k.tasksRun) run (per peer: \(perPeer)), \(k.resultsApplied) results applied, \(k.duplicateResults) duplicates discarded, \(k.tasksRecomputed) recomputed from lineage, \(k.tasksRequeued) re-queued")
+            lines.append("steals: \(k.stealsTried) tried, \(k.stealsGranted) granted, \(k.tasksStolen) tasks stolen, \(k.stealTimeouts) timed out")
+            lines.append("data: \(k.fetches) fetches, \(k.bytesFetched) bytes moved, \(k.corruptTransfers) corrupt transfers caught; \(k.takeovers) owner takeovers")
+        }
         lines.append("invariants checked: " + r.invariantsChecked.joined(separator: "; "))
         lines.append(r.passed ? "result: all invariants hold" : "result: VIOLATED: " + r.violations.joined(separator: "; "))
         return lines.joined(separator: "\n")
@@ -134,6 +149,23 @@ struct ScenarioFile: Decodable {
     var convergeWithin: Double?
     var network: Network?
     var faults: [FaultEntry]?
+    var slots: Int?
+    var workflows: [WorkflowEntry]?
+
+    struct Stencil: Decodable {
+        var width: Int
+        var steps: Int
+    }
+
+    struct WorkflowEntry: Decodable {
+        var stencil: Stencil?
+        var independent: Int?
+        var crossCorrelation: Int?
+        var at: Double?
+        var submitter: Int?
+        var taskMicros: Int64?
+        var bytes: UInt64?
+    }
 
     struct Invalid: Error, CustomStringConvertible {
         var description: String
@@ -199,9 +231,36 @@ struct ScenarioFile: Decodable {
             }
             plan.append(ScheduledFault(at: at, fault: fault))
         }
+        var flows: [ScenarioWorkflow] = []
+        for (i, w) in (workflows ?? []).enumerated() {
+            let shape: ScenarioWorkflow.Shape
+            let field = "\(path): workflows[\(i)]"
+            if let s = w.stencil {
+                guard s.width > 0, s.steps > 0 else { throw Invalid(description: "\(field): stencil width and steps must be positive") }
+                shape = .stencil(width: s.width, steps: s.steps)
+            } else if let n = w.independent {
+                guard n > 0 else { throw Invalid(description: "\(field): 'independent' must be positive") }
+                shape = .independent(count: n)
+            } else if let f = w.crossCorrelation {
+                guard f > 0 else { throw Invalid(description: "\(field): 'crossCorrelation' must be positive") }
+                shape = .crossCorrelation(fragments: f)
+            } else {
+                throw Invalid(description: "\(field) names no workflow (stencil, independent, crossCorrelation)")
+            }
+            let submitter = w.submitter ?? 0
+            guard submitter >= 0, submitter < peers else {
+                throw Invalid(description: "\(field): 'submitter' must be a peer, 0 to \(peers - 1)")
+            }
+            flows.append(
+                ScenarioWorkflow(
+                    shape: shape, atSeconds: w.at ?? 0, submitter: submitter, taskMicros: max(0, w.taskMicros ?? 1_000),
+                    bytes: w.bytes ?? 1_024))
+        }
+        let slotCount = slots ?? 4
+        guard slotCount > 0 else { throw Invalid(description: "\(path): 'slots' must be positive") }
         return Scenario(
             name: name, peers: peers, durationSeconds: duration, seeds: max(1, min(seeds ?? 1, peers)),
             joinSpreadSeconds: joinSpread ?? 0, network: net, protocolPeriodMs: protocolPeriodMs ?? 200,
-            faults: FaultPlan(plan), convergeWithinSeconds: convergeWithin ?? 10)
+            faults: FaultPlan(plan), convergeWithinSeconds: convergeWithin ?? 10, workflows: flows, slots: slotCount)
     }
 }

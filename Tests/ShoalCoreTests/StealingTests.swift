@@ -52,7 +52,7 @@ private func granted(_ out: [StealDirective]) -> [UInt64]? {
 
 private func given(_ out: [StealDirective]) -> [UInt64] {
     out.flatMap { d -> [UInt64] in
-        if case .give(let ids) = d { return ids }
+        if case .give(let ids, _) = d { return ids }
         return []
     }
 }
@@ -315,7 +315,7 @@ private func ran(_ out: [StealDirective]) -> [UInt64] {
                 switch d {
                 case .send(let m, let to): inbox.append((to, from, m))
                 case .run(let t): aQueue += t
-                case .give(let ids): bQueue.removeAll { ids.contains($0.id) }
+                case .give(let ids, _): bQueue.removeAll { ids.contains($0.id) }
                 default: break
                 }
             }
@@ -428,7 +428,7 @@ private func ran(_ out: [StealDirective]) -> [UInt64] {
                         post(to, .received(msg, from: peer), after: .milliseconds(Int64(1 + net.next() % 40)))
                     }
                 case .schedule(let timer, let after): post(peer, .timer(timer), after: after)
-                case .give(let gone):
+                case .give(let gone, _):
                     queues[peer]?.removeAll { gone.contains($0.id) }
                     var m = machines[peer]!
                     _ = m.on(.readyQueue(queues[peer] ?? []), now: now)

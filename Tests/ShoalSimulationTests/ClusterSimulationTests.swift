@@ -79,7 +79,7 @@ struct ClusterSimulationTests {
         ])
         var healthy = ClusterSimulation(scenario: scenario, seed: 5)
         #expect(healthy.run().passed)
-        var broken = ClusterSimulation(scenario: scenario, seed: 5) { $0.deadProbePeriods = 0 }
+        var broken = ClusterSimulation(scenario: scenario, seed: 5) { $0.membership.deadProbePeriods = 0 }
         let report = broken.run()
         #expect(!report.passed)
         #expect(report.seed == 5)

@@ -284,7 +284,7 @@ public struct StealMachine: Sendable {
             counters.refusalsSent += 1
         } else {
             counters.tasksGiven += chosen.count
-            out.append(.give(chosen.map(\.id)))
+            out.append(.give(chosen.map(\.id), to: thief))
         }
         out.append(.send(answer(rid, chosen), to: thief))
     }

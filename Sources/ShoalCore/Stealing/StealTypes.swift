@@ -87,11 +87,14 @@ public struct DataLocation: Sendable, Hashable, Codable {
     public var bytes: UInt64
     /// Peers holding a copy, as the owner knows them.
     public var holders: [PeerID]
+    /// The checksum the owner recorded for this version: a fetched copy must match it.
+    public var checksum: UInt64
 
-    public init(datum: UInt64, bytes: UInt64, holders: [PeerID]) {
+    public init(datum: UInt64, bytes: UInt64, holders: [PeerID], checksum: UInt64 = 0) {
         self.datum = datum
         self.bytes = bytes
         self.holders = holders
+        self.checksum = checksum
     }
 }
 
@@ -104,12 +107,17 @@ public struct StealableTask: Sendable, Hashable, Codable {
     /// Which registered task body it runs (a key of the peers' catalogues).
     public var catalogueKey: UInt64
     public var inputs: [DataLocation]
+    /// The version ids the task writes (consecutive in a cluster workflow).
+    public var outputs: [UInt64]
 
-    public init(id: UInt64, owner: PeerID, catalogueKey: UInt64, inputs: [DataLocation] = []) {
+    public init(
+        id: UInt64, owner: PeerID, catalogueKey: UInt64, inputs: [DataLocation] = [], outputs: [UInt64] = []
+    ) {
         self.id = id
         self.owner = owner
         self.catalogueKey = catalogueKey
         self.inputs = inputs
+        self.outputs = outputs
     }
 }
 
@@ -165,8 +173,8 @@ public enum StealEvent: Sendable, Hashable {
 public enum StealDirective: Sendable, Hashable {
     case send(StealMessage, to: PeerID)
     case schedule(StealTimer, after: Interval)
-    /// Victim: remove these tasks from the local ready queue; they now belong to the thief.
-    case give([UInt64])
+    /// Victim: remove these tasks from the local ready queue; they now belong to the thief `to`.
+    case give([UInt64], to: PeerID)
     /// Thief: enqueue the granted tasks locally.
     case run([StealableTask])
     /// Owner: apply this task's result (its first).

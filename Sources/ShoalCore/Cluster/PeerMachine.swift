@@ -1,0 +1,219 @@
+/// Everything one peer says to another.
+public enum PeerMessage: Sendable {
+    case membership(MembershipMessage)
+    case steal(StealMessage)
+    case work(WorkMessage)
+
+    /// Estimated encoded size, for a simulated network's bandwidth model.
+    public var byteSize: Int {
+        switch self {
+        case .membership(let m): return m.byteSize
+        case .steal(let m):
+            switch m {
+            case .request(_, _, let catalogue, let holding): return 32 + 8 * (catalogue.count + holding.count)
+            case .reply(_, let granted):
+                return 24 + granted.reduce(0) { $0 + 40 + 40 * $1.inputs.count + 8 * $1.outputs.count }
+            case .refused: return 24
+            }
+        case .work(let m): return m.byteSize
+        }
+    }
+}
+
+public enum PeerTimer: Sendable, Hashable {
+    case membership(MembershipTimer)
+    case steal(StealTimer)
+    case work(WorkTimer)
+}
+
+public enum PeerEvent: Sendable {
+    case start(seeds: [PeerID])
+    case message(PeerMessage, from: PeerID)
+    case timer(PeerTimer)
+    /// A workflow submitted at this peer (it becomes the owner).
+    case submit(workflow: UInt32, plan: WorkflowPlan, initial: [DataValue])
+    /// The shell ran a task body.
+    case executed(task: UInt64, outputs: [DataValue])
+    case leave
+}
+
+public enum PeerDirective: Sendable {
+    case send(PeerMessage, to: PeerID)
+    case schedule(PeerTimer, after: Interval)
+    case statusChanged(PeerID, MemberStatus)
+    /// Run a task body; answer with `.executed`.
+    case execute(task: UInt64, catalogueKey: UInt64, inputs: [DataValue])
+    case workflowCompleted(workflow: UInt32, results: [DataValue])
+    case workflowFailed(workflow: UInt32, reason: String)
+    case resultApplied(task: UInt64)
+    case taskReopened(task: UInt64)
+    case tookOver(workflow: UInt32, from: PeerID)
+}
+
+public struct PeerSettings: Sendable, Hashable {
+    public var membership = MembershipSettings()
+    public var steal = StealSettings()
+    public var work = WorkSettings()
+    /// The task bodies this peer can run (catalogue keys).
+    public var catalogue: [UInt64] = [1]
+
+    public init() {}
+}
+
+/// One peer's whole protocol: membership (SWIM), work stealing and the work machine (ownership,
+/// execution, data), wired together. Real peers and the simulator both drive this one machine;
+/// it is pure like its parts.
+///
+/// The wiring: membership's status changes tell the work machine who is up and down; every
+/// protocol period the peer publishes its load (free slots, ready tasks, stored bytes, catalogue
+/// summary) in its gossip and, when idle, lets the stealing machine try a steal; a peer also
+/// tries as soon as it runs out of work. The stealing machine's victim side sees the owner's
+/// ready window just before it answers a request.
+public struct PeerMachine: Sendable {
+    public let id: PeerID
+    public private(set) var membership: Membership
+    public private(set) var steal: StealMachine
+    public private(set) var work: WorkMachine
+    private let catalogue: [UInt64]
+    private let catalogueSummary: UInt64
+    private var lastLoad = PeerLoad()
+
+    private var membershipOut: [MembershipDirective] = []
+    private var stealOut: [StealDirective] = []
+    private var workOut: [WorkDirective] = []
+
+    public init(id: PeerID, settings: PeerSettings = PeerSettings(), seed: UInt64) {
+        self.id = id
+        membership = Membership(id: id, settings: settings.membership, seed: seed)
+        steal = StealMachine(id: id, settings: settings.steal, seed: seed)
+        work = WorkMachine(id: id, settings: settings.work)
+        catalogue = Array(Set(settings.catalogue)).sorted()
+        catalogueSummary = StealCatalogue.summary(catalogue)
+    }
+
+    public mutating func on(_ event: PeerEvent, now: Instant, into out: inout [PeerDirective]) {
+        switch event {
+        case .start(let seeds):
+            onMembership(.start(seeds: seeds), now: now, into: &out)
+            publishLoad(now: now)
+        case .message(.membership(let m), let from): onMembership(.message(m, from: from), now: now, into: &out)
+        case .message(.steal(let m), let from):
+            if case .request = m { updateVictim(now: now) }
+            onSteal(.received(m, from: from), now: now, into: &out)
+        case .message(.work(let m), let from): onWork(.message(m, from: from), now: now, into: &out)
+        case .timer(.membership(let t)):
+            onMembership(.timer(t), now: now, into: &out)
+            if t == .protocolPeriod {
+                publishLoad(now: now)
+                tryToSteal(now: now, into: &out)
+            }
+        case .timer(.steal(let t)):
+            if t == .retry { refreshThief(now: now) }
+            onSteal(.timer(t), now: now, into: &out)
+        case .timer(.work(let t)): onWork(.timer(t), now: now, into: &out)
+        case .submit(let wf, let plan, let initial):
+            onWork(.submit(workflow: wf, plan: plan, initial: initial), now: now, into: &out)
+        case .executed(let task, let outputs): onWork(.executed(task: task, outputs: outputs), now: now, into: &out)
+        case .leave: onMembership(.leave, now: now, into: &out)
+        }
+    }
+
+    public mutating func on(_ event: PeerEvent, now: Instant) -> [PeerDirective] {
+        var out: [PeerDirective] = []
+        on(event, now: now, into: &out)
+        return out
+    }
+
+    // MARK: Wiring
+
+    private var isIdle: Bool { work.freeSlots > 0 && work.readyTasks == 0 }
+
+    private mutating func publishLoad(now: Instant) {
+        let load = PeerLoad(
+            freeSlots: UInt32(clamping: work.freeSlots), readyTasks: UInt32(clamping: work.readyTasks),
+            storedBytes: work.storedBytes, catalogue: catalogueSummary)
+        guard load != lastLoad else { return }
+        lastLoad = load
+        membershipOut.removeAll(keepingCapacity: true)
+        membership.on(.setLoad(load), now: now, into: &membershipOut)
+    }
+
+    /// The thief's picture: its own state and the gossiped loads.
+    private mutating func refreshThief(now: Instant) {
+        steal.on(
+            .localState(freeSlots: work.freeSlots, readyTasks: work.readyTasks, catalogue: catalogue, holding: []),
+            now: now, into: &stealOut)
+        steal.on(.loadView(membership.members), now: now, into: &stealOut)
+    }
+
+    private mutating func updateVictim(now: Instant) {
+        steal.on(
+            .localState(freeSlots: work.freeSlots, readyTasks: work.readyTasks, catalogue: catalogue, holding: []),
+            now: now, into: &stealOut)
+        steal.on(.readyQueue(work.stealable()), now: now, into: &stealOut)
+    }
+
+    private mutating func tryToSteal(now: Instant, into out: inout [PeerDirective]) {
+        guard isIdle, steal.outstandingRequests.count < steal.settings.maxOutstandingSteals,
+            now >= steal.backingOffUntil
+        else { return }
+        refreshThief(now: now)
+        onSteal(.tick, now: now, into: &out)
+    }
+
+    private mutating func onMembership(_ event: MembershipEvent, now: Instant, into out: inout [PeerDirective]) {
+        membershipOut.removeAll(keepingCapacity: true)
+        membership.on(event, now: now, into: &membershipOut)
+        let directives = membershipOut
+        for d in directives {
+            switch d {
+            case .send(let m, let to): out.append(.send(.membership(m), to: to))
+            case .schedule(let t, let after): out.append(.schedule(.membership(t), after: after))
+            case .statusChanged(let peer, let status):
+                out.append(.statusChanged(peer, status))
+                switch status {
+                case .alive: onWork(.peerUp(peer), now: now, into: &out)
+                case .dead, .left: onWork(.peerDown(peer), now: now, into: &out)
+                case .suspect: break
+                }
+            }
+        }
+    }
+
+    private mutating func onSteal(_ event: StealEvent, now: Instant, into out: inout [PeerDirective]) {
+        stealOut.removeAll(keepingCapacity: true)
+        steal.on(event, now: now, into: &stealOut)
+        let directives = stealOut
+        for d in directives {
+            switch d {
+            case .send(let m, let to): out.append(.send(.steal(m), to: to))
+            case .schedule(let t, let after): out.append(.schedule(.steal(t), after: after))
+            case .give(let ids, let thief): onWork(.gave(ids, to: thief), now: now, into: &out)
+            case .run(let tasks): onWork(.granted(tasks), now: now, into: &out)
+            case .acceptResult, .discardDuplicateResult: break  // the work machine deduplicates results
+            }
+        }
+    }
+
+    private mutating func onWork(_ event: WorkEvent, now: Instant, into out: inout [PeerDirective]) {
+        var directives: [WorkDirective] = []
+        swap(&directives, &workOut)
+        directives.removeAll(keepingCapacity: true)
+        work.on(event, now: now, into: &directives)
+        for d in directives {
+            switch d {
+            case .send(let m, let to): out.append(.send(.work(m), to: to))
+            case .schedule(let t, let after): out.append(.schedule(.work(t), after: after))
+            case .execute(let task, let key, let inputs): out.append(.execute(task: task, catalogueKey: key, inputs: inputs))
+            case .workflowCompleted(let wf, let results): out.append(.workflowCompleted(workflow: wf, results: results))
+            case .workflowFailed(let wf, let reason): out.append(.workflowFailed(workflow: wf, reason: reason))
+            case .resultApplied(let task): out.append(.resultApplied(task: task))
+            case .taskReopened(let task): out.append(.taskReopened(task: task))
+            case .tookOver(let wf, let from): out.append(.tookOver(workflow: wf, from: from))
+            }
+        }
+        swap(&directives, &workOut)
+        // Out of work after this step: try to steal at once rather than at the next period.
+        if case .executed = event { tryToSteal(now: now, into: &out) }
+    }
+}

@@ -1,0 +1,650 @@
+public enum WorkEvent: Sendable {
+    /// A workflow submitted at this peer: this peer owns it. `initial` are the data's initial
+    /// values (one per datum), which this peer holds.
+    case submit(workflow: UInt32, plan: WorkflowPlan, initial: [DataValue])
+    case message(WorkMessage, from: PeerID)
+    case timer(WorkTimer)
+    /// The shell ran a task body (`execute` directive): one value per output, in order.
+    case executed(task: UInt64, outputs: [DataValue])
+    /// The stealing machine granted this peer these tasks (thief side).
+    case granted([StealableTask])
+    /// The stealing machine gave these tasks of ours to `thief` (victim side).
+    case gave([UInt64], to: PeerID)
+    /// Membership sees `peer` alive (a join, or a revival).
+    case peerUp(PeerID)
+    /// Membership declared `peer` dead or departed.
+    case peerDown(PeerID)
+}
+
+public enum WorkDirective: Sendable {
+    case send(WorkMessage, to: PeerID)
+    case schedule(WorkTimer, after: Interval)
+    /// Run the body of `task` on these input values; answer with `.executed`.
+    case execute(task: UInt64, catalogueKey: UInt64, inputs: [DataValue])
+    /// This peer owns `workflow` and it finished: its results (the final version of each datum,
+    /// fetched to the owner and checksum-verified), in datum order.
+    case workflowCompleted(workflow: UInt32, results: [DataValue])
+    case workflowFailed(workflow: UInt32, reason: String)
+    /// Observability for checkers: the owner applied a result of `task` / re-opened it.
+    case resultApplied(task: UInt64)
+    case taskReopened(task: UInt64)
+    /// This peer took over `workflow` from its dead owner.
+    case tookOver(workflow: UInt32, from: PeerID)
+}
+
+/// The work machine of one peer: it owns the workflows submitted to it, runs tasks, serves and
+/// fetches data, and keeps the replicated owner records of others' workflows.
+///
+/// - **Owner.** Tasks become ready when every input version has a holder. The owner runs ready
+///   tasks on its own slots first; the rest wait in its ready queue, which thieves steal from
+///   (the stealing machine decides what to give; `gave` records the thief and starts a grant
+///   lease that the thief's `started` ends). The first result of a task is applied and
+///   acknowledged; later ones are acknowledged and discarded. When a peer dies, the tasks it was
+///   running are queued again and the versions only it held are lost: a lost version still
+///   needed (a final result, or read by a task not done) re-opens its producing task, and so on
+///   up the lineage. When every task is done the owner fetches the final versions, checks them
+///   against the recorded checksums and reports the results.
+/// - **Executor.** A task (own or granted) takes a slot, fetches the inputs it does not hold from
+///   their holders (verifying each transfer's checksum and the owner's recorded one), runs, keeps
+///   its outputs, and reports them to the owner until acknowledged (bounded). An input it cannot
+///   get is reported to the owner, which re-plans.
+/// - **Record.** The owner replicates its workflow's record (plan, initial data, and a log of
+///   where each version lives) to `recordReplicas - 1` backups chosen by rendezvous hashing; when
+///   the owner dies, the first live backup rebuilds the workflow from the record and takes over.
+///
+/// Pure: it reads no clock (`now` comes in), uses no randomness, does no IO, and iterates only
+/// ordered collections where the order reaches a directive.
+public struct WorkMachine: Sendable {
+    public let id: PeerID
+    public let settings: WorkSettings
+    public private(set) var counters = WorkCounters()
+
+    private var now = Instant.zero
+    private var live: [PeerID] = []  // sorted, self included
+
+    // Owner.
+    private var owned: [OwnedWorkflow] = []
+    private var ownedIndex: [UInt32: Int] = [:]
+    private var leaseCheckScheduled = false
+    private var flushScheduled = false
+
+    // Executor.
+    private struct Job {
+        var task: StealableTask
+        var values: [DataValue?]
+        var waiting: Int
+        var attempts: Int
+    }
+    private var queue = RingBuffer<StealableTask>()
+    private var running: [UInt64: Job] = [:]  // by task id
+    private var runningCount = 0
+    private struct Fetch {
+        var task: UInt64  // the job (or, for a collecting owner, the workflow's id with index max)
+        var input: Int
+        var holder: PeerID
+        var attempts: Int
+        var version: UInt64
+    }
+    private var fetches: [UInt64: Fetch] = [:]
+    private var nextRequestID: UInt64 = 1
+    private struct PendingResult { var owner: PeerID; var outputs: [OutputRecord]; var attempts: Int }
+    private var unacknowledged: [UInt64: PendingResult] = [:]
+    /// The versions this peer holds (its produced outputs, fetched copies, owned initial data).
+    private var store: [UInt64: DataValue] = [:]
+
+    // Backup.
+    private struct BackupRecord {
+        var owner: PeerID
+        var backups: [PeerID]
+        var plan: WorkflowPlan
+        var initial: [DataValue]
+        var log: [RecordEntry]
+    }
+    private var records: [UInt32: BackupRecord] = [:]
+
+    public init(id: PeerID, settings: WorkSettings = WorkSettings()) {
+        self.id = id
+        self.settings = settings.clamped
+        live = [id]
+    }
+
+    // MARK: Queries
+
+    public var freeSlots: Int { settings.slots - runningCount }
+    /// Ready tasks queued here: owned ones not yet running, plus granted ones waiting for a slot.
+    public var readyTasks: Int { owned.reduce(queue.count) { $0 + $1.readyCount } }
+    public private(set) var storedBytes: UInt64 = 0
+    /// Workflows this peer owns and has not finished.
+    public var ownedWorkflows: [UInt32] { owned.filter { !$0.finished }.map(\.workflow) }
+    /// Workflows whose record this peer keeps as a backup.
+    public var backedUpWorkflows: [UInt32] { records.keys.sorted() }
+    public func holds(_ version: UInt64) -> Bool { store[version] != nil }
+    /// The data versions this peer holds, most recently... (any order; for the stealing machine's
+    /// `holding` advertisement the shell sorts as it likes).
+    public var heldVersions: [UInt64] { store.keys.sorted() }
+
+    /// The tasks this peer offers to thieves, in queue order (at most `stealWindow`).
+    public func stealable() -> [StealableTask] {
+        var out: [StealableTask] = []
+        for w in owned.indices where !owned[w].finished {
+            owned[w].forEachReady(limit: settings.stealWindow - out.count) { t in
+                out.append(owned[w].stealable(t, owner: id))
+            }
+            if out.count >= settings.stealWindow { break }
+        }
+        return out
+    }
+
+    // MARK: Events
+
+    public mutating func on(_ event: WorkEvent, now: Instant, into out: inout [WorkDirective]) {
+        self.now = now
+        switch event {
+        case .submit(let wf, let plan, let initial):
+            submit(wf, plan: plan, initial: initial, backups: nil, log: [], into: &out)
+        case .message(let message, let from): receive(message, from: from, into: &out)
+        case .timer(let timer): fire(timer, into: &out)
+        case .executed(let task, let outputs): executed(task, outputs: outputs, into: &out)
+        case .granted(let tasks):
+            var byOwner: [PeerID: [UInt64]] = [:]
+            for t in tasks {
+                queue.append(t)
+                byOwner[t.owner, default: []].append(t.id)
+            }
+            for owner in byOwner.keys.sorted() where owner != id {
+                out.append(.send(.started(tasks: byOwner[owner]!), to: owner))
+            }
+            fill(into: &out)
+        case .gave(let ids, let thief):
+            for taskID in ids {
+                guard let w = ownedIndex[WorkIDs.workflow(taskID)] else { continue }
+                owned[w].assign(WorkIDs.index(taskID), to: thief, confirmed: false, at: now + settings.grantLease)
+            }
+            scheduleLeaseCheck(into: &out)
+        case .peerUp(let peer):
+            live.insertSorted(peer)
+        case .peerDown(let peer):
+            peerDown(peer, into: &out)
+        }
+    }
+
+    public mutating func on(_ event: WorkEvent, now: Instant) -> [WorkDirective] {
+        var out: [WorkDirective] = []
+        on(event, now: now, into: &out)
+        return out
+    }
+
+    // MARK: Owner
+
+    private mutating func submit(
+        _ wf: UInt32, plan: WorkflowPlan, initial: [DataValue], backups: [PeerID]?, log: [RecordEntry],
+        into out: inout [WorkDirective]
+    ) {
+        guard ownedIndex[wf] == nil else { return }
+        precondition(initial.count == plan.dataCount, "one initial value per datum")
+        for (d, value) in initial.enumerated() { keep(WorkIDs.pack(wf, d), value) }
+        var workflow = OwnedWorkflow(workflow: wf, plan: plan, initial: initial, owner: id)
+        workflow.replay(log, isLive: { self.live.binarySearchContains($0) })
+        workflow.backups = chooseBackups(wf, excluding: [])
+        ownedIndex[wf] = owned.count
+        owned.append(workflow)
+        let backupList = owned[owned.count - 1].backups
+        for b in backupList {
+            out.append(
+                .send(.recordCreate(workflow: wf, owner: id, backups: backupList, plan: plan, initial: initial), to: b))
+        }
+        scheduleFlush(into: &out)
+        checkFinished(owned.count - 1, into: &out)
+        fill(into: &out)
+    }
+
+    private func chooseBackups(_ wf: UInt32, excluding: [PeerID]) -> [PeerID] {
+        let candidates = live.filter { $0 != id && !excluding.contains($0) }
+        return Rendezvous.replicas(of: UInt64(wf), among: candidates, count: settings.recordReplicas - 1)
+    }
+
+    private mutating func applyResult(
+        _ taskID: UInt64, outputs: [OutputRecord], from executor: PeerID, into out: inout [WorkDirective]
+    ) {
+        if executor != id { out.append(.send(.resultAck(task: taskID), to: executor)) }
+        guard let w = ownedIndex[WorkIDs.workflow(taskID)], !owned[w].finished else { return }
+        let t = WorkIDs.index(taskID)
+        guard t < owned[w].plan.taskCount else { return }
+        if owned[w].state[t] == .done {
+            counters.duplicateResults += 1
+            return
+        }
+        counters.resultsApplied += 1
+        out.append(.resultApplied(task: taskID))
+        owned[w].complete(t, outputs: outputs, holder: executor)
+        scheduleFlush(into: &out)
+        checkFinished(w, into: &out)
+        fill(into: &out)
+    }
+
+    private mutating func checkFinished(_ w: Int, into out: inout [WorkDirective]) {
+        guard owned[w].remaining == 0, !owned[w].finished, !owned[w].collecting else { return }
+        // Every task is done: collect the final versions here.
+        owned[w].collecting = true
+        let wf = owned[w].workflow
+        let finals = owned[w].plan.finalVersion
+        owned[w].results = Array(repeating: nil, count: finals.count)
+        owned[w].resultsMissing = 0
+        for (i, v) in finals.enumerated() {
+            let version = WorkIDs.pack(wf, Int(v))
+            if let value = store[version], value.checksum == owned[w].checksum[Int(v)] {
+                owned[w].results[i] = value
+            } else {
+                owned[w].resultsMissing += 1
+                let holder = owned[w].holder[Int(v)]
+                fetch(version, for: WorkIDs.pack(wf, Int(UInt32.max)), input: i, from: holder, into: &out)
+            }
+        }
+        finishIfCollected(w, into: &out)
+    }
+
+    private mutating func finishIfCollected(_ w: Int, into out: inout [WorkDirective]) {
+        guard owned[w].collecting, owned[w].resultsMissing == 0, !owned[w].finished else { return }
+        owned[w].finished = true
+        let wf = owned[w].workflow
+        out.append(.workflowCompleted(workflow: wf, results: owned[w].results.map { $0! }))
+        release(w, into: &out)
+    }
+
+    private mutating func release(_ w: Int, into out: inout [WorkDirective]) {
+        let wf = owned[w].workflow
+        var peers = Set(owned[w].holder.filter { $0 != OwnedWorkflow.nobody })
+        peers.formUnion(owned[w].backups)
+        peers.remove(id)
+        for p in peers.sorted() { out.append(.send(.release(workflow: wf), to: p)) }
+        dropWorkflowData(wf)
+        owned[w].dropState()
+    }
+
+    private mutating func fail(_ w: Int, reason: String, into out: inout [WorkDirective]) {
+        guard !owned[w].finished else { return }
+        owned[w].finished = true
+        out.append(.workflowFailed(workflow: owned[w].workflow, reason: reason))
+        release(w, into: &out)
+    }
+
+    private mutating func peerDown(_ peer: PeerID, into out: inout [WorkDirective]) {
+        guard peer != id else { return }
+        live.removeAll { $0 == peer }
+        for w in owned.indices where !owned[w].finished {
+            let (requeued, reopened) = owned[w].peerDown(peer)
+            counters.tasksRequeued += requeued
+            counters.tasksRecomputed += reopened.count
+            for t in reopened { out.append(.taskReopened(task: WorkIDs.pack(owned[w].workflow, t))) }
+            if owned[w].backups.contains(peer) {
+                let replacement = chooseBackups(owned[w].workflow, excluding: owned[w].backups)
+                owned[w].replaceBackup(peer, with: replacement.first)
+                if let b = replacement.first {
+                    out.append(
+                        .send(
+                            .recordCreate(
+                                workflow: owned[w].workflow, owner: id, backups: owned[w].backups,
+                                plan: owned[w].plan, initial: owned[w].initial), to: b))
+                }
+            }
+            if owned[w].collecting { restartCollection(w, into: &out) }
+        }
+        // Takeover: a record whose owner died is taken over by its first live backup.
+        for wf in records.keys.sorted() {
+            guard let record = records[wf], record.owner == peer else { continue }
+            guard let first = record.backups.first(where: { $0 == id || live.binarySearchContains($0) }), first == id
+            else { continue }
+            records[wf] = nil
+            counters.takeovers += 1
+            out.append(.tookOver(workflow: wf, from: peer))
+            submit(wf, plan: record.plan, initial: record.initial, backups: nil, log: record.log, into: &out)
+        }
+        fill(into: &out)
+    }
+
+    private mutating func restartCollection(_ w: Int, into out: inout [WorkDirective]) {
+        // A final version may have died with its holder: go back to running until it is remade.
+        if owned[w].remaining > 0 {
+            owned[w].collecting = false
+            owned[w].results = []
+        }
+    }
+
+    private mutating func inputLost(
+        task taskID: UInt64, version: UInt64, holder: PeerID, definite: Bool, into out: inout [WorkDirective]
+    ) {
+        guard let w = ownedIndex[WorkIDs.workflow(taskID)], !owned[w].finished else { return }
+        let t = WorkIDs.index(taskID)
+        guard t < owned[w].plan.taskCount else { return }
+        let v = WorkIDs.index(version)
+        if definite || !live.binarySearchContains(holder) {
+            let reopened = owned[w].lose(version: v, heldBy: holder)
+            counters.tasksRecomputed += reopened.count
+            for r in reopened { out.append(.taskReopened(task: WorkIDs.pack(owned[w].workflow, r))) }
+        }
+        if owned[w].state[t] == .assigned {
+            owned[w].attempts[t] &+= 1
+            if Int(owned[w].attempts[t]) >= settings.maxTaskAttempts {
+                fail(w, reason: "task \(t) could not get its input version \(v) after \(settings.maxTaskAttempts) attempts",
+                    into: &out)
+                return
+            }
+            owned[w].requeue(t)
+            counters.tasksRequeued += 1
+        }
+        fill(into: &out)
+    }
+
+    private mutating func scheduleLeaseCheck(into out: inout [WorkDirective]) {
+        guard !leaseCheckScheduled else { return }
+        leaseCheckScheduled = true
+        out.append(.schedule(.leaseCheck, after: settings.grantLease))
+    }
+
+    private mutating func scheduleFlush(into out: inout [WorkDirective]) {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        out.append(.schedule(.recordFlush, after: settings.recordFlushInterval))
+    }
+
+    private mutating func flushRecords(into out: inout [WorkDirective]) {
+        flushScheduled = false
+        var more = false
+        for w in owned.indices where !owned[w].finished {
+            for (b, backup) in owned[w].backups.enumerated() {
+                let acked = owned[w].backupAcked[b]
+                var from = owned[w].backupSent[b]
+                // Nothing acknowledged for a while: send again from the acknowledged point.
+                if from > acked && now - owned[w].backupSentAt[b] >= settings.recordFlushInterval * 10 { from = acked }
+                let end = min(owned[w].log.count, from + settings.maxRecordBatch)
+                if end > from {
+                    out.append(
+                        .send(
+                            .recordAppend(
+                                workflow: owned[w].workflow, owner: id, first: from,
+                                entries: Array(owned[w].log[from..<end])), to: backup))
+                    owned[w].backupSent[b] = end
+                    owned[w].backupSentAt[b] = now
+                }
+                if owned[w].backupAcked[b] < owned[w].log.count { more = true }
+            }
+        }
+        if more { scheduleFlush(into: &out) }
+    }
+
+    // MARK: Executor
+
+    /// Starts queued tasks while slots are free: granted tasks first, then own ready tasks.
+    private mutating func fill(into out: inout [WorkDirective]) {
+        while runningCount < settings.slots {
+            if let task = queue.popFirst() {
+                start(task, into: &out)
+                continue
+            }
+            var found: StealableTask?
+            for w in owned.indices where !owned[w].finished {
+                if let t = owned[w].popReady() {
+                    owned[w].assign(t, to: id, confirmed: true, at: now)
+                    found = owned[w].stealable(t, owner: id)
+                    break
+                }
+            }
+            guard let task = found else { return }
+            start(task, into: &out)
+        }
+    }
+
+    private mutating func start(_ task: StealableTask, into out: inout [WorkDirective]) {
+        guard running[task.id] == nil else { return }  // already running here (a duplicate grant)
+        runningCount += 1
+        var job = Job(task: task, values: Array(repeating: nil, count: task.inputs.count), waiting: 0, attempts: 0)
+        for (i, input) in task.inputs.enumerated() {
+            if let value = store[input.datum], input.checksum == 0 || value.checksum == input.checksum {
+                job.values[i] = value
+            } else {
+                job.waiting += 1
+            }
+        }
+        running[task.id] = job
+        if job.waiting == 0 {
+            run(task.id, into: &out)
+            return
+        }
+        for (i, input) in task.inputs.enumerated() where job.values[i] == nil {
+            fetch(input.datum, for: task.id, input: i, from: input.holders.first ?? task.owner, into: &out)
+        }
+    }
+
+    private mutating func run(_ taskID: UInt64, into out: inout [WorkDirective]) {
+        guard let job = running[taskID] else { return }
+        counters.tasksRun += 1
+        out.append(.execute(task: taskID, catalogueKey: job.task.catalogueKey, inputs: job.values.map { $0! }))
+    }
+
+    private mutating func executed(_ taskID: UInt64, outputs: [DataValue], into out: inout [WorkDirective]) {
+        guard let job = running.removeValue(forKey: taskID) else { return }
+        runningCount -= 1
+        var records: [OutputRecord] = []
+        for (version, value) in zip(job.task.outputs, outputs) {
+            keep(version, value)
+            records.append(OutputRecord(version: version, bytes: value.bytes, checksum: value.checksum))
+        }
+        if job.task.owner == id {
+            applyResult(taskID, outputs: records, from: id, into: &out)
+        } else {
+            unacknowledged[taskID] = PendingResult(owner: job.task.owner, outputs: records, attempts: 1)
+            out.append(.send(.result(task: taskID, outputs: records), to: job.task.owner))
+            out.append(.schedule(.resultRetry(task: taskID), after: settings.resultRetry))
+        }
+        fill(into: &out)
+    }
+
+    /// Drops a job that cannot run (an input is unreachable) and tells its owner.
+    private mutating func abandon(_ taskID: UInt64, version: UInt64, holder: PeerID, definite: Bool, into out: inout [WorkDirective]) {
+        guard let job = running.removeValue(forKey: taskID) else { return }
+        runningCount -= 1
+        if job.task.owner == id {
+            inputLost(task: taskID, version: version, holder: holder, definite: definite, into: &out)
+        } else {
+            out.append(
+                .send(.inputLost(task: taskID, version: version, holder: holder, definite: definite), to: job.task.owner))
+        }
+        fill(into: &out)
+    }
+
+    private mutating func fetch(
+        _ version: UInt64, for task: UInt64, input: Int, from holder: PeerID, into out: inout [WorkDirective]
+    ) {
+        let rid = nextRequestID
+        nextRequestID += 1
+        fetches[rid] = Fetch(task: task, input: input, holder: holder, attempts: 1, version: version)
+        counters.fetches += 1
+        out.append(.send(.fetch(version: version, requestID: rid), to: holder))
+        out.append(.schedule(.fetchTimeout(requestID: rid), after: settings.fetchTimeout))
+    }
+
+    private mutating func received(
+        _ value: DataValue?, version: UInt64, requestID rid: UInt64, from: PeerID, into out: inout [WorkDirective]
+    ) {
+        guard let f = fetches[rid], f.holder == from, f.version == version else { return }  // stale or duplicate
+        guard let value else {
+            fetches[rid] = nil
+            fetchFailed(f, definite: true, into: &out)
+            return
+        }
+        guard value.isIntact else {
+            counters.corruptTransfers += 1  // keep waiting: the timeout sends the fetch again
+            return
+        }
+        fetches[rid] = nil
+        counters.bytesFetched &+= value.bytes
+        let wf = WorkIDs.workflow(f.task)
+        if WorkIDs.index(f.task) == Int(UInt32.max) {  // an owner collecting its results
+            guard let w = ownedIndex[wf], owned[w].collecting, !owned[w].finished, owned[w].results[f.input] == nil
+            else { return }
+            let v = Int(owned[w].plan.finalVersion[f.input])
+            guard value.checksum == owned[w].checksum[v] else {
+                fetchFailed(f, definite: true, into: &out)
+                return
+            }
+            keep(version, value)
+            owned[w].results[f.input] = value
+            owned[w].resultsMissing -= 1
+            finishIfCollected(w, into: &out)
+            return
+        }
+        guard var job = running[f.task], job.values[f.input] == nil else { return }
+        let expected = job.task.inputs[f.input].checksum
+        guard expected == 0 || value.checksum == expected else {
+            // The holder has another version under this id: treat as lost there.
+            fetchFailed(f, definite: true, into: &out)
+            return
+        }
+        keep(version, value)
+        job.values[f.input] = value
+        job.waiting -= 1
+        running[f.task] = job
+        if job.waiting == 0 { run(f.task, into: &out) }
+    }
+
+    private mutating func fetchFailed(_ f: Fetch, definite: Bool, into out: inout [WorkDirective]) {
+        let wf = WorkIDs.workflow(f.task)
+        if WorkIDs.index(f.task) == Int(UInt32.max) {
+            guard let w = ownedIndex[wf], owned[w].collecting, !owned[w].finished else { return }
+            let v = Int(owned[w].plan.finalVersion[f.input])
+            if definite || !live.binarySearchContains(f.holder) {
+                let reopened = owned[w].lose(version: v, heldBy: f.holder)
+                counters.tasksRecomputed += reopened.count
+                for r in reopened { out.append(.taskReopened(task: WorkIDs.pack(wf, r))) }
+                restartCollection(w, into: &out)
+                fill(into: &out)
+            } else {
+                fetch(f.version, for: f.task, input: f.input, from: f.holder, into: &out)
+            }
+            return
+        }
+        abandon(f.task, version: f.version, holder: f.holder, definite: definite, into: &out)
+    }
+
+    private mutating func keep(_ version: UInt64, _ value: DataValue) {
+        if let old = store.updateValue(value, forKey: version) { storedBytes &-= old.bytes }
+        storedBytes &+= value.bytes
+    }
+
+    private mutating func dropWorkflowData(_ wf: UInt32) {
+        store = store.filter { WorkIDs.workflow($0.key) != wf }
+        storedBytes = store.values.reduce(0) { $0 &+ $1.bytes }
+    }
+
+    // MARK: Messages and timers
+
+    private mutating func receive(_ message: WorkMessage, from: PeerID, into out: inout [WorkDirective]) {
+        switch message {
+        case .fetch(let version, let rid):
+            if let value = store[version] {
+                out.append(.send(.data(version: version, requestID: rid, value: value), to: from))
+            } else {
+                out.append(.send(.noData(version: version, requestID: rid), to: from))
+            }
+        case .data(let version, let rid, let value):
+            received(value, version: version, requestID: rid, from: from, into: &out)
+        case .noData(let version, let rid):
+            received(nil, version: version, requestID: rid, from: from, into: &out)
+        case .started(let tasks):
+            for taskID in tasks {
+                guard let w = ownedIndex[WorkIDs.workflow(taskID)] else { continue }
+                owned[w].confirm(WorkIDs.index(taskID), by: from)
+            }
+        case .result(let task, let outputs):
+            applyResult(task, outputs: outputs, from: from, into: &out)
+        case .resultAck(let task):
+            unacknowledged[task] = nil
+        case .inputLost(let task, let version, let holder, let definite):
+            inputLost(task: task, version: version, holder: holder, definite: definite, into: &out)
+        case .recordCreate(let wf, let owner, let backups, let plan, let initial):
+            guard ownedIndex[wf] == nil else { return }
+            if records[wf] == nil || records[wf]!.owner != owner {
+                records[wf] = BackupRecord(owner: owner, backups: backups, plan: plan, initial: initial, log: [])
+            } else {
+                records[wf]!.backups = backups
+            }
+            out.append(.send(.recordAck(workflow: wf, count: records[wf]!.log.count), to: from))
+        case .recordAppend(let wf, let owner, let first, let entries):
+            guard var record = records[wf], record.owner == owner else { return }
+            if first <= record.log.count && first + entries.count > record.log.count {
+                record.log.append(contentsOf: entries[(record.log.count - first)...])
+            }
+            records[wf] = record
+            out.append(.send(.recordAck(workflow: wf, count: record.log.count), to: from))
+        case .recordAck(let wf, let count):
+            guard let w = ownedIndex[wf], let b = owned[w].backups.firstIndex(of: from) else { return }
+            owned[w].backupAcked[b] = max(owned[w].backupAcked[b], min(count, owned[w].log.count))
+            owned[w].backupSent[b] = max(owned[w].backupSent[b], owned[w].backupAcked[b])
+        case .release(let wf):
+            records[wf] = nil
+            dropWorkflowData(wf)
+        }
+    }
+
+    private mutating func fire(_ timer: WorkTimer, into out: inout [WorkDirective]) {
+        switch timer {
+        case .fetchTimeout(let rid):
+            guard var f = fetches[rid] else { return }
+            if f.attempts < settings.maxFetchAttempts && live.binarySearchContains(f.holder) {
+                f.attempts += 1
+                fetches[rid] = f
+                out.append(.send(.fetch(version: f.version, requestID: rid), to: f.holder))
+                out.append(.schedule(.fetchTimeout(requestID: rid), after: settings.fetchTimeout))
+            } else {
+                fetches[rid] = nil
+                fetchFailed(f, definite: false, into: &out)
+            }
+        case .resultRetry(let task):
+            guard var pending = unacknowledged[task] else { return }
+            if pending.attempts >= settings.maxResultAttempts || !live.binarySearchContains(pending.owner) {
+                unacknowledged[task] = nil  // the owner is gone: its successor re-runs the task
+                return
+            }
+            pending.attempts += 1
+            unacknowledged[task] = pending
+            out.append(.send(.result(task: task, outputs: pending.outputs), to: pending.owner))
+            out.append(.schedule(.resultRetry(task: task), after: settings.resultRetry))
+        case .leaseCheck:
+            leaseCheckScheduled = false
+            var pending = false
+            for w in owned.indices where !owned[w].finished {
+                let expired = owned[w].expireLeases(now: now)
+                counters.tasksRequeued += expired
+                if owned[w].hasLeases { pending = true }
+            }
+            if pending { scheduleLeaseCheck(into: &out) }
+            fill(into: &out)
+        case .recordFlush:
+            flushRecords(into: &out)
+        }
+    }
+}
+
+extension Array where Element == PeerID {
+    /// Inserts `p` into a sorted array unless present.
+    mutating func insertSorted(_ p: PeerID) {
+        var lo = 0
+        var hi = count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if self[mid] < p { lo = mid + 1 } else { hi = mid }
+        }
+        if lo == count || self[lo] != p { insert(p, at: lo) }
+    }
+
+    /// Membership test on a sorted array.
+    func binarySearchContains(_ p: PeerID) -> Bool {
+        var lo = 0
+        var hi = count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if self[mid] < p { lo = mid + 1 } else { hi = mid }
+        }
+        return lo < count && self[lo] == p
+    }
+}

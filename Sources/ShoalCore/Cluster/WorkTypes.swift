@@ -1,0 +1,210 @@
+/// Ids of a cluster workflow's tasks and data versions: the workflow in the high 32 bits, the
+/// index in its plan in the low 32, so any peer can tell which workflow (and owner record) a task
+/// or version belongs to.
+public enum WorkIDs {
+    @inline(__always) public static func pack(_ workflow: UInt32, _ index: Int) -> UInt64 {
+        UInt64(workflow) << 32 | UInt64(UInt32(truncatingIfNeeded: index))
+    }
+    @inline(__always) public static func workflow(_ id: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: id >> 32) }
+    @inline(__always) public static func index(_ id: UInt64) -> Int { Int(UInt32(truncatingIfNeeded: id)) }
+}
+
+/// One stored value as the protocol carries it. `content` is the payload as the shell models it
+/// (the simulator's stand-in for bytes; real peers carry the bytes beside it); `checksum` is the
+/// BLAKE2b of size and content (`DataValue.checksum(content:bytes:)`), verified on every transfer.
+public struct DataValue: Sendable, Hashable, Codable {
+    public var bytes: UInt64
+    public var content: UInt64
+    public var checksum: UInt64
+
+    public init(bytes: UInt64, content: UInt64) {
+        self.bytes = bytes
+        self.content = content
+        self.checksum = DataValue.checksum(content: content, bytes: bytes)
+    }
+
+    public init(bytes: UInt64, content: UInt64, checksum: UInt64) {
+        self.bytes = bytes
+        self.content = content
+        self.checksum = checksum
+    }
+
+    /// The first 8 bytes of BLAKE2b-256 over (bytes, content), little-endian.
+    public static func checksum(content: UInt64, bytes: UInt64) -> UInt64 {
+        var words = (bytes.littleEndian, content.littleEndian)
+        let digest = withUnsafeBytes(of: &words) { Checksum.blake2b($0) }
+        var c: UInt64 = 0
+        for i in 0..<8 { c |= UInt64(digest[i]) << (8 * UInt64(i)) }
+        return c
+    }
+
+    /// Whether the value arrived intact.
+    public var isIntact: Bool { DataValue.checksum(content: content, bytes: bytes) == checksum }
+}
+
+/// An output a task produced, as reported to the workflow's owner (the value stays with the
+/// executor: outputs stay where they were produced).
+public struct OutputRecord: Sendable, Hashable, Codable {
+    public var version: UInt64
+    public var bytes: UInt64
+    public var checksum: UInt64
+
+    public init(version: UInt64, bytes: UInt64, checksum: UInt64) {
+        self.version = version
+        self.bytes = bytes
+        self.checksum = checksum
+    }
+}
+
+/// One change of an owner's workflow record, replicated to its backups: task `task` is done and
+/// its output `version` is held by `holder` with `checksum`; or (`task == RecordEntry.lost`)
+/// `version` was lost. A task with no outputs logs one entry with `version == RecordEntry.none`.
+public struct RecordEntry: Sendable, Hashable, Codable {
+    public static let lost = UInt32.max
+    public static let none = UInt64.max
+    public var task: UInt32
+    public var version: UInt64
+    public var holder: PeerID
+    public var checksum: UInt64
+    public var bytes: UInt64
+
+    public init(task: UInt32, version: UInt64, holder: PeerID, checksum: UInt64, bytes: UInt64) {
+        self.task = task
+        self.version = version
+        self.holder = holder
+        self.checksum = checksum
+        self.bytes = bytes
+    }
+}
+
+/// Messages of the work protocol: data transfer, task results and the replicated owner record.
+/// The network may drop, duplicate or reorder any of them: fetches and record updates are
+/// idempotent, results are deduplicated by the owner's task states, acknowledgements are
+/// idempotent.
+public enum WorkMessage: Sendable {
+    /// "Send me your copy of `version`."
+    case fetch(version: UInt64, requestID: UInt64)
+    case data(version: UInt64, requestID: UInt64, value: DataValue)
+    /// The peer does not hold `version` (an authoritative loss: it was restarted without its store).
+    case noData(version: UInt64, requestID: UInt64)
+    /// Thief to owner: it received these granted tasks (ends their grant lease).
+    case started(tasks: [UInt64])
+    /// Executor to owner: the task ran; its outputs stay with the executor.
+    case result(task: UInt64, outputs: [OutputRecord])
+    case resultAck(task: UInt64)
+    /// Executor to owner: `version` could not be fetched from `holder` (`definite`: the holder said
+    /// it does not have it; otherwise every attempt timed out).
+    case inputLost(task: UInt64, version: UInt64, holder: PeerID, definite: Bool)
+    /// Owner to backup: the workflow's plan and initial data; the backup keeps the record.
+    /// `backups` in takeover order (the first live one takes over).
+    case recordCreate(workflow: UInt32, owner: PeerID, backups: [PeerID], plan: WorkflowPlan, initial: [DataValue])
+    /// Owner to backup: entries `first..<first+entries.count` of the record's log.
+    case recordAppend(workflow: UInt32, owner: PeerID, first: Int, entries: [RecordEntry])
+    /// Backup to owner: it holds the log up to `count` entries (and the create).
+    case recordAck(workflow: UInt32, count: Int)
+    /// The workflow ended: holders may drop its intermediate versions; backups drop the record.
+    case release(workflow: UInt32)
+
+    /// Estimated encoded size, for a simulated network's bandwidth model (values count their
+    /// bytes: that is what moving data costs).
+    public var byteSize: Int {
+        switch self {
+        case .fetch, .noData, .resultAck, .recordAck, .release: return 32
+        case .data(_, _, let value): return 40 + Int(clamping: value.bytes)
+        case .started(let tasks): return 16 + 8 * tasks.count
+        case .result(_, let outputs): return 24 + 24 * outputs.count
+        case .inputLost: return 40
+        case .recordCreate(_, _, _, let plan, let initial):
+            return 64 + 24 * plan.taskCount + 8 * plan.inputs.count
+                + initial.reduce(0) { $0 + 24 + Int(clamping: $1.bytes) }
+        case .recordAppend(_, _, _, let entries): return 32 + 36 * entries.count
+        }
+    }
+}
+
+/// Timers of the work machine; each comes back as `.timer(_)`. Stale ones are ignored.
+public enum WorkTimer: Sendable, Hashable {
+    case fetchTimeout(requestID: UInt64)
+    case resultRetry(task: UInt64)
+    /// Owner: re-queue granted tasks whose thief never confirmed them.
+    case leaseCheck
+    /// Owner: send unacknowledged record entries to the backups.
+    case recordFlush
+}
+
+/// Tunables of the work machine. Every queue, retry and batch is bounded.
+public struct WorkSettings: Sendable, Hashable {
+    /// Tasks this peer runs at once.
+    public var slots: Int
+    /// A fetch without answer after this long is sent again, up to `maxFetchAttempts` in all.
+    public var fetchTimeout: Interval
+    public var maxFetchAttempts: Int
+    /// A result without acknowledgement is sent again after this long, up to `maxResultAttempts`.
+    public var resultRetry: Interval
+    public var maxResultAttempts: Int
+    /// A granted task whose thief has not confirmed it (`started`) after this long is queued again
+    /// (a lost grant); a late duplicate run is discarded by the owner.
+    public var grantLease: Interval
+    /// Most ready tasks the owner offers to thieves at once (the victim's window).
+    public var stealWindow: Int
+    /// A task that failed to start this many times (inputs unreachable) fails its workflow.
+    public var maxTaskAttempts: Int
+    /// Copies of the owner record: the owner plus `recordReplicas - 1` backups (rendezvous order).
+    public var recordReplicas: Int
+    /// Owner record entries are sent to backups at most this often, at most `maxRecordBatch` a time.
+    public var recordFlushInterval: Interval
+    public var maxRecordBatch: Int
+
+    public init() {
+        slots = 4
+        fetchTimeout = .milliseconds(500)
+        maxFetchAttempts = 3
+        resultRetry = .milliseconds(500)
+        maxResultAttempts = 8
+        grantLease = .seconds(2)
+        stealWindow = 64
+        maxTaskAttempts = 20
+        recordReplicas = 3
+        recordFlushInterval = .milliseconds(20)
+        maxRecordBatch = 4_096
+    }
+
+    public var clamped: WorkSettings {
+        var s = self
+        s.slots = min(max(1, slots), 4_096)
+        s.fetchTimeout = max(.microseconds(1), fetchTimeout)
+        s.maxFetchAttempts = min(max(1, maxFetchAttempts), 16)
+        s.resultRetry = max(.microseconds(1), resultRetry)
+        s.maxResultAttempts = min(max(1, maxResultAttempts), 64)
+        s.grantLease = max(.microseconds(1), grantLease)
+        s.stealWindow = min(max(1, stealWindow), 4_096)
+        s.maxTaskAttempts = min(max(1, maxTaskAttempts), 1_000)
+        s.recordReplicas = min(max(1, recordReplicas), 8)
+        s.recordFlushInterval = max(.microseconds(1), recordFlushInterval)
+        s.maxRecordBatch = min(max(1, maxRecordBatch), 65_536)
+        return s
+    }
+}
+
+/// What the work machine has done, for reports and checkers.
+public struct WorkCounters: Sendable, Hashable, Codable {
+    /// Tasks this peer ran (bodies executed).
+    public var tasksRun = 0
+    /// Owner: results applied (first result of a task's current run).
+    public var resultsApplied = 0
+    /// Owner: results discarded because the task was already done.
+    public var duplicateResults = 0
+    /// Owner: done tasks re-opened because an output they made was lost (lineage).
+    public var tasksRecomputed = 0
+    /// Owner: tasks queued again after their executor died or a grant lease expired.
+    public var tasksRequeued = 0
+    /// Fetches sent and bytes received by fetches.
+    public var fetches = 0
+    public var bytesFetched: UInt64 = 0
+    /// Received values whose checksum did not match (dropped and fetched again).
+    public var corruptTransfers = 0
+    /// Owner: workflows taken over after their owner died.
+    public var takeovers = 0
+
+    public init() {}
+}
