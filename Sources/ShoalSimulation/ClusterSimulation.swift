@@ -94,9 +94,10 @@ public struct ClusterSimulation {
         var expected: [UInt64]?
         var outcome: WorkflowOutcome
         var submittedAt = Instant.zero
-        /// Results applied and re-openings per task, by the current owner.
-        var applied: [UInt8]
-        var reopened: [UInt16]
+        /// Results applied and re-openings per task, by each owner (a peer index; a takeover or a
+        /// restart starts the count again, from the record).
+        var applied: [Int: [UInt8]] = [:]
+        var reopened: [Int: [UInt16]] = [:]
     }
 
     public let scenario: Scenario
@@ -111,6 +112,7 @@ public struct ClusterSimulation {
     var report: SimulationReport
     var trace: TraceRecorder?
     var workflows: [Tracked] = []
+    var violationCounts: [String: Int] = [:]
     /// When the last fault healed (or the last peer started): convergence is measured from here.
     var settledSince = Instant.zero
     var lastFaultTime = Instant.zero
@@ -160,9 +162,7 @@ public struct ClusterSimulation {
                 Tracked(
                     plan: plan, expected: nil,
                     outcome: WorkflowOutcome(
-                        name: spec.name, tasks: plan.taskCount, status: .notSubmitted, owners: [w.submitter]),
-                    applied: Array(repeating: 0, count: plan.taskCount),
-                    reopened: Array(repeating: 0, count: plan.taskCount)))
+                        name: spec.name, tasks: plan.taskCount, status: .notSubmitted, owners: [w.submitter])))
             queue.schedule(.submit(i), at: Instant(nanoseconds: Int64(w.atSeconds * 1e9)))
         }
         // Check convergence every protocol period once the last fault is past.
@@ -207,6 +207,14 @@ public struct ClusterSimulation {
             submit(w)
         case .fault(let fault):
             apply(fault)
+            if trace != nil {
+                for w in workflows.indices {
+                    let holders = peers.indices.filter {
+                        peers[$0].machine?.work.backedUpWorkflows.contains(UInt32(w + 1)) == true
+                    }
+                    trace?.instant("record of workflow \(w + 1) at \(holders.map { "p\($0)" })", peer: nil, at: now)
+                }
+            }
         case .check:
             if report.convergedAfterSeconds == nil {
                 if converged() {
@@ -277,20 +285,25 @@ public struct ClusterSimulation {
             case .resultApplied(let task):
                 let w = Int(WorkIDs.workflow(task)) - 1
                 let t = WorkIDs.index(task)
-                workflows[w].applied[t] &+= 1
-                if Int(workflows[w].applied[t]) > 1 + Int(workflows[w].reopened[t]) {
-                    report.violations.append(
-                        "task \(t) of \(workflows[w].plan.name): result applied \(workflows[w].applied[t]) times by \(p) with \(workflows[w].reopened[t]) re-openings")
+                let count = workflows[w].plan.taskCount
+                workflows[w].applied[i, default: Array(repeating: 0, count: count)][t] &+= 1
+                let applied = workflows[w].applied[i]![t]
+                let reopened = workflows[w].reopened[i]?[t] ?? 0
+                if Int(applied) > 1 + Int(reopened) {
+                    violation(
+                        "result applied twice",
+                        "task \(t) of \(workflows[w].plan.name): result applied \(applied) times by owner \(p) with \(reopened) re-openings")
                 }
             case .taskReopened(let task):
                 let w = Int(WorkIDs.workflow(task)) - 1
-                workflows[w].reopened[WorkIDs.index(task)] &+= 1
+                let count = workflows[w].plan.taskCount
+                workflows[w].reopened[i, default: Array(repeating: 0, count: count)][WorkIDs.index(task)] &+= 1
             case .tookOver(let wf, let from):
                 let w = Int(wf) - 1
                 workflows[w].outcome.owners.append(i)
                 // The checker counts per owner: the new owner starts from its record.
-                workflows[w].applied = Array(repeating: 0, count: workflows[w].plan.taskCount)
-                workflows[w].reopened = workflows[w].applied.map { _ in 0 }
+                workflows[w].applied[i] = nil
+                workflows[w].reopened[i] = nil
                 trace?.instant("\(p) takes over workflow \(wf) from \(from)", peer: p, at: now)
             }
         }
@@ -320,8 +333,8 @@ public struct ClusterSimulation {
         }
         let match = results.map(\.content) == workflows[w].expected!
         if !match {
-            report.violations.append(
-                "\(workflows[w].plan.name) completed at \(p) with results different from its sequential program's")
+            violation(
+                "wrong results", "\(workflows[w].plan.name) completed at \(p) with results different from its sequential program's")
         }
         guard workflows[w].outcome.status != .completed else { return }  // a second owner finished too
         workflows[w].outcome.status = .completed
@@ -348,10 +361,26 @@ public struct ClusterSimulation {
         settledSince = max(settledSince, now)
     }
 
-    /// Adds a peer's counters to the run's before its process goes away.
+    /// Adds a peer's counters to the run's before its process goes away; its owner counts go too.
     mutating func retire(_ i: Int) {
         if let m = peers[i].machine { report.work.add(m.work.counters, m.steal.counters) }
         peers[i].machine = nil
+        for w in workflows.indices {
+            workflows[w].applied[i] = nil
+            workflows[w].reopened[i] = nil
+        }
+    }
+
+    /// Records a violation; after a few of one kind, only counts them (one bug can repeat a
+    /// thousand times).
+    mutating func violation(_ kind: String, _ text: String) {
+        violationCounts[kind, default: 0] += 1
+        let n = violationCounts[kind]!
+        if n <= 3 {
+            report.violations.append(text)
+        } else if n == 4 {
+            report.violations.append("(more '\(kind)' violations follow; counted at the end)")
+        }
     }
 
     // MARK: Invariants
@@ -377,6 +406,12 @@ public struct ClusterSimulation {
     mutating func finish() {
         report.virtualSeconds = (now - .zero).seconds
         report.network = network.statistics
+        var unfinished: [Int: [String]] = [:]
+        for i in peers.indices where peers[i].up {
+            for w in workflows.indices {
+                if let p = peers[i].machine?.work.progress(of: UInt32(w + 1)) { unfinished[w, default: []].append("owner p\(i): \(p)") }
+            }
+        }
         for i in peers.indices where peers[i].up { retire(i) }
         let ran = peers.filter(\.everStarted).map(\.tasksRun).sorted()
         if !workflows.isEmpty, let least = ran.first, let most = ran.last {
@@ -392,6 +427,9 @@ public struct ClusterSimulation {
             let (who, what) = firstDisagreement() ?? ("?", "?")
             report.violations.append("membership never converged: \(who) \(what)")
         }
+        for kind in violationCounts.keys.sorted() where violationCounts[kind]! > 3 {
+            report.violations.append("\(violationCounts[kind]!) '\(kind)' violations in all")
+        }
         guard !workflows.isEmpty else { return }
         report.invariantsChecked.append(
             "every workflow ends with its sequential program's results or fails with a reason")
@@ -401,8 +439,9 @@ public struct ClusterSimulation {
             switch workflows[w].outcome.status {
             case .completed, .failed: break
             case .unfinished, .notSubmitted:
+                let owners = unfinished[w].map { $0.joined(separator: "; ") } ?? "no live owner"
                 report.violations.append(
-                    "\(workflows[w].plan.name) did not end within the run (\(scenario.durationSeconds) s)")
+                    "\(workflows[w].plan.name) did not end within the run (\(scenario.durationSeconds) s): \(owners)")
             }
         }
     }

@@ -12,6 +12,7 @@ struct OwnedWorkflow: Sendable {
     /// For a waiting or ready task: how many of its inputs have no holder.
     private var missing: [Int32]
     private var assignee: [PeerID]
+    private var assignedAt: [Instant]
     private var confirmed: [Bool]
     var attempts: [UInt16]
     /// Per version: who holds it (`nobody`: not made yet, or lost), its checksum and size.
@@ -31,8 +32,11 @@ struct OwnedWorkflow: Sendable {
             backupAcked = Array(repeating: 0, count: backups.count)
             backupSent = backupAcked
             backupSentAt = Array(repeating: .zero, count: backups.count)
+            backupCreated = Array(repeating: false, count: backups.count)
         }
     }
+    /// Whether each backup confirmed it holds the record (answered a create or an append).
+    var backupCreated: [Bool] = []
     var backupAcked: [Int] = []
     var backupSent: [Int] = []
     var backupSentAt: [Instant] = []
@@ -52,6 +56,7 @@ struct OwnedWorkflow: Sendable {
         state = Array(repeating: .waiting, count: tasks)
         missing = Array(repeating: 0, count: tasks)
         assignee = Array(repeating: OwnedWorkflow.nobody, count: tasks)
+        assignedAt = Array(repeating: .zero, count: tasks)
         confirmed = Array(repeating: false, count: tasks)
         attempts = Array(repeating: 0, count: tasks)
         holder = Array(repeating: OwnedWorkflow.nobody, count: plan.versionCount)
@@ -156,11 +161,12 @@ struct OwnedWorkflow: Sendable {
     }
 
     /// The task now runs at `peer`; an unconfirmed assignment (a grant) expires at `deadline`.
-    mutating func assign(_ t: Int, to peer: PeerID, confirmed isConfirmed: Bool, at deadline: Instant) {
+    mutating func assign(_ t: Int, to peer: PeerID, confirmed isConfirmed: Bool, now: Instant, deadline: Instant) {
         guard t < state.count, state[t] == .ready else { return }
         readyCount -= 1
         state[t] = .assigned
         assignee[t] = peer
+        assignedAt[t] = now
         confirmed[t] = isConfirmed
         if !isConfirmed { leases.append(Lease(deadline: deadline, task: Int32(t), peer: peer)) }
     }
@@ -185,6 +191,27 @@ struct OwnedWorkflow: Sendable {
         }
         return n
     }
+
+    /// Tasks assigned to other peers since before `before`, by peer (sorted), at most `batch` each;
+    /// their clocks restart, so a task is asked about once per audit interval.
+    mutating func overdue(before: Instant, owner: PeerID, batch: Int) -> [(PeerID, [UInt64])] {
+        var byPeer: [PeerID: [UInt64]] = [:]
+        for t in state.indices where state[t] == .assigned && assignee[t] != owner && assignedAt[t] < before {
+            guard byPeer[assignee[t], default: []].count < batch else { continue }
+            byPeer[assignee[t], default: []].append(WorkIDs.pack(workflow, t))
+            assignedAt[t] = before
+        }
+        return byPeer.keys.sorted().map { ($0, byPeer[$0]!) }
+    }
+
+    /// `peer` does not know task `t`: queue it again if it is still assigned there.
+    mutating func unknown(_ t: Int, at peer: PeerID) -> Bool {
+        guard t < state.count, state[t] == .assigned, assignee[t] == peer else { return false }
+        requeue(t)
+        return true
+    }
+
+    var hasAssignedElsewhere: Bool { state.contains(.assigned) }
 
     /// An assigned task goes back to waiting (or ready) to run elsewhere.
     mutating func requeue(_ t: Int) {
@@ -296,10 +323,25 @@ struct OwnedWorkflow: Sendable {
         let acked = zip(backups, backupAcked).filter { $0.0 != old }.map(\.1)
         let sent = zip(backups, backupSent).filter { $0.0 != old }.map(\.1)
         let sentAt = zip(backups, backupSentAt).filter { $0.0 != old }.map(\.1)
+        let created = zip(backups, backupCreated).filter { $0.0 != old }.map(\.1)
         backups = list
+        backupCreated = created + (new == nil ? [] : [false])
         backupAcked = acked + (new == nil ? [] : [0])
         backupSent = sent + (new == nil ? [] : [0])
         backupSentAt = sentAt + (new == nil ? [] : [.zero])
+    }
+
+    var progress: String {
+        if finished { return "finished" }
+        var assigned: [PeerID: Int] = [:]
+        var waiting = 0
+        for t in state.indices {
+            if state[t] == .assigned { assigned[assignee[t], default: 0] += 1 }
+            if state[t] == .waiting { waiting += 1 }
+        }
+        let at = assigned.keys.sorted().map { "\($0): \(assigned[$0]!)" }.joined(separator: ", ")
+        return "\(remaining) tasks left (\(readyCount) ready, \(waiting) waiting, running at [\(at)])"
+            + (collecting ? ", collecting results (\(resultsMissing) missing)" : "")
     }
 
     /// Frees the per-task state of a finished workflow.
@@ -307,6 +349,7 @@ struct OwnedWorkflow: Sendable {
         state = []
         missing = []
         assignee = []
+        assignedAt = []
         confirmed = []
         attempts = []
         holder = []

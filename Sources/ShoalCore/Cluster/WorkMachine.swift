@@ -66,6 +66,7 @@ public struct WorkMachine: Sendable {
     private var owned: [OwnedWorkflow] = []
     private var ownedIndex: [UInt32: Int] = [:]
     private var leaseCheckScheduled = false
+    private var auditScheduled = false
     private var flushScheduled = false
 
     // Executor.
@@ -89,6 +90,11 @@ public struct WorkMachine: Sendable {
     private var nextRequestID: UInt64 = 1
     private struct PendingResult { var owner: PeerID; var outputs: [OutputRecord]; var attempts: Int }
     private var unacknowledged: [UInt64: PendingResult] = [:]
+    /// Tasks granted here and waiting for a slot (for audits).
+    private var queuedIDs: Set<UInt64> = []
+    /// The last `resultMemory` results this peer made for other owners, to answer audits.
+    private var recentResults: [UInt64: [OutputRecord]] = [:]
+    private var recentOrder = RingBuffer<UInt64>()
     /// The versions this peer holds (its produced outputs, fetched copies, owned initial data).
     private var store: [UInt64: DataValue] = [:]
 
@@ -116,6 +122,12 @@ public struct WorkMachine: Sendable {
     public private(set) var storedBytes: UInt64 = 0
     /// Workflows this peer owns and has not finished.
     public var ownedWorkflows: [UInt32] { owned.filter { !$0.finished }.map(\.workflow) }
+    /// How far an owned workflow is, in words (for reports of a workflow that did not finish).
+    public func progress(of wf: UInt32) -> String? {
+        guard let w = ownedIndex[wf] else { return nil }
+        return owned[w].progress
+    }
+
     /// Workflows whose record this peer keeps as a backup.
     public var backedUpWorkflows: [UInt32] { records.keys.sorted() }
     public func holds(_ version: UInt64) -> Bool { store[version] != nil }
@@ -148,7 +160,7 @@ public struct WorkMachine: Sendable {
         case .granted(let tasks):
             var byOwner: [PeerID: [UInt64]] = [:]
             for t in tasks {
-                queue.append(t)
+                if queuedIDs.insert(t.id).inserted { queue.append(t) }
                 byOwner[t.owner, default: []].append(t.id)
             }
             for owner in byOwner.keys.sorted() where owner != id {
@@ -158,9 +170,11 @@ public struct WorkMachine: Sendable {
         case .gave(let ids, let thief):
             for taskID in ids {
                 guard let w = ownedIndex[WorkIDs.workflow(taskID)] else { continue }
-                owned[w].assign(WorkIDs.index(taskID), to: thief, confirmed: false, at: now + settings.grantLease)
+                owned[w].assign(
+                    WorkIDs.index(taskID), to: thief, confirmed: false, now: now, deadline: now + settings.grantLease)
             }
             scheduleLeaseCheck(into: &out)
+            scheduleAudit(into: &out)
         case .peerUp(let peer):
             live.insertSorted(peer)
         case .peerDown(let peer):
@@ -189,6 +203,7 @@ public struct WorkMachine: Sendable {
         ownedIndex[wf] = owned.count
         owned.append(workflow)
         let backupList = owned[owned.count - 1].backups
+        owned[owned.count - 1].backupSentAt = backupList.map { _ in now }
         for b in backupList {
             out.append(
                 .send(.recordCreate(workflow: wf, owner: id, backups: backupList, plan: plan, initial: initial), to: b))
@@ -279,7 +294,9 @@ public struct WorkMachine: Sendable {
             if owned[w].backups.contains(peer) {
                 let replacement = chooseBackups(owned[w].workflow, excluding: owned[w].backups)
                 owned[w].replaceBackup(peer, with: replacement.first)
-                if let b = replacement.first {
+                scheduleFlush(into: &out)
+                // Every backup learns the new list (the takeover order); the new one gets the record.
+                for b in owned[w].backups {
                     out.append(
                         .send(
                             .recordCreate(
@@ -289,17 +306,25 @@ public struct WorkMachine: Sendable {
             }
             if owned[w].collecting { restartCollection(w, into: &out) }
         }
-        // Takeover: a record whose owner died is taken over by its first live backup.
+        // Takeover: a record whose owner died is taken over by its first live backup at once; the
+        // others wait in turn, in case the ones before them lost their copy.
         for wf in records.keys.sorted() {
             guard let record = records[wf], record.owner == peer else { continue }
-            guard let first = record.backups.first(where: { $0 == id || live.binarySearchContains($0) }), first == id
-            else { continue }
-            records[wf] = nil
-            counters.takeovers += 1
-            out.append(.tookOver(workflow: wf, from: peer))
-            submit(wf, plan: record.plan, initial: record.initial, backups: nil, log: record.log, into: &out)
+            let rank = record.backups.filter { $0 == id || live.binarySearchContains($0) }.firstIndex(of: id) ?? 0
+            if rank == 0 {
+                takeOver(wf, into: &out)
+            } else {
+                out.append(.schedule(.takeoverCheck(workflow: wf), after: settings.takeoverGrace * Int64(rank)))
+            }
         }
         fill(into: &out)
+    }
+
+    private mutating func takeOver(_ wf: UInt32, into out: inout [WorkDirective]) {
+        guard let record = records.removeValue(forKey: wf) else { return }
+        counters.takeovers += 1
+        out.append(.tookOver(workflow: wf, from: record.owner))
+        submit(wf, plan: record.plan, initial: record.initial, backups: nil, log: record.log, into: &out)
     }
 
     private mutating func restartCollection(_ w: Int, into out: inout [WorkDirective]) {
@@ -341,6 +366,12 @@ public struct WorkMachine: Sendable {
         out.append(.schedule(.leaseCheck, after: settings.grantLease))
     }
 
+    private mutating func scheduleAudit(into out: inout [WorkDirective]) {
+        guard !auditScheduled else { return }
+        auditScheduled = true
+        out.append(.schedule(.audit, after: settings.auditInterval))
+    }
+
     private mutating func scheduleFlush(into out: inout [WorkDirective]) {
         guard !flushScheduled else { return }
         flushScheduled = true
@@ -352,6 +383,19 @@ public struct WorkMachine: Sendable {
         var more = false
         for w in owned.indices where !owned[w].finished {
             for (b, backup) in owned[w].backups.enumerated() {
+                if !owned[w].backupCreated[b] {
+                    // The create (or the backup's copy of it) was lost: send it again now and then.
+                    if now - owned[w].backupSentAt[b] >= settings.recordFlushInterval * 10 {
+                        out.append(
+                            .send(
+                                .recordCreate(
+                                    workflow: owned[w].workflow, owner: id, backups: owned[w].backups,
+                                    plan: owned[w].plan, initial: owned[w].initial), to: backup))
+                        owned[w].backupSentAt[b] = now
+                    }
+                    more = true
+                    continue
+                }
                 let acked = owned[w].backupAcked[b]
                 var from = owned[w].backupSent[b]
                 // Nothing acknowledged for a while: send again from the acknowledged point.
@@ -378,13 +422,14 @@ public struct WorkMachine: Sendable {
     private mutating func fill(into out: inout [WorkDirective]) {
         while runningCount < settings.slots {
             if let task = queue.popFirst() {
+                queuedIDs.remove(task.id)
                 start(task, into: &out)
                 continue
             }
             var found: StealableTask?
             for w in owned.indices where !owned[w].finished {
                 if let t = owned[w].popReady() {
-                    owned[w].assign(t, to: id, confirmed: true, at: now)
+                    owned[w].assign(t, to: id, confirmed: true, now: now, deadline: now)
                     found = owned[w].stealable(t, owner: id)
                     break
                 }
@@ -433,6 +478,12 @@ public struct WorkMachine: Sendable {
             applyResult(taskID, outputs: records, from: id, into: &out)
         } else {
             unacknowledged[taskID] = PendingResult(owner: job.task.owner, outputs: records, attempts: 1)
+            if recentResults.updateValue(records, forKey: taskID) == nil {
+                recentOrder.append(taskID)
+                if recentOrder.count > settings.resultMemory, let old = recentOrder.popFirst() {
+                    recentResults[old] = nil
+                }
+            }
             out.append(.send(.result(task: taskID, outputs: records), to: job.task.owner))
             out.append(.schedule(.resultRetry(task: taskID), after: settings.resultRetry))
         }
@@ -559,6 +610,29 @@ public struct WorkMachine: Sendable {
             applyResult(task, outputs: outputs, from: from, into: &out)
         case .resultAck(let task):
             unacknowledged[task] = nil
+        case .query(let tasks):
+            var here: [UInt64] = []
+            var unknown: [UInt64] = []
+            for task in tasks {
+                if running[task] != nil || queuedIDs.contains(task) {
+                    here.append(task)
+                } else if let outputs = recentResults[task] {
+                    out.append(.send(.result(task: task, outputs: outputs), to: from))
+                } else {
+                    unknown.append(task)
+                }
+            }
+            if !here.isEmpty { out.append(.send(.started(tasks: here), to: from)) }
+            if !unknown.isEmpty { out.append(.send(.unknown(tasks: unknown), to: from)) }
+        case .unknown(let tasks):
+            for taskID in tasks {
+                guard let w = ownedIndex[WorkIDs.workflow(taskID)], !owned[w].finished else { continue }
+                if owned[w].unknown(WorkIDs.index(taskID), at: from) {
+                    counters.tasksUnknown += 1
+                    counters.tasksRequeued += 1
+                }
+            }
+            fill(into: &out)
         case .inputLost(let task, let version, let holder, let definite):
             inputLost(task: task, version: version, holder: holder, definite: definite, into: &out)
         case .recordCreate(let wf, let owner, let backups, let plan, let initial):
@@ -570,14 +644,27 @@ public struct WorkMachine: Sendable {
             }
             out.append(.send(.recordAck(workflow: wf, count: records[wf]!.log.count), to: from))
         case .recordAppend(let wf, let owner, let first, let entries):
-            guard var record = records[wf], record.owner == owner else { return }
+            guard var record = records[wf], record.owner == owner else {
+                // No record here (its create was lost, or this peer restarted empty): say so.
+                out.append(.send(.recordAck(workflow: wf, count: -1), to: from))
+                return
+            }
             if first <= record.log.count && first + entries.count > record.log.count {
                 record.log.append(contentsOf: entries[(record.log.count - first)...])
             }
             records[wf] = record
             out.append(.send(.recordAck(workflow: wf, count: record.log.count), to: from))
         case .recordAck(let wf, let count):
-            guard let w = ownedIndex[wf], let b = owned[w].backups.firstIndex(of: from) else { return }
+            guard let w = ownedIndex[wf], !owned[w].finished, let b = owned[w].backups.firstIndex(of: from) else { return }
+            guard count >= 0 else {
+                owned[w].backupCreated[b] = false
+                owned[w].backupAcked[b] = 0
+                owned[w].backupSent[b] = 0
+                owned[w].backupSentAt[b] = .zero
+                scheduleFlush(into: &out)
+                return
+            }
+            owned[w].backupCreated[b] = true
             owned[w].backupAcked[b] = max(owned[w].backupAcked[b], min(count, owned[w].log.count))
             owned[w].backupSent[b] = max(owned[w].backupSent[b], owned[w].backupAcked[b])
         case .release(let wf):
@@ -621,6 +708,23 @@ public struct WorkMachine: Sendable {
             fill(into: &out)
         case .recordFlush:
             flushRecords(into: &out)
+        case .takeoverCheck(let wf):
+            guard let record = records[wf], !live.binarySearchContains(record.owner) else { return }
+            takeOver(wf, into: &out)
+        case .audit:
+            auditScheduled = false
+            var pending = false
+            for w in owned.indices where !owned[w].finished {
+                for (peer, tasks) in owned[w].overdue(
+                    before: now + Interval(nanoseconds: -settings.auditInterval.nanoseconds), owner: id,
+                    batch: settings.maxAuditBatch)
+                {
+                    counters.auditQueries += 1
+                    out.append(.send(.query(tasks: tasks), to: peer))
+                }
+                if owned[w].hasAssignedElsewhere { pending = true }
+            }
+            if pending { scheduleAudit(into: &out) }
         }
     }
 }

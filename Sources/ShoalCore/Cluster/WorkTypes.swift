@@ -92,6 +92,12 @@ public enum WorkMessage: Sendable {
     /// Executor to owner: the task ran; its outputs stay with the executor.
     case result(task: UInt64, outputs: [OutputRecord])
     case resultAck(task: UInt64)
+    /// Owner to executor: "what became of these tasks I believe you run?" (an audit of tasks
+    /// assigned for longer than `auditInterval`). The executor answers `started` for those it
+    /// runs or queues, `result` for those it finished (from its recent results), and `unknown`
+    /// for the rest, which the owner queues again.
+    case query(tasks: [UInt64])
+    case unknown(tasks: [UInt64])
     /// Executor to owner: `version` could not be fetched from `holder` (`definite`: the holder said
     /// it does not have it; otherwise every attempt timed out).
     case inputLost(task: UInt64, version: UInt64, holder: PeerID, definite: Bool)
@@ -100,7 +106,8 @@ public enum WorkMessage: Sendable {
     case recordCreate(workflow: UInt32, owner: PeerID, backups: [PeerID], plan: WorkflowPlan, initial: [DataValue])
     /// Owner to backup: entries `first..<first+entries.count` of the record's log.
     case recordAppend(workflow: UInt32, owner: PeerID, first: Int, entries: [RecordEntry])
-    /// Backup to owner: it holds the log up to `count` entries (and the create).
+    /// Backup to owner: it holds the log up to `count` entries (and the create); -1: it holds no
+    /// record of the workflow (the owner sends the create again).
     case recordAck(workflow: UInt32, count: Int)
     /// The workflow ended: holders may drop its intermediate versions; backups drop the record.
     case release(workflow: UInt32)
@@ -111,7 +118,7 @@ public enum WorkMessage: Sendable {
         switch self {
         case .fetch, .noData, .resultAck, .recordAck, .release: return 32
         case .data(_, _, let value): return 40 + Int(clamping: value.bytes)
-        case .started(let tasks): return 16 + 8 * tasks.count
+        case .started(let tasks), .query(let tasks), .unknown(let tasks): return 16 + 8 * tasks.count
         case .result(_, let outputs): return 24 + 24 * outputs.count
         case .inputLost: return 40
         case .recordCreate(_, _, _, let plan, let initial):
@@ -128,6 +135,11 @@ public enum WorkTimer: Sendable, Hashable {
     case resultRetry(task: UInt64)
     /// Owner: re-queue granted tasks whose thief never confirmed them.
     case leaseCheck
+    /// Owner: ask executors about tasks assigned to them for a long time.
+    case audit
+    /// Backup: the owner of `workflow` died and the backups before this one have not taken it
+    /// over (they may have lost the record): take it over if still nobody has.
+    case takeoverCheck(workflow: UInt32)
     /// Owner: send unacknowledged record entries to the backups.
     case recordFlush
 }
@@ -145,12 +157,22 @@ public struct WorkSettings: Sendable, Hashable {
     /// A granted task whose thief has not confirmed it (`started`) after this long is queued again
     /// (a lost grant); a late duplicate run is discarded by the owner.
     public var grantLease: Interval
+    /// The owner asks an executor about a task assigned to it for longer than this (a result
+    /// lost for good, an executor restarted without the owner noticing), at most
+    /// `maxAuditBatch` tasks per executor per audit.
+    public var auditInterval: Interval
+    public var maxAuditBatch: Int
+    /// Executor: how many recent results it remembers to answer an owner's audit.
+    public var resultMemory: Int
     /// Most ready tasks the owner offers to thieves at once (the victim's window).
     public var stealWindow: Int
     /// A task that failed to start this many times (inputs unreachable) fails its workflow.
     public var maxTaskAttempts: Int
     /// Copies of the owner record: the owner plus `recordReplicas - 1` backups (rendezvous order).
     public var recordReplicas: Int
+    /// When the owner dies, the first live backup takes over at once; the k-th waits k times this
+    /// for a new owner to announce itself (a record create), then takes over itself.
+    public var takeoverGrace: Interval
     /// Owner record entries are sent to backups at most this often, at most `maxRecordBatch` a time.
     public var recordFlushInterval: Interval
     public var maxRecordBatch: Int
@@ -163,8 +185,12 @@ public struct WorkSettings: Sendable, Hashable {
         maxResultAttempts = 8
         grantLease = .seconds(2)
         stealWindow = 64
+        auditInterval = .seconds(2)
+        maxAuditBatch = 256
+        resultMemory = 4_096
         maxTaskAttempts = 20
         recordReplicas = 3
+        takeoverGrace = .seconds(2)
         recordFlushInterval = .milliseconds(20)
         maxRecordBatch = 4_096
     }
@@ -178,8 +204,12 @@ public struct WorkSettings: Sendable, Hashable {
         s.maxResultAttempts = min(max(1, maxResultAttempts), 64)
         s.grantLease = max(.microseconds(1), grantLease)
         s.stealWindow = min(max(1, stealWindow), 4_096)
+        s.auditInterval = max(.milliseconds(1), auditInterval)
+        s.maxAuditBatch = min(max(1, maxAuditBatch), 65_536)
+        s.resultMemory = min(max(1, resultMemory), 1 << 20)
         s.maxTaskAttempts = min(max(1, maxTaskAttempts), 1_000)
         s.recordReplicas = min(max(1, recordReplicas), 8)
+        s.takeoverGrace = max(.milliseconds(1), takeoverGrace)
         s.recordFlushInterval = max(.microseconds(1), recordFlushInterval)
         s.maxRecordBatch = min(max(1, maxRecordBatch), 65_536)
         return s
@@ -203,6 +233,9 @@ public struct WorkCounters: Sendable, Hashable, Codable {
     public var bytesFetched: UInt64 = 0
     /// Received values whose checksum did not match (dropped and fetched again).
     public var corruptTransfers = 0
+    /// Owner: audit queries sent, and tasks queued again because their executor did not know them.
+    public var auditQueries = 0
+    public var tasksUnknown = 0
     /// Owner: workflows taken over after their owner died.
     public var takeovers = 0
 
