@@ -19,11 +19,14 @@ public struct Scenario: Sendable, Codable, Hashable {
     public var workflows: [ScenarioWorkflow]
     /// Task slots per peer.
     public var slots: Int
+    /// Persistent objects written during the run.
+    public var objects: ObjectWorkload?
 
     public init(
         name: String, peers: Int, durationSeconds: Double, seeds: Int = 1, joinSpreadSeconds: Double = 0,
         network: NetworkSettings = NetworkSettings(), protocolPeriodMs: Int64 = 200, faults: FaultPlan = FaultPlan(),
-        convergeWithinSeconds: Double = 10, workflows: [ScenarioWorkflow] = [], slots: Int = 4
+        convergeWithinSeconds: Double = 10, workflows: [ScenarioWorkflow] = [], slots: Int = 4,
+        objects: ObjectWorkload? = nil
     ) {
         self.name = name
         self.peers = peers
@@ -36,6 +39,7 @@ public struct Scenario: Sendable, Codable, Hashable {
         self.convergeWithinSeconds = convergeWithinSeconds
         self.workflows = workflows
         self.slots = slots
+        self.objects = objects
     }
 
     public var duration: Interval { Interval(nanoseconds: Int64(durationSeconds * 1e9)) }
@@ -58,6 +62,7 @@ public struct SimulationReport: Sendable, Codable, Hashable {
     public var violations: [String]
     public var workflows: [WorkflowOutcome] = []
     public var work = WorkStatistics()
+    public var objects: ObjectStatistics?
 
     public var passed: Bool { violations.isEmpty }
 }
@@ -76,6 +81,8 @@ public struct ClusterSimulation {
         case timer(PeerID, generation: UInt32, PeerTimer)
         case executed(PeerID, generation: UInt32, task: UInt64, outputs: [DataValue])
         case submit(Int)
+        /// The n-th put of the object workload.
+        case put(Int)
         case fault(Fault)
         case check
     }
@@ -86,6 +93,10 @@ public struct ClusterSimulation {
         var up = false
         var everStarted = false
         var tasksRun = 0
+        /// Its disk: persistent objects survive a crash here unless it restarts without its store.
+        var shard = MemoryShard()
+        /// Until when a restart without the store counts it as down (its copies are being re-made).
+        var emptyUntil = Instant.zero
     }
 
     /// What the checkers keep about one submitted workflow.
@@ -113,6 +124,10 @@ public struct ClusterSimulation {
     var trace: TraceRecorder?
     var workflows: [Tracked] = []
     var violationCounts: [String: Int] = [:]
+    /// Object workload: puts in flight (request id -> key, content) and the newest acknowledged
+    /// (version, content) per key.
+    var pendingPuts: [UInt64: (key: UInt64, content: UInt64)] = [:]
+    var acknowledged: [UInt64: (version: ObjectVersion, content: UInt64)] = [:]
     /// When the last fault healed (or the last peer started): convergence is measured from here.
     var settledSince = Instant.zero
     var lastFaultTime = Instant.zero
@@ -128,13 +143,14 @@ public struct ClusterSimulation {
         self.seed = seed
         generator = SeededGenerator(seed: seed)
         network = SimulatedNetwork(settings: scenario.network, seed: generator.next())
-        peers = Array(repeating: Peer(), count: scenario.peers)
+        peers = (0..<scenario.peers).map { _ in Peer() }  // each its own shard (a class: never `repeating:`)
         settings = PeerSettings()
         settings.membership.protocolPeriod = .milliseconds(scenario.protocolPeriodMs)
         settings.membership.pingTimeout = Interval(
             nanoseconds: settings.membership.protocolPeriod.nanoseconds * 3 / 10)
         settings.work.slots = scenario.slots
         settings.catalogue = [1, 10, 11, 12]
+        if let objects = scenario.objects { settings.placement.replicas = objects.replicas }
         adjust(&settings)
         report = SimulationReport(
             scenario: scenario.name, seed: seed, peers: scenario.peers, virtualSeconds: 0, events: 0,
@@ -165,6 +181,12 @@ public struct ClusterSimulation {
                         name: spec.name, tasks: plan.taskCount, status: .notSubmitted, owners: [w.submitter])))
             queue.schedule(.submit(i), at: Instant(nanoseconds: Int64(w.atSeconds * 1e9)))
         }
+        if let objects = scenario.objects {
+            report.objects = ObjectStatistics()
+            for n in 0..<objects.puts {
+                queue.schedule(.put(n), at: Instant(nanoseconds: Int64((objects.startSeconds + objects.everySeconds * Double(n)) * 1e9)))
+            }
+        }
         // Check convergence every protocol period once the last fault is past.
         queue.schedule(.check, at: max(settledSince, lastFaultTime) + settings.membership.protocolPeriod)
         let end = Instant.zero + scenario.duration
@@ -172,7 +194,9 @@ public struct ClusterSimulation {
             now = time
             report.events += 1
             handle(event)
-            if report.convergedAfterSeconds != nil && allWorkflowsEnded && now >= lastFaultTime { break }
+            if report.convergedAfterSeconds != nil && allWorkflowsEnded && now >= lastFaultTime && scenario.objects == nil {
+                break
+            }
         }
         finish()
         return report
@@ -205,6 +229,8 @@ public struct ClusterSimulation {
             step(p, .executed(task: task, outputs: outputs))
         case .submit(let w):
             submit(w)
+        case .put(let n):
+            put(n)
         case .fault(let fault):
             apply(fault)
             if trace != nil {
@@ -255,6 +281,21 @@ public struct ClusterSimulation {
         step(PeerID(raw: UInt64(spec.submitter)), .submit(workflow: wf, plan: plan, initial: initial))
     }
 
+    mutating func put(_ n: Int) {
+        guard let objects = scenario.objects else { return }
+        let up = peers.indices.filter { peers[$0].up }
+        guard !up.isEmpty else { return }
+        let coordinator = up[Int(generator.next() % UInt64(up.count))]
+        let key = generator.next() % UInt64(max(1, objects.keys))
+        let content = generator.next()
+        let rid = UInt64(n + 1)
+        pendingPuts[rid] = (key, content)
+        report.objects?.putsIssued += 1
+        step(
+            PeerID(raw: UInt64(coordinator)),
+            .put(requestID: rid, key: key, value: ObjectValue(bytes: objects.bytes, content: content)))
+    }
+
     mutating func step(_ p: PeerID, _ event: PeerEvent) {
         let i = Int(p.raw)
         directives.removeAll(keepingCapacity: true)
@@ -298,6 +339,18 @@ public struct ClusterSimulation {
                 let w = Int(WorkIDs.workflow(task)) - 1
                 let count = workflows[w].plan.taskCount
                 workflows[w].reopened[i, default: Array(repeating: 0, count: count)][WorkIDs.index(task)] &+= 1
+            case .persist(let o):
+                // The shell writes before it carries out the next directive (the machine's ack).
+                try! peers[i].shard.put(ObjectRecord.key(o.key), ObjectRecord.encode(o), in: .values)
+            case .putAcknowledged(let rid, let key, let version):
+                guard let put = pendingPuts.removeValue(forKey: rid), put.key == key else { continue }
+                report.objects?.putsAcknowledged += 1
+                if let known = acknowledged[key], known.version >= version { continue }
+                acknowledged[key] = (version, put.content)
+            case .putFailed(let rid, _, _):
+                if pendingPuts.removeValue(forKey: rid) != nil { report.objects?.putsFailed += 1 }
+            case .getResult, .getFailed:
+                break
             case .tookOver(let wf, let from):
                 let w = Int(wf) - 1
                 workflows[w].outcome.owners.append(i)
@@ -352,18 +405,38 @@ public struct ClusterSimulation {
             guard i < peers.count, peers[i].up else { return }
             retire(i)
             peers[i].up = false
-        case .restart(let p, _):
-            guard Int(p.raw) < peers.count, !peers[Int(p.raw)].up else { return }
+        case .restart(let p, let keepStore):
+            let i = Int(p.raw)
+            guard i < peers.count, !peers[i].up else { return }
+            if !keepStore {
+                peers[i].shard = MemoryShard()
+                peers[i].emptyUntil = now + .seconds(5)
+            }
             startPeer(p)
+            let kept = (try? peers[i].shard.scan(.values, prefix: [], after: nil, limit: Int.max)) ?? []
+            let objects = kept.compactMap { ObjectRecord.decode($0.value) }
+            if !objects.isEmpty {
+                trace?.instant("recovered \(objects.count) objects from the store", peer: p, at: now)
+                step(p, .recovered(objects))
+            }
         case .partition, .heal, .setDrop, .setDuplicate:
             network.apply(fault)
         }
         settledSince = max(settledSince, now)
+        if report.objects != nil {
+            let down = peers.indices.filter { peers[$0].everStarted && (!peers[$0].up || peers[$0].emptyUntil > now) }
+            report.objects!.mostPeersDown = max(report.objects!.mostPeersDown, down.count)
+        }
     }
 
     /// Adds a peer's counters to the run's before its process goes away; its owner counts go too.
     mutating func retire(_ i: Int) {
-        if let m = peers[i].machine { report.work.add(m.work.counters, m.steal.counters) }
+        if let m = peers[i].machine {
+            report.work.add(m.work.counters, m.steal.counters)
+            report.objects?.transfers += m.placement.counters.transfersSent
+            report.objects?.bytesTransferred &+= m.placement.counters.bytesTransferred
+            report.objects?.corruptTransfers += m.placement.counters.corruptTransfers
+        }
         peers[i].machine = nil
         for w in workflows.indices {
             workflows[w].applied[i] = nil
@@ -412,6 +485,7 @@ public struct ClusterSimulation {
                 if let p = peers[i].machine?.work.progress(of: UInt32(w + 1)) { unfinished[w, default: []].append("owner p\(i): \(p)") }
             }
         }
+        checkObjects()
         for i in peers.indices where peers[i].up { retire(i) }
         let ran = peers.filter(\.everStarted).map(\.tasksRun).sorted()
         if !workflows.isEmpty, let least = ran.first, let most = ran.last {
@@ -442,6 +516,54 @@ public struct ClusterSimulation {
                 let owners = unfinished[w].map { $0.joined(separator: "; ") } ?? "no live owner"
                 report.violations.append(
                     "\(workflows[w].plan.name) did not end within the run (\(scenario.durationSeconds) s): \(owners)")
+            }
+        }
+    }
+
+    /// No acknowledged persistent object is lost while fewer than R of its replicas are down; by
+    /// the end (if the faults stopped long enough before), every one is on all its R replicas.
+    mutating func checkObjects() {
+        guard let objects = scenario.objects, report.objects != nil else { return }
+        let up = peers.indices.filter { peers[$0].up }.map { PeerID(raw: UInt64($0)) }
+        report.objects!.objectsAcknowledged = acknowledged.count
+        let r = objects.replicas
+        let durable = report.objects!.mostPeersDown < r
+        let settled = (now - lastFaultTime) >= .seconds(10)
+        if durable {
+            report.invariantsChecked.append("no acknowledged object is lost while fewer than R=\(r) peers are down")
+        } else {
+            report.invariantsChecked.append(
+                "object durability not checked: \(report.objects!.mostPeersDown) peers were down at once (R=\(r))")
+        }
+        if durable && settled {
+            report.invariantsChecked.append("every acknowledged object is on its R current replicas at the end")
+        }
+        for key in acknowledged.keys.sorted() {
+            let (version, content) = acknowledged[key]!
+            let holders = up.filter { p in
+                guard let o = peers[Int(p.raw)].machine?.placement.held(key) else { return false }
+                return o.version > version || (o.version == version && o.value.content == content)
+            }
+            if !holders.isEmpty { report.objects!.objectsFound += 1 }
+            guard durable else { continue }
+            if holders.isEmpty {
+                let copies = peers.indices.compactMap { i -> String? in
+                    let held = peers[i].machine?.placement.held(key).map { "\($0.version)" }
+                    let disk = (try? peers[i].shard.get(ObjectRecord.key(key), in: .values)).flatMap { $0 }
+                        .flatMap(ObjectRecord.decode).map { "\($0.version)" }
+                    return held == nil && disk == nil ? nil : "p\(i): \(held ?? "-") (disk \(disk ?? "-"))"
+                }
+                violation(
+                    "object lost",
+                    "acknowledged object \(key) (version \(version)) is held by no live peer; copies: \(copies.joined(separator: ", "))")
+            } else if settled {
+                let replicas = Rendezvous.replicas(of: key, among: up, count: r)
+                let missing = replicas.filter { !holders.contains($0) }
+                if !missing.isEmpty {
+                    violation(
+                        "object under-replicated",
+                        "acknowledged object \(key) (version \(version)) is missing on replicas \(missing) at the end")
+                }
             }
         }
     }

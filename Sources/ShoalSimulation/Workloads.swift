@@ -97,3 +97,69 @@ public struct WorkStatistics: Sendable, Codable, Hashable {
         stealTimeouts += s.timeouts
     }
 }
+
+/// Persistent objects a scenario writes while it runs: `puts` puts, one every `everySeconds`
+/// from `startSeconds`, each of a key among `keys` to a random live peer (the coordinator).
+public struct ObjectWorkload: Sendable, Codable, Hashable {
+    public var keys: Int
+    public var puts: Int
+    public var startSeconds: Double
+    public var everySeconds: Double
+    public var bytes: UInt64
+    /// Replicas per object (R).
+    public var replicas: Int
+
+    public init(keys: Int, puts: Int, startSeconds: Double = 1, everySeconds: Double = 0.05, bytes: UInt64 = 4_096, replicas: Int = 3) {
+        self.keys = keys
+        self.puts = puts
+        self.startSeconds = startSeconds
+        self.everySeconds = everySeconds
+        self.bytes = bytes
+        self.replicas = replicas
+    }
+
+    public var lastPut: Double { startSeconds + everySeconds * Double(max(0, puts - 1)) }
+}
+
+/// Persistent-object figures of a run.
+public struct ObjectStatistics: Sendable, Codable, Hashable {
+    public var putsIssued = 0
+    public var putsAcknowledged = 0
+    public var putsFailed = 0
+    /// Keys with an acknowledged version, and how many of them a live peer still holds at the end.
+    public var objectsAcknowledged = 0
+    public var objectsFound = 0
+    /// Re-replication transfers and their bytes, and corrupt transfers caught, over all peers.
+    public var transfers = 0
+    public var bytesTransferred: UInt64 = 0
+    public var corruptTransfers = 0
+    /// The most peers down at once (crashed, or restarted without their store in the last 5 s).
+    public var mostPeersDown = 0
+
+    public init() {}
+}
+
+/// The shard record of a persistent object: 48 bytes, little-endian.
+enum ObjectRecord {
+    static func key(_ key: UInt64) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: key >> (8 * (7 - UInt64($0)))) } }
+
+    static func encode(_ o: StoredObject) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(48)
+        for word in [o.key, o.version.stamp, o.version.writer.raw, o.value.bytes, o.value.content, o.value.checksum] {
+            for i in 0..<8 { out.append(UInt8(truncatingIfNeeded: word >> (8 * UInt64(i)))) }
+        }
+        return out
+    }
+
+    static func decode(_ bytes: [UInt8]) -> StoredObject? {
+        guard bytes.count == 48 else { return nil }
+        var w = [UInt64](repeating: 0, count: 6)
+        for k in 0..<6 {
+            for i in 0..<8 { w[k] |= UInt64(bytes[8 * k + i]) << (8 * UInt64(i)) }
+        }
+        return StoredObject(
+            key: w[0], version: ObjectVersion(stamp: w[1], writer: PeerID(raw: w[2])),
+            value: ObjectValue(bytes: w[3], content: w[4], checksum: w[5]))
+    }
+}

@@ -92,6 +92,9 @@ struct Simulate: AsyncParsableCommand {
             lines.append("steals: \(k.stealsTried) tried, \(k.stealsGranted) granted, \(k.tasksStolen) tasks stolen, \(k.stealTimeouts) timed out")
             lines.append("data: \(k.fetches) fetches, \(k.bytesFetched) bytes moved, \(k.corruptTransfers) corrupt transfers caught; \(k.takeovers) owner takeovers")
         }
+        if let o = r.objects {
+            lines.append("objects: \(o.putsIssued) puts, \(o.putsAcknowledged) acknowledged, \(o.putsFailed) failed; \(o.objectsFound) of \(o.objectsAcknowledged) acknowledged objects held by a live peer at the end; \(o.transfers) re-replications (\(o.bytesTransferred) bytes), \(o.corruptTransfers) corrupt transfers caught; at most \(o.mostPeersDown) peers down at once")
+        }
         lines.append("invariants checked: " + r.invariantsChecked.joined(separator: "; "))
         lines.append(r.passed ? "result: all invariants hold" : "result: VIOLATED: " + r.violations.joined(separator: "; "))
         return lines.joined(separator: "\n")
@@ -151,6 +154,16 @@ struct ScenarioFile: Decodable {
     var faults: [FaultEntry]?
     var slots: Int?
     var workflows: [WorkflowEntry]?
+    var objects: Objects?
+
+    struct Objects: Decodable {
+        var keys: Int
+        var puts: Int
+        var start: Double?
+        var every: Double?
+        var bytes: UInt64?
+        var replicas: Int?
+    }
 
     struct Stencil: Decodable {
         var width: Int
@@ -256,11 +269,21 @@ struct ScenarioFile: Decodable {
                     shape: shape, atSeconds: w.at ?? 0, submitter: submitter, taskMicros: max(0, w.taskMicros ?? 1_000),
                     bytes: w.bytes ?? 1_024))
         }
+        var objectWorkload: ObjectWorkload?
+        if let o = objects {
+            guard o.keys > 0, o.puts >= 0 else { throw Invalid(description: "\(path): objects: 'keys' must be positive and 'puts' not negative") }
+            let r = o.replicas ?? 3
+            guard r >= 1, r <= 16 else { throw Invalid(description: "\(path): objects: 'replicas' must be 1 to 16") }
+            objectWorkload = ObjectWorkload(
+                keys: o.keys, puts: o.puts, startSeconds: o.start ?? 1, everySeconds: max(0, o.every ?? 0.05),
+                bytes: o.bytes ?? 4_096, replicas: r)
+        }
         let slotCount = slots ?? 4
         guard slotCount > 0 else { throw Invalid(description: "\(path): 'slots' must be positive") }
         return Scenario(
             name: name, peers: peers, durationSeconds: duration, seeds: max(1, min(seeds ?? 1, peers)),
             joinSpreadSeconds: joinSpread ?? 0, network: net, protocolPeriodMs: protocolPeriodMs ?? 200,
-            faults: FaultPlan(plan), convergeWithinSeconds: convergeWithin ?? 10, workflows: flows, slots: slotCount)
+            faults: FaultPlan(plan), convergeWithinSeconds: convergeWithin ?? 10, workflows: flows, slots: slotCount,
+            objects: objectWorkload)
     }
 }

@@ -3,6 +3,7 @@ public enum PeerMessage: Sendable {
     case membership(MembershipMessage)
     case steal(StealMessage)
     case work(WorkMessage)
+    case placement(PlacementMessage)
 
     /// Estimated encoded size, for a simulated network's bandwidth model.
     public var byteSize: Int {
@@ -16,6 +17,12 @@ public enum PeerMessage: Sendable {
             case .refused: return 24
             }
         case .work(let m): return m.byteSize
+        case .placement(let m):
+            switch m {
+            case .store(let o): return 64 + Int(clamping: o.value.bytes)
+            case .fetched(_, _, let o): return 48 + Int(clamping: o?.value.bytes ?? 0)
+            default: return 48
+            }
         }
     }
 }
@@ -24,6 +31,7 @@ public enum PeerTimer: Sendable, Hashable {
     case membership(MembershipTimer)
     case steal(StealTimer)
     case work(WorkTimer)
+    case placement(PlacementTimer)
 }
 
 public enum PeerEvent: Sendable {
@@ -35,6 +43,11 @@ public enum PeerEvent: Sendable {
     /// The shell ran a task body.
     case executed(task: UInt64, outputs: [DataValue])
     case leave
+    /// A client's put of persistent object `key` at this peer (the coordinator).
+    case put(requestID: UInt64, key: UInt64, value: ObjectValue)
+    case get(requestID: UInt64, key: UInt64)
+    /// After a restart with its store kept: the persistent objects the shard holds.
+    case recovered([StoredObject])
 }
 
 public enum PeerDirective: Sendable {
@@ -48,20 +61,27 @@ public enum PeerDirective: Sendable {
     case resultApplied(task: UInt64)
     case taskReopened(task: UInt64)
     case tookOver(workflow: UInt32, from: PeerID)
+    /// Write this object to the shard durably before carrying out the directives after it.
+    case persist(StoredObject)
+    case putAcknowledged(requestID: UInt64, key: UInt64, version: ObjectVersion)
+    case putFailed(requestID: UInt64, key: UInt64, reason: String)
+    case getResult(requestID: UInt64, object: StoredObject?)
+    case getFailed(requestID: UInt64, key: UInt64, reason: String)
 }
 
 public struct PeerSettings: Sendable, Hashable {
     public var membership = MembershipSettings()
     public var steal = StealSettings()
     public var work = WorkSettings()
+    public var placement = PlacementSettings()
     /// The task bodies this peer can run (catalogue keys).
     public var catalogue: [UInt64] = [1]
 
     public init() {}
 }
 
-/// One peer's whole protocol: membership (SWIM), work stealing and the work machine (ownership,
-/// execution, data), wired together. Real peers and the simulator both drive this one machine;
+/// One peer's whole protocol: membership (SWIM), work stealing, the work machine (ownership,
+/// execution, data) and persistent-object placement, wired together. Real peers and the simulator both drive this one machine;
 /// it is pure like its parts.
 ///
 /// The wiring: membership's status changes tell the work machine who is up and down; every
@@ -74,6 +94,9 @@ public struct PeerMachine: Sendable {
     public private(set) var membership: Membership
     public private(set) var steal: StealMachine
     public private(set) var work: WorkMachine
+    public private(set) var placement: PlacementMachine
+    /// The live view changed since the placement machine last saw it (it is told once a period).
+    private var viewChanged = true
     private let catalogue: [UInt64]
     private let catalogueSummary: UInt64
     private var lastLoad = PeerLoad()
@@ -81,12 +104,14 @@ public struct PeerMachine: Sendable {
     private var membershipOut: [MembershipDirective] = []
     private var stealOut: [StealDirective] = []
     private var workOut: [WorkDirective] = []
+    private var placementOut: [PlacementDirective] = []
 
     public init(id: PeerID, settings: PeerSettings = PeerSettings(), seed: UInt64) {
         self.id = id
         membership = Membership(id: id, settings: settings.membership, seed: seed)
         steal = StealMachine(id: id, settings: settings.steal, seed: seed)
         work = WorkMachine(id: id, settings: settings.work)
+        placement = PlacementMachine(id: id, settings: settings.placement)
         catalogue = Array(Set(settings.catalogue)).sorted()
         catalogueSummary = StealCatalogue.summary(catalogue)
     }
@@ -105,12 +130,22 @@ public struct PeerMachine: Sendable {
             onMembership(.timer(t), now: now, into: &out)
             if t == .protocolPeriod {
                 publishLoad(now: now)
+                tellPlacementTheView(now: now, into: &out)
                 tryToSteal(now: now, into: &out)
             }
         case .timer(.steal(let t)):
             if t == .retry { refreshThief(now: now) }
             onSteal(.timer(t), now: now, into: &out)
         case .timer(.work(let t)): onWork(.timer(t), now: now, into: &out)
+        case .message(.placement(let m), let from): onPlacement(.message(m, from: from), now: now, into: &out)
+        case .timer(.placement(let t)): onPlacement(.timer(t), now: now, into: &out)
+        case .put(let rid, let key, let value):
+            tellPlacementTheView(now: now, into: &out)
+            onPlacement(.put(requestID: rid, key: key, value: value), now: now, into: &out)
+        case .get(let rid, let key):
+            tellPlacementTheView(now: now, into: &out)
+            onPlacement(.get(requestID: rid, key: key), now: now, into: &out)
+        case .recovered(let objects): onPlacement(.recovered(objects), now: now, into: &out)
         case .submit(let wf, let plan, let initial):
             onWork(.submit(workflow: wf, plan: plan, initial: initial), now: now, into: &out)
         case .executed(let task, let outputs): onWork(.executed(task: task, outputs: outputs), now: now, into: &out)
@@ -171,6 +206,7 @@ public struct PeerMachine: Sendable {
             case .schedule(let t, let after): out.append(.schedule(.membership(t), after: after))
             case .statusChanged(let peer, let status):
                 out.append(.statusChanged(peer, status))
+                viewChanged = true
                 switch status {
                 case .alive: onWork(.peerUp(peer), now: now, into: &out)
                 case .dead, .left: onWork(.peerDown(peer), now: now, into: &out)
@@ -191,6 +227,32 @@ public struct PeerMachine: Sendable {
             case .give(let ids, let thief): onWork(.gave(ids, to: thief), now: now, into: &out)
             case .run(let tasks): onWork(.granted(tasks), now: now, into: &out)
             case .acceptResult, .discardDuplicateResult: break  // the work machine deduplicates results
+            }
+        }
+    }
+
+    /// Placement sees the live members (alive or suspect) at most once a protocol period: a join
+    /// storm changes the view a thousand times, and each change starts a repair walk.
+    private mutating func tellPlacementTheView(now: Instant, into out: inout [PeerDirective]) {
+        guard viewChanged else { return }
+        viewChanged = false
+        let live = membership.members.filter { $0.status.isActive }.map(\.peer)
+        onPlacement(.members(live), now: now, into: &out)
+    }
+
+    private mutating func onPlacement(_ event: PlacementEvent, now: Instant, into out: inout [PeerDirective]) {
+        placementOut.removeAll(keepingCapacity: true)
+        placement.on(event, now: now, into: &placementOut)
+        for d in placementOut {
+            switch d {
+            case .send(let m, let to): out.append(.send(.placement(m), to: to))
+            case .schedule(let t, let after): out.append(.schedule(.placement(t), after: after))
+            case .persist(let o): out.append(.persist(o))
+            case .putAcknowledged(let rid, let key, let version):
+                out.append(.putAcknowledged(requestID: rid, key: key, version: version))
+            case .putFailed(let rid, let key, let reason): out.append(.putFailed(requestID: rid, key: key, reason: reason))
+            case .getResult(let rid, let object): out.append(.getResult(requestID: rid, object: object))
+            case .getFailed(let rid, let key, let reason): out.append(.getFailed(requestID: rid, key: key, reason: reason))
             }
         }
     }

@@ -9,38 +9,9 @@ public enum WorkIDs {
     @inline(__always) public static func index(_ id: UInt64) -> Int { Int(UInt32(truncatingIfNeeded: id)) }
 }
 
-/// One stored value as the protocol carries it. `content` is the payload as the shell models it
-/// (the simulator's stand-in for bytes; real peers carry the bytes beside it); `checksum` is the
-/// BLAKE2b of size and content (`DataValue.checksum(content:bytes:)`), verified on every transfer.
-public struct DataValue: Sendable, Hashable, Codable {
-    public var bytes: UInt64
-    public var content: UInt64
-    public var checksum: UInt64
-
-    public init(bytes: UInt64, content: UInt64) {
-        self.bytes = bytes
-        self.content = content
-        self.checksum = DataValue.checksum(content: content, bytes: bytes)
-    }
-
-    public init(bytes: UInt64, content: UInt64, checksum: UInt64) {
-        self.bytes = bytes
-        self.content = content
-        self.checksum = checksum
-    }
-
-    /// The first 8 bytes of BLAKE2b-256 over (bytes, content), little-endian.
-    public static func checksum(content: UInt64, bytes: UInt64) -> UInt64 {
-        var words = (bytes.littleEndian, content.littleEndian)
-        let digest = withUnsafeBytes(of: &words) { Checksum.blake2b($0) }
-        var c: UInt64 = 0
-        for i in 0..<8 { c |= UInt64(digest[i]) << (8 * UInt64(i)) }
-        return c
-    }
-
-    /// Whether the value arrived intact.
-    public var isIntact: Bool { DataValue.checksum(content: content, bytes: bytes) == checksum }
-}
+/// One data value as the work protocol carries it: the same shape (size, modelled content,
+/// BLAKE2b checksum verified on every transfer) as a persistent object's value.
+public typealias DataValue = ObjectValue
 
 /// An output a task produced, as reported to the workflow's owner (the value stays with the
 /// executor: outputs stay where they were produced).

@@ -85,7 +85,7 @@ public struct PlacementSettings: Sendable, Hashable {
 /// real shell sets `content` to a digest of the real bytes (and checks the bytes against it
 /// when they arrive, as `ShardRecord` does on the shard); the simulator corrupts `content` or
 /// `checksum` in flight to model a damaged transfer.
-public struct ObjectValue: Sendable, Hashable {
+public struct ObjectValue: Sendable, Hashable, Codable {
     /// Size in bytes.
     public var bytes: UInt64
     /// Opaque payload the shell gives (simulator: a content hash; real shell: a digest of the bytes).
