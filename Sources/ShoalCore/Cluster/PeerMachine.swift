@@ -100,6 +100,7 @@ public struct PeerMachine: Sendable {
     private let catalogue: [UInt64]
     private let catalogueSummary: UInt64
     private var lastLoad = PeerLoad()
+    private var candidatesEpoch = UInt64.max
 
     private var membershipOut: [MembershipDirective] = []
     private var stealOut: [StealDirective] = []
@@ -119,8 +120,8 @@ public struct PeerMachine: Sendable {
     public mutating func on(_ event: PeerEvent, now: Instant, into out: inout [PeerDirective]) {
         switch event {
         case .start(let seeds):
+            publishLoad(now: now)  // first, so the join carries the load (one update, not two)
             onMembership(.start(seeds: seeds), now: now, into: &out)
-            publishLoad(now: now)
         case .message(.membership(let m), let from): onMembership(.message(m, from: from), now: now, into: &out)
         case .message(.steal(let m), let from):
             if case .request = m { updateVictim(now: now) }
@@ -178,7 +179,20 @@ public struct PeerMachine: Sendable {
         steal.on(
             .localState(freeSlots: work.freeSlots, readyTasks: work.readyTasks, catalogue: catalogue, holding: []),
             now: now, into: &stealOut)
-        steal.on(.loadView(membership.members), now: now, into: &stealOut)
+        // Only possible victims: the stealing machine filters again, but a thousand-peer view
+        // copied and sorted every idle period is what this avoids; and only when the view moved.
+        guard membership.viewEpoch != candidatesEpoch else { return }
+        candidatesEpoch = membership.viewEpoch
+        var candidates: [MemberInfo] = []
+        let minReady = UInt32(steal.settings.minVictimReadyTasks)
+        let summary = catalogueSummary
+        let me = id
+        membership.forEachMember { m in
+            if m.peer != me && m.status == .alive && m.load.readyTasks >= minReady && m.load.catalogue & summary != 0 {
+                candidates.append(m)
+            }
+        }
+        steal.on(.loadView(candidates), now: now, into: &stealOut)
     }
 
     private mutating func updateVictim(now: Instant) {
@@ -236,7 +250,8 @@ public struct PeerMachine: Sendable {
     private mutating func tellPlacementTheView(now: Instant, into out: inout [PeerDirective]) {
         guard viewChanged else { return }
         viewChanged = false
-        let live = membership.members.filter { $0.status.isActive }.map(\.peer)
+        var live: [PeerID] = []
+        membership.forEachMember { if $0.status.isActive { live.append($0.peer) } }
         onPlacement(.members(live), now: now, into: &out)
     }
 

@@ -59,6 +59,16 @@ public struct Membership: Sendable {
     /// All known members sorted by peer, this peer included.
     public var members: [MemberInfo] { known.map { table[$0]! } }
 
+    /// Changes whenever a member's status or load changes: a shell that derives something from
+    /// the whole view (steal candidates) recomputes it only when this moved.
+    public private(set) var viewEpoch: UInt64 = 0
+
+    /// Calls `body` with every known member in peer order, this peer included, without building
+    /// an array (shells scan the view every period; at 1,000 peers the copies showed).
+    public func forEachMember(_ body: (MemberInfo) -> Void) {
+        for p in known { body(table[p]!) }
+    }
+
     /// Members alive or suspect, this peer included (unless it left).
     public var aliveCount: Int { activeCount }
 
@@ -380,6 +390,7 @@ public struct Membership: Sendable {
         if info.status.isActive { activeCount += 1 }
         table.store(info)
         let peer = info.peer
+        if old?.load != info.load || old?.status != info.status { viewEpoch &+= 1 }
         if old == nil { Self.insertSorted(peer, into: &known) }
         guard peer != id else { return }
         let wasActive = old?.status.isActive ?? false
