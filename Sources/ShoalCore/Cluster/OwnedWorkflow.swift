@@ -135,17 +135,16 @@ struct OwnedWorkflow: Sendable {
         return nil
     }
 
-    func forEachReady(limit: Int, _ body: (Int) -> Void) {
-        var n = 0
+    /// The first `limit` ready tasks in queue order.
+    func readyTasks(limit: Int) -> [Int] {
+        var found: [Int] = []
         var i = readyHead
-        while n < limit && i < ready.count {
+        while found.count < limit && i < ready.count {
             let t = Int(ready[i])
-            if state[t] == .ready {
-                body(t)
-                n += 1
-            }
+            if state[t] == .ready { found.append(t) }
             i += 1
         }
+        return found
     }
 
     func stealable(_ t: Int, owner: PeerID) -> StealableTask {

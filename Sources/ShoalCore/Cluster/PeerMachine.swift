@@ -131,22 +131,30 @@ public struct PeerMachine: Sendable {
             onMembership(.timer(t), now: now, into: &out)
             if t == .protocolPeriod {
                 publishLoad(now: now)
-                tellPlacementTheView(now: now, into: &out)
+                // Repair needs the view only where there is something to repair; any other
+                // placement event brings it up to date first.
+                if placement.heldCount > 0 || placement.pendingRequests > 0 { tellPlacementTheView(now: now, into: &out) }
                 tryToSteal(now: now, into: &out)
             }
         case .timer(.steal(let t)):
             if t == .retry { refreshThief(now: now) }
             onSteal(.timer(t), now: now, into: &out)
         case .timer(.work(let t)): onWork(.timer(t), now: now, into: &out)
-        case .message(.placement(let m), let from): onPlacement(.message(m, from: from), now: now, into: &out)
-        case .timer(.placement(let t)): onPlacement(.timer(t), now: now, into: &out)
+        case .message(.placement(let m), let from):
+            tellPlacementTheView(now: now, into: &out)
+            onPlacement(.message(m, from: from), now: now, into: &out)
+        case .timer(.placement(let t)):
+            tellPlacementTheView(now: now, into: &out)
+            onPlacement(.timer(t), now: now, into: &out)
         case .put(let rid, let key, let value):
             tellPlacementTheView(now: now, into: &out)
             onPlacement(.put(requestID: rid, key: key, value: value), now: now, into: &out)
         case .get(let rid, let key):
             tellPlacementTheView(now: now, into: &out)
             onPlacement(.get(requestID: rid, key: key), now: now, into: &out)
-        case .recovered(let objects): onPlacement(.recovered(objects), now: now, into: &out)
+        case .recovered(let objects):
+            tellPlacementTheView(now: now, into: &out)
+            onPlacement(.recovered(objects), now: now, into: &out)
         case .submit(let wf, let plan, let initial):
             onWork(.submit(workflow: wf, plan: plan, initial: initial), now: now, into: &out)
         case .executed(let task, let outputs): onWork(.executed(task: task, outputs: outputs), now: now, into: &out)
@@ -245,8 +253,9 @@ public struct PeerMachine: Sendable {
         }
     }
 
-    /// Placement sees the live members (alive or suspect) at most once a protocol period: a join
-    /// storm changes the view a thousand times, and each change starts a repair walk.
+    /// Placement sees the live members (alive or suspect) when it has work and at most once a
+    /// protocol period: a join storm changes the view a thousand times, and each change starts a
+    /// repair walk.
     private mutating func tellPlacementTheView(now: Instant, into out: inout [PeerDirective]) {
         guard viewChanged else { return }
         viewChanged = false

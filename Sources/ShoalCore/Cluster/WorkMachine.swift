@@ -118,7 +118,11 @@ public struct WorkMachine: Sendable {
 
     public var freeSlots: Int { settings.slots - runningCount }
     /// Ready tasks queued here: owned ones not yet running, plus granted ones waiting for a slot.
-    public var readyTasks: Int { owned.reduce(queue.count) { $0 + $1.readyCount } }
+    public var readyTasks: Int {
+        var n = queue.count
+        for w in owned.indices { n += owned[w].readyCount }  // no copy of the workflow, unlike reduce
+        return n
+    }
     public private(set) var storedBytes: UInt64 = 0
     /// Workflows this peer owns and has not finished.
     public var ownedWorkflows: [UInt32] { owned.filter { !$0.finished }.map(\.workflow) }
@@ -135,11 +139,12 @@ public struct WorkMachine: Sendable {
     /// `holding` advertisement the shell sorts as it likes).
     public var heldVersions: [UInt64] { store.keys.sorted() }
 
-    /// The tasks this peer offers to thieves, in queue order (at most `stealWindow`).
-    public func stealable() -> [StealableTask] {
+    /// The tasks this peer offers to thieves, in queue order (at most `stealWindow`). Mutating
+    /// only so that the workflows are read in place, not copied.
+    public mutating func stealable() -> [StealableTask] {
         var out: [StealableTask] = []
         for w in owned.indices where !owned[w].finished {
-            owned[w].forEachReady(limit: settings.stealWindow - out.count) { t in
+            for t in owned[w].readyTasks(limit: settings.stealWindow - out.count) {
                 out.append(owned[w].stealable(t, owner: id))
             }
             if out.count >= settings.stealWindow { break }

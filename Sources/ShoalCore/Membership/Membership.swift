@@ -63,10 +63,11 @@ public struct Membership: Sendable {
     /// the whole view (steal candidates) recomputes it only when this moved.
     public private(set) var viewEpoch: UInt64 = 0
 
-    /// Calls `body` with every known member in peer order, this peer included, without building
-    /// an array (shells scan the view every period; at 1,000 peers the copies showed).
+    /// Calls `body` with every known member, this peer included, in the table's order (the order
+    /// members were learnt: deterministic, not sorted), without building an array or looking
+    /// anything up (shells scan the view every period; at 1,000 peers the lookups showed).
     public func forEachMember(_ body: (MemberInfo) -> Void) {
-        for p in known { body(table[p]!) }
+        for info in table.infos { body(info) }
     }
 
     /// Members alive or suspect, this peer included (unless it left).

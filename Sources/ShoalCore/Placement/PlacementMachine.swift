@@ -122,6 +122,8 @@ public struct PlacementMachine: Sendable {
     public func held(_ key: UInt64) -> StoredObject? { objects[key] }
     /// Every object this peer holds, sorted by key.
     public var heldObjects: [StoredObject] { keys.map { objects[$0]! } }
+    /// How many objects this peer holds.
+    public var heldCount: Int { keys.count }
     /// The live view in use (sorted, self included).
     public var liveView: [PeerID] { live }
     /// The current replicas of `key` in this peer's view, highest weight first.
