@@ -1,7 +1,11 @@
 /// What an owner keeps about one of its workflows: every task's state, where every version lives,
 /// the ready queue, grant leases, and the record log it replicates. Flat arrays indexed by task
 /// and version number (about 40 bytes per task).
-struct OwnedWorkflow: Sendable {
+///
+/// A class, owned by exactly one `WorkMachine` and never shared: as a struct of twenty arrays in
+/// an array, every access copied it (twenty retains and releases), a tenth of the simulator's
+/// time at a million tasks. The machine stays deterministic; it is only not copyable while in use.
+final class OwnedWorkflow: @unchecked Sendable {
     enum TaskState: UInt8 { case waiting, ready, assigned, done }
     static let nobody = PeerID(raw: .max)
 
@@ -73,7 +77,7 @@ struct OwnedWorkflow: Sendable {
 
     /// Rebuilds the state from a record log (a takeover): a task is done if the log says so and
     /// all its outputs still have a live holder; everything else runs (again).
-    mutating func replay(_ entries: [RecordEntry], isLive: (PeerID) -> Bool) {
+    func replay(_ entries: [RecordEntry], isLive: (PeerID) -> Bool) {
         guard !entries.isEmpty else { return }
         log = entries
         var completed = [Bool](repeating: false, count: plan.taskCount)
@@ -104,7 +108,7 @@ struct OwnedWorkflow: Sendable {
     }
 
     /// Missing counts and the ready queue from scratch, in program order.
-    private mutating func recountAll() {
+    private func recountAll() {
         ready.removeAll(keepingCapacity: true)
         readyHead = 0
         readyCount = 0
@@ -115,14 +119,14 @@ struct OwnedWorkflow: Sendable {
         }
     }
 
-    private mutating func makeReady(_ t: Int) {
+    private func makeReady(_ t: Int) {
         state[t] = .ready
         ready.append(Int32(t))
         readyCount += 1
     }
 
     /// The next ready task in queue order, if any (it stays `ready` until assigned).
-    mutating func popReady() -> Int? {
+    func popReady() -> Int? {
         while readyHead < ready.count {
             let t = Int(ready[readyHead])
             readyHead += 1
@@ -135,8 +139,14 @@ struct OwnedWorkflow: Sendable {
         return nil
     }
 
-    /// The first `limit` ready tasks in queue order.
+    /// The first `limit` ready tasks in queue order. Entries no longer ready (given to thieves)
+    /// are dropped from the front on the way, so the scan stays short.
     func readyTasks(limit: Int) -> [Int] {
+        while readyHead < ready.count && state[Int(ready[readyHead])] != .ready { readyHead += 1 }
+        if readyHead >= 4_096 && readyHead * 2 >= ready.count {
+            ready.removeFirst(readyHead)
+            readyHead = 0
+        }
         var found: [Int] = []
         var i = readyHead
         while found.count < limit && i < ready.count {
@@ -160,7 +170,7 @@ struct OwnedWorkflow: Sendable {
     }
 
     /// The task now runs at `peer`; an unconfirmed assignment (a grant) expires at `deadline`.
-    mutating func assign(_ t: Int, to peer: PeerID, confirmed isConfirmed: Bool, now: Instant, deadline: Instant) {
+    func assign(_ t: Int, to peer: PeerID, confirmed isConfirmed: Bool, now: Instant, deadline: Instant) {
         guard t < state.count, state[t] == .ready else { return }
         readyCount -= 1
         state[t] = .assigned
@@ -170,7 +180,7 @@ struct OwnedWorkflow: Sendable {
         if !isConfirmed { leases.append(Lease(deadline: deadline, task: Int32(t), peer: peer)) }
     }
 
-    mutating func confirm(_ t: Int, by peer: PeerID) {
+    func confirm(_ t: Int, by peer: PeerID) {
         guard t < state.count, state[t] == .assigned, assignee[t] == peer else { return }
         confirmed[t] = true
     }
@@ -178,7 +188,7 @@ struct OwnedWorkflow: Sendable {
     var hasLeases: Bool { !leases.isEmpty }
 
     /// Re-queues granted tasks whose thief never confirmed them by their deadline.
-    mutating func expireLeases(now: Instant) -> Int {
+    func expireLeases(now: Instant) -> Int {
         var n = 0
         while let lease = leases.first, lease.deadline <= now {
             _ = leases.popFirst()
@@ -193,7 +203,7 @@ struct OwnedWorkflow: Sendable {
 
     /// Tasks assigned to other peers since before `before`, by peer (sorted), at most `batch` each;
     /// their clocks restart, so a task is asked about once per audit interval.
-    mutating func overdue(before: Instant, owner: PeerID, batch: Int) -> [(PeerID, [UInt64])] {
+    func overdue(before: Instant, owner: PeerID, batch: Int) -> [(PeerID, [UInt64])] {
         var byPeer: [PeerID: [UInt64]] = [:]
         for t in state.indices where state[t] == .assigned && assignee[t] != owner && assignedAt[t] < before {
             guard byPeer[assignee[t], default: []].count < batch else { continue }
@@ -204,7 +214,7 @@ struct OwnedWorkflow: Sendable {
     }
 
     /// `peer` does not know task `t`: queue it again if it is still assigned there.
-    mutating func unknown(_ t: Int, at peer: PeerID) -> Bool {
+    func unknown(_ t: Int, at peer: PeerID) -> Bool {
         guard t < state.count, state[t] == .assigned, assignee[t] == peer else { return false }
         requeue(t)
         return true
@@ -213,7 +223,7 @@ struct OwnedWorkflow: Sendable {
     var hasAssignedElsewhere: Bool { state.contains(.assigned) }
 
     /// An assigned task goes back to waiting (or ready) to run elsewhere.
-    mutating func requeue(_ t: Int) {
+    func requeue(_ t: Int) {
         guard state[t] == .assigned else { return }
         state[t] = .waiting
         assignee[t] = OwnedWorkflow.nobody
@@ -222,7 +232,7 @@ struct OwnedWorkflow: Sendable {
     }
 
     /// Applies task `t`'s result: its outputs now live at `at`.
-    mutating func complete(_ t: Int, outputs: [OutputRecord], holder at: PeerID) {
+    func complete(_ t: Int, outputs: [OutputRecord], holder at: PeerID) {
         switch state[t] {
         case .done: return
         case .ready: readyCount -= 1
@@ -253,7 +263,7 @@ struct OwnedWorkflow: Sendable {
 
     /// Version `v` is gone from `peer` (if `peer` was its holder). Returns the tasks re-opened to
     /// make it (and what they need) again.
-    mutating func lose(version v: Int, heldBy peer: PeerID) -> [Int] {
+    func lose(version v: Int, heldBy peer: PeerID) -> [Int] {
         guard v < holder.count, holder[v] == peer, peer != OwnedWorkflow.nobody else { return [] }
         holder[v] = OwnedWorkflow.nobody
         log.append(
@@ -282,7 +292,7 @@ struct OwnedWorkflow: Sendable {
 
     /// Re-opens the producer of lost version `v`, and up the lineage whatever it needs that is
     /// lost too.
-    private mutating func reopen(producerOf v: Int) -> [Int] {
+    private func reopen(producerOf v: Int) -> [Int] {
         var reopened: [Int] = []
         var stack = [v]
         while let version = stack.popLast() {
@@ -303,7 +313,7 @@ struct OwnedWorkflow: Sendable {
 
     /// `peer` died: the versions only it held are lost (re-made if needed) and the tasks it ran
     /// are queued again. Returns (tasks re-queued, tasks re-opened).
-    mutating func peerDown(_ peer: PeerID) -> (Int, [Int]) {
+    func peerDown(_ peer: PeerID) -> (Int, [Int]) {
         var reopened: [Int] = []
         for v in plan.dataCount..<holder.count where holder[v] == peer {
             reopened += lose(version: v, heldBy: peer)
@@ -316,7 +326,7 @@ struct OwnedWorkflow: Sendable {
         return (requeued, reopened)
     }
 
-    mutating func replaceBackup(_ old: PeerID, with new: PeerID?) {
+    func replaceBackup(_ old: PeerID, with new: PeerID?) {
         var list = backups.filter { $0 != old }
         if let new { list.append(new) }
         let acked = zip(backups, backupAcked).filter { $0.0 != old }.map(\.1)
@@ -344,7 +354,7 @@ struct OwnedWorkflow: Sendable {
     }
 
     /// Frees the per-task state of a finished workflow.
-    mutating func dropState() {
+    func dropState() {
         state = []
         missing = []
         assignee = []

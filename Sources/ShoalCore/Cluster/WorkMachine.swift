@@ -118,11 +118,7 @@ public struct WorkMachine: Sendable {
 
     public var freeSlots: Int { settings.slots - runningCount }
     /// Ready tasks queued here: owned ones not yet running, plus granted ones waiting for a slot.
-    public var readyTasks: Int {
-        var n = queue.count
-        for w in owned.indices { n += owned[w].readyCount }  // no copy of the workflow, unlike reduce
-        return n
-    }
+    public var readyTasks: Int { owned.reduce(queue.count) { $0 + $1.readyCount } }
     public private(set) var storedBytes: UInt64 = 0
     /// Workflows this peer owns and has not finished.
     public var ownedWorkflows: [UInt32] { owned.filter { !$0.finished }.map(\.workflow) }
@@ -139,13 +135,13 @@ public struct WorkMachine: Sendable {
     /// `holding` advertisement the shell sorts as it likes).
     public var heldVersions: [UInt64] { store.keys.sorted() }
 
-    /// The tasks this peer offers to thieves, in queue order (at most `stealWindow`). Mutating
-    /// only so that the workflows are read in place, not copied.
+    /// The tasks this peer offers to thieves, in queue order (at most `stealWindow`). Mutating:
+    /// it drops stale entries from the ready queues on the way.
     public mutating func stealable() -> [StealableTask] {
         var out: [StealableTask] = []
-        for w in owned.indices where !owned[w].finished {
-            for t in owned[w].readyTasks(limit: settings.stealWindow - out.count) {
-                out.append(owned[w].stealable(t, owner: id))
+        for workflow in owned where !workflow.finished {
+            for t in workflow.readyTasks(limit: settings.stealWindow - out.count) {
+                out.append(workflow.stealable(t, owner: id))
             }
             if out.count >= settings.stealWindow { break }
         }
@@ -202,7 +198,7 @@ public struct WorkMachine: Sendable {
         guard ownedIndex[wf] == nil else { return }
         precondition(initial.count == plan.dataCount, "one initial value per datum")
         for (d, value) in initial.enumerated() { keep(WorkIDs.pack(wf, d), value) }
-        var workflow = OwnedWorkflow(workflow: wf, plan: plan, initial: initial, owner: id)
+        let workflow = OwnedWorkflow(workflow: wf, plan: plan, initial: initial, owner: id)
         workflow.replay(log, isLive: { self.live.binarySearchContains($0) })
         workflow.backups = chooseBackups(wf, excluding: [])
         ownedIndex[wf] = owned.count

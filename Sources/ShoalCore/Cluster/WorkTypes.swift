@@ -155,7 +155,7 @@ public struct WorkSettings: Sendable, Hashable {
         resultRetry = .milliseconds(500)
         maxResultAttempts = 8
         grantLease = .seconds(2)
-        stealWindow = 64
+        stealWindow = 16
         auditInterval = .seconds(2)
         maxAuditBatch = 256
         resultMemory = 4_096

@@ -1,0 +1,146 @@
+import Testing
+
+@testable import ShoalCore
+
+/// The work protocol's rules, one machine at a time (the simulator tests play whole clusters).
+@Suite("Work machine")
+struct WorkMachineTests {
+    static func p(_ i: UInt64) -> PeerID { PeerID(raw: i) }
+    static let t0 = Instant.zero
+
+    static func task(_ accesses: [(Int, Direction)]) -> WorkflowTaskSpec {
+        WorkflowTaskSpec(
+            catalogueKey: 1, cost: .milliseconds(1), accesses: accesses.map { .init($0.0, $0.1) }, outputBytes: 8)
+    }
+
+    static func initial(_ plan: WorkflowPlan, workflow: UInt32 = 1) -> [DataValue] {
+        (0..<plan.dataCount).map {
+            DataValue(bytes: 8, content: WorkflowPlan.initialContent(workflow: workflow, datum: $0))
+        }
+    }
+
+    /// The outputs a task body makes (what the simulator's shell computes).
+    static func outputs(_ plan: WorkflowPlan, _ task: UInt64, _ inputs: [DataValue]) -> [DataValue] {
+        let t = WorkIDs.index(task)
+        return (0..<plan.outputs(of: t).count).map {
+            DataValue(
+                bytes: 8,
+                content: WorkflowPlan.outputContent(
+                    task: t, catalogueKey: 1, inputs: inputs.map(\.content), ordinal: $0))
+        }
+    }
+
+    static func executions(_ ds: [WorkDirective]) -> [(UInt64, [DataValue])] {
+        ds.compactMap { if case .execute(let t, _, let inputs) = $0 { return (t, inputs) } else { return nil } }
+    }
+
+    static func machine(_ id: UInt64, slots: Int = 1, replicas: Int = 1) -> WorkMachine {
+        var s = WorkSettings()
+        s.slots = slots
+        s.recordReplicas = replicas
+        return WorkMachine(id: p(id), settings: s)
+    }
+
+    @Test func aPlanVersionsEveryWriteAndOnlyReadsWait() {
+        // a = f(); b = g(a); h(inout a); k(a, b)
+        let spec = WorkflowSpec(
+            name: "p", dataCount: 2,
+            tasks: [Self.task([(0, .out)]), Self.task([(0, .in), (1, .out)]), Self.task([(0, .inout)]), Self.task([(0, .in), (1, .in)])])
+        let plan = WorkflowPlan(spec)
+        #expect(plan.versionCount == 2 + 3)
+        #expect(Array(plan.outputs(of: 0)) == [2])
+        #expect(Array(plan.inputs(of: 1)) == [2])
+        #expect(Array(plan.inputs(of: 2)) == [2])  // inout reads a's version 2 ...
+        #expect(Array(plan.outputs(of: 2)) == [4])  // ... and writes version 4
+        #expect(Array(plan.inputs(of: 3)) == [4, 3])
+        #expect(plan.producer[4] == 2 && plan.producer[0] == -1)
+        #expect(Array(plan.consumers(of: 2)) == [1, 2])
+        #expect(plan.finalVersion == [4, 3])
+        #expect(plan.isFinal(4) && !plan.isFinal(2))
+    }
+
+    @Test func sequentialResultsDependOnEveryInput() {
+        let a = WorkflowPlan(.stencil(width: 4, steps: 3, cost: .milliseconds(1)))
+        let b = WorkflowPlan(.stencil(width: 4, steps: 4, cost: .milliseconds(1)))
+        #expect(a.sequentialResults(workflow: 1) == a.sequentialResults(workflow: 1))
+        #expect(a.sequentialResults(workflow: 1) != b.sequentialResults(workflow: 1))
+        #expect(a.sequentialResults(workflow: 1) != a.sequentialResults(workflow: 2))
+        #expect(a.taskCount == 12 && a.inputs.count == 30)
+    }
+
+    @Test func theFirstResultIsAppliedAndADuplicateIsDiscardedButAcknowledged() {
+        let plan = WorkflowPlan(WorkflowSpec(name: "two", dataCount: 2, tasks: [Self.task([(0, .out)]), Self.task([(1, .out)])]))
+        var owner = Self.machine(1)
+        var out = owner.on(.submit(workflow: 1, plan: plan, initial: Self.initial(plan)), now: Self.t0)
+        #expect(Self.executions(out).map(\.0) == [WorkIDs.pack(1, 0)])  // one slot: task 0 runs here
+        let stealable = owner.stealable()
+        #expect(stealable.map(\.id) == [WorkIDs.pack(1, 1)])
+        _ = owner.on(.gave([WorkIDs.pack(1, 1)], to: Self.p(2)), now: Self.t0)
+        let record = OutputRecord(version: WorkIDs.pack(1, 3), bytes: 8, checksum: 42)
+        for _ in 0..<2 {
+            out = owner.on(.message(.result(task: WorkIDs.pack(1, 1), outputs: [record]), from: Self.p(2)), now: Self.t0)
+            #expect(out.contains { if case .send(.resultAck(let t), let to) = $0 { t == WorkIDs.pack(1, 1) && to == Self.p(2) } else { false } })
+        }
+        #expect(owner.counters.resultsApplied == 1)
+        #expect(owner.counters.duplicateResults == 1)
+    }
+
+    @Test func aLostVersionReopensItsProducer() {
+        // a = f() on p2; b = g(a) not yet run when p2 dies: f runs again.
+        let plan = WorkflowPlan(WorkflowSpec(name: "chain", dataCount: 2, tasks: [Self.task([(0, .out)]), Self.task([(0, .in), (1, .out)])]))
+        var owner = Self.machine(1)
+        _ = owner.on(.peerUp(Self.p(2)), now: Self.t0)
+        var out = owner.on(.submit(workflow: 1, plan: plan, initial: Self.initial(plan)), now: Self.t0)
+        let first = Self.executions(out)[0]
+        #expect(first.0 == WorkIDs.pack(1, 0))
+        // Pretend task 0 ran at p2 instead: its result says p2 holds version 2.
+        out = owner.on(
+            .message(.result(task: first.0, outputs: [OutputRecord(version: WorkIDs.pack(1, 2), bytes: 8, checksum: 7)]), from: Self.p(2)),
+            now: Self.t0)
+        #expect(owner.counters.resultsApplied == 1)
+        out = owner.on(.peerDown(Self.p(2)), now: Self.t0)
+        #expect(out.contains { if case .taskReopened(let t) = $0 { t == first.0 } else { false } })
+        #expect(owner.counters.tasksRecomputed == 1)
+        #expect(owner.progress(of: 1)?.hasPrefix("2 tasks left") == true, "\(owner.progress(of: 1) ?? "-")")
+    }
+
+    @Test func anInputFetchedWithTheWrongChecksumIsNotUsed() {
+        var thief = Self.machine(2)
+        let task = StealableTask(
+            id: WorkIDs.pack(1, 0), owner: Self.p(1), catalogueKey: 1,
+            inputs: [DataLocation(datum: WorkIDs.pack(1, 0), bytes: 8, holders: [Self.p(1)], checksum: 99)],
+            outputs: [WorkIDs.pack(1, 1)])
+        var out = thief.on(.granted([task]), now: Self.t0)
+        guard case .send(.fetch(let version, let rid), _)? = out.first(where: { if case .send(.fetch, _) = $0 { true } else { false } })
+        else {
+            Issue.record("no fetch in \(out)")
+            return
+        }
+        var corrupt = DataValue(bytes: 8, content: 5)
+        corrupt.content = 6  // damaged in flight
+        out = thief.on(.message(.data(version: version, requestID: rid, value: corrupt), from: Self.p(1)), now: Self.t0)
+        #expect(thief.counters.corruptTransfers == 1)
+        #expect(Self.executions(out).isEmpty)
+        // Intact, but not the version the owner recorded: the task is given back to the owner.
+        out = thief.on(.message(.data(version: version, requestID: rid, value: DataValue(bytes: 8, content: 5)), from: Self.p(1)), now: Self.t0)
+        #expect(Self.executions(out).isEmpty)
+        #expect(out.contains { if case .send(.inputLost(let t, _, _, let definite), _) = $0 { t == task.id && definite } else { false } })
+    }
+
+    @Test func theFirstLiveBackupTakesOverAndResumesFromTheRecord() {
+        let plan = WorkflowPlan(WorkflowSpec(name: "two", dataCount: 2, tasks: [Self.task([(0, .out)]), Self.task([(1, .out)])]))
+        var backup = Self.machine(2, replicas: 2)
+        _ = backup.on(.peerUp(Self.p(1)), now: Self.t0)
+        _ = backup.on(
+            .message(.recordCreate(workflow: 1, owner: Self.p(1), backups: [Self.p(2)], plan: plan, initial: Self.initial(plan)), from: Self.p(1)),
+            now: Self.t0)
+        let entry = RecordEntry(task: 0, version: WorkIDs.pack(1, 2), holder: Self.p(2), checksum: 3, bytes: 8)
+        _ = backup.on(.message(.recordAppend(workflow: 1, owner: Self.p(1), first: 0, entries: [entry]), from: Self.p(1)), now: Self.t0)
+        #expect(backup.backedUpWorkflows == [1])
+        let out = backup.on(.peerDown(Self.p(1)), now: Self.t0)
+        #expect(out.contains { if case .tookOver(1, let from) = $0 { from == Self.p(1) } else { false } })
+        #expect(backup.ownedWorkflows == [1])
+        // Task 0 is done per the record (its output lives here); only task 1 runs.
+        #expect(Self.executions(out).map(\.0) == [WorkIDs.pack(1, 1)])
+    }
+}
