@@ -45,15 +45,21 @@ bench: build
 simulate: build
 	@for f in Simulations/*.yaml; do echo "== $$f"; $(BIN) simulate $$f --seed 1 || exit 1; done
 
-## ci-swarm: the 200 swarm seeds CI replays on every run (release build)
+## ci-swarm: the fixed swarm seeds CI replays on every run (release build, about a minute):
+## membership under crashes and partitions, and workflows plus persistent objects under faults
 ci-swarm: build
 	$(BIN) simulate Simulations/crash-and-restart.yaml --swarm --seed 1 --seeds 200
 	$(BIN) simulate Simulations/partition-heals.yaml --swarm --seed 1 --seeds 200
+	$(BIN) simulate Simulations/swarm-workflows.yaml --swarm --seed 1 --seeds 200
+	$(BIN) simulate Simulations/persistent-objects-churn.yaml --swarm --seed 1 --seeds 100
 
-## swarm: thousands of seeds with faults drawn from each seed (SEEDS=N to change)
+## swarm: thousands of seeds with faults drawn from each seed (SEEDS=N to change, FROM=first seed)
 SEEDS ?= 2000
+FROM ?= 1
 swarm: build
-	$(BIN) simulate Simulations/crash-and-restart.yaml --swarm --seed 1 --seeds $(SEEDS)
+	$(BIN) simulate Simulations/crash-and-restart.yaml --swarm --seed $(FROM) --seeds $(SEEDS)
+	$(BIN) simulate Simulations/swarm-workflows.yaml --swarm --seed $(FROM) --seeds $(SEEDS)
+	$(BIN) simulate Simulations/persistent-objects-churn.yaml --swarm --seed $(FROM) --seeds $(SEEDS)
 
 clean:
 	rm -rf .build out .shoal

@@ -239,6 +239,39 @@ extension PlacementTests {
         #expect(acked([one[1]]).count == 1)
     }
 
+    /// Found by a swarm seed: a peer cut off by a partition saw only itself alive, acknowledged a
+    /// put with its own copy, then restarted without its store. Knowing the cluster is bigger, it
+    /// now keeps the put pending and fails it.
+    @Test func anIsolatedPeerCannotAcknowledgeAlone() {
+        var isolated = PlacementMachine(id: p(1))
+        _ = isolated.on(.clusterSize(12), now: t0)
+        _ = isolated.on(.members([p(1)]), now: t0)
+        let out = isolated.on(.put(requestID: 3, key: 5, value: value(1)), now: t0)
+        #expect(persisted(out).count == 1)
+        #expect(acked(out).isEmpty)
+        // Fire the put's retry timer until it gives up.
+        var timers = out.compactMap { if case .schedule(let t, _) = $0 { t } else { nil } }
+        var failed = false
+        var now = t0
+        for _ in 0..<20 where !failed {
+            now = now + .milliseconds(200)
+            var next: [PlacementTimer] = []
+            for timer in timers {
+                for d in isolated.on(.timer(timer), now: now) {
+                    if case .putFailed(3, 5, _) = d { failed = true }
+                    if case .schedule(let t, _) = d { next.append(t) }
+                }
+            }
+            timers = next
+        }
+        #expect(failed)
+        // A cluster that really is that small still works.
+        var small = PlacementMachine(id: p(1))
+        _ = small.on(.clusterSize(1), now: t0)
+        _ = small.on(.members([p(1)]), now: t0)
+        #expect(acked(small.on(.put(requestID: 4, key: 5, value: value(1)), now: t0)).count == 1)
+    }
+
     @Test func smallerWriteQuorumAcknowledgesSooner() {
         let ids = peers(1...5)
         var s = PlacementSettings()

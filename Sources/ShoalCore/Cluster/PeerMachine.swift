@@ -260,7 +260,12 @@ public struct PeerMachine: Sendable {
         guard viewChanged else { return }
         viewChanged = false
         var live: [PeerID] = []
-        membership.forEachMember { if $0.status.isActive { live.append($0.peer) } }
+        var known = 0
+        membership.forEachMember {
+            if $0.status.isActive { live.append($0.peer) }
+            if $0.status != .left { known += 1 }
+        }
+        onPlacement(.clusterSize(known), now: now, into: &out)
         onPlacement(.members(live), now: now, into: &out)
     }
 

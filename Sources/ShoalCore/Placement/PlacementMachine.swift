@@ -7,8 +7,9 @@
 /// - **coordinator** (`.put`): the peer a client put arrives at stamps a version
 ///   `(max(now, highest stamp seen for the key + 1), self)`, so versions of a key only grow at
 ///   each coordinator and last-writer-wins orders concurrent writers. It sends `store` to each
-///   replica (storing locally if it is one), and acknowledges once `min(writeQuorum, R, live)`
-///   current replicas answered `stored`. Unconfirmed replicas get `store` again every
+///   replica (storing locally if it is one), and acknowledges once
+///   `min(writeQuorum, R, max(live, clusterSize))` current replicas answered `stored` (an isolated
+///   peer cannot acknowledge alone). Unconfirmed replicas get `store` again every
 ///   `storeTimeout`, up to `maxStoreAttempts`; then the put fails. A view change while the put
 ///   is pending recomputes its replicas and sends to the new ones at once.
 /// - **replica** (`store`): keeps a version only if it is newer than the one held (so duplicated,
@@ -59,6 +60,8 @@ public struct PlacementMachine: Sendable {
 
     // View.
     private var live: [PeerID]  // sorted, unique, self included
+    /// Members known, dead ones included (`.clusterSize`); 0 until told (then the live view counts).
+    private var clusterSize = 0
     private var started = false
     private var repairTick: UInt64 = 0
 
@@ -140,6 +143,7 @@ public struct PlacementMachine: Sendable {
     public mutating func on(_ event: PlacementEvent, now: Instant, into out: inout [PlacementDirective]) {
         switch event {
         case .members(let peers): onMembers(peers, into: &out)
+        case .clusterSize(let n): clusterSize = max(0, n)
         case .put(let rid, let key, let value): onPut(requestID: rid, key: key, value: value, now: now, into: &out)
         case .get(let rid, let key): onGet(requestID: rid, key: key, into: &out)
         case .message(let message, let from): onMessage(message, from: from, into: &out)
@@ -362,7 +366,9 @@ public struct PlacementMachine: Sendable {
 
     private func confirmations(_ put: PendingPut) -> (have: Int, need: Int) {
         let have = put.targets.reduce(0) { $0 + (put.confirmed.contains($1) ? 1 : 0) }
-        return (have, min(settings.writeQuorum, put.targets.count))
+        // A shrunken view does not lower the bar: a peer that sees only itself cannot ack alone.
+        let replicas = max(put.targets.count, min(settings.replicas, clusterSize))
+        return (have, min(settings.writeQuorum, replicas))
     }
 
     private mutating func finishIfAcknowledged(put s: UInt64, into out: inout [PlacementDirective]) {

@@ -193,6 +193,11 @@ public enum PlacementEvent: Sendable, Hashable {
     /// allowed; the machine sorts and dedups and always counts itself as live). A change starts
     /// a repair pass; the first one also starts the periodic repair timer.
     case members([PeerID])
+    /// How many members the cluster has as this peer knows it, live or dead (not those that left
+    /// for good). A put needs `min(writeQuorum, R, max(live replicas, this))` confirmations, so
+    /// a peer cut off from the others (which sees only itself alive) cannot acknowledge a put
+    /// with its own copy alone: on the minority side of a partition, puts fail instead.
+    case clusterSize(Int)
     /// A client put arriving at this peer, which coordinates it. `requestID` is the client's and
     /// comes back in `putAcknowledged` or `putFailed`.
     case put(requestID: UInt64, key: UInt64, value: ObjectValue)
