@@ -127,6 +127,26 @@ struct WorkMachineTests {
         #expect(out.contains { if case .send(.inputLost(let t, _, _, let definite), _) = $0 { t == task.id && definite } else { false } })
     }
 
+    /// Found by swarm seed 2199: a thief that took the workflow over while running a task for the
+    /// old owner sent the result only to the dead owner, and its own record of the task waited
+    /// forever.
+    @Test func aTaskRunForTheOldOwnerCountsForTheNewOne() {
+        let plan = WorkflowPlan(WorkflowSpec(name: "one", dataCount: 1, tasks: [Self.task([(0, .out)])]))
+        var peer = Self.machine(2, replicas: 2)
+        _ = peer.on(.peerUp(Self.p(1)), now: Self.t0)
+        _ = peer.on(
+            .message(.recordCreate(workflow: 1, owner: Self.p(1), backups: [Self.p(2)], plan: plan, initial: Self.initial(plan)), from: Self.p(1)),
+            now: Self.t0)
+        let task = StealableTask(id: WorkIDs.pack(1, 0), owner: Self.p(1), catalogueKey: 1, outputs: [WorkIDs.pack(1, 1)])
+        let started = peer.on(.granted([task]), now: Self.t0)
+        #expect(Self.executions(started).count == 1)
+        _ = peer.on(.peerDown(Self.p(1)), now: Self.t0)  // takes over; the task is already running here
+        #expect(peer.ownedWorkflows == [1])
+        let out = peer.on(.executed(task: task.id, outputs: Self.outputs(plan, task.id, [])), now: Self.t0)
+        #expect(out.contains { if case .resultApplied(let t) = $0 { t == task.id } else { false } })
+        #expect(out.contains { if case .workflowCompleted(1, _) = $0 { true } else { false } })
+    }
+
     @Test func theFirstLiveBackupTakesOverAndResumesFromTheRecord() {
         let plan = WorkflowPlan(WorkflowSpec(name: "two", dataCount: 2, tasks: [Self.task([(0, .out)]), Self.task([(1, .out)])]))
         var backup = Self.machine(2, replicas: 2)

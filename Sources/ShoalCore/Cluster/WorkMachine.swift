@@ -88,7 +88,11 @@ public struct WorkMachine: Sendable {
     }
     private var fetches: [UInt64: Fetch] = [:]
     private var nextRequestID: UInt64 = 1
-    private struct PendingResult { var owner: PeerID; var outputs: [OutputRecord]; var attempts: Int }
+    /// A result not yet acknowledged by every owner it was sent to.
+    private struct PendingResult { var owners: [PeerID]; var outputs: [OutputRecord]; var attempts: Int }
+    /// Owners other than the one in the task that asked about a running or queued task (after a
+    /// takeover, or on both sides of a partition): they get the result too.
+    private var alsoTell: [UInt64: [PeerID]] = [:]
     private var unacknowledged: [UInt64: PendingResult] = [:]
     /// Tasks granted here and waiting for a slot (for audits).
     private var queuedIDs: Set<UInt64> = []
@@ -475,17 +479,23 @@ public struct WorkMachine: Sendable {
             keep(version, value)
             records.append(OutputRecord(version: version, bytes: value.bytes, checksum: value.checksum))
         }
-        if job.task.owner == id {
-            applyResult(taskID, outputs: records, from: id, into: &out)
-        } else {
-            unacknowledged[taskID] = PendingResult(owner: job.task.owner, outputs: records, attempts: 1)
+        // The result goes to the task's owner, to any other peer that asked about it, and here if
+        // this peer owns the workflow now (it took it over while running the task for the old
+        // owner): an owner that never hears of a result waits forever.
+        var owners = [job.task.owner] + (alsoTell.removeValue(forKey: taskID) ?? [])
+        if ownedIndex[WorkIDs.workflow(taskID)] != nil { owners.append(id) }
+        var remote: [PeerID] = []
+        for owner in owners where !remote.contains(owner) && owner != id { remote.append(owner) }
+        if owners.contains(id) { applyResult(taskID, outputs: records, from: id, into: &out) }
+        if !remote.isEmpty {
+            unacknowledged[taskID] = PendingResult(owners: remote, outputs: records, attempts: 1)
             if recentResults.updateValue(records, forKey: taskID) == nil {
                 recentOrder.append(taskID)
                 if recentOrder.count > settings.resultMemory, let old = recentOrder.popFirst() {
                     recentResults[old] = nil
                 }
             }
-            out.append(.send(.result(task: taskID, outputs: records), to: job.task.owner))
+            for owner in remote { out.append(.send(.result(task: taskID, outputs: records), to: owner)) }
             out.append(.schedule(.resultRetry(task: taskID), after: settings.resultRetry))
         }
         fill(into: &out)
@@ -495,6 +505,7 @@ public struct WorkMachine: Sendable {
     private mutating func abandon(_ taskID: UInt64, version: UInt64, holder: PeerID, definite: Bool, into out: inout [WorkDirective]) {
         guard let job = running.removeValue(forKey: taskID) else { return }
         runningCount -= 1
+        alsoTell[taskID] = nil  // they will ask again and hear `unknown`
         if job.task.owner == id {
             inputLost(task: taskID, version: version, holder: holder, definite: definite, into: &out)
         } else {
@@ -610,13 +621,15 @@ public struct WorkMachine: Sendable {
         case .result(let task, let outputs):
             applyResult(task, outputs: outputs, from: from, into: &out)
         case .resultAck(let task):
-            unacknowledged[task] = nil
+            unacknowledged[task]?.owners.removeAll { $0 == from }
+            if unacknowledged[task]?.owners.isEmpty == true { unacknowledged[task] = nil }
         case .query(let tasks):
             var here: [UInt64] = []
             var unknown: [UInt64] = []
             for task in tasks {
                 if running[task] != nil || queuedIDs.contains(task) {
                     here.append(task)
+                    if !alsoTell[task, default: []].contains(from) { alsoTell[task, default: []].append(from) }
                 } else if let outputs = recentResults[task] {
                     out.append(.send(.result(task: task, outputs: outputs), to: from))
                 } else {
@@ -689,13 +702,15 @@ public struct WorkMachine: Sendable {
             }
         case .resultRetry(let task):
             guard var pending = unacknowledged[task] else { return }
-            if pending.attempts >= settings.maxResultAttempts || !live.binarySearchContains(pending.owner) {
-                unacknowledged[task] = nil  // the owner is gone: its successor re-runs the task
+            // An owner that is gone is dropped: its successor re-runs the task, or asks (audit).
+            pending.owners.removeAll { !live.binarySearchContains($0) }
+            if pending.attempts >= settings.maxResultAttempts || pending.owners.isEmpty {
+                unacknowledged[task] = nil
                 return
             }
             pending.attempts += 1
             unacknowledged[task] = pending
-            out.append(.send(.result(task: task, outputs: pending.outputs), to: pending.owner))
+            for owner in pending.owners { out.append(.send(.result(task: task, outputs: pending.outputs), to: owner)) }
             out.append(.schedule(.resultRetry(task: task), after: settings.resultRetry))
         case .leaseCheck:
             leaseCheckScheduled = false
