@@ -351,6 +351,17 @@ public struct ClusterSimulation {
                 if pendingPuts.removeValue(forKey: rid) != nil { report.objects?.putsFailed += 1 }
             case .getResult, .getFailed:
                 break
+            case .persistRecord(let write):
+                let shard = peers[i].shard
+                if let (key, value) = RecordCodec.entry(write) {
+                    try! shard.put(key, value, in: .workflows)
+                } else if case .drop(let wf) = write {
+                    var batch = WriteBatch()
+                    for e in try! shard.scan(.workflows, prefix: RecordCodec.prefix(wf), after: nil, limit: Int.max) {
+                        batch.delete(e.key, in: .workflows)
+                    }
+                    try! shard.apply(batch)
+                }
             case .tookOver(let wf, let from):
                 let w = Int(wf) - 1
                 workflows[w].outcome.owners.append(i)
@@ -418,6 +429,11 @@ public struct ClusterSimulation {
             if !objects.isEmpty {
                 trace?.instant("recovered \(objects.count) objects from the store", peer: p, at: now)
                 step(p, .recovered(objects))
+            }
+            let records = RecordCodec.records((try? peers[i].shard.scan(.workflows, prefix: [], after: nil, limit: Int.max)) ?? [])
+            if !records.isEmpty {
+                trace?.instant("recovered \(records.count) workflow records from the store", peer: p, at: now)
+                step(p, .recoveredRecords(records))
             }
         case .partition, .heal, .setDrop, .setDuplicate:
             network.apply(fault)

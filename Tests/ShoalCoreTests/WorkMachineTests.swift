@@ -147,6 +147,33 @@ struct WorkMachineTests {
         #expect(out.contains { if case .workflowCompleted(1, _) = $0 { true } else { false } })
     }
 
+    @Test func aRecordRoundTripsThroughTheShardLayout() throws {
+        let plan = WorkflowPlan(.stencil(width: 5, steps: 4, cost: .milliseconds(3), bytes: 77))
+        let initial = Self.initial(plan, workflow: 9)
+        let log = (0..<7).map {
+            RecordEntry(task: UInt32($0), version: WorkIDs.pack(9, 10 + $0), holder: Self.p(UInt64($0)), checksum: UInt64($0) * 3, bytes: 77)
+        }
+        let shard = MemoryShard()
+        for write in [
+            RecordWrite.create(workflow: 9, owner: Self.p(4), backups: [Self.p(5), Self.p(6)], plan: plan, initial: initial),
+            .append(workflow: 9, first: 0, entries: Array(log[0..<3])), .append(workflow: 9, first: 3, entries: Array(log[3...])),
+        ] {
+            let (key, value) = try #require(RecordCodec.entry(write))
+            try shard.put(key, value, in: .workflows)
+        }
+        let records = RecordCodec.records(try shard.scan(.workflows, prefix: [], after: nil, limit: 100))
+        #expect(records.count == 1)
+        let r = try #require(records.first)
+        #expect(r.workflow == 9 && r.owner == Self.p(4) && r.backups == [Self.p(5), Self.p(6)])
+        #expect(r.initial == initial && r.log == log)
+        #expect(r.plan.name == plan.name && r.plan.inputs == plan.inputs && r.plan.consumers == plan.consumers)
+        #expect(r.plan.finalVersion == plan.finalVersion && r.plan.producer == plan.producer && r.plan.cost == plan.cost)
+        // A log batch with a gap before it is not taken (nothing after a hole is trusted).
+        let (key, value) = try #require(RecordCodec.entry(.append(workflow: 9, first: 20, entries: log)))
+        try shard.put(key, value, in: .workflows)
+        #expect(RecordCodec.records(try shard.scan(.workflows, prefix: [], after: nil, limit: 100))[0].log == log)
+    }
+
     @Test func theFirstLiveBackupTakesOverAndResumesFromTheRecord() {
         let plan = WorkflowPlan(WorkflowSpec(name: "two", dataCount: 2, tasks: [Self.task([(0, .out)]), Self.task([(1, .out)])]))
         var backup = Self.machine(2, replicas: 2)

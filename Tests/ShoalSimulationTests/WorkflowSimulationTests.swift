@@ -61,6 +61,21 @@ struct WorkflowSimulationTests {
         #expect(report.work.takeovers == 1)
     }
 
+    /// An owner that comes back before anyone declared it dead: with its store it resumes from its
+    /// own record; without it, it tells its backups it does not own the workflow, and they take over.
+    @Test(arguments: [true, false])
+    func anOwnerThatRestartsQuicklyDoesNotStrandItsWorkflow(keepStore: Bool) {
+        var scenario = Self.stencil(peers: 8, width: 16, steps: 60, submitter: 3, micros: 20_000)
+        scenario.faults = FaultPlan([
+            ScheduledFault(at: .milliseconds(3_000), fault: .crash(peer: Self.peer(3))),
+            ScheduledFault(at: .milliseconds(3_300), fault: .restart(peer: Self.peer(3), keepStore: keepStore)),
+        ])
+        let report = Self.run(scenario, seed: 19)
+        #expect(report.passed, "seed 19, keepStore \(keepStore): \(report.violations)")
+        #expect(report.workflows[0].resultsMatch == true, "seed 19: \(report.workflows[0])")
+        if !keepStore { #expect(report.work.takeovers >= 1, "seed 19: \(report.work)") }
+    }
+
     @Test func theCrossCorrelationShapeSurvivesLossAndDuplication() {
         var scenario = Scenario(
             name: "cc", peers: 8, durationSeconds: 60, seeds: 2, joinSpreadSeconds: 0.5,

@@ -45,6 +45,8 @@ final class OwnedWorkflow: @unchecked Sendable {
     var backupSent: [Int] = []
     var backupSentAt: [Instant] = []
     private(set) var log: [RecordEntry] = []
+    /// Log entries written to this peer's shard.
+    var persisted = 0
 
     // Ending.
     var collecting = false

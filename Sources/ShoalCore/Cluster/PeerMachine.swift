@@ -48,6 +48,8 @@ public enum PeerEvent: Sendable {
     case get(requestID: UInt64, key: UInt64)
     /// After a restart with its store kept: the persistent objects the shard holds.
     case recovered([StoredObject])
+    /// After a restart with its store kept: the workflow records the shard holds.
+    case recoveredRecords([RecoveredRecord])
 }
 
 public enum PeerDirective: Sendable {
@@ -63,6 +65,8 @@ public enum PeerDirective: Sendable {
     case tookOver(workflow: UInt32, from: PeerID)
     /// Write this object to the shard durably before carrying out the directives after it.
     case persist(StoredObject)
+    /// Write this change of a workflow record to the shard (laid out by `RecordCodec`).
+    case persistRecord(RecordWrite)
     case putAcknowledged(requestID: UInt64, key: UInt64, version: ObjectVersion)
     case putFailed(requestID: UInt64, key: UInt64, reason: String)
     case getResult(requestID: UInt64, object: StoredObject?)
@@ -152,6 +156,7 @@ public struct PeerMachine: Sendable {
         case .get(let rid, let key):
             tellPlacementTheView(now: now, into: &out)
             onPlacement(.get(requestID: rid, key: key), now: now, into: &out)
+        case .recoveredRecords(let records): onWork(.recovered(records), now: now, into: &out)
         case .recovered(let objects):
             tellPlacementTheView(now: now, into: &out)
             onPlacement(.recovered(objects), now: now, into: &out)
@@ -301,6 +306,7 @@ public struct PeerMachine: Sendable {
             case .resultApplied(let task): out.append(.resultApplied(task: task))
             case .taskReopened(let task): out.append(.taskReopened(task: task))
             case .tookOver(let wf, let from): out.append(.tookOver(workflow: wf, from: from))
+            case .persistRecord(let write): out.append(.persistRecord(write))
             }
         }
         swap(&directives, &workOut)

@@ -14,6 +14,9 @@ public enum WorkEvent: Sendable {
     case peerUp(PeerID)
     /// Membership declared `peer` dead or departed.
     case peerDown(PeerID)
+    /// After a restart with the store kept: the workflow records the shard holds. Records this
+    /// peer owned are resumed; the others are kept as a backup's.
+    case recovered([RecoveredRecord])
 }
 
 public enum WorkDirective: Sendable {
@@ -30,6 +33,8 @@ public enum WorkDirective: Sendable {
     case taskReopened(task: UInt64)
     /// This peer took over `workflow` from its dead owner.
     case tookOver(workflow: UInt32, from: PeerID)
+    /// Write this change of a workflow record to the shard (`RecordCodec` lays it out).
+    case persistRecord(RecordWrite)
 }
 
 /// The work machine of one peer: it owns the workflows submitted to it, runs tasks, serves and
@@ -109,7 +114,10 @@ public struct WorkMachine: Sendable {
         var plan: WorkflowPlan
         var initial: [DataValue]
         var log: [RecordEntry]
+        /// The owner said it does not own the workflow (it restarted without its store).
+        var disowned = false
     }
+    private var ownerCheckScheduled = false
     private var records: [UInt32: BackupRecord] = [:]
 
     public init(id: PeerID, settings: WorkSettings = WorkSettings()) {
@@ -184,6 +192,16 @@ public struct WorkMachine: Sendable {
             live.insertSorted(peer)
         case .peerDown(let peer):
             peerDown(peer, into: &out)
+        case .recovered(let list):
+            for r in list.sorted(by: { $0.workflow < $1.workflow }) {
+                if r.owner == id {
+                    submit(r.workflow, plan: r.plan, initial: r.initial, backups: nil, log: r.log, into: &out)
+                } else if records[r.workflow] == nil {
+                    records[r.workflow] = BackupRecord(
+                        owner: r.owner, backups: r.backups, plan: r.plan, initial: r.initial, log: r.log)
+                    scheduleOwnerCheck(into: &out)
+                }
+            }
         }
     }
 
@@ -209,6 +227,9 @@ public struct WorkMachine: Sendable {
         owned.append(workflow)
         let backupList = owned[owned.count - 1].backups
         owned[owned.count - 1].backupSentAt = backupList.map { _ in now }
+        // On disk: the record (a resumed or taken-over log is there already, under the same keys).
+        owned[owned.count - 1].persisted = log.count
+        out.append(.persistRecord(.create(workflow: wf, owner: id, backups: backupList, plan: plan, initial: initial)))
         for b in backupList {
             out.append(
                 .send(.recordCreate(workflow: wf, owner: id, backups: backupList, plan: plan, initial: initial), to: b))
@@ -277,6 +298,7 @@ public struct WorkMachine: Sendable {
         peers.formUnion(owned[w].backups)
         peers.remove(id)
         for p in peers.sorted() { out.append(.send(.release(workflow: wf), to: p)) }
+        out.append(.persistRecord(.drop(workflow: wf)))
         dropWorkflowData(wf)
         owned[w].dropState()
     }
@@ -299,6 +321,11 @@ public struct WorkMachine: Sendable {
             if owned[w].backups.contains(peer) {
                 let replacement = chooseBackups(owned[w].workflow, excluding: owned[w].backups)
                 owned[w].replaceBackup(peer, with: replacement.first)
+                out.append(
+                    .persistRecord(
+                        .create(
+                            workflow: owned[w].workflow, owner: id, backups: owned[w].backups, plan: owned[w].plan,
+                            initial: owned[w].initial)))
                 scheduleFlush(into: &out)
                 // Every backup learns the new list (the takeover order); the new one gets the record.
                 for b in owned[w].backups {
@@ -313,16 +340,28 @@ public struct WorkMachine: Sendable {
         }
         // Takeover: a record whose owner died is taken over by its first live backup at once; the
         // others wait in turn, in case the ones before them lost their copy.
-        for wf in records.keys.sorted() {
-            guard let record = records[wf], record.owner == peer else { continue }
-            let rank = record.backups.filter { $0 == id || live.binarySearchContains($0) }.firstIndex(of: id) ?? 0
-            if rank == 0 {
-                takeOver(wf, into: &out)
-            } else {
-                out.append(.schedule(.takeoverCheck(workflow: wf), after: settings.takeoverGrace * Int64(rank)))
-            }
+        for wf in records.keys.sorted() where records[wf]?.owner == peer {
+            considerTakeover(wf, into: &out)
         }
         fill(into: &out)
+    }
+
+    /// The owner of a record kept here is gone: the first live backup takes over at once, the
+    /// k-th after k grace periods if nobody has announced itself by then.
+    private mutating func considerTakeover(_ wf: UInt32, into out: inout [WorkDirective]) {
+        guard let record = records[wf] else { return }
+        let rank = record.backups.filter { $0 == id || live.binarySearchContains($0) }.firstIndex(of: id) ?? 0
+        if rank == 0 {
+            takeOver(wf, into: &out)
+        } else {
+            out.append(.schedule(.takeoverCheck(workflow: wf), after: settings.takeoverGrace * Int64(rank)))
+        }
+    }
+
+    private mutating func scheduleOwnerCheck(into out: inout [WorkDirective]) {
+        guard !ownerCheckScheduled else { return }
+        ownerCheckScheduled = true
+        out.append(.schedule(.ownerCheck, after: settings.ownerCheckInterval))
     }
 
     private mutating func takeOver(_ wf: UInt32, into out: inout [WorkDirective]) {
@@ -387,6 +426,13 @@ public struct WorkMachine: Sendable {
         flushScheduled = false
         var more = false
         for w in owned.indices where !owned[w].finished {
+            if owned[w].log.count > owned[w].persisted {
+                let first = owned[w].persisted
+                out.append(
+                    .persistRecord(
+                        .append(workflow: owned[w].workflow, first: first, entries: Array(owned[w].log[first...]))))
+                owned[w].persisted = owned[w].log.count
+            }
             for (b, backup) in owned[w].backups.enumerated() {
                 if !owned[w].backupCreated[b] {
                     // The create (or the backup's copy of it) was lost: send it again now and then.
@@ -653,8 +699,12 @@ public struct WorkMachine: Sendable {
             guard ownedIndex[wf] == nil else { return }
             if records[wf] == nil || records[wf]!.owner != owner {
                 records[wf] = BackupRecord(owner: owner, backups: backups, plan: plan, initial: initial, log: [])
-            } else {
+                out.append(.persistRecord(.drop(workflow: wf)))  // an older owner's log, if any
+                out.append(.persistRecord(.create(workflow: wf, owner: owner, backups: backups, plan: plan, initial: initial)))
+                scheduleOwnerCheck(into: &out)
+            } else if records[wf]!.backups != backups {
                 records[wf]!.backups = backups
+                out.append(.persistRecord(.create(workflow: wf, owner: owner, backups: backups, plan: plan, initial: initial)))
             }
             out.append(.send(.recordAck(workflow: wf, count: records[wf]!.log.count), to: from))
         case .recordAppend(let wf, let owner, let first, let entries):
@@ -664,7 +714,10 @@ public struct WorkMachine: Sendable {
                 return
             }
             if first <= record.log.count && first + entries.count > record.log.count {
-                record.log.append(contentsOf: entries[(record.log.count - first)...])
+                let from = record.log.count
+                let added = Array(entries[(from - first)...])
+                record.log.append(contentsOf: added)
+                out.append(.persistRecord(.append(workflow: wf, first: from, entries: added)))
             }
             records[wf] = record
             out.append(.send(.recordAck(workflow: wf, count: record.log.count), to: from))
@@ -682,8 +735,18 @@ public struct WorkMachine: Sendable {
             owned[w].backupAcked[b] = max(owned[w].backupAcked[b], min(count, owned[w].log.count))
             owned[w].backupSent[b] = max(owned[w].backupSent[b], owned[w].backupAcked[b])
         case .release(let wf):
-            records[wf] = nil
+            if records.removeValue(forKey: wf) != nil { out.append(.persistRecord(.drop(workflow: wf))) }
             dropWorkflowData(wf)
+        case .ownerCheck(let wf):
+            if let w = ownedIndex[wf] {
+                if owned[w].finished { out.append(.send(.release(workflow: wf), to: from)) }
+            } else {
+                out.append(.send(.notOwner(workflow: wf), to: from))
+            }
+        case .notOwner(let wf):
+            guard let record = records[wf], record.owner == from, !record.disowned else { return }
+            records[wf]!.disowned = true
+            considerTakeover(wf, into: &out)
         }
     }
 
@@ -725,8 +788,15 @@ public struct WorkMachine: Sendable {
         case .recordFlush:
             flushRecords(into: &out)
         case .takeoverCheck(let wf):
-            guard let record = records[wf], !live.binarySearchContains(record.owner) else { return }
+            guard let record = records[wf], record.disowned || !live.binarySearchContains(record.owner) else { return }
             takeOver(wf, into: &out)
+        case .ownerCheck:
+            ownerCheckScheduled = false
+            for wf in records.keys.sorted() {
+                guard let record = records[wf], live.binarySearchContains(record.owner) else { continue }
+                out.append(.send(.ownerCheck(workflow: wf), to: record.owner))
+            }
+            if !records.isEmpty { scheduleOwnerCheck(into: &out) }
         case .audit:
             auditScheduled = false
             var pending = false

@@ -82,12 +82,16 @@ public enum WorkMessage: Sendable {
     case recordAck(workflow: UInt32, count: Int)
     /// The workflow ended: holders may drop its intermediate versions; backups drop the record.
     case release(workflow: UInt32)
+    /// Backup to owner, every `ownerCheckInterval`: "do you still own this workflow?" An owner
+    /// that restarted without its store answers `notOwner`, and the backups take it over.
+    case ownerCheck(workflow: UInt32)
+    case notOwner(workflow: UInt32)
 
     /// Estimated encoded size, for a simulated network's bandwidth model (values count their
     /// bytes: that is what moving data costs).
     public var byteSize: Int {
         switch self {
-        case .fetch, .noData, .resultAck, .recordAck, .release: return 32
+        case .fetch, .noData, .resultAck, .recordAck, .release, .ownerCheck, .notOwner: return 32
         case .data(_, _, let value): return 40 + Int(clamping: value.bytes)
         case .started(let tasks), .query(let tasks), .unknown(let tasks): return 16 + 8 * tasks.count
         case .result(_, let outputs): return 24 + 24 * outputs.count
@@ -111,6 +115,8 @@ public enum WorkTimer: Sendable, Hashable {
     /// Backup: the owner of `workflow` died and the backups before this one have not taken it
     /// over (they may have lost the record): take it over if still nobody has.
     case takeoverCheck(workflow: UInt32)
+    /// Backup: ask the owners of the records kept here whether they still own them.
+    case ownerCheck
     /// Owner: send unacknowledged record entries to the backups.
     case recordFlush
 }
@@ -144,6 +150,8 @@ public struct WorkSettings: Sendable, Hashable {
     /// When the owner dies, the first live backup takes over at once; the k-th waits k times this
     /// for a new owner to announce itself (a record create), then takes over itself.
     public var takeoverGrace: Interval
+    /// How often a backup asks a live owner whether it still owns the workflow.
+    public var ownerCheckInterval: Interval
     /// Owner record entries are sent to backups at most this often, at most `maxRecordBatch` a time.
     public var recordFlushInterval: Interval
     public var maxRecordBatch: Int
@@ -162,6 +170,7 @@ public struct WorkSettings: Sendable, Hashable {
         maxTaskAttempts = 20
         recordReplicas = 3
         takeoverGrace = .seconds(2)
+        ownerCheckInterval = .seconds(5)
         recordFlushInterval = .milliseconds(20)
         maxRecordBatch = 4_096
     }
@@ -181,6 +190,7 @@ public struct WorkSettings: Sendable, Hashable {
         s.maxTaskAttempts = min(max(1, maxTaskAttempts), 1_000)
         s.recordReplicas = min(max(1, recordReplicas), 8)
         s.takeoverGrace = max(.milliseconds(1), takeoverGrace)
+        s.ownerCheckInterval = max(.milliseconds(1), ownerCheckInterval)
         s.recordFlushInterval = max(.microseconds(1), recordFlushInterval)
         s.maxRecordBatch = min(max(1, maxRecordBatch), 65_536)
         return s

@@ -106,14 +106,43 @@ public struct WorkflowPlan: Sendable {
         }
         outputStart.append(nextVersion)
         finalVersion = current
-        // Consumers, by counting sort over the inputs.
+        buildConsumers()
+    }
+
+    /// A plan from its stored arrays (`RecordCodec`): the rest is derived as `init(_:)` does.
+    init(
+        name: String, dataCount: Int, initialBytes: UInt64, catalogueKey: [UInt64], cost: [Int64],
+        outputBytes: [UInt64], inputStart: [Int32], inputs: [Int32], outputStart: [Int32], datumOf: [Int32]
+    ) {
+        self.name = name
+        self.dataCount = dataCount
+        self.initialBytes = initialBytes
+        self.catalogueKey = catalogueKey
+        self.cost = cost
+        self.outputBytes = outputBytes
+        self.inputStart = inputStart
+        self.inputs = inputs
+        self.outputStart = outputStart
+        self.datumOf = datumOf
+        producer = Array(repeating: -1, count: datumOf.count)
+        for t in 0..<catalogueKey.count {
+            for v in outputStart[t]..<outputStart[t + 1] { producer[Int(v)] = Int32(t) }
+        }
+        var current = (0..<dataCount).map(Int32.init)
+        for v in dataCount..<datumOf.count { current[Int(datumOf[v])] = Int32(v) }
+        finalVersion = current
+        buildConsumers()
+    }
+
+    /// Consumers of every version, by counting sort over the inputs.
+    private mutating func buildConsumers() {
         var counts = [Int32](repeating: 0, count: producer.count + 1)
         for v in inputs { counts[Int(v) + 1] += 1 }
         for i in 1..<counts.count { counts[i] += counts[i - 1] }
         consumerStart = counts
         consumers = [Int32](repeating: 0, count: inputs.count)
         var fill = counts
-        for t in 0..<spec.tasks.count {
+        for t in 0..<catalogueKey.count {
             for i in Int(inputStart[t])..<Int(inputStart[t + 1]) {
                 let v = Int(inputs[i])
                 consumers[Int(fill[v])] = Int32(t)

@@ -1,0 +1,178 @@
+/// A change of a workflow record on this peer's disk (`WorkDirective.persistRecord`): the owner
+/// writes its own record, and each backup the copy it keeps.
+public enum RecordWrite: Sendable {
+    case create(workflow: UInt32, owner: PeerID, backups: [PeerID], plan: WorkflowPlan, initial: [DataValue])
+    /// Log entries `first..<first + entries.count`.
+    case append(workflow: UInt32, first: Int, entries: [RecordEntry])
+    /// The workflow ended (or its record moved): forget it.
+    case drop(workflow: UInt32)
+}
+
+/// A workflow record as a restarted peer's shard held it.
+public struct RecoveredRecord: Sendable {
+    public var workflow: UInt32
+    public var owner: PeerID
+    public var backups: [PeerID]
+    public var plan: WorkflowPlan
+    public var initial: [DataValue]
+    public var log: [RecordEntry]
+}
+
+/// How workflow records are laid out in the shard's `workflows` table: one entry per record
+/// (`R` + workflow + `C`: owner, backups, plan, initial values) and one per appended batch of log
+/// entries (`R` + workflow + `L` + first index). Fixed-width little-endian fields; the shard adds
+/// and checks its BLAKE2b per entry.
+public enum RecordCodec {
+    /// The key prefix of one workflow's entries (a `drop` deletes them all).
+    public static func prefix(_ workflow: UInt32) -> [UInt8] {
+        [0x52] + (0..<4).map { UInt8(truncatingIfNeeded: workflow >> (8 * (3 - UInt32($0)))) }
+    }
+
+    /// The (key, value) a create or append writes; nil for a drop.
+    public static func entry(_ write: RecordWrite) -> (key: [UInt8], value: [UInt8])? {
+        switch write {
+        case .create(let wf, let owner, let backups, let plan, let initial):
+            var w = Writer()
+            w.u64(owner.raw)
+            w.u64s(backups.map(\.raw))
+            w.bytes(Array(plan.name.utf8))
+            w.u64(UInt64(plan.dataCount))
+            w.u64(plan.initialBytes)
+            w.u64s(plan.catalogueKey)
+            w.u64s(plan.cost.map { UInt64(bitPattern: $0) })
+            w.u64s(plan.outputBytes)
+            w.u32s(plan.inputStart)
+            w.u32s(plan.inputs)
+            w.u32s(plan.outputStart)
+            w.u32s(plan.datumOf)
+            w.u64(UInt64(initial.count))
+            for v in initial {
+                w.u64(v.bytes)
+                w.u64(v.content)
+                w.u64(v.checksum)
+            }
+            return (prefix(wf) + [0x43], w.out)
+        case .append(let wf, let first, let entries):
+            var w = Writer()
+            w.u64(UInt64(entries.count))
+            for e in entries {
+                w.u64(UInt64(e.task))
+                w.u64(e.version)
+                w.u64(e.holder.raw)
+                w.u64(e.checksum)
+                w.u64(e.bytes)
+            }
+            let index = (0..<8).map { UInt8(truncatingIfNeeded: UInt64(first) >> (8 * (7 - UInt64($0)))) }
+            return (prefix(wf) + [0x4C] + index, w.out)
+        case .drop:
+            return nil
+        }
+    }
+
+    /// The records in a scan of the `workflows` table (keys in order). Entries that do not decode
+    /// are skipped, and a log is kept only up to its first gap.
+    public static func records(_ entries: [ShardEntry]) -> [RecoveredRecord] {
+        var found: [RecoveredRecord] = []
+        for e in entries where e.key.count >= 6 && e.key[0] == 0x52 {
+            let wf = e.key[1..<5].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+            var r = Reader(e.value)
+            if e.key[5] == 0x43 {
+                guard let owner = r.u64(), let backups = r.u64s(), let name = r.bytes(), let dataCount = r.u64(),
+                    let initialBytes = r.u64(), let keys = r.u64s(), let cost = r.u64s(), let outBytes = r.u64s(),
+                    let inputStart = r.u32s(), let inputs = r.u32s(), let outputStart = r.u32s(),
+                    let datumOf = r.u32s(), let n = r.u64(), n < 1 << 32,
+                    keys.count == cost.count, keys.count == outBytes.count, inputStart.count == keys.count + 1,
+                    outputStart.count == keys.count + 1
+                else { continue }
+                var initial: [DataValue] = []
+                for _ in 0..<n {
+                    guard let b = r.u64(), let c = r.u64(), let s = r.u64() else { break }
+                    initial.append(DataValue(bytes: b, content: c, checksum: s))
+                }
+                // The shard checked the bytes; these check the shape before anything indexes by it.
+                let versions = datumOf.count
+                guard initial.count == Int(n), Int(dataCount) <= versions, initial.count == Int(dataCount),
+                    inputStart.last.map(Int.init) == inputs.count, outputStart.last.map(Int.init) == versions,
+                    inputs.allSatisfy({ $0 >= 0 && Int($0) < versions }),
+                    datumOf.allSatisfy({ $0 >= 0 && UInt64($0) < dataCount }),
+                    zip(outputStart, outputStart.dropFirst()).allSatisfy({ $0 <= $1 }),
+                    zip(inputStart, inputStart.dropFirst()).allSatisfy({ $0 <= $1 })
+                else { continue }
+                let plan = WorkflowPlan(
+                    name: String(decoding: name, as: UTF8.self), dataCount: Int(dataCount), initialBytes: initialBytes,
+                    catalogueKey: keys, cost: cost.map { Int64(bitPattern: $0) }, outputBytes: outBytes,
+                    inputStart: inputStart, inputs: inputs, outputStart: outputStart, datumOf: datumOf)
+                found.append(
+                    RecoveredRecord(
+                        workflow: wf, owner: PeerID(raw: owner), backups: backups.map { PeerID(raw: $0) }, plan: plan,
+                        initial: initial, log: []))
+            } else if e.key[5] == 0x4C, e.key.count == 14, let i = found.indices.last, found[i].workflow == wf {
+                let first = e.key[6..<14].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+                guard first == UInt64(found[i].log.count), let n = r.u64(), n < 1 << 32 else { continue }
+                for _ in 0..<n {
+                    guard let t = r.u64(), let v = r.u64(), let h = r.u64(), let c = r.u64(), let b = r.u64() else { break }
+                    found[i].log.append(
+                        RecordEntry(task: UInt32(truncatingIfNeeded: t), version: v, holder: PeerID(raw: h), checksum: c, bytes: b))
+                }
+            }
+        }
+        return found
+    }
+
+    struct Writer {
+        var out: [UInt8] = []
+        mutating func u64(_ x: UInt64) { for i in 0..<8 { out.append(UInt8(truncatingIfNeeded: x >> (8 * UInt64(i)))) } }
+        mutating func u32(_ x: UInt32) { for i in 0..<4 { out.append(UInt8(truncatingIfNeeded: x >> (8 * UInt32(i)))) } }
+        mutating func u64s(_ xs: [UInt64]) {
+            u64(UInt64(xs.count))
+            out.reserveCapacity(out.count + 8 * xs.count)
+            for x in xs { u64(x) }
+        }
+        mutating func u32s(_ xs: [Int32]) {
+            u64(UInt64(xs.count))
+            out.reserveCapacity(out.count + 4 * xs.count)
+            for x in xs { u32(UInt32(bitPattern: x)) }
+        }
+        mutating func bytes(_ b: [UInt8]) {
+            u64(UInt64(b.count))
+            out += b
+        }
+    }
+
+    struct Reader {
+        let data: [UInt8]
+        var at = 0
+        init(_ data: [UInt8]) { self.data = data }
+        mutating func u64() -> UInt64? {
+            guard at + 8 <= data.count else { return nil }
+            var x: UInt64 = 0
+            for i in 0..<8 { x |= UInt64(data[at + i]) << (8 * UInt64(i)) }
+            at += 8
+            return x
+        }
+        mutating func u32() -> Int32? {
+            guard at + 4 <= data.count else { return nil }
+            var x: UInt32 = 0
+            for i in 0..<4 { x |= UInt32(data[at + i]) << (8 * UInt32(i)) }
+            at += 4
+            return Int32(bitPattern: x)
+        }
+        mutating func count(_ width: Int) -> Int? {
+            guard let n = u64(), n <= UInt64((data.count - at) / width) else { return nil }
+            return Int(n)
+        }
+        mutating func u64s() -> [UInt64]? {
+            guard let n = count(8) else { return nil }
+            return (0..<n).map { _ in u64()! }
+        }
+        mutating func u32s() -> [Int32]? {
+            guard let n = count(4) else { return nil }
+            return (0..<n).map { _ in u32()! }
+        }
+        mutating func bytes() -> [UInt8]? {
+            guard let n = count(1) else { return nil }
+            defer { at += n }
+            return Array(data[at..<at + n])
+        }
+    }
+}
