@@ -278,26 +278,6 @@ private func ran(_ out: [StealDirective]) -> [UInt64] {
         #expect(two.on(.tick, now: t0).isEmpty)
     }
 
-    @Test func ownerAcceptsFirstResultAndCountsDuplicates() {
-        var o = StealMachine(id: p(9), seed: 1)
-        #expect(o.on(.taskResult(taskID: 4, from: p(1)), now: t0) == [.acceptResult(4)])
-        #expect(o.on(.taskResult(taskID: 4, from: p(2)), now: t0) == [.discardDuplicateResult(4)])
-        #expect(o.on(.taskResult(taskID: 4, from: p(1)), now: t0) == [.discardDuplicateResult(4)])
-        #expect(o.on(.taskResult(taskID: 5, from: p(1)), now: t0) == [.acceptResult(5)])
-        #expect(o.counters.duplicateResults == 2)
-    }
-
-    @Test func ownerMemoryIsBounded() {
-        var s = StealSettings()
-        s.resultMemory = 3
-        var o = StealMachine(id: p(9), settings: s, seed: 1)
-        for i in UInt64(1)...10 { _ = o.on(.taskResult(taskID: i, from: p(1)), now: t0) }
-        #expect(o.on(.taskResult(taskID: 10, from: p(1)), now: t0) == [.discardDuplicateResult(10)])
-        #expect(o.on(.taskResult(taskID: 8, from: p(1)), now: t0) == [.discardDuplicateResult(8)])
-        // Forgotten (documented): the oldest ids are accepted again.
-        #expect(o.on(.taskResult(taskID: 1, from: p(1)), now: t0) == [.acceptResult(1)])
-    }
-
     @Test func twoMachinesExchangeEndToEnd() {
         // p1 idle thief, p2 loaded victim and owner of its tasks.
         let tasks = (1...10).map { task($0, key: UInt64($0 % 2 + 1)) }.map {
@@ -336,17 +316,6 @@ private func ran(_ out: [StealDirective]) -> [UInt64] {
         #expect(Set(aQueue.map(\.id)).isDisjoint(with: bQueue.map(\.id)))
         #expect(a.counters.stealsTried == 1 && a.counters.stealsGranted == 1 && a.counters.tasksStolen == 4)
         #expect(b.counters.tasksGiven == 4 && b.counters.duplicateRequests == 1)
-        // Results come back to the owner, the duplicate of each is discarded.
-        var accepted: [UInt64] = []
-        for t in aQueue {
-            for _ in 0..<2 {
-                for d in b.on(.taskResult(taskID: t.id, from: p(1)), now: now) {
-                    if case .acceptResult(let id) = d { accepted.append(id) }
-                }
-            }
-        }
-        #expect(accepted == [1, 2, 3, 4])
-        #expect(b.counters.duplicateResults == 4)
     }
 }
 
@@ -439,7 +408,6 @@ private func ran(_ out: [StealDirective]) -> [UInt64] {
                     var m = machines[peer]!
                     _ = m.on(localState(peer), now: now)
                     machines[peer] = m
-                case .acceptResult, .discardDuplicateResult: break
                 }
             }
         }

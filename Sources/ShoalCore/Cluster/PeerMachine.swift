@@ -253,7 +253,6 @@ public struct PeerMachine: Sendable {
             case .schedule(let t, let after): out.append(.schedule(.steal(t), after: after))
             case .give(let ids, let thief): onWork(.gave(ids, to: thief), now: now, into: &out)
             case .run(let tasks): onWork(.granted(tasks), now: now, into: &out)
-            case .acceptResult, .discardDuplicateResult: break  // the work machine deduplicates results
             }
         }
     }

@@ -1,4 +1,4 @@
-/// The work-stealing machine of one peer, playing three roles at once:
+/// The work-stealing machine of one peer, playing two roles at once:
 ///
 /// - **thief**: when idle (`.tick`), it picks a victim by power of two choices over the gossiped
 ///   load view (sample `candidateSample` eligible peers with the seeded generator, take the one
@@ -12,11 +12,12 @@
 ///   `max(keepForSelf, own free slots)` tasks, granting only tasks the thief's catalogue runs,
 ///   those whose inputs the thief holds (most held bytes) first, then in queue order. A
 ///   duplicated request gets the same answer again and gives nothing new.
-/// - **owner**: it accepts the first result of a task and discards (and counts) later ones.
+///
+/// Results are not its business: the owner's `WorkMachine` knows every task's state, applies the
+/// first result and discards (and counts) the others, re-openings included.
 ///
 /// Known limit: a restarted thief that reuses request ids may be answered from a victim's grant
-/// table with an old grant (its tasks then run twice; the owner's result deduplication keeps
-/// the results right).
+/// table with an old grant (its tasks then run twice; the owner discards the second result).
 ///
 /// Pure: it reads no clock (time comes in as `now`), draws every random choice from a
 /// `SeededGenerator`, does no IO and iterates no unordered collection where the order matters.
@@ -53,11 +54,6 @@ public struct StealMachine: Sendable {
     private struct GrantKey: Hashable { var thief: PeerID; var requestID: UInt64 }
     private var grants: [GrantKey: [StealableTask]] = [:]  // empty = refused
     private var grantOrder: [GrantKey] = []
-
-    // Owner.
-    private var accepted: Set<UInt64> = []
-    private var acceptedOrder: [UInt64] = []
-    private var acceptedHead = 0
 
     public init(id: PeerID, settings: StealSettings = StealSettings(), seed: UInt64) {
         self.id = id
@@ -98,7 +94,6 @@ public struct StealMachine: Sendable {
         case .timer(.retry):
             if freeSlots > 0 && readyTasks == 0 { onTick(now: now, into: &out) }
         case .readyQueue(let tasks): queue = tasks
-        case .taskResult(let taskID, _): onResult(taskID, into: &out)
         }
     }
 
@@ -170,8 +165,8 @@ public struct StealMachine: Sendable {
 
     /// A reply or refusal (an empty grant). Consumed once: a duplicate of a settled request is
     /// ignored. A grant for a timed-out request is run (late grant). A grant for a request too old
-    /// to be remembered is run too, rather than lose tasks the victim gave away (the owner's result
-    /// deduplication covers the rare re-run).
+    /// to be remembered is run too, rather than lose tasks the victim gave away (the owner discards
+    /// the result of the rare re-run).
     private mutating func onAnswer(
         from: PeerID, requestID rid: UInt64, granted: [StealableTask], now: Instant, into out: inout [StealDirective]
     ) {
@@ -299,26 +294,5 @@ public struct StealMachine: Sendable {
         if grantOrder.count > settings.grantMemory {
             grants[grantOrder.removeFirst()] = nil
         }
-    }
-
-    // MARK: Owner
-
-    private mutating func onResult(_ taskID: UInt64, into out: inout [StealDirective]) {
-        if accepted.contains(taskID) {
-            counters.duplicateResults += 1
-            out.append(.discardDuplicateResult(taskID))
-            return
-        }
-        accepted.insert(taskID)
-        acceptedOrder.append(taskID)
-        if accepted.count > settings.resultMemory {
-            accepted.remove(acceptedOrder[acceptedHead])
-            acceptedHead += 1
-            if acceptedHead >= 4_096 && acceptedHead * 2 >= acceptedOrder.count {
-                acceptedOrder.removeFirst(acceptedHead)
-                acceptedHead = 0
-            }
-        }
-        out.append(.acceptResult(taskID))
     }
 }

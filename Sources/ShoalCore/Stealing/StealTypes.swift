@@ -37,10 +37,6 @@ public struct StealSettings: Sendable, Hashable {
     /// Thief: how many recent own requests are remembered to recognise late and duplicated
     /// replies (FIFO eviction). 1...65536.
     public var requestMemory: Int
-    /// Owner: how many accepted task ids are remembered to discard duplicate results (a bounded
-    /// set with FIFO eviction; a duplicate arriving after its id was evicted is accepted again,
-    /// so the caller's result application must tolerate that rare case). 1...16M.
-    public var resultMemory: Int
 
     public init() {
         stealBatchMax = 16
@@ -56,7 +52,6 @@ public struct StealSettings: Sendable, Hashable {
         maxHoldingAdvertised = 256
         grantMemory = 256
         requestMemory = 64
-        resultMemory = 65_536
     }
 
     /// The settings with every field forced into its documented range.
@@ -75,7 +70,6 @@ public struct StealSettings: Sendable, Hashable {
         s.maxHoldingAdvertised = min(max(0, maxHoldingAdvertised), 4_096)
         s.grantMemory = min(max(1, grantMemory), 65_536)
         s.requestMemory = min(max(1, requestMemory), 65_536)
-        s.resultMemory = min(max(1, resultMemory), 1 << 24)
         return s
     }
 }
@@ -156,8 +150,6 @@ public enum StealEvent: Sendable, Hashable {
     case timer(StealTimer)
     /// Victim side: the tasks this peer could give away, in its queue order (replaces the last).
     case readyQueue([StealableTask])
-    /// Owner side: a result of `taskID` arrived from `from`.
-    case taskResult(taskID: UInt64, from: PeerID)
 
     /// The event of a received message.
     public static func received(_ message: StealMessage, from: PeerID) -> StealEvent {
@@ -177,10 +169,6 @@ public enum StealDirective: Sendable, Hashable {
     case give([UInt64], to: PeerID)
     /// Thief: enqueue the granted tasks locally.
     case run([StealableTask])
-    /// Owner: apply this task's result (its first).
-    case acceptResult(UInt64)
-    /// Owner: a later result of an already accepted task; drop it.
-    case discardDuplicateResult(UInt64)
 }
 
 /// What the machine has done, for reports and tests.
@@ -205,8 +193,6 @@ public struct StealCounters: Sendable, Hashable {
     public var refusalsSent = 0
     /// Victim: duplicated requests answered again from the grant table.
     public var duplicateRequests = 0
-    /// Owner: results discarded because the task's result was already accepted.
-    public var duplicateResults = 0
 
     public init() {}
 }
