@@ -498,7 +498,9 @@ public struct ClusterSimulation {
         var unfinished: [Int: [String]] = [:]
         for i in peers.indices where peers[i].up {
             for w in workflows.indices {
-                if let p = peers[i].machine?.work.progress(of: UInt32(w + 1)) { unfinished[w, default: []].append("owner p\(i): \(p)") }
+                if let p = peers[i].machine?.work.progress(of: UInt32(w + 1)) {
+                    unfinished[w, default: []].append("owner p\(i): \(p) [jobs: \(peers[i].machine!.work.runningJobs)]")
+                }
             }
         }
         checkObjects()

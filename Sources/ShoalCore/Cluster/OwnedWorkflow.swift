@@ -203,11 +203,11 @@ final class OwnedWorkflow: @unchecked Sendable {
         return n
     }
 
-    /// Tasks assigned to other peers since before `before`, by peer (sorted), at most `batch` each;
-    /// their clocks restart, so a task is asked about once per audit interval.
-    func overdue(before: Instant, owner: PeerID, batch: Int) -> [(PeerID, [UInt64])] {
+    /// Tasks assigned (anywhere, this peer included) since before `before`, by peer (sorted), at
+    /// most `batch` each; their clocks restart, so a task is asked about once per audit interval.
+    func overdue(before: Instant, batch: Int) -> [(PeerID, [UInt64])] {
         var byPeer: [PeerID: [UInt64]] = [:]
-        for t in state.indices where state[t] == .assigned && assignee[t] != owner && assignedAt[t] < before {
+        for t in state.indices where state[t] == .assigned && assignedAt[t] < before {
             guard byPeer[assignee[t], default: []].count < batch else { continue }
             byPeer[assignee[t], default: []].append(WorkIDs.pack(workflow, t))
             assignedAt[t] = before
@@ -222,7 +222,7 @@ final class OwnedWorkflow: @unchecked Sendable {
         return true
     }
 
-    var hasAssignedElsewhere: Bool { state.contains(.assigned) }
+    var hasAssigned: Bool { state.contains(.assigned) }
 
     /// An assigned task goes back to waiting (or ready) to run elsewhere.
     func requeue(_ t: Int) {

@@ -140,6 +140,15 @@ public struct WorkMachine: Sendable {
         return owned[w].progress
     }
 
+    /// The jobs running here, in words (for reports of a workflow that did not finish).
+    public var runningJobs: String {
+        running.keys.sorted().map { id in
+            let job = running[id]!
+            let waits = fetches.values.filter { $0.task == id }.map { "\(WorkIDs.index($0.version))@\($0.holder)x\($0.attempts)" }
+            return "task \(WorkIDs.index(id)) of workflow \(WorkIDs.workflow(id)) for \(job.task.owner) waiting on \(job.waiting) \(waits)"
+        }.joined(separator: "; ")
+    }
+
     /// Workflows whose record this peer keeps as a backup.
     public var backedUpWorkflows: [UInt32] { records.keys.sorted() }
     public func holds(_ version: UInt64) -> Bool { store[version] != nil }
@@ -235,6 +244,7 @@ public struct WorkMachine: Sendable {
                 .send(.recordCreate(workflow: wf, owner: id, backups: backupList, plan: plan, initial: initial), to: b))
         }
         scheduleFlush(into: &out)
+        scheduleAudit(into: &out)
         checkFinished(owned.count - 1, into: &out)
         fill(into: &out)
     }
@@ -552,11 +562,14 @@ public struct WorkMachine: Sendable {
         guard let job = running.removeValue(forKey: taskID) else { return }
         runningCount -= 1
         alsoTell[taskID] = nil  // they will ask again and hear `unknown`
-        if job.task.owner == id {
-            inputLost(task: taskID, version: version, holder: holder, definite: definite, into: &out)
-        } else {
+        if job.task.owner != id {
             out.append(
                 .send(.inputLost(task: taskID, version: version, holder: holder, definite: definite), to: job.task.owner))
+        }
+        // Here too if this peer owns the workflow (now): found by swarm seed 5965, where a peer
+        // that took a workflow over kept waiting for a job it had abandoned for the old owner.
+        if ownedIndex[WorkIDs.workflow(taskID)] != nil {
+            inputLost(task: taskID, version: version, holder: holder, definite: definite, into: &out)
         }
         fill(into: &out)
     }
@@ -802,15 +815,26 @@ public struct WorkMachine: Sendable {
             var pending = false
             for w in owned.indices where !owned[w].finished {
                 for (peer, tasks) in owned[w].overdue(
-                    before: now + Interval(nanoseconds: -settings.auditInterval.nanoseconds), owner: id,
+                    before: now + Interval(nanoseconds: -settings.auditInterval.nanoseconds),
                     batch: settings.maxAuditBatch)
                 {
+                    if peer == id {
+                        // Our own executor: a task it neither runs nor queues is lost here.
+                        for task in tasks where running[task] == nil && !queuedIDs.contains(task) {
+                            if owned[w].unknown(WorkIDs.index(task), at: id) {
+                                counters.tasksUnknown += 1
+                                counters.tasksRequeued += 1
+                            }
+                        }
+                        continue
+                    }
                     counters.auditQueries += 1
                     out.append(.send(.query(tasks: tasks), to: peer))
                 }
-                if owned[w].hasAssignedElsewhere { pending = true }
+                if owned[w].hasAssigned { pending = true }
             }
             if pending { scheduleAudit(into: &out) }
+            fill(into: &out)
         }
     }
 }
