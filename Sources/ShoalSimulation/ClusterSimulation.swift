@@ -61,7 +61,11 @@ public struct SimulationReport: Sendable, Codable, Hashable {
     public var invariantsChecked: [String]
     public var violations: [String]
     public var workflows: [WorkflowOutcome] = []
-    public var work = WorkStatistics()
+    /// Work and stealing counters summed over every peer (crashed ones included).
+    public var work = WorkCounters()
+    public var steal = StealCounters()
+    /// Tasks run per peer: least, median, most (over peers that ever started).
+    public var tasksPerPeer: [Int] = []
     public var objects: ObjectStatistics?
 
     public var passed: Bool { violations.isEmpty }
@@ -448,7 +452,8 @@ public struct ClusterSimulation {
     /// Adds a peer's counters to the run's before its process goes away; its owner counts go too.
     mutating func retire(_ i: Int) {
         if let m = peers[i].machine {
-            report.work.add(m.work.counters, m.steal.counters)
+            report.work.add(m.work.counters)
+            report.steal.add(m.steal.counters)
             report.objects?.transfers += m.placement.counters.transfersSent
             report.objects?.bytesTransferred &+= m.placement.counters.bytesTransferred
             report.objects?.corruptTransfers += m.placement.counters.corruptTransfers
@@ -507,7 +512,7 @@ public struct ClusterSimulation {
         for i in peers.indices where peers[i].up { retire(i) }
         let ran = peers.filter(\.everStarted).map(\.tasksRun).sorted()
         if !workflows.isEmpty, let least = ran.first, let most = ran.last {
-            report.work.tasksPerPeer = [least, ran[ran.count / 2], most]
+            report.tasksPerPeer = [least, ran[ran.count / 2], most]
         }
         report.invariantsChecked.append("membership converges within \(scenario.convergeWithinSeconds) s after the last fault heals")
         if let after = report.convergedAfterSeconds {

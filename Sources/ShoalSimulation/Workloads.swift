@@ -61,43 +61,6 @@ public struct WorkflowOutcome: Sendable, Codable, Hashable {
     public var owners: [Int]
 }
 
-/// Work figures summed over every peer of a run (crashed peers' included).
-public struct WorkStatistics: Sendable, Codable, Hashable {
-    public var tasksRun = 0
-    public var resultsApplied = 0
-    public var duplicateResults = 0
-    public var tasksRecomputed = 0
-    public var tasksRequeued = 0
-    public var fetches = 0
-    public var bytesFetched: UInt64 = 0
-    public var corruptTransfers = 0
-    public var takeovers = 0
-    public var stealsTried = 0
-    public var stealsGranted = 0
-    public var tasksStolen = 0
-    public var stealTimeouts = 0
-    /// Tasks run per peer: least, median, most (over peers that ever ran).
-    public var tasksPerPeer: [Int] = []
-
-    public init() {}
-
-    mutating func add(_ w: WorkCounters, _ s: StealCounters) {
-        tasksRun += w.tasksRun
-        resultsApplied += w.resultsApplied
-        duplicateResults += w.duplicateResults
-        tasksRecomputed += w.tasksRecomputed
-        tasksRequeued += w.tasksRequeued
-        fetches += w.fetches
-        bytesFetched &+= w.bytesFetched
-        corruptTransfers += w.corruptTransfers
-        takeovers += w.takeovers
-        stealsTried += s.stealsTried
-        stealsGranted += s.stealsGranted
-        tasksStolen += s.tasksStolen
-        stealTimeouts += s.timeouts
-    }
-}
-
 /// Persistent objects a scenario writes while it runs: `puts` puts, one every `everySeconds`
 /// from `startSeconds`, each of a key among `keys` to a random live peer (the coordinator).
 public struct ObjectWorkload: Sendable, Codable, Hashable {

@@ -87,9 +87,10 @@ struct Simulate: AsyncParsableCommand {
         }
         if !r.workflows.isEmpty {
             let k = r.work
-            let perPeer = k.tasksPerPeer.count == 3 ? "least \(k.tasksPerPeer[0]), median \(k.tasksPerPeer[1]), most \(k.tasksPerPeer[2])" : "-"
+            let t = r.tasksPerPeer
+            let perPeer = t.count == 3 ? "least \(t[0]), median \(t[1]), most \(t[2])" : "-"
             lines.append("tasks: \(k.tasksRun) run (per peer: \(perPeer)), \(k.resultsApplied) results applied, \(k.duplicateResults) duplicates discarded, \(k.tasksRecomputed) recomputed from lineage, \(k.tasksRequeued) re-queued")
-            lines.append("steals: \(k.stealsTried) tried, \(k.stealsGranted) granted, \(k.tasksStolen) tasks stolen, \(k.stealTimeouts) timed out")
+            lines.append("steals: \(r.steal.stealsTried) tried, \(r.steal.stealsGranted) granted, \(r.steal.tasksStolen) tasks stolen, \(r.steal.timeouts) timed out")
             lines.append("data: \(k.fetches) fetches, \(k.bytesFetched) bytes moved, \(k.corruptTransfers) corrupt transfers caught; \(k.takeovers) owner takeovers")
         }
         if let o = r.objects {

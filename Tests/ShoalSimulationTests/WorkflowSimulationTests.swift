@@ -33,8 +33,8 @@ struct WorkflowSimulationTests {
         #expect(report.passed, "seed 11: \(report.violations)")
         let w = report.workflows[0]
         #expect(w.status == .completed && w.resultsMatch == true, "seed 11: \(w)")
-        #expect(report.work.tasksStolen > 1_000, "seed 11: \(report.work)")
-        #expect(report.work.tasksPerPeer.first ?? 0 > 0, "every peer ran tasks, seed 11: \(report.work.tasksPerPeer)")
+        #expect(report.steal.tasksStolen > 1_000, "seed 11: \(report.work)")
+        #expect(report.tasksPerPeer.first ?? 0 > 0, "every peer ran tasks, seed 11: \(report.tasksPerPeer)")
         #expect(report.work.bytesFetched > 0)
     }
 

@@ -221,4 +221,19 @@ public struct WorkCounters: Sendable, Hashable, Codable {
     public var takeovers = 0
 
     public init() {}
+
+    /// Adds another peer's counters (a run's totals).
+    public mutating func add(_ o: WorkCounters) {
+        tasksRun += o.tasksRun
+        resultsApplied += o.resultsApplied
+        duplicateResults += o.duplicateResults
+        tasksRecomputed += o.tasksRecomputed
+        tasksRequeued += o.tasksRequeued
+        fetches += o.fetches
+        bytesFetched &+= o.bytesFetched
+        corruptTransfers += o.corruptTransfers
+        auditQueries += o.auditQueries
+        tasksUnknown += o.tasksUnknown
+        takeovers += o.takeovers
+    }
 }

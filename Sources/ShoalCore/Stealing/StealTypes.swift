@@ -172,7 +172,7 @@ public enum StealDirective: Sendable, Hashable {
 }
 
 /// What the machine has done, for reports and tests.
-public struct StealCounters: Sendable, Hashable {
+public struct StealCounters: Sendable, Hashable, Codable {
     /// Thief: requests sent.
     public var stealsTried = 0
     /// Thief: non-empty grants received (late ones included).
@@ -195,6 +195,20 @@ public struct StealCounters: Sendable, Hashable {
     public var duplicateRequests = 0
 
     public init() {}
+
+    /// Adds another peer's counters (a run's totals).
+    public mutating func add(_ o: StealCounters) {
+        stealsTried += o.stealsTried
+        stealsGranted += o.stealsGranted
+        tasksStolen += o.tasksStolen
+        tasksGiven += o.tasksGiven
+        refusals += o.refusals
+        timeouts += o.timeouts
+        retransmits += o.retransmits
+        lateGrants += o.lateGrants
+        refusalsSent += o.refusalsSent
+        duplicateRequests += o.duplicateRequests
+    }
 }
 
 /// The catalogue summary a peer gossips in `PeerLoad.catalogue`: a 64-bit Bloom-style mask with
