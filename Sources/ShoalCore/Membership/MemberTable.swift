@@ -106,4 +106,33 @@ struct MemberTable: Sendable {
     mutating func markSent(_ slot: Int) {
         gossipSent[slot] += 1
     }
+
+    /// Bytes held by the table's arrays (capacity times stride).
+    var estimatedHeapBytes: Int {
+        HeapSize.array(keys) + HeapSize.array(slotOfKey) + HeapSize.array(infos) + HeapSize.array(gossipSent)
+            + HeapSize.array(queued) + HeapSize.array(queuePosition)
+    }
+}
+
+/// Heap bytes of standard collections, computed from their capacity (for footprint estimates).
+enum HeapSize {
+    static func array<T>(_ a: [T]) -> Int { a.capacity * MemoryLayout<T>.stride }
+
+    /// A native hash table keeps at most 3/4 of its buckets full; a bucket count is a power of two.
+    static func buckets(capacity: Int) -> Int {
+        guard capacity > 0 else { return 0 }
+        var b = 1
+        while b * 3 / 4 < capacity { b *= 2 }
+        return b
+    }
+
+    static func set<T>(_ s: Set<T>) -> Int {
+        let b = buckets(capacity: s.capacity)
+        return b * MemoryLayout<T>.stride + b / 8
+    }
+
+    static func dictionary<K, V>(_ d: [K: V]) -> Int {
+        let b = buckets(capacity: d.capacity)
+        return b * (MemoryLayout<K>.stride + MemoryLayout<V>.stride) + b / 8
+    }
 }

@@ -78,6 +78,15 @@ public struct Membership: Sendable {
         return max(1, settings.retransmitMultiplier * log2Ceil)
     }
 
+    /// The heap bytes this machine's own storage holds, computed from the capacity of each array,
+    /// set and dictionary times its element stride (hash tables at their bucket count). Excludes
+    /// allocator overhead and message arrays it has handed out. For benchmarks.
+    public var estimatedHeapBytes: Int {
+        table.estimatedHeapBytes + HeapSize.array(seeds) + HeapSize.array(probeOrder)
+            + HeapSize.set(pendingProbes) + HeapSize.array(known) + HeapSize.array(active) + HeapSize.array(dead)
+            + HeapSize.dictionary(probes) + HeapSize.dictionary(relays)
+    }
+
     // MARK: Events
 
     public mutating func on(_ event: MembershipEvent, now: Instant, into out: inout [MembershipDirective]) {
