@@ -1,18 +1,40 @@
-/// What a peer knows of every member, in contiguous storage: an open-addressing index from the
-/// 64-bit peer id to a dense slot (a multiplicative hash; no per-lookup SipHash, which dominated
-/// the simulator's profile), the members' states by slot, and each member's gossip state.
+/// What a peer knows of every member, in compact contiguous storage.
+///
+/// - A 16-byte record per member, by dense slot: the peer id, a 32-bit incarnation and the status.
+/// - An open-addressing index from the 64-bit peer id to the slot (a multiplicative hash; no
+///   per-lookup SipHash, which dominated the simulator's profile). Its entries are slot + 1 in 16
+///   bits while the table holds fewer than 65,535 members, in 32 bits beyond; the key is the
+///   record's own peer id, so the index stores no keys.
+/// - Load reports (a 32-bit `loadVersion` and the `PeerLoad`) in side arrays that exist only once
+///   some member has reported a load: a cluster that gossips no load pays nothing for them.
 ///
 /// Members are never removed (a dead or departed member keeps its slot: its incarnation is what
 /// lets a later refutation win), so slots are stable and the index never needs tombstones.
+///
+/// Incarnations and load versions are kept in 32 bits: `Membership` ignores an update that carries
+/// one at or above `UInt32.max` (`MemberTable.maxCounter`), so every stored value, and its + 1, fits.
 struct MemberTable: Sendable {
-    private static let empty = UInt64.max
+    /// One member's status as stored: 16 bytes.
+    struct Record: Sendable {
+        var peer: UInt64
+        var incarnation: UInt32
+        var status: MemberStatus
+    }
 
-    private var keys: [UInt64]
-    private var slotOfKey: [Int32]
+    /// Incarnations and load versions must be below this to be stored.
+    static let maxCounter = UInt64(UInt32.max)
+
+    /// Member records by slot.
+    private(set) var records: [Record] = []
+    private var index16: [UInt16]
+    private var index32: [UInt32] = []
+    private var wide = false
     private var mask: Int
     private var shift: UInt64
-    /// Member states by slot.
-    private(set) var infos: [MemberInfo] = []
+    /// Load versions and loads by slot; both empty until a member has a load report.
+    private var loadVersions: [UInt32] = []
+    private var loads: [PeerLoad] = []
+
     /// Times each member's update was piggybacked since it was last queued; -1 when not queued.
     private(set) var gossipSent: [Int32] = []
     /// Slots queued for gossip (any order: selection is by the total order (sent, peer)).
@@ -21,62 +43,118 @@ struct MemberTable: Sendable {
     private var queuePosition: [Int32] = []
 
     init() {
-        keys = Array(repeating: MemberTable.empty, count: 16)
-        slotOfKey = Array(repeating: -1, count: 16)
+        index16 = Array(repeating: 0, count: 16)
         mask = 15
         shift = 64 - 4
     }
 
-    var count: Int { infos.count }
+    var count: Int { records.count }
 
     private func bucket(_ raw: UInt64) -> Int { Int(truncatingIfNeeded: (raw &* 0x9E37_79B9_7F4A_7C15) >> shift) }
 
     /// The slot of `peer`, if it is known.
     func slot(of peer: PeerID) -> Int? {
-        var b = bucket(peer.raw)
-        while true {
-            let k = keys[b]
-            if k == peer.raw { return Int(slotOfKey[b]) }
-            if k == MemberTable.empty { return nil }
-            b = (b + 1) & mask
+        let raw = peer.raw
+        var b = bucket(raw)
+        let mask = self.mask
+        return records.withUnsafeBufferPointer { recs in
+            if !wide {
+                return index16.withUnsafeBufferPointer { ix in
+                    while true {
+                        let e = Int(ix[b])
+                        if e == 0 { return nil }
+                        if recs[e &- 1].peer == raw { return e &- 1 }
+                        b = (b &+ 1) & mask
+                    }
+                }
+            }
+            return index32.withUnsafeBufferPointer { ix in
+                while true {
+                    let e = Int(ix[b])
+                    if e == 0 { return nil }
+                    if recs[e &- 1].peer == raw { return e &- 1 }
+                    b = (b &+ 1) & mask
+                }
+            }
         }
     }
 
     subscript(peer: PeerID) -> MemberInfo? {
-        slot(of: peer).map { infos[$0] }
+        slot(of: peer).map { info(at: $0) }
     }
+
+    /// The full state of the member in `slot`.
+    func info(at slot: Int) -> MemberInfo {
+        let r = records[slot]
+        return MemberInfo(
+            peer: PeerID(raw: r.peer), status: r.status, incarnation: UInt64(r.incarnation),
+            load: loads.isEmpty ? PeerLoad() : loads[slot],
+            loadVersion: loadVersions.isEmpty ? 0 : UInt64(loadVersions[slot]))
+    }
+
+    func peer(at slot: Int) -> PeerID { PeerID(raw: records[slot].peer) }
 
     /// Stores `info` under its peer (a new slot for a new peer); returns its slot.
     @discardableResult
     mutating func store(_ info: MemberInfo) -> Int {
-        precondition(info.peer.raw != MemberTable.empty, "peer id \(info.peer.raw) is reserved")
-        if let s = slot(of: info.peer) {
-            infos[s] = info
-            return s
+        precondition(
+            info.incarnation < Self.maxCounter && info.loadVersion < Self.maxCounter,
+            "\(info.peer): incarnation \(info.incarnation) or load version \(info.loadVersion) does not fit 32 bits")
+        let record = Record(peer: info.peer.raw, incarnation: UInt32(info.incarnation), status: info.status)
+        let s: Int
+        if let existing = slot(of: info.peer) {
+            s = existing
+            records[s] = record
+        } else {
+            if (records.count + 1) * 2 > mask + 1 { grow() }
+            s = records.count
+            records.append(record)
+            gossipSent.append(-1)
+            queuePosition.append(-1)
+            if !loads.isEmpty {
+                loads.append(PeerLoad())
+                loadVersions.append(0)
+            }
+            place(info.peer.raw, slot: s)
         }
-        if (infos.count + 1) * 2 > keys.count { grow() }
-        let s = infos.count
-        infos.append(info)
-        gossipSent.append(-1)
-        queuePosition.append(-1)
-        place(info.peer.raw, slot: Int32(s))
+        let hasLoad = info.loadVersion != 0 || info.load != PeerLoad()
+        if hasLoad && loads.isEmpty {
+            loads = Array(repeating: PeerLoad(), count: records.count)
+            loadVersions = Array(repeating: 0, count: records.count)
+        }
+        if !loads.isEmpty {
+            loads[s] = info.load
+            loadVersions[s] = UInt32(info.loadVersion)
+        }
         return s
     }
 
-    private mutating func place(_ raw: UInt64, slot: Int32) {
+    private mutating func place(_ raw: UInt64, slot: Int) {
         var b = bucket(raw)
-        while keys[b] != MemberTable.empty { b = (b + 1) & mask }
-        keys[b] = raw
-        slotOfKey[b] = slot
+        if slot + 1 > Int(UInt16.max) && !wide {
+            wide = true
+            index32 = index16.map { UInt32($0) }
+            index16 = []
+        }
+        if wide {
+            while index32[b] != 0 { b = (b + 1) & mask }
+            index32[b] = UInt32(slot + 1)
+        } else {
+            while index16[b] != 0 { b = (b + 1) & mask }
+            index16[b] = UInt16(slot + 1)
+        }
     }
 
     private mutating func grow() {
-        let capacity = keys.count * 2
-        keys = Array(repeating: MemberTable.empty, count: capacity)
-        slotOfKey = Array(repeating: -1, count: capacity)
+        let capacity = (mask + 1) * 2
         mask = capacity - 1
         shift = UInt64(64 - capacity.trailingZeroBitCount)
-        for (s, info) in infos.enumerated() { place(info.peer.raw, slot: Int32(s)) }
+        if wide {
+            index32 = Array(repeating: 0, count: capacity)
+        } else {
+            index16 = Array(repeating: 0, count: capacity)
+        }
+        for s in records.indices { place(records[s].peer, slot: s) }
     }
 
     // MARK: Gossip queue
@@ -109,8 +187,9 @@ struct MemberTable: Sendable {
 
     /// Bytes held by the table's arrays (capacity times stride).
     var estimatedHeapBytes: Int {
-        HeapSize.array(keys) + HeapSize.array(slotOfKey) + HeapSize.array(infos) + HeapSize.array(gossipSent)
-            + HeapSize.array(queued) + HeapSize.array(queuePosition)
+        HeapSize.array(records) + HeapSize.array(index16) + HeapSize.array(index32) + HeapSize.array(loadVersions)
+            + HeapSize.array(loads) + HeapSize.array(gossipSent) + HeapSize.array(queued)
+            + HeapSize.array(queuePosition)
     }
 }
 

@@ -132,8 +132,12 @@ public struct Membership: Sendable {
         out.append(.schedule(.joinRetry, after: settings.joinRetryInterval))
     }
 
+    /// A load version at `MemberTable.maxCounter - 1` is the last: further loads are not reported
+    /// (about 4 billion `setLoad`s; a shell reports its load a few times per protocol period).
     private mutating func onSetLoad(_ load: PeerLoad) {
-        guard var me = table[id], me.load != load, me.status == .alive else { return }
+        guard var me = table[id], me.load != load, me.status == .alive,
+            me.loadVersion + 1 < MemberTable.maxCounter
+        else { return }
         me.load = load
         me.loadVersion &+= 1
         store(me)
@@ -322,7 +326,11 @@ public struct Membership: Sendable {
 
     /// Merges one update: status and incarnation by SWIM precedence, load by `loadVersion`.
     /// Returns nothing; emits `statusChanged` and schedules suspicion; re-gossips what changed.
+    /// An update whose incarnation or load version does not fit the table's 32 bits (at or above
+    /// `MemberTable.maxCounter`; no peer refutes or reports its load 4 billion times) is ignored as
+    /// malformed.
     private mutating func merge(_ u: MemberUpdate, gossip shouldGossip: Bool, into out: inout [MembershipDirective]) {
+        guard u.incarnation < MemberTable.maxCounter - 1, u.loadVersion < MemberTable.maxCounter - 1 else { return }
         if u.peer == id {
             mergeAboutSelf(u)
             return
@@ -439,7 +447,7 @@ public struct Membership: Sendable {
 
     /// The total order of the gossip queue: least-sent first, then by peer.
     private func gossipKey(_ slot: Int) -> GossipKey {
-        GossipKey(sent: table.gossipSent[slot], peer: table.infos[slot].peer)
+        GossipKey(sent: table.gossipSent[slot], peer: table.peer(at: slot))
     }
 
     private struct GossipKey: Comparable {
@@ -473,7 +481,7 @@ public struct Membership: Sendable {
         }
         let alreadyHasRecipient = !result.isEmpty
         for (key, slot) in chosen {
-            if !(alreadyHasRecipient && key.peer == recipient) { result.append(table.infos[slot]) }
+            if !(alreadyHasRecipient && key.peer == recipient) { result.append(table.info(at: slot)) }
             table.markSent(slot)
             if table.gossipSent[slot] >= limit { table.unqueue(slot) }
         }
