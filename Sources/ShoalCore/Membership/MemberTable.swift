@@ -96,13 +96,16 @@ struct MemberTable: Sendable {
 
     /// Stores `info` under its peer (a new slot for a new peer); returns its slot.
     @discardableResult
-    mutating func store(_ info: MemberInfo) -> Int {
+    mutating func store(_ info: MemberInfo) -> Int { store(info, at: slot(of: info.peer)) }
+
+    /// Stores `info` in `knownSlot`, which must be `slot(of: info.peer)`.
+    mutating func store(_ info: MemberInfo, at knownSlot: Int?) -> Int {
         precondition(
             info.incarnation < Self.maxCounter && info.loadVersion < Self.maxCounter,
             "\(info.peer): incarnation \(info.incarnation) or load version \(info.loadVersion) does not fit 32 bits")
         let record = Record(peer: info.peer.raw, incarnation: UInt32(info.incarnation), status: info.status)
         let s: Int
-        if let existing = slot(of: info.peer) {
+        if let existing = knownSlot {
             s = existing
             records[s] = record
         } else {

@@ -22,16 +22,12 @@ public struct Membership: Sendable {
     private var joined = false
     private var joinAttempts = 0
 
-    // Probing.
-    private var probeOrder: [PeerID] = []
-    private var probeIndex = 0
-    /// `probeOrder[probeIndex...]` as a set, for constant-time "already in this round" checks.
-    private var pendingProbes: Set<PeerID> = []
-    /// Sorted lists kept in step with `table` by `store`: every known peer (self included), the
-    /// active others, the dead others. Nothing per period sorts or scans the whole table.
-    private var known: [PeerID] = []
-    private var active: [PeerID] = []
-    private var dead: [PeerID] = []
+    // Probing: rounds over the table's slots in a seeded pseudo-random order computed on the fly,
+    // so no per-member list is kept (see `ProbeRound`). This peer is always slot 0.
+    private var probeRound = ProbeRound()
+    /// Slots of the members other than self that are dead, kept by `store` (unordered; only dead
+    /// members cost an entry).
+    private var deadSlots: [Int32] = []
     private var nextSequence: UInt64 = 1
     private var periods = 0
     private enum ProbePhase { case direct, indirect }
@@ -56,14 +52,18 @@ public struct Membership: Sendable {
 
     public func member(_ peer: PeerID) -> MemberInfo? { table[peer] }
 
-    /// All known members sorted by peer, this peer included.
-    public var members: [MemberInfo] { known.map { table[$0]! } }
+    /// All known members sorted by peer, this peer included. Sorts on each call: O(n log n).
+    public var members: [MemberInfo] {
+        var list = (0..<table.count).map { table.info(at: $0) }
+        list.sort { $0.peer < $1.peer }
+        return list
+    }
 
     /// Members alive or suspect, this peer included (unless it left).
     public var aliveCount: Int { activeCount }
 
     /// This peer's own incarnation number.
-    public var incarnation: UInt64 { table[id]!.incarnation }
+    public var incarnation: UInt64 { UInt64(table.records[0].incarnation) }
 
     /// Whether a seed has answered our join (or we formed the cluster ourselves).
     public var isJoined: Bool { joined }
@@ -82,8 +82,7 @@ public struct Membership: Sendable {
     /// set and dictionary times its element stride (hash tables at their bucket count). Excludes
     /// allocator overhead and message arrays it has handed out. For benchmarks.
     public var estimatedHeapBytes: Int {
-        table.estimatedHeapBytes + HeapSize.array(seeds) + HeapSize.array(probeOrder)
-            + HeapSize.set(pendingProbes) + HeapSize.array(known) + HeapSize.array(active) + HeapSize.array(dead)
+        table.estimatedHeapBytes + HeapSize.array(seeds) + HeapSize.array(deadSlots)
             + HeapSize.dictionary(probes) + HeapSize.dictionary(relays)
     }
 
@@ -209,12 +208,13 @@ public struct Membership: Sendable {
         merge(MemberUpdate(peer: peer, status: .alive, incarnation: 0), gossip: true, into: &out)
     }
 
+    /// This peer's view for a joiner: itself first, then the others in the order it learned of
+    /// them (slot order), at most `maxSyncMembers` in all.
     private func syncList() -> [MemberUpdate] {
-        var list = [table[id]!.update]
-        for p in known where p != id {
-            if list.count >= max(1, settings.maxSyncMembers) { break }
-            list.append(table[p]!.update)
-        }
+        let n = min(table.count, max(1, settings.maxSyncMembers))
+        var list: [MemberUpdate] = []
+        list.reserveCapacity(n)
+        for s in 0..<n { list.append(table.info(at: s)) }
         return list
     }
 
@@ -232,9 +232,9 @@ public struct Membership: Sendable {
                 out.append(.send(.join(updates: [table[id]!.update]), to: peer))
             }
             if settings.deadProbePeriods > 0, periods % settings.deadProbePeriods == 0,
-                !dead.isEmpty
+                !deadSlots.isEmpty
             {
-                let dead = self.dead[Int(rng.next() % UInt64(self.dead.count))]
+                let dead = table.peer(at: Int(deadSlots[Int(rng.next() % UInt64(deadSlots.count))]))
                 // Not a probe: nothing is tracked. Its ack, if it comes, carries the refutation.
                 out.append(.send(.ping(sequence: takeSequence(), updates: piggyback(for: dead)), to: dead))
             }
@@ -275,33 +275,49 @@ public struct Membership: Sendable {
 
     // MARK: Probe order
 
-    /// Round-robin over a seeded shuffle of the active members, reshuffled after each full round.
+    /// One probe round: every slot of `[0, 2^bits)` once, in the order of a seeded bijection of that
+    /// range (odd multiplications, an addition and xor-shifts, each invertible modulo 2^bits), slots
+    /// beyond the table and members not active skipped. A round spans the table as it was when the
+    /// round began; a member learned during a round is probed in it if its slot is in range and its
+    /// turn has not passed, otherwise in the next one.
+    private struct ProbeRound {
+        var bits = 0
+        var next = 1
+        var end = 1
+        var a: UInt64 = 1
+        var b: UInt64 = 0
+        var c: UInt64 = 1
+
+        func slot(_ i: Int) -> Int {
+            let mask = UInt64(end - 1)
+            let half = UInt64(max(1, (bits + 1) / 2))
+            var x = (UInt64(i) &* a &+ b) & mask
+            x ^= x >> half
+            x = (x &* c) & mask
+            x ^= x >> half
+            return Int(x)
+        }
+    }
+
+    /// The next member to probe: round-robin over a seeded pseudo-random order of the active
+    /// members, a new order each round.
     private mutating func nextProbeTarget() -> PeerID? {
         for _ in 0..<2 {
-            while probeIndex < probeOrder.count {
-                let p = probeOrder[probeIndex]
-                probeIndex += 1
-                pendingProbes.remove(p)
-                if let info = table[p], info.status.isActive, p != id { return p }
+            while probeRound.next < probeRound.end {
+                let s = probeRound.slot(probeRound.next)
+                probeRound.next += 1
+                if s != 0, s < table.count, table.records[s].status.isActive { return table.peer(at: s) }
             }
-            var order = active
-            shuffle(&order)
-            probeOrder = order
-            probeIndex = 0
-            pendingProbes = Set(order)
-            if probeOrder.isEmpty { return nil }
+            guard activeOthers > 0 else { return nil }
+            let bits = Int.bitWidth - (table.count - 1).leadingZeroBitCount
+            probeRound = ProbeRound(
+                bits: bits, next: 0, end: 1 << bits, a: rng.next() | 1, b: rng.next(), c: rng.next() | 1)
         }
         return nil
     }
 
-    /// A newly learned member enters the current round at a random position not yet passed.
-    private mutating func insertIntoProbeOrder(_ peer: PeerID) {
-        guard peer != id, !pendingProbes.contains(peer) else { return }
-        let slots = UInt64(probeOrder.count - probeIndex + 1)
-        let at = probeIndex + Int(rng.next() % slots)
-        probeOrder.insert(peer, at: at)
-        pendingProbes.insert(peer)
-    }
+    /// Active members other than this peer.
+    private var activeOthers: Int { activeCount - (table.records[0].status.isActive ? 1 : 0) }
 
     // MARK: Merging (SWIM precedence)
 
@@ -340,7 +356,6 @@ public struct Membership: Sendable {
                 peer: u.peer, status: u.status, incarnation: u.incarnation, load: u.load, loadVersion: u.loadVersion)
             store(info)
             out.append(.statusChanged(u.peer, u.status))
-            if u.status.isActive { insertIntoProbeOrder(u.peer) }
             if u.status == .suspect {
                 out.append(.schedule(.suspicion(u.peer, incarnation: u.incarnation), after: settings.suspicionTimeout))
             }
@@ -361,7 +376,6 @@ public struct Membership: Sendable {
         guard statusWins || loadWins else { return }
         store(info)
         if old.status != info.status { out.append(.statusChanged(u.peer, info.status)) }
-        if !old.status.isActive, info.status.isActive { insertIntoProbeOrder(u.peer) }
         if info.status == .suspect && (old.status != .suspect || old.incarnation != info.incarnation) {
             out.append(.schedule(.suspicion(u.peer, incarnation: info.incarnation), after: settings.suspicionTimeout))
         }
@@ -392,41 +406,21 @@ public struct Membership: Sendable {
     }
 
     private mutating func store(_ info: MemberInfo) {
-        let old = table[info.peer]
-        if let old, old.status.isActive { activeCount -= 1 }
+        let slot = table.slot(of: info.peer)
+        let oldStatus = slot.map { table.records[$0].status }
+        if let oldStatus, oldStatus.isActive { activeCount -= 1 }
         if info.status.isActive { activeCount += 1 }
-        table.store(info)
-        let peer = info.peer
-        if old == nil { Self.insertSorted(peer, into: &known) }
-        guard peer != id else { return }
-        let wasActive = old?.status.isActive ?? false
-        if wasActive != info.status.isActive {
-            if info.status.isActive { Self.insertSorted(peer, into: &active) } else { Self.removeSorted(peer, from: &active) }
-        }
-        let wasDead = old?.status == .dead
+        let s = table.store(info, at: slot)
+        guard s != 0 else { return }
+        let wasDead = oldStatus == .dead
         if wasDead != (info.status == .dead) {
-            if info.status == .dead { Self.insertSorted(peer, into: &dead) } else { Self.removeSorted(peer, from: &dead) }
+            if info.status == .dead {
+                deadSlots.append(Int32(s))
+            } else if let i = deadSlots.firstIndex(of: Int32(s)) {
+                deadSlots.swapAt(i, deadSlots.count - 1)
+                deadSlots.removeLast()
+            }
         }
-    }
-
-    private static func insertionPoint(_ peer: PeerID, in list: [PeerID]) -> Int {
-        var lo = 0
-        var hi = list.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if list[mid] < peer { lo = mid + 1 } else { hi = mid }
-        }
-        return lo
-    }
-
-    private static func insertSorted(_ peer: PeerID, into list: inout [PeerID]) {
-        let i = insertionPoint(peer, in: list)
-        if i == list.count || list[i] != peer { list.insert(peer, at: i) }
-    }
-
-    private static func removeSorted(_ peer: PeerID, from list: inout [PeerID]) {
-        let i = insertionPoint(peer, in: list)
-        if i < list.count, list[i] == peer { list.remove(at: i) }
     }
 
     // MARK: Dissemination
@@ -496,24 +490,33 @@ public struct Membership: Sendable {
     }
 
     /// Up to `k` distinct active members other than self and `excluding`, chosen with the seeded
-    /// generator: by rejection sampling from the sorted `active` list when it is large (O(k), no
-    /// copy), by a partial shuffle of the eligible ones when it is small.
+    /// generator: by rejection sampling over the table's slots when active members are many and
+    /// most of the table (O(k), no copy), else from a list of the eligible ones (O(n)).
     private mutating func chooseActive(_ k: Int, excluding: [PeerID]) -> [PeerID] {
-        let n = active.count
+        let n = activeOthers
+        let slots = table.count
         guard k > 0, n > 0 else { return [] }
-        if n <= 4 * (k + excluding.count) {
-            return choose(k, from: active.filter { !excluding.contains($0) })
+        if n <= 4 * (k + excluding.count) || n * 2 < slots {
+            var eligible: [PeerID] = []
+            eligible.reserveCapacity(n)
+            for s in 1..<slots where table.records[s].status.isActive {
+                let p = table.peer(at: s)
+                if !excluding.contains(p) { eligible.append(p) }
+            }
+            return choose(k, from: eligible)
         }
         var picked: [PeerID] = []
         picked.reserveCapacity(k)
         while picked.count < k {
-            let p = active[Int(rng.next() % UInt64(n))]
+            let s = 1 + Int(rng.next() % UInt64(slots - 1))
+            guard table.records[s].status.isActive else { continue }
+            let p = table.peer(at: s)
             if !excluding.contains(p), !picked.contains(p) { picked.append(p) }
         }
         return picked
     }
 
-    /// Up to `k` distinct members of `candidates` (sorted input), chosen with the seeded generator.
+    /// Up to `k` distinct members of `candidates`, chosen with the seeded generator.
     private mutating func choose(_ k: Int, from candidates: [PeerID]) -> [PeerID] {
         var c = candidates
         let n = min(max(0, k), c.count)
@@ -522,13 +525,5 @@ public struct Membership: Sendable {
             c.swapAt(i, j)
         }
         return Array(c.prefix(n))
-    }
-
-    private mutating func shuffle(_ a: inout [PeerID]) {
-        guard a.count > 1 else { return }
-        for i in stride(from: a.count - 1, to: 0, by: -1) {
-            let j = Int(rng.next() % UInt64(i + 1))
-            a.swapAt(i, j)
-        }
     }
 }
