@@ -440,6 +440,38 @@ private func sends(_ out: [MembershipDirective]) -> [(MembershipMessage, PeerID)
         #expect(m.pendingGossipCount == 0)
     }
 
+    /// A member whose state changes again is re-queued with its count reset: it is sent `limit`
+    /// more times, never twice in one message, and the newest state is what is sent.
+    @Test func requeuedUpdateIsSentAgainFromZero() {
+        var m = Membership(id: PeerID(raw: 1), seed: 1)
+        _ = m.on(.start(seeds: []), now: .zero)
+        for i in UInt64(2)...20 {
+            _ = m.on(.message(.join(updates: [upd(i, .alive, 0)]), from: PeerID(raw: i)), now: .zero)
+        }
+        let limit = m.retransmitLimit
+        var sent: [PeerID: Int] = [:]
+        var rounds = 0
+        func drain(_ m: inout Membership, rounds r: Int) {
+            for _ in 0..<r {
+                let out = m.on(.message(.ping(sequence: UInt64(rounds), updates: []), from: PeerID(raw: 2)), now: .zero)
+                rounds += 1
+                let updates = sends(out)[0].0.updates
+                #expect(Set(updates.map(\.peer)).count == updates.count, "a member twice in one message")
+                for u in updates {
+                    sent[u.peer, default: 0] += 1
+                    if u.peer == PeerID(raw: 7) { #expect(u.incarnation == (sent[u.peer]! > 3 ? 1 : 0)) }
+                }
+            }
+        }
+        // p7 goes out three times, then its state changes (incarnation 1) and it is re-queued.
+        while sent[PeerID(raw: 7), default: 0] < 3 { drain(&m, rounds: 1) }
+        _ = m.on(.message(.ack(sequence: 0, updates: [upd(7, .alive, 1)]), from: PeerID(raw: 3)), now: .zero)
+        drain(&m, rounds: 1000)
+        #expect(m.pendingGossipCount == 0)
+        #expect(sent[PeerID(raw: 7)] == 3 + limit)
+        #expect(sent.filter { $0.key != PeerID(raw: 7) }.values.allSatisfy { $0 == limit })
+    }
+
     @Test func gossipBufferIsBounded() {
         var s = MembershipSettings()
         s.maxGossipUpdates = 10

@@ -1,12 +1,16 @@
 /// What a peer knows of every member, in compact contiguous storage.
 ///
-/// - A 16-byte record per member, by dense slot: the peer id, a 32-bit incarnation and the status.
+/// - A 16-byte record per member, by dense slot: the peer id, a 32-bit incarnation, the status and
+///   how many times its update was gossiped.
 /// - An open-addressing index from the 64-bit peer id to the slot (a multiplicative hash; no
 ///   per-lookup SipHash, which dominated the simulator's profile). Its entries are slot + 1 in 16
 ///   bits while the table holds fewer than 65,535 members, in 32 bits beyond; the key is the
 ///   record's own peer id, so the index stores no keys.
 /// - Load reports (a 32-bit `loadVersion` and the `PeerLoad`) in side arrays that exist only once
 ///   some member has reported a load: a cluster that gossips no load pays nothing for them.
+///
+/// - The gossip queue: queued slots in lanes by times sent, first in first out within a lane (see
+///   `takeGossip`), costing nothing when nothing is queued.
 ///
 /// Members are never removed (a dead or departed member keeps its slot: its incarnation is what
 /// lets a later refutation win), so slots are stable and the index never needs tombstones.
@@ -19,7 +23,16 @@ struct MemberTable: Sendable {
         var peer: UInt64
         var incarnation: UInt32
         var status: MemberStatus
+        /// Times the member's update was piggybacked since it was last queued (its gossip lane), or
+        /// `notQueued`.
+        var sent: UInt8 = MemberTable.notQueued
     }
+
+    static let notQueued: UInt8 = 0xFF
+    /// Marks a member picked by `takeGossip` while the lanes are scanned.
+    private static let picking: UInt8 = 0xFE
+    /// Highest retransmit limit the queue supports (the lane of a member is a byte).
+    static let maxSends = 0xFD
 
     /// Incarnations and load versions must be below this to be stored.
     static let maxCounter = UInt64(UInt32.max)
@@ -35,12 +48,19 @@ struct MemberTable: Sendable {
     private var loadVersions: [UInt32] = []
     private var loads: [PeerLoad] = []
 
-    /// Times each member's update was piggybacked since it was last queued; -1 when not queued.
-    private(set) var gossipSent: [Int32] = []
-    /// Slots queued for gossip (any order: selection is by the total order (sent, peer)).
-    private(set) var queued: [Int32] = []
-    /// Each slot's position in `queued`, or -1.
-    private var queuePosition: [Int32] = []
+    /// Gossip lanes by times sent. A lane entry is live while its member's `sent` equals the lane;
+    /// re-queuing a member leaves its old entry behind, skipped and dropped when reached.
+    private var lanes: [Lane] = []
+    /// Members queued for gossip.
+    private(set) var queuedCount = 0
+    /// Entries in all lanes, live or left behind (compacted when they outnumber live ones).
+    private var laneEntries = 0
+
+    private struct Lane: Sendable {
+        var slots: [Int32] = []
+        var head = 0
+        var isEmpty: Bool { head == slots.count }
+    }
 
     init() {
         index16 = Array(repeating: 0, count: 16)
@@ -103,17 +123,15 @@ struct MemberTable: Sendable {
         precondition(
             info.incarnation < Self.maxCounter && info.loadVersion < Self.maxCounter,
             "\(info.peer): incarnation \(info.incarnation) or load version \(info.loadVersion) does not fit 32 bits")
-        let record = Record(peer: info.peer.raw, incarnation: UInt32(info.incarnation), status: info.status)
         let s: Int
         if let existing = knownSlot {
             s = existing
-            records[s] = record
+            records[s].incarnation = UInt32(info.incarnation)
+            records[s].status = info.status
         } else {
             if (records.count + 1) * 2 > mask + 1 { grow() }
             s = records.count
-            records.append(record)
-            gossipSent.append(-1)
-            queuePosition.append(-1)
+            records.append(Record(peer: info.peer.raw, incarnation: UInt32(info.incarnation), status: info.status))
             if !loads.isEmpty {
                 loads.append(PeerLoad())
                 loadVersions.append(0)
@@ -164,35 +182,129 @@ struct MemberTable: Sendable {
 
     /// Queues (or re-queues, with its count reset) the member in `slot` for gossip.
     mutating func queue(_ slot: Int) {
-        gossipSent[slot] = 0
-        if queuePosition[slot] < 0 {
-            queuePosition[slot] = Int32(queued.count)
-            queued.append(Int32(slot))
+        let sent = records[slot].sent
+        if sent == 0 { return }
+        if sent == Self.notQueued { queuedCount += 1 }
+        records[slot].sent = 0
+        append(slot, lane: 0)
+    }
+
+    /// Removes every member from the gossip queue.
+    mutating func unqueueAll() {
+        for lane in lanes {
+            for s in lane.slots[lane.head...] { records[Int(s)].sent = Self.notQueued }
+        }
+        releaseLanes()
+    }
+
+    /// Drops one member from a full queue: the longest-waiting one among the most-sent (so a
+    /// member just queued goes only if every other is unsent too and queued after it).
+    mutating func dropMostSent() {
+        var lane = lanes.count - 1
+        while lane >= 0 {
+            while !lanes[lane].isEmpty {
+                let s = Int(lanes[lane].slots[lanes[lane].head])
+                lanes[lane].head += 1
+                laneEntries -= 1
+                if records[s].sent == UInt8(lane) {
+                    records[s].sent = Self.notQueued
+                    queuedCount -= 1
+                    if queuedCount == 0 { releaseLanes() }
+                    return
+                }
+            }
+            lane -= 1
         }
     }
 
-    /// Removes the member in `slot` from the gossip queue.
-    mutating func unqueue(_ slot: Int) {
-        let p = Int(queuePosition[slot])
-        guard p >= 0 else { return }
-        let last = queued.removeLast()
-        if p < queued.count {
-            queued[p] = last
-            queuePosition[Int(last)] = Int32(p)
+    /// Appends to `out` the current state of up to `k` queued members, the least-sent first and, at
+    /// equal counts, the longest-waiting first; counts them as sent once more, retiring those sent
+    /// `limit` times. The member in `skip` is counted but not appended (the caller already put it
+    /// in the message). O(k) plus the entries left behind that it drops.
+    mutating func takeGossip(_ k: Int, limit: Int, skip: Int?, into out: inout [MemberUpdate]) {
+        guard k > 0, queuedCount > 0 else { return }
+        let limit = min(max(1, limit), Self.maxSends)
+        var picked: [(slot: Int32, lane: Int)] = []
+        picked.reserveCapacity(min(k, queuedCount))
+        var lane = 0
+        while picked.count < k && lane < lanes.count {
+            while picked.count < k && !lanes[lane].isEmpty {
+                let s = lanes[lane].slots[lanes[lane].head]
+                lanes[lane].head += 1
+                laneEntries -= 1
+                if records[Int(s)].sent == UInt8(lane) {
+                    records[Int(s)].sent = Self.picking
+                    picked.append((s, lane))
+                }
+            }
+            compact(lane)
+            lane += 1
         }
-        queuePosition[slot] = -1
-        gossipSent[slot] = -1
+        for (s, lane) in picked {
+            let slot = Int(s)
+            if slot != skip { out.append(info(at: slot)) }
+            let sent = lane + 1
+            if sent >= limit {
+                records[slot].sent = Self.notQueued
+                queuedCount -= 1
+            } else {
+                records[slot].sent = UInt8(sent)
+                append(slot, lane: sent)
+            }
+        }
+        if queuedCount == 0 { releaseLanes() }
     }
 
-    mutating func markSent(_ slot: Int) {
-        gossipSent[slot] += 1
+    private mutating func append(_ slot: Int, lane: Int) {
+        while lanes.count <= lane { lanes.append(Lane()) }
+        lanes[lane].slots.append(Int32(slot))
+        laneEntries += 1
+        if laneEntries > 2 * queuedCount + 64 { rebuildLanes() }
+    }
+
+    /// Reclaims the consumed front of a lane. A burst (a join storm queues every member) moves from
+    /// lane to lane, so a lane's storage is given back rather than kept at its peak.
+    private mutating func compact(_ lane: Int) {
+        let head = lanes[lane].head
+        let count = lanes[lane].slots.count
+        if head == count {
+            lanes[lane].slots.removeAll(keepingCapacity: lanes[lane].slots.capacity <= 64)
+            lanes[lane].head = 0
+        } else if head >= 32 && head * 2 >= count {
+            lanes[lane].slots = Array(lanes[lane].slots[head...])
+            lanes[lane].head = 0
+        }
+    }
+
+    /// Keeps only live entries, once each, in their order.
+    private mutating func rebuildLanes() {
+        var kept: [Lane] = []
+        kept.reserveCapacity(lanes.count)
+        for (c, lane) in lanes.enumerated() {
+            var live = Lane()
+            for s in lane.slots[lane.head...] where records[Int(s)].sent == UInt8(c) {
+                records[Int(s)].sent = Self.picking
+                live.slots.append(s)
+            }
+            kept.append(live)
+        }
+        for (c, lane) in kept.enumerated() {
+            for s in lane.slots { records[Int(s)].sent = UInt8(c) }
+        }
+        lanes = kept
+        laneEntries = lanes.reduce(0) { $0 + $1.slots.count }
+    }
+
+    private mutating func releaseLanes() {
+        lanes = []
+        laneEntries = 0
+        queuedCount = 0
     }
 
     /// Bytes held by the table's arrays (capacity times stride).
     var estimatedHeapBytes: Int {
         HeapSize.array(records) + HeapSize.array(index16) + HeapSize.array(index32) + HeapSize.array(loadVersions)
-            + HeapSize.array(loads) + HeapSize.array(gossipSent) + HeapSize.array(queued)
-            + HeapSize.array(queuePosition)
+            + HeapSize.array(loads) + HeapSize.array(lanes) + lanes.reduce(0) { $0 + HeapSize.array($1.slots) }
     }
 }
 

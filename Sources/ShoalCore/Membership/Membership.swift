@@ -69,7 +69,7 @@ public struct Membership: Sendable {
     public var isJoined: Bool { joined }
 
     /// Number of updates waiting in the dissemination buffer.
-    public var pendingGossipCount: Int { table.queued.count }
+    public var pendingGossipCount: Int { table.queuedCount }
 
     /// Most times one update is piggybacked with the current cluster size.
     public var retransmitLimit: Int {
@@ -156,7 +156,7 @@ public struct Membership: Sendable {
         }
         probes.removeAll()
         relays.removeAll()
-        for slot in table.queued.reversed() { table.unqueue(Int(slot)) }
+        table.unqueueAll()
     }
 
     // MARK: Messages
@@ -431,54 +431,25 @@ public struct Membership: Sendable {
         }
         table.queue(slot)
         let bound = max(1, settings.maxGossipUpdates)
-        while table.queued.count > bound {
-            // Drop the most-sent (ties: the highest peer id), never the one just added if avoidable.
-            var victim = Int(table.queued[0])
-            for s in table.queued.dropFirst() where gossipKey(Int(s)) > gossipKey(victim) { victim = Int(s) }
-            table.unqueue(victim)
-        }
+        while table.queuedCount > bound { table.dropMostSent() }
     }
 
-    /// The total order of the gossip queue: least-sent first, then by peer.
-    private func gossipKey(_ slot: Int) -> GossipKey {
-        GossipKey(sent: table.gossipSent[slot], peer: table.peer(at: slot))
-    }
-
-    private struct GossipKey: Comparable {
-        var sent: Int32
-        var peer: PeerID
-        static func < (a: GossipKey, b: GossipKey) -> Bool { a.sent != b.sent ? a.sent < b.sent : a.peer < b.peer }
-    }
-
-    /// The least-sent updates, at most `maxPiggyback`; each is retired after `retransmitLimit` sends.
-    /// A recipient we suspect (or believe dead) always hears of it first, so it can refute without
-    /// waiting for gossip.
+    /// The least-sent updates (the longest-waiting first at equal counts), at most `maxPiggyback`;
+    /// each is retired after `retransmitLimit` sends. A recipient we suspect (or believe dead)
+    /// always hears of it first, so it can refute without waiting for gossip.
     private mutating func piggyback(for recipient: PeerID) -> [MemberUpdate] {
         var result: [MemberUpdate] = []
         guard settings.maxPiggyback > 0 else { return [] }
-        if let r = table[recipient], r.status == .suspect || r.status == .dead {
-            result.append(r.update)
+        let recipientSlot = table.slot(of: recipient)
+        var skip: Int? = nil
+        if let r = recipientSlot, table.records[r].status == .suspect || table.records[r].status == .dead {
+            result.append(table.info(at: r))
+            skip = r
         }
-        guard !table.queued.isEmpty, result.count < settings.maxPiggyback else { return result }
-        let limit = Int32(retransmitLimit)
-        // The k least-sent by the total order (sent, peer): a bounded insertion selection over the
-        // queue, so the queue's own order cannot affect the result and no full sort is needed.
+        guard table.queuedCount > 0, result.count < settings.maxPiggyback else { return result }
         let k = settings.maxPiggyback - result.count
-        var chosen: [(key: GossipKey, slot: Int)] = []
-        chosen.reserveCapacity(k + 1)
-        for s in table.queued {
-            let key = gossipKey(Int(s))
-            if chosen.count == k, let last = chosen.last, !(key < last.key) { continue }
-            let at = chosen.firstIndex { key < $0.key } ?? chosen.count
-            chosen.insert((key, Int(s)), at: at)
-            if chosen.count > k { chosen.removeLast() }
-        }
-        let alreadyHasRecipient = !result.isEmpty
-        for (key, slot) in chosen {
-            if !(alreadyHasRecipient && key.peer == recipient) { result.append(table.info(at: slot)) }
-            table.markSent(slot)
-            if table.gossipSent[slot] >= limit { table.unqueue(slot) }
-        }
+        result.reserveCapacity(result.count + min(k, table.queuedCount))
+        table.takeGossip(k, limit: retransmitLimit, skip: skip, into: &result)
         return result
     }
 
