@@ -222,6 +222,57 @@ private func sends(_ out: [MembershipDirective]) -> [(MembershipMessage, PeerID)
         #expect(with <= 8, "seed 21")
     }
 
+    /// Anti-entropy sends a digest, not a view: a partner whose view agrees sends nothing back; one
+    /// that differs sends only the members of the differing buckets, which include the difference.
+    @Test func antiEntropyExchangesOnlyDifferingDigestBuckets() {
+        var s = MembershipSettings()
+        s.syncEveryPeriods = 1
+        var a = Membership(id: PeerID(raw: 1), settings: s, seed: 1)
+        var b = Membership(id: PeerID(raw: 2), settings: s, seed: 2)
+        _ = a.on(.start(seeds: []), now: .zero)
+        _ = b.on(.start(seeds: []), now: .zero)
+        let view = [upd(1, .alive, 0), upd(2, .alive, 0)] + (UInt64(3)...200).map { upd($0, .alive, 0) }
+        _ = a.on(.message(.joinReply(members: view), from: PeerID(raw: 2)), now: .zero)
+        _ = b.on(.message(.joinReply(members: view), from: PeerID(raw: 1)), now: .zero)
+        func syncRequest(_ m: inout Membership) -> MembershipMessage? {
+            sends(m.on(.timer(.protocolPeriod), now: .zero)).first {
+                if case .sync = $0.0 { true } else { false }
+            }?.0
+        }
+        guard let request = syncRequest(&a), case .sync(let digest, let updates) = request else {
+            Issue.record("expected a sync request")
+            return
+        }
+        #expect(digest.count == 32)  // 200 members, about 8 a bucket
+        #expect(updates == [upd(1, .alive, 0)])
+        #expect(request.byteSize < 400)
+        // Same views: no reply at all.
+        #expect(sends(b.on(.message(request, from: PeerID(raw: 1)), now: .zero)).isEmpty)
+        // b learns that p77 is dead at incarnation 0 and of a new member p500: a pulls just those buckets.
+        let news = MembershipMessage.ack(sequence: 1, updates: [upd(77, .dead, 0), upd(500, .alive, 0)])
+        _ = b.on(.message(news, from: PeerID(raw: 3)), now: .zero)
+        let replies = sends(b.on(.message(request, from: PeerID(raw: 1)), now: .zero))
+        guard replies.count == 1, case .syncReply(let members) = replies[0].0 else {
+            Issue.record("expected one sync reply, got \(replies)")
+            return
+        }
+        #expect(members.contains(upd(77, .dead, 0)))
+        #expect(members.contains(upd(500, .alive, 0)))
+        #expect(members.count < 40, "\(members.count) members for two differing buckets of about 8")
+        _ = a.on(.message(replies[0].0, from: PeerID(raw: 2)), now: .zero)
+        #expect(a.member(PeerID(raw: 77))?.status == .dead)
+        #expect(a.member(PeerID(raw: 500))?.status == .alive)
+        // Views agree again: the next sync from a gets no reply.
+        guard let again = syncRequest(&a) else {
+            Issue.record("expected a sync request")
+            return
+        }
+        #expect(sends(b.on(.message(again, from: PeerID(raw: 1)), now: .zero)).isEmpty)
+        // A malformed digest (not a power of two up to 64 buckets) is ignored.
+        let bad = MembershipMessage.sync(digest: [1, 2, 3], updates: [])
+        #expect(sends(b.on(.message(bad, from: PeerID(raw: 1)), now: .zero)).isEmpty)
+    }
+
     @Test func silentPeerIsSuspectedThenDeclaredDeadByEveryone() {
         var c = Cluster.formed(10, seed: 7)
         c.down.insert(PeerID(raw: 4))

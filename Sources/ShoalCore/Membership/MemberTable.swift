@@ -9,6 +9,8 @@
 /// - Load reports (a 32-bit `loadVersion` and the `PeerLoad`) in side arrays that exist only once
 ///   some member has reported a load: a cluster that gossips no load pays nothing for them.
 ///
+/// - A digest of the whole view for anti-entropy: 64 sums of per-member hashes, kept up to date by
+///   `store` (see `digest(buckets:)`).
 /// - The gossip queue: queued slots in lanes by times sent, first in first out within a lane (see
 ///   `takeGossip`), costing nothing when nothing is queued.
 ///
@@ -61,6 +63,9 @@ struct MemberTable: Sendable {
         var head = 0
         var isEmpty: Bool { head == slots.count }
     }
+
+    /// Sums (wrapping) of `digestHash` over the members of each of the 64 digest buckets.
+    private var digestSums: [UInt64] = Array(repeating: 0, count: MemberTable.digestBuckets)
 
     init() {
         index16 = Array(repeating: 0, count: 16)
@@ -126,6 +131,7 @@ struct MemberTable: Sendable {
         let s: Int
         if let existing = knownSlot {
             s = existing
+            digestSums[Self.digestBucket(info.peer.raw)] &-= digestHash(at: s)
             records[s].incarnation = UInt32(info.incarnation)
             records[s].status = info.status
         } else {
@@ -147,7 +153,63 @@ struct MemberTable: Sendable {
             loads[s] = info.load
             loadVersions[s] = UInt32(info.loadVersion)
         }
+        digestSums[Self.digestBucket(info.peer.raw)] &+= digestHash(at: s)
         return s
+    }
+
+    // MARK: Digest
+
+    static let digestBuckets = 64
+
+    /// The digest bucket of a peer id, in [0, 64): the top bits of a multiplicative hash.
+    private static func digestBucket(_ raw: UInt64) -> Int {
+        Int(truncatingIfNeeded: (raw &* 0xD6E8_FEB8_6659_FD93) >> 58)
+    }
+
+    /// A hash of what anti-entropy compares about the member in `slot`: its id, incarnation, status
+    /// and load version. The same function on every peer.
+    private func digestHash(at slot: Int) -> UInt64 {
+        let r = records[slot]
+        let version = loadVersions.isEmpty ? 0 : UInt64(loadVersions[slot])
+        let state = (UInt64(r.incarnation) << 32 | version) &+ UInt64(r.status.rawValue) &* 0x9E37_79B9_7F4A_7C15
+        return Self.mix(r.peer ^ Self.mix(state))
+    }
+
+    private static func mix(_ x: UInt64) -> UInt64 {
+        var z = x &+ 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// The view's digest in `n` buckets (a power of two, 1 to 64): bucket `i` sums the members
+    /// whose digest bucket divided by `64 / n` is `i`. Two views with equal digests hold the same
+    /// (incarnation, status, load version) for the same members, but for a 64-bit hash collision.
+    func digest(buckets n: Int) -> [UInt64] {
+        precondition(n >= 1 && n <= Self.digestBuckets && n & (n - 1) == 0, "digest of \(n) buckets")
+        let shift = (Self.digestBuckets / n).trailingZeroBitCount
+        var d = [UInt64](repeating: 0, count: n)
+        for i in 0..<Self.digestBuckets { d[i >> shift] &+= digestSums[i] }
+        return d
+    }
+
+    /// The members (current state, slot order, at most `limit`) in the buckets where this view's
+    /// digest differs from `other`; nil if `other` is not a digest of 1 to 64 buckets (a power of
+    /// two).
+    func members(differingFrom other: [UInt64], limit: Int) -> [MemberUpdate]? {
+        let n = other.count
+        guard n >= 1, n <= Self.digestBuckets, n & (n - 1) == 0 else { return nil }
+        let mine = digest(buckets: n)
+        var differing: UInt64 = 0
+        for i in 0..<n where mine[i] != other[i] { differing |= 1 << UInt64(i) }
+        guard differing != 0, limit > 0 else { return [] }
+        let shift = (Self.digestBuckets / n).trailingZeroBitCount
+        var out: [MemberUpdate] = []
+        for s in records.indices where differing & (1 << UInt64(Self.digestBucket(records[s].peer) >> shift)) != 0 {
+            out.append(info(at: s))
+            if out.count >= limit { break }
+        }
+        return out
     }
 
     private mutating func place(_ raw: UInt64, slot: Int) {
@@ -303,7 +365,8 @@ struct MemberTable: Sendable {
 
     /// Bytes held by the table's arrays (capacity times stride).
     var estimatedHeapBytes: Int {
-        HeapSize.array(records) + HeapSize.array(index16) + HeapSize.array(index32) + HeapSize.array(loadVersions)
+        HeapSize.array(records) + HeapSize.array(digestSums) + HeapSize.array(index16) + HeapSize.array(index32)
+            + HeapSize.array(loadVersions)
             + HeapSize.array(loads) + HeapSize.array(lanes) + lanes.reduce(0) { $0 + HeapSize.array($1.slots) }
     }
 }

@@ -171,7 +171,10 @@ public struct Membership: Sendable {
             return
         }
         let isReply: Bool
-        if case .joinReply = message { isReply = true } else { isReply = false }
+        switch message {
+        case .joinReply, .syncReply: isReply = true
+        default: isReply = false
+        }
         for u in message.updates { merge(u, gossip: !isReply, into: &out) }
         noteSender(from, into: &out)
 
@@ -198,6 +201,11 @@ public struct Membership: Sendable {
         case .join:
             out.append(.send(.joinReply(members: syncList()), to: from))
         case .joinReply:
+            joined = true
+        case .sync(let digest, _):
+            let differing = table.members(differingFrom: digest, limit: max(1, settings.maxSyncMembers)) ?? []
+            if !differing.isEmpty { out.append(.send(.syncReply(members: differing), to: from)) }
+        case .syncReply:
             joined = true
         }
     }
@@ -229,7 +237,8 @@ public struct Membership: Sendable {
             if settings.syncEveryPeriods > 0, periods % settings.syncEveryPeriods == 0,
                 let peer = chooseActive(1, excluding: []).first
             {
-                out.append(.send(.join(updates: [table[id]!.update]), to: peer))
+                let digest = table.digest(buckets: digestBuckets)
+                out.append(.send(.sync(digest: digest, updates: [table.info(at: 0)]), to: peer))
             }
             if settings.deadProbePeriods > 0, periods % settings.deadProbePeriods == 0,
                 !deadSlots.isEmpty
@@ -314,6 +323,12 @@ public struct Membership: Sendable {
                 bits: bits, next: 0, end: 1 << bits, a: rng.next() | 1, b: rng.next(), c: rng.next() | 1)
         }
         return nil
+    }
+
+    /// Buckets of the anti-entropy digest this peer sends: about 8 members a bucket, 1 to 64.
+    private var digestBuckets: Int {
+        let wanted = (table.count + 7) / 8
+        return min(MemberTable.digestBuckets, wanted <= 1 ? 1 : 1 << (Int.bitWidth - (wanted - 1).leadingZeroBitCount))
     }
 
     /// Active members other than this peer.
