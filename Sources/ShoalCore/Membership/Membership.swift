@@ -32,11 +32,12 @@ public struct Membership: Sendable {
     private var periods = 0
     private enum ProbePhase { case direct, indirect }
     private struct Probe { var target: PeerID; var phase: ProbePhase }
-    /// Our own probes still waiting for an ack, by sequence.
-    private var probes: [UInt64: Probe] = [:]
+    /// Our own probes still waiting for an ack, by sequence (one or two at a time: a small list
+    /// searched linearly beats hashing).
+    private var probes = SmallMap<Probe>()
     /// Pings we sent on someone's behalf: our sequence -> (requester, their sequence).
     private struct Relay { var requester: PeerID; var sequence: UInt64; var target: PeerID }
-    private var relays: [UInt64: Relay] = [:]
+    private var relays = SmallMap<Relay>()
 
     // Dissemination: the gossip queue lives in `table` (a slot and a send count per member; the
     // update sent is the member's current state).
@@ -83,7 +84,7 @@ public struct Membership: Sendable {
     /// allocator overhead and message arrays it has handed out. For benchmarks.
     public var estimatedHeapBytes: Int {
         table.estimatedHeapBytes + HeapSize.array(seeds) + HeapSize.array(deadSlots)
-            + HeapSize.dictionary(probes) + HeapSize.dictionary(relays)
+            + probes.estimatedHeapBytes + relays.estimatedHeapBytes
     }
 
     // MARK: Events
@@ -182,8 +183,8 @@ public struct Membership: Sendable {
         case .ping(let seq, _):
             out.append(.send(.ack(sequence: seq, updates: piggyback(for: from)), to: from))
         case .ack(let seq, _):
-            if probes.removeValue(forKey: seq) != nil { return }
-            if let relay = relays.removeValue(forKey: seq), relay.target == from {
+            if probes.remove(seq) != nil { return }
+            if let relay = relays.remove(seq), relay.target == from {
                 out.append(
                     .send(.ack(sequence: relay.sequence, updates: piggyback(for: relay.requester)), to: relay.requester)
                 )
@@ -253,7 +254,7 @@ public struct Membership: Sendable {
             out.append(.send(.ping(sequence: seq, updates: piggyback(for: target)), to: target))
             out.append(.schedule(.pingTimeout(sequence: seq), after: settings.pingTimeout))
         case .pingTimeout(let seq):
-            if relays.removeValue(forKey: seq) != nil { return }
+            if relays.remove(seq) != nil { return }
             guard var probe = probes[seq], probe.phase == .direct else { return }
             probe.phase = .indirect
             probes[seq] = probe
@@ -512,4 +513,48 @@ public struct Membership: Sendable {
         }
         return Array(c.prefix(n))
     }
+}
+
+/// A few values by 64-bit key in a list searched linearly: the machine's outstanding probes and
+/// relays, a handful at a time, where hashing cost more than the search.
+struct SmallMap<Value: Sendable>: Sendable {
+    private var keys: [UInt64] = []
+    private var values: [Value] = []
+
+    var count: Int { keys.count }
+
+    subscript(key: UInt64) -> Value? {
+        get { keys.firstIndex(of: key).map { values[$0] } }
+        set {
+            if let i = keys.firstIndex(of: key) {
+                if let newValue {
+                    values[i] = newValue
+                } else {
+                    _ = remove(at: i)
+                }
+            } else if let newValue {
+                keys.append(key)
+                values.append(newValue)
+            }
+        }
+    }
+
+    /// Removes and returns the value under `key`.
+    mutating func remove(_ key: UInt64) -> Value? {
+        keys.firstIndex(of: key).map { remove(at: $0) }
+    }
+
+    private mutating func remove(at i: Int) -> Value {
+        keys.swapAt(i, keys.count - 1)
+        values.swapAt(i, values.count - 1)
+        keys.removeLast()
+        return values.removeLast()
+    }
+
+    mutating func removeAll() {
+        keys.removeAll()
+        values.removeAll()
+    }
+
+    var estimatedHeapBytes: Int { HeapSize.array(keys) + HeapSize.array(values) }
 }
