@@ -81,10 +81,32 @@ struct BenchSimulator: ParsableCommand {
                 "  resident set: grew \(mb(Double(after.rss - before.rss))) (\(kb(Double(after.rss - before.rss) / n)) "
                     + "per peer); peak \(mb(Double(after.peakRSS)))")
         }
+        let (bare, loaded) = Self.machineFootprints(members: peers)
+        print(
+            "  one machine with \(peers) members and an empty gossip queue, computed: \(kb(Double(bare))) with no "
+                + "load reports; \(kb(Double(loaded))) when every member reports a load")
         if runs > 1 {
             let sorted = rates.sorted()
             print("events/s: best \(grouped(Int(sorted.last!))), median \(grouped(Int(sorted[sorted.count / 2])))")
         }
+    }
+
+    /// `Membership.estimatedHeapBytes` of one machine that learned `members` members by a join reply
+    /// (so nothing is queued for gossip), without and with a load report from every member.
+    static func machineFootprints(members: Int) -> (bare: Int, loaded: Int) {
+        func footprint(load: PeerLoad?) -> Int {
+            var m = Membership(id: PeerID(raw: 0), seed: 1)
+            _ = m.on(.start(seeds: []), now: .zero)
+            let view = (1..<max(1, members)).map {
+                MemberUpdate(
+                    peer: PeerID(raw: UInt64($0)), status: .alive, incarnation: 0, load: load ?? PeerLoad(),
+                    loadVersion: load == nil ? 0 : 1)
+            }
+            _ = m.on(.message(.joinReply(members: view), from: PeerID(raw: 1)), now: .zero)
+            return m.estimatedHeapBytes
+        }
+        let load = PeerLoad(freeSlots: 8, readyTasks: 3, storedBytes: 1 << 30, catalogue: 0xFF)
+        return (footprint(load: nil), footprint(load: load))
     }
 
     private func fmt(_ x: Double) -> String {
