@@ -46,7 +46,7 @@ public struct Membership: Sendable {
         self.id = id
         self.settings = settings
         self.rng = SeededGenerator(seed: seed ^ (id.raw &* 0x9E37_79B9_7F4A_7C15))
-        store(MemberInfo(peer: id, status: .alive, incarnation: 0))
+        _ = store(MemberInfo(peer: id, status: .alive, incarnation: 0), at: nil)
     }
 
     // MARK: Queries
@@ -140,8 +140,8 @@ public struct Membership: Sendable {
         else { return }
         me.load = load
         me.loadVersion &+= 1
-        store(me)
-        if started && !hasLeft { enqueue(me.update) }
+        _ = store(me, at: 0)
+        if started && !hasLeft { enqueue(slot: 0) }
     }
 
     private mutating func onLeave(into out: inout [MembershipDirective]) {
@@ -149,7 +149,7 @@ public struct Membership: Sendable {
         hasLeft = true
         var me = table[id]!
         me.status = .left
-        store(me)
+        _ = store(me, at: 0)
         out.append(.statusChanged(id, .left))
         let targets = chooseActive(settings.leaveFanout, excluding: [])
         for t in targets {
@@ -213,7 +213,7 @@ public struct Membership: Sendable {
 
     /// A message from a peer we do not know adds it as alive (incarnation 0).
     private mutating func noteSender(_ peer: PeerID, into out: inout [MembershipDirective]) {
-        guard table[peer] == nil else { return }
+        guard table.slot(of: peer) == nil else { return }
         merge(MemberUpdate(peer: peer, status: .alive, incarnation: 0), gossip: true, into: &out)
     }
 
@@ -367,17 +367,18 @@ public struct Membership: Sendable {
             mergeAboutSelf(u)
             return
         }
-        guard let old = table[u.peer] else {
+        guard let slot = table.slot(of: u.peer) else {
             let info = MemberInfo(
                 peer: u.peer, status: u.status, incarnation: u.incarnation, load: u.load, loadVersion: u.loadVersion)
-            store(info)
+            let slot = store(info, at: nil)
             out.append(.statusChanged(u.peer, u.status))
             if u.status == .suspect {
                 out.append(.schedule(.suspicion(u.peer, incarnation: u.incarnation), after: settings.suspicionTimeout))
             }
-            if shouldGossip { enqueue(info.update) }
+            if shouldGossip { enqueue(slot: slot) }
             return
         }
+        let old = table.info(at: slot)
         var info = old
         let statusWins = Self.overrides(u, old)
         if statusWins {
@@ -390,19 +391,20 @@ public struct Membership: Sendable {
             info.loadVersion = u.loadVersion
         }
         guard statusWins || loadWins else { return }
-        store(info)
+        _ = store(info, at: slot)
         if old.status != info.status { out.append(.statusChanged(u.peer, info.status)) }
         if info.status == .suspect && (old.status != .suspect || old.incarnation != info.incarnation) {
             out.append(.schedule(.suspicion(u.peer, incarnation: info.incarnation), after: settings.suspicionTimeout))
         }
-        if shouldGossip { enqueue(info.update) }
+        if shouldGossip { enqueue(slot: slot) }
     }
 
     /// Updates about ourselves. Suspected or declared dead at our incarnation or later: bump it
     /// and gossip alive (refutation). A report from a previous life of this peer (higher
     /// incarnation or load version than ours) is overtaken so our own reports win again.
     private mutating func mergeAboutSelf(_ u: MemberUpdate) {
-        guard var me = table[id], me.status == .alive else { return }
+        var me = table.info(at: 0)
+        guard me.status == .alive else { return }
         var changed = false
         if u.status != .alive {
             // Refute: a report at our incarnation or later needs a higher one. A report at an older
@@ -417,17 +419,18 @@ public struct Membership: Sendable {
             me.loadVersion = u.loadVersion &+ 1
             changed = true
         }
-        store(me)
-        if changed { enqueue(me.update) }
+        _ = store(me, at: 0)
+        if changed { enqueue(slot: 0) }
     }
 
-    private mutating func store(_ info: MemberInfo) {
-        let slot = table.slot(of: info.peer)
+    /// Stores `info` in `slot` (which must be `table.slot(of: info.peer)`; this peer is slot 0)
+    /// and keeps the active count and the dead list; returns the slot.
+    private mutating func store(_ info: MemberInfo, at slot: Int?) -> Int {
         let oldStatus = slot.map { table.records[$0].status }
         if let oldStatus, oldStatus.isActive { activeCount -= 1 }
         if info.status.isActive { activeCount += 1 }
         let s = table.store(info, at: slot)
-        guard s != 0 else { return }
+        guard s != 0 else { return s }
         let wasDead = oldStatus == .dead
         if wasDead != (info.status == .dead) {
             if info.status == .dead {
@@ -437,14 +440,12 @@ public struct Membership: Sendable {
                 deadSlots.removeLast()
             }
         }
+        return s
     }
 
     // MARK: Dissemination
 
-    private mutating func enqueue(_ u: MemberUpdate) {
-        guard let slot = table.slot(of: u.peer) else {
-            preconditionFailure("gossip about \(u.peer), which is not in the table")
-        }
+    private mutating func enqueue(slot: Int) {
         table.queue(slot)
         let bound = max(1, settings.maxGossipUpdates)
         while table.queuedCount > bound { table.dropMostSent() }
