@@ -542,12 +542,40 @@ private func sends(_ out: [MembershipDirective]) -> [(MembershipMessage, PeerID)
         for i in UInt64(1)...20 {
             _ = m.on(.message(.join(updates: [upd(i, .alive, 0)]), from: PeerID(raw: i)), now: .zero)
         }
-        let out = m.on(.message(.join(updates: [upd(21, .alive, 0)]), from: PeerID(raw: 21)), now: .zero)
-        guard case .joinReply(let members) = sends(out)[0].0 else {
-            Issue.record("expected a join reply")
-            return
+        // The seed first, then 4 others; the others start at a random slot, so replies cut by the
+        // bound do not always name the same members.
+        var named: Set<UInt64> = []
+        for j in UInt64(21)...40 {
+            let out = m.on(.message(.join(updates: [upd(j, .alive, 0)]), from: PeerID(raw: j)), now: .zero)
+            guard case .joinReply(let members) = sends(out)[0].0 else {
+                Issue.record("expected a join reply")
+                return
+            }
+            #expect(members.count == 5)
+            #expect(members.first?.peer.raw == 50)
+            #expect(Set(members.map(\.peer)).count == 5)
+            named.formUnion(members.dropFirst().map(\.peer.raw))
         }
-        #expect(members.map(\.peer.raw) == [50, 1, 2, 3, 4])
+        #expect(named.count > 20, "replies named only \(named.sorted())")
+    }
+
+    /// A sync reply cut by the bound also starts at a random slot: repeated pulls cover the view.
+    @Test func boundedSyncRepliesCoverTheView() {
+        var s = MembershipSettings()
+        s.maxSyncMembers = 10
+        var m = Membership(id: PeerID(raw: 1), settings: s, seed: 1)
+        _ = m.on(.start(seeds: []), now: .zero)
+        let view = (UInt64(2)...100).map { upd($0, .alive, 0) }
+        _ = m.on(.message(.joinReply(members: view), from: PeerID(raw: 2)), now: .zero)
+        var learned: Set<PeerID> = []
+        for _ in 0..<60 {
+            let request = MembershipMessage.sync(digest: [0], updates: [])
+            for (reply, _) in sends(m.on(.message(request, from: PeerID(raw: 2)), now: .zero)) {
+                #expect(reply.updates.count == 10)
+                learned.formUnion(reply.updates.map(\.peer))
+            }
+        }
+        #expect(learned.count > 90, "60 pulls of 10 named only \(learned.count) of 100 members")
     }
 
     @Test func duplicateAndReorderedMessagesAreHarmless() {

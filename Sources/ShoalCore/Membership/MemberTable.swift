@@ -193,10 +193,11 @@ struct MemberTable: Sendable {
         return d
     }
 
-    /// The members (current state, slot order, at most `limit`) in the buckets where this view's
-    /// digest differs from `other`; nil if `other` is not a digest of 1 to 64 buckets (a power of
-    /// two).
-    func members(differingFrom other: [UInt64], limit: Int) -> [MemberUpdate]? {
+    /// The members (current state, at most `limit`) in the buckets where this view's digest differs
+    /// from `other`, in slot order from `start` round to `start - 1` (a caller that draws `start` at
+    /// random sends every member in turn when the bound cuts the list); nil if `other` is not a
+    /// digest of 1 to 64 buckets (a power of two).
+    func members(differingFrom other: [UInt64], limit: Int, start: Int) -> [MemberUpdate]? {
         let n = other.count
         guard n >= 1, n <= Self.digestBuckets, n & (n - 1) == 0 else { return nil }
         let mine = digest(buckets: n)
@@ -205,7 +206,10 @@ struct MemberTable: Sendable {
         guard differing != 0, limit > 0 else { return [] }
         let shift = (Self.digestBuckets / n).trailingZeroBitCount
         var out: [MemberUpdate] = []
-        for s in records.indices where differing & (1 << UInt64(Self.digestBucket(records[s].peer) >> shift)) != 0 {
+        let total = records.count
+        for i in 0..<total {
+            let s = (start + i) % total
+            guard differing & (1 << UInt64(Self.digestBucket(records[s].peer) >> shift)) != 0 else { continue }
             out.append(info(at: s))
             if out.count >= limit { break }
         }

@@ -204,7 +204,9 @@ public struct Membership: Sendable {
         case .joinReply:
             joined = true
         case .sync(let digest, _):
-            let differing = table.members(differingFrom: digest, limit: max(1, settings.maxSyncMembers)) ?? []
+            let limit = max(1, settings.maxSyncMembers)
+            let start = table.count > limit ? Int(rng.next() % UInt64(table.count)) : 0
+            let differing = table.members(differingFrom: digest, limit: limit, start: start) ?? []
             if !differing.isEmpty { out.append(.send(.syncReply(members: differing), to: from)) }
         case .syncReply:
             joined = true
@@ -217,13 +219,18 @@ public struct Membership: Sendable {
         merge(MemberUpdate(peer: peer, status: .alive, incarnation: 0), gossip: true, into: &out)
     }
 
-    /// This peer's view for a joiner: itself first, then the others in the order it learned of
-    /// them (slot order), at most `maxSyncMembers` in all.
-    private func syncList() -> [MemberUpdate] {
+    /// This peer's view for a joiner: itself first, then the others in slot order, at most
+    /// `maxSyncMembers` in all. When the bound cuts the view, the others start at a random slot, so
+    /// that joiners (and a joiner's retries) hear of different members.
+    private mutating func syncList() -> [MemberUpdate] {
         let n = min(table.count, max(1, settings.maxSyncMembers))
         var list: [MemberUpdate] = []
         list.reserveCapacity(n)
-        for s in 0..<n { list.append(table.info(at: s)) }
+        list.append(table.info(at: 0))
+        let others = table.count - 1
+        guard others > 0 else { return list }
+        let start = n < table.count ? Int(rng.next() % UInt64(others)) : 0
+        for i in 0..<(n - 1) { list.append(table.info(at: 1 + (start + i) % others)) }
         return list
     }
 
