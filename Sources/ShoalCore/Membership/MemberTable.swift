@@ -17,8 +17,8 @@
 /// Members are never removed (a dead or departed member keeps its slot: its incarnation is what
 /// lets a later refutation win), so slots are stable and the index never needs tombstones.
 ///
-/// Incarnations and load versions are kept in 32 bits: `Membership` ignores an update that carries
-/// one at or above `UInt32.max` (`MemberTable.maxCounter`), so every stored value, and its + 1, fits.
+/// Incarnations and load versions are kept in 32 bits: the machine stores, sends and accepts none
+/// above `MemberTable.counterLimit` (2^32 - 2).
 struct MemberTable: Sendable {
     /// One member's status as stored: 16 bytes.
     struct Record: Sendable {
@@ -36,8 +36,8 @@ struct MemberTable: Sendable {
     /// Highest retransmit limit the queue supports (the lane of a member is a byte).
     static let maxSends = 0xFD
 
-    /// Incarnations and load versions must be below this to be stored.
-    static let maxCounter = UInt64(UInt32.max)
+    /// The largest incarnation or load version stored, sent or accepted.
+    static let counterLimit = UInt64(UInt32.max) - 1
 
     /// Member records by slot.
     private(set) var records: [Record] = []
@@ -126,7 +126,7 @@ struct MemberTable: Sendable {
     /// Stores `info` in `knownSlot`, which must be `slot(of: info.peer)`.
     mutating func store(_ info: MemberInfo, at knownSlot: Int?) -> Int {
         precondition(
-            info.incarnation < Self.maxCounter && info.loadVersion < Self.maxCounter,
+            info.incarnation <= Self.counterLimit && info.loadVersion <= Self.counterLimit,
             "\(info.peer): incarnation \(info.incarnation) or load version \(info.loadVersion) does not fit 32 bits")
         let s: Int
         if let existing = knownSlot {

@@ -39,8 +39,8 @@ public struct Membership: Sendable {
     private struct Relay { var requester: PeerID; var sequence: UInt64; var target: PeerID }
     private var relays = SmallMap<Relay>()
 
-    // Dissemination: the gossip queue lives in `table` (a slot and a send count per member; the
-    // update sent is the member's current state).
+    // Dissemination: the gossip queue lives in `table` (slots in lanes by times sent; the update
+    // sent is the member's current state).
 
     public init(id: PeerID, settings: MembershipSettings = MembershipSettings(), seed: UInt64) {
         self.id = id
@@ -132,11 +132,11 @@ public struct Membership: Sendable {
         out.append(.schedule(.joinRetry, after: settings.joinRetryInterval))
     }
 
-    /// A load version at `MemberTable.maxCounter - 1` is the last: further loads are not reported
+    /// A load version at `MemberTable.counterLimit` is the last: further loads are not reported
     /// (about 4 billion `setLoad`s; a shell reports its load a few times per protocol period).
     private mutating func onSetLoad(_ load: PeerLoad) {
         guard var me = table[id], me.load != load, me.status == .alive,
-            me.loadVersion + 1 < MemberTable.maxCounter
+            me.loadVersion < MemberTable.counterLimit
         else { return }
         me.load = load
         me.loadVersion &+= 1
@@ -365,11 +365,12 @@ public struct Membership: Sendable {
 
     /// Merges one update: status and incarnation by SWIM precedence, load by `loadVersion`.
     /// Returns nothing; emits `statusChanged` and schedules suspicion; re-gossips what changed.
-    /// An update whose incarnation or load version does not fit the table's 32 bits (at or above
-    /// `MemberTable.maxCounter`; no peer refutes or reports its load 4 billion times) is ignored as
-    /// malformed.
+    /// An update whose incarnation or load version is above `MemberTable.counterLimit` (2^32 - 2;
+    /// no peer refutes or reports its load 4 billion times) is ignored as malformed: the table keeps
+    /// them in 32 bits.
     private mutating func merge(_ u: MemberUpdate, gossip shouldGossip: Bool, into out: inout [MembershipDirective]) {
-        guard u.incarnation < MemberTable.maxCounter - 1, u.loadVersion < MemberTable.maxCounter - 1 else { return }
+        let limit = MemberTable.counterLimit
+        guard u.incarnation <= limit, u.loadVersion <= limit else { return }
         if u.peer == id {
             mergeAboutSelf(u)
             return
@@ -417,12 +418,17 @@ public struct Membership: Sendable {
             // Refute: a report at our incarnation or later needs a higher one. A report at an older
             // incarnation is stale, but its sender has not heard our newer one (it may have retired
             // from gossip long ago, say while a partition kept us apart): announce it again.
-            if u.incarnation >= me.incarnation { me.incarnation = u.incarnation + 1 }
+            if u.incarnation >= me.incarnation {
+                guard u.incarnation < MemberTable.counterLimit else { return }  // no higher one to take
+                me.incarnation = u.incarnation + 1
+            }
             changed = true
         } else if u.incarnation > me.incarnation {
             me.incarnation = u.incarnation
         }
-        if u.loadVersion > me.loadVersion || (u.loadVersion == me.loadVersion && u.load != me.load) {
+        if u.loadVersion < MemberTable.counterLimit
+            && (u.loadVersion > me.loadVersion || (u.loadVersion == me.loadVersion && u.load != me.load))
+        {
             me.loadVersion = u.loadVersion &+ 1
             changed = true
         }
