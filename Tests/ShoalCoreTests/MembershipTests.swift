@@ -149,6 +149,10 @@ private func sends(_ out: [MembershipDirective]) -> [(MembershipMessage, PeerID)
             #expect(m.members.count == 20, "seed 42, observer p\(o)")
             #expect(m.members.allSatisfy { $0.status == .alive }, "seed 42, observer p\(o)")
             #expect(m.aliveCount == 20)
+            var each: [MemberInfo] = []
+            m.forEachMember { each.append($0) }
+            #expect(each.first?.peer == PeerID(raw: o))
+            #expect(each.sorted { $0.peer < $1.peer } == m.members)
         }
     }
 

@@ -53,11 +53,18 @@ public struct Membership: Sendable {
 
     public func member(_ peer: PeerID) -> MemberInfo? { table[peer] }
 
-    /// All known members sorted by peer, this peer included. Sorts on each call: O(n log n).
+    /// All known members sorted by peer, this peer included. Sorts on each call: O(n log n); see
+    /// `forEachMember` for a pass without sorting or allocating.
     public var members: [MemberInfo] {
         var list = (0..<table.count).map { table.info(at: $0) }
         list.sort { $0.peer < $1.peer }
         return list
+    }
+
+    /// Calls `body` with every known member, this peer first, then in the order this peer learned
+    /// of them (deterministic, not sorted). O(n), allocates nothing.
+    public func forEachMember(_ body: (MemberInfo) throws -> Void) rethrows {
+        for s in 0..<table.count { try body(table.info(at: s)) }
     }
 
     /// Members alive or suspect, this peer included (unless it left).
