@@ -426,6 +426,35 @@ private func sends(_ out: [MembershipDirective]) -> [(MembershipMessage, PeerID)
         #expect(m.aliveCount == 3)
     }
 
+    /// A member we believed dead that refutes it itself (first contact after a partition heals or
+    /// a restart) is asked for its view at once, at most once a protocol period.
+    @Test func aRevivedMemberIsPulledFromAtOnce() {
+        var m = Membership(id: PeerID(raw: 1), seed: 1)
+        _ = m.on(.start(seeds: []), now: .zero)
+        for p in UInt64(2)...4 {
+            _ = m.on(.message(.ack(sequence: 1, updates: [upd(p, .dead, 0)]), from: PeerID(raw: 9)), now: .zero)
+        }
+        func pulls(_ out: [MembershipDirective]) -> [PeerID] {
+            sends(out).compactMap { if case .sync = $0.0 { $0.1 } else { nil } }
+        }
+        // Someone else reporting p2 alive again: no pull from p2.
+        var out = m.on(.message(.ack(sequence: 1, updates: [upd(2, .alive, 1)]), from: PeerID(raw: 9)), now: .zero)
+        #expect(m.member(PeerID(raw: 2))?.status == .alive)
+        #expect(pulls(out).isEmpty)
+        // p3 refutes its death itself: pulled from at once.
+        out = m.on(.message(.ack(sequence: 1, updates: [upd(3, .alive, 1)]), from: PeerID(raw: 3)), now: .zero)
+        #expect(pulls(out) == [PeerID(raw: 3)])
+        // p4 too, in the same period: not again until the next period.
+        out = m.on(.message(.ack(sequence: 1, updates: [upd(4, .alive, 1)]), from: PeerID(raw: 4)), now: .zero)
+        #expect(pulls(out).isEmpty)
+        // A message from a member that stays dead (no refutation) pulls nothing.
+        _ = m.on(.message(.ack(sequence: 1, updates: [upd(5, .dead, 0)]), from: PeerID(raw: 9)), now: .zero)
+        _ = m.on(.timer(.protocolPeriod), now: .zero)
+        out = m.on(.message(.ping(sequence: 3, updates: []), from: PeerID(raw: 5)), now: .zero)
+        #expect(pulls(out).isEmpty)
+        #expect(m.member(PeerID(raw: 5))?.status == .dead)
+    }
+
     @Test func aPeerToldOfAnOldDeathAnnouncesItsNewerLife() {
         var m = Membership(id: PeerID(raw: 1), seed: 1)
         _ = m.on(.start(seeds: []), now: .zero)

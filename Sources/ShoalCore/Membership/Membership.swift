@@ -30,6 +30,8 @@ public struct Membership: Sendable {
     private var deadSlots: [Int32] = []
     private var nextSequence: UInt64 = 1
     private var periods = 0
+    /// The protocol period of the last pull from a revived member, or -1.
+    private var lastRevivalPull = -1
     private enum ProbePhase { case direct, indirect }
     private struct Probe { var target: PeerID; var phase: ProbePhase }
     /// Our own probes still waiting for an ack, by sequence (one or two at a time: a small list
@@ -183,8 +185,13 @@ public struct Membership: Sendable {
         case .joinReply, .syncReply: isReply = true
         default: isReply = false
         }
+        let senderSlot = table.slot(of: from)
+        let senderWasDown = senderSlot.map { !table.records[$0].status.isActive } ?? false
         for u in message.updates { merge(u, gossip: !isReply, into: &out) }
-        noteSender(from, into: &out)
+        if senderSlot == nil { noteSender(from, into: &out) }
+        if senderWasDown, let s = table.slot(of: from), table.records[s].status.isActive {
+            pullFromRevived(from, into: &out)
+        }
 
         switch message {
         case .ping(let seq, _):
@@ -218,6 +225,16 @@ public struct Membership: Sendable {
         case .syncReply:
             joined = true
         }
+    }
+
+    /// A member we believed dead (or gone) has just refuted that itself: after a partition heals or
+    /// a restart, it is the first contact with peers whose news we missed, so pull its view now
+    /// rather than at the next anti-entropy round (at most one such pull a protocol period).
+    private mutating func pullFromRevived(_ peer: PeerID, into out: inout [MembershipDirective]) {
+        guard settings.syncEveryPeriods > 0, lastRevivalPull != periods else { return }
+        lastRevivalPull = periods
+        let digest = table.digest(buckets: digestBuckets)
+        out.append(.send(.sync(digest: digest, updates: [table.info(at: 0)]), to: peer))
     }
 
     /// A message from a peer we do not know adds it as alive (incarnation 0).
