@@ -8,7 +8,6 @@
 ///   record's own peer id, so the index stores no keys.
 /// - Load reports (a 32-bit `loadVersion` and the `PeerLoad`) in side arrays that exist only once
 ///   some member has reported a load: a cluster that gossips no load pays nothing for them.
-///
 /// - A digest of the whole view for anti-entropy: 64 sums of per-member hashes, kept up to date by
 ///   `store` (see `digest(buckets:)`).
 /// - The gossip queue: queued slots in lanes by times sent, first in first out within a lane (see
