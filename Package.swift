@@ -20,6 +20,8 @@ let package = Package(
         // C system libraries (Debian: liblmdb-dev, libsodium-dev, libzmq3-dev).
         .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
         .systemLibrary(name: "CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
+        // glibc's <malloc.h> (mallinfo2), for the memory benchmarks.
+        .systemLibrary(name: "CMallocInfo"),
 
         // Pure: ids, task model, dependency analysis, scheduler machine, shard protocol.
         .target(name: "ShoalCore", dependencies: ["CSodium"], swiftSettings: strict),
@@ -38,7 +40,7 @@ let package = Package(
         .executableTarget(
             name: "shoal",
             dependencies: [
-                "Shoal", "ShoalExamples", "ShoalStore", "ShoalSimulation",
+                "Shoal", "ShoalExamples", "ShoalStore", "ShoalSimulation", "CMallocInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
             ],

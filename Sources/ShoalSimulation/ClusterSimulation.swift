@@ -21,12 +21,16 @@ public struct Scenario: Sendable, Codable, Hashable {
     public var slots: Int
     /// Persistent objects written during the run.
     public var objects: ObjectWorkload?
+    /// Run the whole duration even once everything has settled (benchmarks of a steady state);
+    /// otherwise a run without objects stops when membership has converged after the last fault
+    /// and every workflow has ended.
+    public var runToEnd: Bool
 
     public init(
         name: String, peers: Int, durationSeconds: Double, seeds: Int = 1, joinSpreadSeconds: Double = 0,
         network: NetworkSettings = NetworkSettings(), protocolPeriodMs: Int64 = 200, faults: FaultPlan = FaultPlan(),
         convergeWithinSeconds: Double = 10, workflows: [ScenarioWorkflow] = [], slots: Int = 4,
-        objects: ObjectWorkload? = nil
+        objects: ObjectWorkload? = nil, runToEnd: Bool = false
     ) {
         self.name = name
         self.peers = peers
@@ -40,6 +44,7 @@ public struct Scenario: Sendable, Codable, Hashable {
         self.workflows = workflows
         self.slots = slots
         self.objects = objects
+        self.runToEnd = runToEnd
     }
 
     public var duration: Interval { Interval(nanoseconds: Int64(durationSeconds * 1e9)) }
@@ -198,7 +203,9 @@ public struct ClusterSimulation {
             now = time
             report.events += 1
             handle(event)
-            if report.convergedAfterSeconds != nil && allWorkflowsEnded && now >= lastFaultTime && scenario.objects == nil {
+            if !scenario.runToEnd && report.convergedAfterSeconds != nil && allWorkflowsEnded && now >= lastFaultTime
+                && scenario.objects == nil
+            {
                 break
             }
         }
@@ -451,18 +458,22 @@ public struct ClusterSimulation {
 
     /// Adds a peer's counters to the run's before its process goes away; its owner counts go too.
     mutating func retire(_ i: Int) {
-        if let m = peers[i].machine {
-            report.work.add(m.work.counters)
-            report.steal.add(m.steal.counters)
-            report.objects?.transfers += m.placement.counters.transfersSent
-            report.objects?.bytesTransferred &+= m.placement.counters.bytesTransferred
-            report.objects?.corruptTransfers += m.placement.counters.corruptTransfers
-        }
+        addCounters(of: i)
         peers[i].machine = nil
         for w in workflows.indices {
             workflows[w].applied[i] = nil
             workflows[w].reopened[i] = nil
         }
+    }
+
+    /// Adds a peer's machine counters to the run's totals.
+    mutating func addCounters(of i: Int) {
+        guard let m = peers[i].machine else { return }
+        report.work.add(m.work.counters)
+        report.steal.add(m.steal.counters)
+        report.objects?.transfers += m.placement.counters.transfersSent
+        report.objects?.bytesTransferred &+= m.placement.counters.bytesTransferred
+        report.objects?.corruptTransfers += m.placement.counters.corruptTransfers
     }
 
     /// Records a violation; after a few of one kind, only counts them (one bug can repeat a
@@ -509,7 +520,7 @@ public struct ClusterSimulation {
             }
         }
         checkObjects()
-        for i in peers.indices where peers[i].up { retire(i) }
+        for i in peers.indices where peers[i].up { addCounters(of: i) }  // the machines stay, for inspection
         let ran = peers.filter(\.everStarted).map(\.tasksRun).sorted()
         if !workflows.isEmpty, let least = ran.first, let most = ran.last {
             report.tasksPerPeer = [least, ran[ran.count / 2], most]

@@ -6,5 +6,5 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure parts of Shoal and print the figures.",
-        subcommands: [BenchTrivial.self, BenchStencil.self, BenchMemory.self, BenchStore.self])
+        subcommands: [BenchTrivial.self, BenchStencil.self, BenchMemory.self, BenchStore.self, BenchSimulator.self])
 }

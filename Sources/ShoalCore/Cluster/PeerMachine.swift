@@ -106,6 +106,9 @@ public struct PeerMachine: Sendable {
     private var lastLoad = PeerLoad()
     private var candidatesEpoch = UInt64.max
 
+    /// Directive buffers are reused, but one that grew large (a join reply's thousand status
+    /// changes) is given back: kept, it cost every idle peer tens of kilobytes.
+    private static let keptCapacity = 64
     private var membershipOut: [MembershipDirective] = []
     private var stealOut: [StealDirective] = []
     private var workOut: [WorkDirective] = []
@@ -178,12 +181,18 @@ public struct PeerMachine: Sendable {
     private var isIdle: Bool { work.freeSlots > 0 && work.readyTasks == 0 }
 
     private mutating func publishLoad(now: Instant) {
-        let load = PeerLoad(
-            freeSlots: UInt32(clamping: work.freeSlots), readyTasks: UInt32(clamping: work.readyTasks),
-            storedBytes: work.storedBytes, catalogue: catalogueSummary)
+        // A peer with nothing to offer (no ready task, no data) reports no load: thieves look
+        // only for ready tasks, and at 1,000 members every load held costs each peer 28 KB.
+        let offers = work.readyTasks > 0 || work.storedBytes > 0
+        let load =
+            offers
+            ? PeerLoad(
+                freeSlots: UInt32(clamping: work.freeSlots), readyTasks: UInt32(clamping: work.readyTasks),
+                storedBytes: work.storedBytes, catalogue: catalogueSummary)
+            : PeerLoad()
         guard load != lastLoad else { return }
         lastLoad = load
-        membershipOut.removeAll(keepingCapacity: true)
+        membershipOut.removeAll(keepingCapacity: membershipOut.capacity <= Self.keptCapacity)
         membership.on(.setLoad(load), now: now, into: &membershipOut)
     }
 
@@ -224,7 +233,7 @@ public struct PeerMachine: Sendable {
     }
 
     private mutating func onMembership(_ event: MembershipEvent, now: Instant, into out: inout [PeerDirective]) {
-        membershipOut.removeAll(keepingCapacity: true)
+        membershipOut.removeAll(keepingCapacity: membershipOut.capacity <= Self.keptCapacity)
         membership.on(event, now: now, into: &membershipOut)
         let directives = membershipOut
         for d in directives {
@@ -244,7 +253,7 @@ public struct PeerMachine: Sendable {
     }
 
     private mutating func onSteal(_ event: StealEvent, now: Instant, into out: inout [PeerDirective]) {
-        stealOut.removeAll(keepingCapacity: true)
+        stealOut.removeAll(keepingCapacity: stealOut.capacity <= Self.keptCapacity)
         steal.on(event, now: now, into: &stealOut)
         let directives = stealOut
         for d in directives {
@@ -274,7 +283,7 @@ public struct PeerMachine: Sendable {
     }
 
     private mutating func onPlacement(_ event: PlacementEvent, now: Instant, into out: inout [PeerDirective]) {
-        placementOut.removeAll(keepingCapacity: true)
+        placementOut.removeAll(keepingCapacity: placementOut.capacity <= Self.keptCapacity)
         placement.on(event, now: now, into: &placementOut)
         for d in placementOut {
             switch d {
@@ -293,7 +302,7 @@ public struct PeerMachine: Sendable {
     private mutating func onWork(_ event: WorkEvent, now: Instant, into out: inout [PeerDirective]) {
         var directives: [WorkDirective] = []
         swap(&directives, &workOut)
-        directives.removeAll(keepingCapacity: true)
+        directives.removeAll(keepingCapacity: directives.capacity <= Self.keptCapacity)
         work.on(event, now: now, into: &directives)
         for d in directives {
             switch d {

@@ -74,7 +74,7 @@ public enum WorkMessage: Sendable {
     case inputLost(task: UInt64, version: UInt64, holder: PeerID, definite: Bool)
     /// Owner to backup: the workflow's plan and initial data; the backup keeps the record.
     /// `backups` in takeover order (the first live one takes over).
-    case recordCreate(workflow: UInt32, owner: PeerID, backups: [PeerID], plan: WorkflowPlan, initial: [DataValue])
+    indirect case recordCreate(workflow: UInt32, owner: PeerID, backups: [PeerID], plan: WorkflowPlan, initial: [DataValue])
     /// Owner to backup: entries `first..<first+entries.count` of the record's log.
     case recordAppend(workflow: UInt32, owner: PeerID, first: Int, entries: [RecordEntry])
     /// Backup to owner: it holds the log up to `count` entries (and the create); -1: it holds no

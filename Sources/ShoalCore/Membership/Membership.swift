@@ -22,71 +22,82 @@ public struct Membership: Sendable {
     private var joined = false
     private var joinAttempts = 0
 
-    // Probing.
-    private var probeOrder: [PeerID] = []
-    private var probeIndex = 0
-    /// `probeOrder[probeIndex...]` as a set, for constant-time "already in this round" checks.
-    private var pendingProbes: Set<PeerID> = []
-    /// Sorted lists kept in step with `table` by `store`: every known peer (self included), the
-    /// active others, the dead others. Nothing per period sorts or scans the whole table.
-    private var known: [PeerID] = []
-    private var active: [PeerID] = []
-    private var dead: [PeerID] = []
+    // Probing: rounds over the table's slots in a seeded pseudo-random order computed on the fly,
+    // so no per-member list is kept (see `ProbeRound`). This peer is always slot 0.
+    private var probeRound = ProbeRound()
+    /// Slots of the members other than self that are dead, kept by `store` (unordered; only dead
+    /// members cost an entry).
+    private var deadSlots: [Int32] = []
     private var nextSequence: UInt64 = 1
     private var periods = 0
+    /// The protocol period of the last pull from a revived member, or -1.
+    private var lastRevivalPull = -1
     private enum ProbePhase { case direct, indirect }
     private struct Probe { var target: PeerID; var phase: ProbePhase }
-    /// Our own probes still waiting for an ack, by sequence.
-    private var probes: [UInt64: Probe] = [:]
+    /// Our own probes still waiting for an ack, by sequence (one or two at a time: a small list
+    /// searched linearly beats hashing).
+    private var probes = SmallMap<Probe>()
     /// Pings we sent on someone's behalf: our sequence -> (requester, their sequence).
     private struct Relay { var requester: PeerID; var sequence: UInt64; var target: PeerID }
-    private var relays: [UInt64: Relay] = [:]
+    private var relays = SmallMap<Relay>()
 
-    // Dissemination: the gossip queue lives in `table` (a slot and a send count per member; the
-    // update sent is the member's current state).
+    // Dissemination: the gossip queue lives in `table` (slots in lanes by times sent; the update
+    // sent is the member's current state).
 
     public init(id: PeerID, settings: MembershipSettings = MembershipSettings(), seed: UInt64) {
         self.id = id
         self.settings = settings
         self.rng = SeededGenerator(seed: seed ^ (id.raw &* 0x9E37_79B9_7F4A_7C15))
-        store(MemberInfo(peer: id, status: .alive, incarnation: 0))
+        _ = store(MemberInfo(peer: id, status: .alive, incarnation: 0), at: nil)
     }
 
     // MARK: Queries
 
     public func member(_ peer: PeerID) -> MemberInfo? { table[peer] }
 
-    /// All known members sorted by peer, this peer included.
-    public var members: [MemberInfo] { known.map { table[$0]! } }
+    /// All known members sorted by peer, this peer included. Sorts on each call: O(n log n); see
+    /// `forEachMember` for a pass without sorting or allocating.
+    public var members: [MemberInfo] {
+        var list = (0..<table.count).map { table.info(at: $0) }
+        list.sort { $0.peer < $1.peer }
+        return list
+    }
+
+    /// Calls `body` with every known member, this peer first, then in the order this peer learned
+    /// of them (deterministic, not sorted). O(n), allocates nothing.
+    public func forEachMember(_ body: (MemberInfo) throws -> Void) rethrows {
+        for s in 0..<table.count { try body(table.info(at: s)) }
+    }
 
     /// Changes whenever a member's status or load changes: a shell that derives something from
     /// the whole view (steal candidates) recomputes it only when this moved.
     public private(set) var viewEpoch: UInt64 = 0
 
-    /// Calls `body` with every known member, this peer included, in the table's order (the order
-    /// members were learnt: deterministic, not sorted), without building an array or looking
-    /// anything up (shells scan the view every period; at 1,000 peers the lookups showed).
-    public func forEachMember(_ body: (MemberInfo) -> Void) {
-        for info in table.infos { body(info) }
-    }
-
     /// Members alive or suspect, this peer included (unless it left).
     public var aliveCount: Int { activeCount }
 
     /// This peer's own incarnation number.
-    public var incarnation: UInt64 { table[id]!.incarnation }
+    public var incarnation: UInt64 { UInt64(table.records[0].incarnation) }
 
     /// Whether a seed has answered our join (or we formed the cluster ourselves).
     public var isJoined: Bool { joined }
 
     /// Number of updates waiting in the dissemination buffer.
-    public var pendingGossipCount: Int { table.queued.count }
+    public var pendingGossipCount: Int { table.queuedCount }
 
     /// Most times one update is piggybacked with the current cluster size.
     public var retransmitLimit: Int {
         let n = max(1, aliveCount)
         let log2Ceil = Int.bitWidth - n.leadingZeroBitCount  // ceil(log2(n + 1))
         return max(1, settings.retransmitMultiplier * log2Ceil)
+    }
+
+    /// The heap bytes this machine's own storage holds, computed from the capacity of each array,
+    /// set and dictionary times its element stride (hash tables at their bucket count). Excludes
+    /// allocator overhead and message arrays it has handed out. For benchmarks.
+    public var estimatedHeapBytes: Int {
+        table.estimatedHeapBytes + HeapSize.array(seeds) + HeapSize.array(deadSlots)
+            + probes.estimatedHeapBytes + relays.estimatedHeapBytes
     }
 
     // MARK: Events
@@ -134,12 +145,16 @@ public struct Membership: Sendable {
         out.append(.schedule(.joinRetry, after: settings.joinRetryInterval))
     }
 
+    /// A load version at `MemberTable.counterLimit` is the last: further loads are not reported
+    /// (about 4 billion `setLoad`s; a shell reports its load a few times per protocol period).
     private mutating func onSetLoad(_ load: PeerLoad) {
-        guard var me = table[id], me.load != load, me.status == .alive else { return }
+        guard var me = table[id], me.load != load, me.status == .alive,
+            me.loadVersion < MemberTable.counterLimit
+        else { return }
         me.load = load
         me.loadVersion &+= 1
-        store(me)
-        if started && !hasLeft { enqueue(me.update) }
+        _ = store(me, at: 0)
+        if started && !hasLeft { enqueue(slot: 0) }
     }
 
     private mutating func onLeave(into out: inout [MembershipDirective]) {
@@ -147,7 +162,7 @@ public struct Membership: Sendable {
         hasLeft = true
         var me = table[id]!
         me.status = .left
-        store(me)
+        _ = store(me, at: 0)
         out.append(.statusChanged(id, .left))
         let targets = chooseActive(settings.leaveFanout, excluding: [])
         for t in targets {
@@ -155,7 +170,7 @@ public struct Membership: Sendable {
         }
         probes.removeAll()
         relays.removeAll()
-        for slot in table.queued.reversed() { table.unqueue(Int(slot)) }
+        table.unqueueAll()
     }
 
     // MARK: Messages
@@ -170,16 +185,24 @@ public struct Membership: Sendable {
             return
         }
         let isReply: Bool
-        if case .joinReply = message { isReply = true } else { isReply = false }
+        switch message {
+        case .joinReply, .syncReply: isReply = true
+        default: isReply = false
+        }
+        let senderSlot = table.slot(of: from)
+        let senderWasDown = senderSlot.map { !table.records[$0].status.isActive } ?? false
         for u in message.updates { merge(u, gossip: !isReply, into: &out) }
-        noteSender(from, into: &out)
+        if senderSlot == nil { noteSender(from, into: &out) }
+        if senderWasDown, let s = table.slot(of: from), table.records[s].status.isActive {
+            pullFromRevived(from, into: &out)
+        }
 
         switch message {
         case .ping(let seq, _):
             out.append(.send(.ack(sequence: seq, updates: piggyback(for: from)), to: from))
         case .ack(let seq, _):
-            if probes.removeValue(forKey: seq) != nil { return }
-            if let relay = relays.removeValue(forKey: seq), relay.target == from {
+            if probes.remove(seq) != nil { return }
+            if let relay = relays.remove(seq), relay.target == from {
                 out.append(
                     .send(.ack(sequence: relay.sequence, updates: piggyback(for: relay.requester)), to: relay.requester)
                 )
@@ -198,21 +221,44 @@ public struct Membership: Sendable {
             out.append(.send(.joinReply(members: syncList()), to: from))
         case .joinReply:
             joined = true
+        case .sync(let digest, _):
+            let limit = max(1, settings.maxSyncMembers)
+            let start = table.count > limit ? Int(rng.next() % UInt64(table.count)) : 0
+            let differing = table.members(differingFrom: digest, limit: limit, start: start) ?? []
+            if !differing.isEmpty { out.append(.send(.syncReply(members: differing), to: from)) }
+        case .syncReply:
+            joined = true
         }
+    }
+
+    /// A member we believed dead (or gone) has just refuted that itself: after a partition heals or
+    /// a restart, it is the first contact with peers whose news we missed, so pull its view now
+    /// rather than at the next anti-entropy round (at most one such pull a protocol period).
+    private mutating func pullFromRevived(_ peer: PeerID, into out: inout [MembershipDirective]) {
+        guard settings.syncEveryPeriods > 0, lastRevivalPull != periods else { return }
+        lastRevivalPull = periods
+        let digest = table.digest(buckets: digestBuckets)
+        out.append(.send(.sync(digest: digest, updates: [table.info(at: 0)]), to: peer))
     }
 
     /// A message from a peer we do not know adds it as alive (incarnation 0).
     private mutating func noteSender(_ peer: PeerID, into out: inout [MembershipDirective]) {
-        guard table[peer] == nil else { return }
+        guard table.slot(of: peer) == nil else { return }
         merge(MemberUpdate(peer: peer, status: .alive, incarnation: 0), gossip: true, into: &out)
     }
 
-    private func syncList() -> [MemberUpdate] {
-        var list = [table[id]!.update]
-        for p in known where p != id {
-            if list.count >= max(1, settings.maxSyncMembers) { break }
-            list.append(table[p]!.update)
-        }
+    /// This peer's view for a joiner: itself first, then the others in slot order, at most
+    /// `maxSyncMembers` in all. When the bound cuts the view, the others start at a random slot, so
+    /// that joiners (and a joiner's retries) hear of different members.
+    private mutating func syncList() -> [MemberUpdate] {
+        let n = min(table.count, max(1, settings.maxSyncMembers))
+        var list: [MemberUpdate] = []
+        list.reserveCapacity(n)
+        list.append(table.info(at: 0))
+        let others = table.count - 1
+        guard others > 0 else { return list }
+        let start = n < table.count ? Int(rng.next() % UInt64(others)) : 0
+        for i in 0..<(n - 1) { list.append(table.info(at: 1 + (start + i) % others)) }
         return list
     }
 
@@ -227,12 +273,13 @@ public struct Membership: Sendable {
             if settings.syncEveryPeriods > 0, periods % settings.syncEveryPeriods == 0,
                 let peer = chooseActive(1, excluding: []).first
             {
-                out.append(.send(.join(updates: [table[id]!.update]), to: peer))
+                let digest = table.digest(buckets: digestBuckets)
+                out.append(.send(.sync(digest: digest, updates: [table.info(at: 0)]), to: peer))
             }
             if settings.deadProbePeriods > 0, periods % settings.deadProbePeriods == 0,
-                !dead.isEmpty
+                !deadSlots.isEmpty
             {
-                let dead = self.dead[Int(rng.next() % UInt64(self.dead.count))]
+                let dead = table.peer(at: Int(deadSlots[Int(rng.next() % UInt64(deadSlots.count))]))
                 // Not a probe: nothing is tracked. Its ack, if it comes, carries the refutation.
                 out.append(.send(.ping(sequence: takeSequence(), updates: piggyback(for: dead)), to: dead))
             }
@@ -242,7 +289,7 @@ public struct Membership: Sendable {
             out.append(.send(.ping(sequence: seq, updates: piggyback(for: target)), to: target))
             out.append(.schedule(.pingTimeout(sequence: seq), after: settings.pingTimeout))
         case .pingTimeout(let seq):
-            if relays.removeValue(forKey: seq) != nil { return }
+            if relays.remove(seq) != nil { return }
             guard var probe = probes[seq], probe.phase == .direct else { return }
             probe.phase = .indirect
             probes[seq] = probe
@@ -273,33 +320,55 @@ public struct Membership: Sendable {
 
     // MARK: Probe order
 
-    /// Round-robin over a seeded shuffle of the active members, reshuffled after each full round.
+    /// One probe round: every slot of `[0, 2^bits)` once, in the order of a seeded bijection of that
+    /// range (odd multiplications, an addition and xor-shifts, each invertible modulo 2^bits), slots
+    /// beyond the table and members not active skipped. A round spans the table as it was when the
+    /// round began; a member learned during a round is probed in it if its slot is in range and its
+    /// turn has not passed, otherwise in the next one.
+    private struct ProbeRound {
+        var bits = 0
+        var next = 1
+        var end = 1
+        var a: UInt64 = 1
+        var b: UInt64 = 0
+        var c: UInt64 = 1
+
+        func slot(_ i: Int) -> Int {
+            let mask = UInt64(end - 1)
+            let half = UInt64(max(1, (bits + 1) / 2))
+            var x = (UInt64(i) &* a &+ b) & mask
+            x ^= x >> half
+            x = (x &* c) & mask
+            x ^= x >> half
+            return Int(x)
+        }
+    }
+
+    /// The next member to probe: round-robin over a seeded pseudo-random order of the active
+    /// members, a new order each round.
     private mutating func nextProbeTarget() -> PeerID? {
         for _ in 0..<2 {
-            while probeIndex < probeOrder.count {
-                let p = probeOrder[probeIndex]
-                probeIndex += 1
-                pendingProbes.remove(p)
-                if let info = table[p], info.status.isActive, p != id { return p }
+            while probeRound.next < probeRound.end {
+                let s = probeRound.slot(probeRound.next)
+                probeRound.next += 1
+                if s != 0, s < table.count, table.records[s].status.isActive { return table.peer(at: s) }
             }
-            var order = active
-            shuffle(&order)
-            probeOrder = order
-            probeIndex = 0
-            pendingProbes = Set(order)
-            if probeOrder.isEmpty { return nil }
+            guard activeOthers > 0 else { return nil }
+            let bits = Int.bitWidth - (table.count - 1).leadingZeroBitCount
+            probeRound = ProbeRound(
+                bits: bits, next: 0, end: 1 << bits, a: rng.next() | 1, b: rng.next(), c: rng.next() | 1)
         }
         return nil
     }
 
-    /// A newly learned member enters the current round at a random position not yet passed.
-    private mutating func insertIntoProbeOrder(_ peer: PeerID) {
-        guard peer != id, !pendingProbes.contains(peer) else { return }
-        let slots = UInt64(probeOrder.count - probeIndex + 1)
-        let at = probeIndex + Int(rng.next() % slots)
-        probeOrder.insert(peer, at: at)
-        pendingProbes.insert(peer)
+    /// Buckets of the anti-entropy digest this peer sends: about 8 members a bucket, 1 to 64.
+    private var digestBuckets: Int {
+        let wanted = (table.count + 7) / 8
+        return min(MemberTable.digestBuckets, wanted <= 1 ? 1 : 1 << (Int.bitWidth - (wanted - 1).leadingZeroBitCount))
     }
+
+    /// Active members other than this peer.
+    private var activeOthers: Int { activeCount - (table.records[0].status.isActive ? 1 : 0) }
 
     // MARK: Merging (SWIM precedence)
 
@@ -324,23 +393,28 @@ public struct Membership: Sendable {
 
     /// Merges one update: status and incarnation by SWIM precedence, load by `loadVersion`.
     /// Returns nothing; emits `statusChanged` and schedules suspicion; re-gossips what changed.
+    /// An update whose incarnation or load version is above `MemberTable.counterLimit` (2^32 - 2;
+    /// no peer refutes or reports its load 4 billion times) is ignored as malformed: the table keeps
+    /// them in 32 bits.
     private mutating func merge(_ u: MemberUpdate, gossip shouldGossip: Bool, into out: inout [MembershipDirective]) {
+        let limit = MemberTable.counterLimit
+        guard u.incarnation <= limit, u.loadVersion <= limit else { return }
         if u.peer == id {
             mergeAboutSelf(u)
             return
         }
-        guard let old = table[u.peer] else {
+        guard let slot = table.slot(of: u.peer) else {
             let info = MemberInfo(
                 peer: u.peer, status: u.status, incarnation: u.incarnation, load: u.load, loadVersion: u.loadVersion)
-            store(info)
+            let slot = store(info, at: nil)
             out.append(.statusChanged(u.peer, u.status))
-            if u.status.isActive { insertIntoProbeOrder(u.peer) }
             if u.status == .suspect {
                 out.append(.schedule(.suspicion(u.peer, incarnation: u.incarnation), after: settings.suspicionTimeout))
             }
-            if shouldGossip { enqueue(info.update) }
+            if shouldGossip { enqueue(slot: slot) }
             return
         }
+        let old = table.info(at: slot)
         var info = old
         let statusWins = Self.overrides(u, old)
         if statusWins {
@@ -353,133 +427,89 @@ public struct Membership: Sendable {
             info.loadVersion = u.loadVersion
         }
         guard statusWins || loadWins else { return }
-        store(info)
+        _ = store(info, at: slot)
         if old.status != info.status { out.append(.statusChanged(u.peer, info.status)) }
-        if !old.status.isActive, info.status.isActive { insertIntoProbeOrder(u.peer) }
         if info.status == .suspect && (old.status != .suspect || old.incarnation != info.incarnation) {
             out.append(.schedule(.suspicion(u.peer, incarnation: info.incarnation), after: settings.suspicionTimeout))
         }
-        if shouldGossip { enqueue(info.update) }
+        if shouldGossip { enqueue(slot: slot) }
     }
 
     /// Updates about ourselves. Suspected or declared dead at our incarnation or later: bump it
     /// and gossip alive (refutation). A report from a previous life of this peer (higher
     /// incarnation or load version than ours) is overtaken so our own reports win again.
     private mutating func mergeAboutSelf(_ u: MemberUpdate) {
-        guard var me = table[id], me.status == .alive else { return }
+        var me = table.info(at: 0)
+        guard me.status == .alive else { return }
         var changed = false
         if u.status != .alive {
             // Refute: a report at our incarnation or later needs a higher one. A report at an older
             // incarnation is stale, but its sender has not heard our newer one (it may have retired
             // from gossip long ago, say while a partition kept us apart): announce it again.
-            if u.incarnation >= me.incarnation { me.incarnation = u.incarnation + 1 }
+            if u.incarnation >= me.incarnation {
+                guard u.incarnation < MemberTable.counterLimit else { return }  // no higher one to take
+                me.incarnation = u.incarnation + 1
+            }
             changed = true
         } else if u.incarnation > me.incarnation {
             me.incarnation = u.incarnation
         }
-        if u.loadVersion > me.loadVersion || (u.loadVersion == me.loadVersion && u.load != me.load) {
+        if u.loadVersion < MemberTable.counterLimit
+            && (u.loadVersion > me.loadVersion || (u.loadVersion == me.loadVersion && u.load != me.load))
+        {
             me.loadVersion = u.loadVersion &+ 1
             changed = true
         }
-        store(me)
-        if changed { enqueue(me.update) }
+        _ = store(me, at: 0)
+        if changed { enqueue(slot: 0) }
     }
 
-    private mutating func store(_ info: MemberInfo) {
-        let old = table[info.peer]
-        if let old, old.status.isActive { activeCount -= 1 }
+    /// Stores `info` in `slot` (which must be `table.slot(of: info.peer)`; this peer is slot 0)
+    /// and keeps the active count and the dead list; returns the slot.
+    private mutating func store(_ info: MemberInfo, at slot: Int?) -> Int {
+        let oldInfo = slot.map { table.info(at: $0) }
+        let oldStatus = oldInfo?.status
+        if let oldStatus, oldStatus.isActive { activeCount -= 1 }
         if info.status.isActive { activeCount += 1 }
-        table.store(info)
-        let peer = info.peer
-        if old?.load != info.load || old?.status != info.status { viewEpoch &+= 1 }
-        if old == nil { Self.insertSorted(peer, into: &known) }
-        guard peer != id else { return }
-        let wasActive = old?.status.isActive ?? false
-        if wasActive != info.status.isActive {
-            if info.status.isActive { Self.insertSorted(peer, into: &active) } else { Self.removeSorted(peer, from: &active) }
-        }
-        let wasDead = old?.status == .dead
+        let s = table.store(info, at: slot)
+        if oldInfo?.load != info.load || oldInfo?.status != info.status { viewEpoch &+= 1 }
+        guard s != 0 else { return s }
+        let wasDead = oldStatus == .dead
         if wasDead != (info.status == .dead) {
-            if info.status == .dead { Self.insertSorted(peer, into: &dead) } else { Self.removeSorted(peer, from: &dead) }
+            if info.status == .dead {
+                deadSlots.append(Int32(s))
+            } else if let i = deadSlots.firstIndex(of: Int32(s)) {
+                deadSlots.swapAt(i, deadSlots.count - 1)
+                deadSlots.removeLast()
+            }
         }
-    }
-
-    private static func insertionPoint(_ peer: PeerID, in list: [PeerID]) -> Int {
-        var lo = 0
-        var hi = list.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if list[mid] < peer { lo = mid + 1 } else { hi = mid }
-        }
-        return lo
-    }
-
-    private static func insertSorted(_ peer: PeerID, into list: inout [PeerID]) {
-        let i = insertionPoint(peer, in: list)
-        if i == list.count || list[i] != peer { list.insert(peer, at: i) }
-    }
-
-    private static func removeSorted(_ peer: PeerID, from list: inout [PeerID]) {
-        let i = insertionPoint(peer, in: list)
-        if i < list.count, list[i] == peer { list.remove(at: i) }
+        return s
     }
 
     // MARK: Dissemination
 
-    private mutating func enqueue(_ u: MemberUpdate) {
-        guard let slot = table.slot(of: u.peer) else {
-            preconditionFailure("gossip about \(u.peer), which is not in the table")
-        }
+    private mutating func enqueue(slot: Int) {
         table.queue(slot)
         let bound = max(1, settings.maxGossipUpdates)
-        while table.queued.count > bound {
-            // Drop the most-sent (ties: the highest peer id), never the one just added if avoidable.
-            var victim = Int(table.queued[0])
-            for s in table.queued.dropFirst() where gossipKey(Int(s)) > gossipKey(victim) { victim = Int(s) }
-            table.unqueue(victim)
-        }
+        while table.queuedCount > bound { table.dropMostSent() }
     }
 
-    /// The total order of the gossip queue: least-sent first, then by peer.
-    private func gossipKey(_ slot: Int) -> GossipKey {
-        GossipKey(sent: table.gossipSent[slot], peer: table.infos[slot].peer)
-    }
-
-    private struct GossipKey: Comparable {
-        var sent: Int32
-        var peer: PeerID
-        static func < (a: GossipKey, b: GossipKey) -> Bool { a.sent != b.sent ? a.sent < b.sent : a.peer < b.peer }
-    }
-
-    /// The least-sent updates, at most `maxPiggyback`; each is retired after `retransmitLimit` sends.
-    /// A recipient we suspect (or believe dead) always hears of it first, so it can refute without
-    /// waiting for gossip.
+    /// The least-sent updates (the longest-waiting first at equal counts), at most `maxPiggyback`;
+    /// each is retired after `retransmitLimit` sends. A recipient we suspect (or believe dead)
+    /// always hears of it first, so it can refute without waiting for gossip.
     private mutating func piggyback(for recipient: PeerID) -> [MemberUpdate] {
         var result: [MemberUpdate] = []
         guard settings.maxPiggyback > 0 else { return [] }
-        if let r = table[recipient], r.status == .suspect || r.status == .dead {
-            result.append(r.update)
+        let recipientSlot = table.slot(of: recipient)
+        var skip: Int? = nil
+        if let r = recipientSlot, table.records[r].status == .suspect || table.records[r].status == .dead {
+            result.append(table.info(at: r))
+            skip = r
         }
-        guard !table.queued.isEmpty, result.count < settings.maxPiggyback else { return result }
-        let limit = Int32(retransmitLimit)
-        // The k least-sent by the total order (sent, peer): a bounded insertion selection over the
-        // queue, so the queue's own order cannot affect the result and no full sort is needed.
+        guard table.queuedCount > 0, result.count < settings.maxPiggyback else { return result }
         let k = settings.maxPiggyback - result.count
-        var chosen: [(key: GossipKey, slot: Int)] = []
-        chosen.reserveCapacity(k + 1)
-        for s in table.queued {
-            let key = gossipKey(Int(s))
-            if chosen.count == k, let last = chosen.last, !(key < last.key) { continue }
-            let at = chosen.firstIndex { key < $0.key } ?? chosen.count
-            chosen.insert((key, Int(s)), at: at)
-            if chosen.count > k { chosen.removeLast() }
-        }
-        let alreadyHasRecipient = !result.isEmpty
-        for (key, slot) in chosen {
-            if !(alreadyHasRecipient && key.peer == recipient) { result.append(table.infos[slot]) }
-            table.markSent(slot)
-            if table.gossipSent[slot] >= limit { table.unqueue(slot) }
-        }
+        result.reserveCapacity(result.count + min(k, table.queuedCount))
+        table.takeGossip(k, limit: retransmitLimit, skip: skip, into: &result)
         return result
     }
 
@@ -491,24 +521,33 @@ public struct Membership: Sendable {
     }
 
     /// Up to `k` distinct active members other than self and `excluding`, chosen with the seeded
-    /// generator: by rejection sampling from the sorted `active` list when it is large (O(k), no
-    /// copy), by a partial shuffle of the eligible ones when it is small.
+    /// generator: by rejection sampling over the table's slots when active members are many and
+    /// most of the table (O(k), no copy), else from a list of the eligible ones (O(n)).
     private mutating func chooseActive(_ k: Int, excluding: [PeerID]) -> [PeerID] {
-        let n = active.count
+        let n = activeOthers
+        let slots = table.count
         guard k > 0, n > 0 else { return [] }
-        if n <= 4 * (k + excluding.count) {
-            return choose(k, from: active.filter { !excluding.contains($0) })
+        if n <= 4 * (k + excluding.count) || n * 2 < slots {
+            var eligible: [PeerID] = []
+            eligible.reserveCapacity(n)
+            for s in 1..<slots where table.records[s].status.isActive {
+                let p = table.peer(at: s)
+                if !excluding.contains(p) { eligible.append(p) }
+            }
+            return choose(k, from: eligible)
         }
         var picked: [PeerID] = []
         picked.reserveCapacity(k)
         while picked.count < k {
-            let p = active[Int(rng.next() % UInt64(n))]
+            let s = 1 + Int(rng.next() % UInt64(slots - 1))
+            guard table.records[s].status.isActive else { continue }
+            let p = table.peer(at: s)
             if !excluding.contains(p), !picked.contains(p) { picked.append(p) }
         }
         return picked
     }
 
-    /// Up to `k` distinct members of `candidates` (sorted input), chosen with the seeded generator.
+    /// Up to `k` distinct members of `candidates`, chosen with the seeded generator.
     private mutating func choose(_ k: Int, from candidates: [PeerID]) -> [PeerID] {
         var c = candidates
         let n = min(max(0, k), c.count)
@@ -518,12 +557,48 @@ public struct Membership: Sendable {
         }
         return Array(c.prefix(n))
     }
+}
 
-    private mutating func shuffle(_ a: inout [PeerID]) {
-        guard a.count > 1 else { return }
-        for i in stride(from: a.count - 1, to: 0, by: -1) {
-            let j = Int(rng.next() % UInt64(i + 1))
-            a.swapAt(i, j)
+/// A few values by 64-bit key in a list searched linearly: the machine's outstanding probes and
+/// relays, a handful at a time, where hashing cost more than the search.
+struct SmallMap<Value: Sendable>: Sendable {
+    private var keys: [UInt64] = []
+    private var values: [Value] = []
+
+    var count: Int { keys.count }
+
+    subscript(key: UInt64) -> Value? {
+        get { keys.firstIndex(of: key).map { values[$0] } }
+        set {
+            if let i = keys.firstIndex(of: key) {
+                if let newValue {
+                    values[i] = newValue
+                } else {
+                    _ = remove(at: i)
+                }
+            } else if let newValue {
+                keys.append(key)
+                values.append(newValue)
+            }
         }
     }
+
+    /// Removes and returns the value under `key`.
+    mutating func remove(_ key: UInt64) -> Value? {
+        keys.firstIndex(of: key).map { remove(at: $0) }
+    }
+
+    private mutating func remove(at i: Int) -> Value {
+        keys.swapAt(i, keys.count - 1)
+        values.swapAt(i, values.count - 1)
+        keys.removeLast()
+        return values.removeLast()
+    }
+
+    mutating func removeAll() {
+        keys.removeAll()
+        values.removeAll()
+    }
+
+    var estimatedHeapBytes: Int { HeapSize.array(keys) + HeapSize.array(values) }
 }
