@@ -209,7 +209,7 @@ public struct PeerMachine: Sendable {
         let minReady = UInt32(steal.settings.minVictimReadyTasks)
         let summary = catalogueSummary
         let me = id
-        membership.forEachMember { m in
+        membership.forEachMemberWithReadyTasks { m in
             if m.peer != me && m.status == .alive && m.load.readyTasks >= minReady && m.load.catalogue & summary != 0 {
                 candidates.append(m)
             }

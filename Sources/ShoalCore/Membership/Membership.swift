@@ -72,6 +72,13 @@ public struct Membership: Sendable {
     /// Changes whenever a member's status or load changes: a shell that derives something from
     /// the whole view (steal candidates) recomputes it only when this moved.
     public private(set) var viewEpoch: UInt64 = 0
+    private var loadedSlots: [Int32] = []
+
+    /// Calls `body` with every member whose last load report has ready tasks (whatever its
+    /// status), in the order they started to report some: the possible victims of a steal.
+    public func forEachMemberWithReadyTasks(_ body: (MemberInfo) throws -> Void) rethrows {
+        for s in loadedSlots { try body(table.info(at: Int(s))) }
+    }
 
     /// Members alive or suspect, this peer included (unless it left).
     public var aliveCount: Int { activeCount }
@@ -96,7 +103,7 @@ public struct Membership: Sendable {
     /// set and dictionary times its element stride (hash tables at their bucket count). Excludes
     /// allocator overhead and message arrays it has handed out. For benchmarks.
     public var estimatedHeapBytes: Int {
-        table.estimatedHeapBytes + HeapSize.array(seeds) + HeapSize.array(deadSlots)
+        table.estimatedHeapBytes + HeapSize.array(seeds) + HeapSize.array(deadSlots) + HeapSize.array(loadedSlots)
             + probes.estimatedHeapBytes + relays.estimatedHeapBytes
     }
 
@@ -473,6 +480,16 @@ public struct Membership: Sendable {
         if info.status.isActive { activeCount += 1 }
         let s = table.store(info, at: slot)
         if oldInfo?.load != info.load || oldInfo?.status != info.status { viewEpoch &+= 1 }
+        // The slots of members reporting ready tasks, in the order they started to (few: the
+        // peers with work to give), so a thief looks at those and not at the whole table.
+        let wasLoaded = (oldInfo?.load.readyTasks ?? 0) > 0
+        if wasLoaded != (info.load.readyTasks > 0) {
+            if info.load.readyTasks > 0 {
+                loadedSlots.append(Int32(s))
+            } else if let i = loadedSlots.firstIndex(of: Int32(s)) {
+                loadedSlots.remove(at: i)
+            }
+        }
         guard s != 0 else { return s }
         let wasDead = oldStatus == .dead
         if wasDead != (info.status == .dead) {
