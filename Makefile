@@ -40,6 +40,9 @@ bench: build
 	$(BIN) bench stencil --metg
 	$(BIN) bench memory
 	$(BIN) bench store
+	$(BIN) bench simulator --peers 64 --seconds 2000
+	$(BIN) bench simulator
+	$(BIN) simulate Simulations/million-tasks.yaml
 
 ## simulate: every scenario in Simulations/ on seed 1
 simulate: build
