@@ -144,7 +144,10 @@ public struct WorkMachine: Sendable {
     public var runningJobs: String {
         running.keys.sorted().map { id in
             let job = running[id]!
-            let waits = fetches.values.filter { $0.task == id }.map { "\(WorkIDs.index($0.version))@\($0.holder)x\($0.attempts)" }
+            let waits = fetches.keys.sorted().compactMap { rid -> String? in
+                guard let f = fetches[rid], f.task == id else { return nil }
+                return "\(WorkIDs.index(f.version))@\(f.holder)x\(f.attempts)"
+            }
             return "task \(WorkIDs.index(id)) of workflow \(WorkIDs.workflow(id)) for \(job.task.owner) waiting on \(job.waiting) \(waits)"
         }.joined(separator: "; ")
     }
