@@ -226,7 +226,7 @@ public struct PeerMachine: Sendable {
 
     private mutating func tryToSteal(now: Instant, into out: inout [PeerDirective]) {
         guard isIdle, steal.outstandingRequests.count < steal.settings.maxOutstandingSteals,
-            now >= steal.backingOffUntil
+            now >= steal.backingOffUntil, membership.membersWithReadyTasks > 0
         else { return }
         refreshThief(now: now)
         onSteal(.tick, now: now, into: &out)

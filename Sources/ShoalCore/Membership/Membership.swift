@@ -74,6 +74,9 @@ public struct Membership: Sendable {
     public private(set) var viewEpoch: UInt64 = 0
     private var loadedSlots: [Int32] = []
 
+    /// How many members (this peer included) last reported ready tasks.
+    public var membersWithReadyTasks: Int { loadedSlots.count }
+
     /// Calls `body` with every member whose last load report has ready tasks (whatever its
     /// status), in the order they started to report some: the possible victims of a steal.
     public func forEachMemberWithReadyTasks(_ body: (MemberInfo) throws -> Void) rethrows {

@@ -81,8 +81,10 @@ public struct StealMachine: Sendable {
         case .localState(let free, let ready, let cat, let held):
             freeSlots = max(0, free)
             readyTasks = max(0, ready)
-            catalogue = Array(Set(cat)).sorted()
-            catalogueSummary = StealCatalogue.summary(catalogue)
+            if cat != catalogue {  // shells pass the same sorted catalogue every time: no re-sort
+                catalogue = Array(Set(cat)).sorted()
+                catalogueSummary = StealCatalogue.summary(catalogue)
+            }
             holding = Array(held.prefix(settings.maxHoldingAdvertised))
         case .stealRequest(let from, let rid, let max, let cat, let held):
             onRequest(from: from, requestID: rid, max: max, catalogue: cat, holding: held, into: &out)
