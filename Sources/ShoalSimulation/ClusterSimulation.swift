@@ -245,11 +245,14 @@ public struct ClusterSimulation {
         case .fault(let fault):
             apply(fault)
             if trace != nil {
+                // Where each workflow's record copies are when a fault strikes: what a takeover
+                // after it can start from.
                 for w in workflows.indices {
                     let holders = peers.indices.filter {
                         peers[$0].machine?.work.backedUpWorkflows.contains(UInt32(w + 1)) == true
                     }
-                    trace?.instant("record of workflow \(w + 1) at \(holders.map { "p\($0)" })", peer: nil, at: now)
+                    let names = holders.map { "p\($0)" }.joined(separator: " ")
+                    trace?.instant("backup records of workflow \(w + 1): \(names)", peer: nil, at: now)
                 }
             }
         case .check:
