@@ -65,7 +65,9 @@ public struct WorkMachine: Sendable {
     public private(set) var counters = WorkCounters()
 
     private var now = Instant.zero
-    private var live: [PeerID] = []  // sorted, self included
+    /// The live peers, self included; sorted (and deduplicated) on demand, see `sortLive`.
+    private var live: [PeerID] = []
+    private var liveSorted = true
 
     // Owner.
     private var owned: [OwnedWorkflow] = []
@@ -201,7 +203,8 @@ public struct WorkMachine: Sendable {
             scheduleLeaseCheck(into: &out)
             scheduleAudit(into: &out)
         case .peerUp(let peer):
-            live.insertSorted(peer)
+            live.append(peer)  // sorted lazily: a join storm brings a thousand of these
+            liveSorted = false
         case .peerDown(let peer):
             peerDown(peer, into: &out)
         case .recovered(let list):
@@ -223,6 +226,21 @@ public struct WorkMachine: Sendable {
         return out
     }
 
+    private mutating func sortLive() {
+        guard !liveSorted else { return }
+        live.sort()
+        var unique: [PeerID] = []
+        unique.reserveCapacity(live.count)
+        for p in live where unique.last != p { unique.append(p) }
+        live = unique
+        liveSorted = true
+    }
+
+    private mutating func isLive(_ peer: PeerID) -> Bool {
+        sortLive()
+        return live.binarySearchContains(peer)
+    }
+
     // MARK: Owner
 
     private mutating func submit(
@@ -233,7 +251,9 @@ public struct WorkMachine: Sendable {
         precondition(initial.count == plan.dataCount, "one initial value per datum")
         for (d, value) in initial.enumerated() { keep(WorkIDs.pack(wf, d), value) }
         let workflow = OwnedWorkflow(workflow: wf, plan: plan, initial: initial, owner: id)
-        workflow.replay(log, isLive: { self.live.binarySearchContains($0) })
+        sortLive()
+        let liveNow = live
+        workflow.replay(log, isLive: { liveNow.binarySearchContains($0) })
         workflow.backups = chooseBackups(wf, excluding: [])
         ownedIndex[wf] = owned.count
         owned.append(workflow)
@@ -252,7 +272,8 @@ public struct WorkMachine: Sendable {
         fill(into: &out)
     }
 
-    private func chooseBackups(_ wf: UInt32, excluding: [PeerID]) -> [PeerID] {
+    private mutating func chooseBackups(_ wf: UInt32, excluding: [PeerID]) -> [PeerID] {
+        sortLive()
         let candidates = live.filter { $0 != id && !excluding.contains($0) }
         return Rendezvous.replicas(of: UInt64(wf), among: candidates, count: settings.recordReplicas - 1)
     }
@@ -363,7 +384,9 @@ public struct WorkMachine: Sendable {
     /// k-th after k grace periods if nobody has announced itself by then.
     private mutating func considerTakeover(_ wf: UInt32, into out: inout [WorkDirective]) {
         guard let record = records[wf] else { return }
-        let rank = record.backups.filter { $0 == id || live.binarySearchContains($0) }.firstIndex(of: id) ?? 0
+        sortLive()
+        let liveNow = live
+        let rank = record.backups.filter { $0 == id || liveNow.binarySearchContains($0) }.firstIndex(of: id) ?? 0
         if rank == 0 {
             takeOver(wf, into: &out)
         } else {
@@ -399,7 +422,7 @@ public struct WorkMachine: Sendable {
         let t = WorkIDs.index(taskID)
         guard t < owned[w].plan.taskCount else { return }
         let v = WorkIDs.index(version)
-        if definite || !live.binarySearchContains(holder) {
+        if definite || !isLive(holder) {
             let reopened = owned[w].lose(version: v, heldBy: holder)
             counters.tasksRecomputed += reopened.count
             for r in reopened { out.append(.taskReopened(task: WorkIDs.pack(owned[w].workflow, r))) }
@@ -637,7 +660,7 @@ public struct WorkMachine: Sendable {
         if WorkIDs.index(f.task) == Int(UInt32.max) {
             guard let w = ownedIndex[wf], owned[w].collecting, !owned[w].finished else { return }
             let v = Int(owned[w].plan.finalVersion[f.input])
-            if definite || !live.binarySearchContains(f.holder) {
+            if definite || !isLive(f.holder) {
                 let reopened = owned[w].lose(version: v, heldBy: f.holder)
                 counters.tasksRecomputed += reopened.count
                 for r in reopened { out.append(.taskReopened(task: WorkIDs.pack(wf, r))) }
@@ -770,7 +793,7 @@ public struct WorkMachine: Sendable {
         switch timer {
         case .fetchTimeout(let rid):
             guard var f = fetches[rid] else { return }
-            if f.attempts < settings.maxFetchAttempts && live.binarySearchContains(f.holder) {
+            if f.attempts < settings.maxFetchAttempts && isLive(f.holder) {
                 f.attempts += 1
                 fetches[rid] = f
                 out.append(.send(.fetch(version: f.version, requestID: rid), to: f.holder))
@@ -782,7 +805,9 @@ public struct WorkMachine: Sendable {
         case .resultRetry(let task):
             guard var pending = unacknowledged[task] else { return }
             // An owner that is gone is dropped: its successor re-runs the task, or asks (audit).
-            pending.owners.removeAll { !live.binarySearchContains($0) }
+            sortLive()
+            let liveNow = live
+            pending.owners.removeAll { !liveNow.binarySearchContains($0) }
             if pending.attempts >= settings.maxResultAttempts || pending.owners.isEmpty {
                 unacknowledged[task] = nil
                 return
@@ -804,12 +829,12 @@ public struct WorkMachine: Sendable {
         case .recordFlush:
             flushRecords(into: &out)
         case .takeoverCheck(let wf):
-            guard let record = records[wf], record.disowned || !live.binarySearchContains(record.owner) else { return }
+            guard let record = records[wf], record.disowned || !isLive(record.owner) else { return }
             takeOver(wf, into: &out)
         case .ownerCheck:
             ownerCheckScheduled = false
             for wf in records.keys.sorted() {
-                guard let record = records[wf], live.binarySearchContains(record.owner) else { continue }
+                guard let record = records[wf], isLive(record.owner) else { continue }
                 out.append(.send(.ownerCheck(workflow: wf), to: record.owner))
             }
             if !records.isEmpty { scheduleOwnerCheck(into: &out) }
@@ -843,17 +868,6 @@ public struct WorkMachine: Sendable {
 }
 
 extension Array where Element == PeerID {
-    /// Inserts `p` into a sorted array unless present.
-    mutating func insertSorted(_ p: PeerID) {
-        var lo = 0
-        var hi = count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if self[mid] < p { lo = mid + 1 } else { hi = mid }
-        }
-        if lo == count || self[lo] != p { insert(p, at: lo) }
-    }
-
     /// Membership test on a sorted array.
     func binarySearchContains(_ p: PeerID) -> Bool {
         var lo = 0
