@@ -1,7 +1,7 @@
 /// A change of a workflow record on this peer's disk (`WorkDirective.persistRecord`): the owner
 /// writes its own record, and each backup the copy it keeps.
 public enum RecordWrite: Sendable {
-    case create(workflow: UInt32, owner: PeerID, backups: [PeerID], plan: WorkflowPlan, initial: [DataValue])
+    indirect case create(workflow: UInt32, owner: PeerID, backups: [PeerID], plan: WorkflowPlan, initial: [DataValue])
     /// Log entries `first..<first + entries.count`.
     case append(workflow: UInt32, first: Int, entries: [RecordEntry])
     /// The workflow ended (or its record moved): forget it.

@@ -160,7 +160,7 @@ public struct StoredObject: Sendable, Hashable {
 public enum PlacementMessage: Sendable, Hashable {
     /// "Keep this version if it is newer than yours." Sent by a put's coordinator and by a
     /// repairing holder after `want`. Always answered with `stored`.
-    case store(StoredObject)
+    indirect case store(StoredObject)
     /// "I hold this version of the key, or a newer one" (durably: sent after the persist).
     case stored(key: UInt64, version: ObjectVersion)
     /// Repair: "I hold this version; do you?"
@@ -172,7 +172,7 @@ public enum PlacementMessage: Sendable, Hashable {
     /// A get asks a peer for its newest version of `key`. `requestID` is the reader's own.
     case fetch(requestID: UInt64, key: UInt64)
     /// Answer to `fetch`: what the peer holds (nil: nothing).
-    case fetched(requestID: UInt64, key: UInt64, object: StoredObject?)
+    indirect case fetched(requestID: UInt64, key: UInt64, object: StoredObject?)
 }
 
 /// Timers the machine asks its shell to run; each comes back as `.timer(_)`. Stale ones are
