@@ -22,13 +22,13 @@ build: deps
 	$(SWIFT) build -c release --product shoal
 
 ## demo: the cross-correlation example on this machine (results persisted in .shoal/data, NumPy files in
-## out/demo), the example workflow file, and a simulated 32-peer cluster through a partition that heals
+## out/demo), the example workflow file, and a simulated 16-peer cluster whose workflow owner crashes
 demo: build
 	$(BIN) demo --export out/demo
 	@echo
 	$(BIN) run Examples/workflows/shout-twice.yaml --output-dir out/shout-twice
 	@echo
-	$(BIN) simulate Simulations/partition-heals.yaml --seed 7
+	$(BIN) simulate Simulations/owner-crash.yaml
 
 ## test: every test (Swift Testing), debug build
 test: deps
