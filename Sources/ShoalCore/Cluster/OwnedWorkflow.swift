@@ -31,19 +31,20 @@ final class OwnedWorkflow: @unchecked Sendable {
     private var leases = RingBuffer<Lease>()
 
     // The replicated record.
-    var backups: [PeerID] = [] {
-        didSet {
-            backupAcked = Array(repeating: 0, count: backups.count)
-            backupSent = backupAcked
-            backupSentAt = Array(repeating: .zero, count: backups.count)
-            backupCreated = Array(repeating: false, count: backups.count)
-        }
+    /// What the owner knows of one backup's copy of the record.
+    struct Backup {
+        let peer: PeerID
+        /// It confirmed it holds the record (answered a create or an append).
+        var created = false
+        /// Log entries it acknowledged, and sent to it.
+        var acked = 0
+        var sent = 0
+        /// When a create or an append was last sent to it.
+        var sentAt = Instant.zero
     }
-    /// Whether each backup confirmed it holds the record (answered a create or an append).
-    var backupCreated: [Bool] = []
-    var backupAcked: [Int] = []
-    var backupSent: [Int] = []
-    var backupSentAt: [Instant] = []
+    var backupLinks: [Backup] = []
+    /// The backups in takeover order.
+    var backups: [PeerID] { backupLinks.map(\.peer) }
     private(set) var log: [RecordEntry] = []
     /// Log entries written to this peer's shard.
     var persisted = 0
@@ -114,11 +115,14 @@ final class OwnedWorkflow: @unchecked Sendable {
         ready.removeAll(keepingCapacity: true)
         readyHead = 0
         readyCount = 0
-        for t in 0..<plan.taskCount where state[t] != .done {
-            state[t] = .waiting
-            missing[t] = Int32(plan.inputs(of: t).reduce(0) { $0 + (holder[Int($1)] == OwnedWorkflow.nobody ? 1 : 0) })
-            if missing[t] == 0 { makeReady(t) }
-        }
+        for t in 0..<plan.taskCount where state[t] != .done { wait(t) }
+    }
+
+    /// Task `t` waits for its inputs that have no holder, or is ready if there are none.
+    private func wait(_ t: Int) {
+        state[t] = .waiting
+        missing[t] = Int32(plan.inputs(of: t).reduce(0) { $0 + (holder[Int($1)] == OwnedWorkflow.nobody ? 1 : 0) })
+        if missing[t] == 0 { makeReady(t) }
     }
 
     private func makeReady(_ t: Int) {
@@ -227,10 +231,8 @@ final class OwnedWorkflow: @unchecked Sendable {
     /// An assigned task goes back to waiting (or ready) to run elsewhere.
     func requeue(_ t: Int) {
         guard state[t] == .assigned else { return }
-        state[t] = .waiting
         assignee[t] = OwnedWorkflow.nobody
-        missing[t] = Int32(plan.inputs(of: t).reduce(0) { $0 + (holder[Int($1)] == OwnedWorkflow.nobody ? 1 : 0) })
-        if missing[t] == 0 { makeReady(t) }
+        wait(t)
     }
 
     /// Applies task `t`'s result: its outputs now live at `at`.
@@ -300,15 +302,10 @@ final class OwnedWorkflow: @unchecked Sendable {
         while let version = stack.popLast() {
             let p = Int(plan.producer[version])
             guard p >= 0, state[p] == .done else { continue }
-            state[p] = .waiting
             remaining += 1
             reopened.append(p)
-            missing[p] = 0
-            for u in plan.inputs(of: p) where holder[Int(u)] == OwnedWorkflow.nobody {
-                missing[p] += 1
-                stack.append(Int(u))
-            }
-            if missing[p] == 0 { makeReady(p) }
+            wait(p)
+            for u in plan.inputs(of: p) where holder[Int(u)] == OwnedWorkflow.nobody { stack.append(Int(u)) }
         }
         return reopened
     }
@@ -329,17 +326,17 @@ final class OwnedWorkflow: @unchecked Sendable {
     }
 
     func replaceBackup(_ old: PeerID, with new: PeerID?) {
-        var list = backups.filter { $0 != old }
-        if let new { list.append(new) }
-        let acked = zip(backups, backupAcked).filter { $0.0 != old }.map(\.1)
-        let sent = zip(backups, backupSent).filter { $0.0 != old }.map(\.1)
-        let sentAt = zip(backups, backupSentAt).filter { $0.0 != old }.map(\.1)
-        let created = zip(backups, backupCreated).filter { $0.0 != old }.map(\.1)
-        backups = list
-        backupCreated = created + (new == nil ? [] : [false])
-        backupAcked = acked + (new == nil ? [] : [0])
-        backupSent = sent + (new == nil ? [] : [0])
-        backupSentAt = sentAt + (new == nil ? [] : [.zero])
+        backupLinks.removeAll { $0.peer == old }
+        if let new { backupLinks.append(Backup(peer: new)) }
+    }
+
+    /// The record's header as a backup receives it, and as the owner writes it to its shard.
+    func recordCreate(owner: PeerID) -> WorkMessage {
+        .recordCreate(workflow: workflow, owner: owner, backups: backups, plan: plan, initial: initial)
+    }
+
+    func recordWrite(owner: PeerID) -> RecordWrite {
+        .create(workflow: workflow, owner: owner, backups: backups, plan: plan, initial: initial)
     }
 
     var progress: String {

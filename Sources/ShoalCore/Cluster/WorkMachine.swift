@@ -65,7 +65,7 @@ public struct WorkMachine: Sendable {
     public private(set) var counters = WorkCounters()
 
     private var now = Instant.zero
-    /// The live peers, self included; sorted (and deduplicated) on demand, see `sortLive`.
+    /// The live peers, self included; sorted (and deduplicated) on demand, see `sortedLive`.
     private var live: [PeerID] = []
     private var liveSorted = true
 
@@ -81,11 +81,11 @@ public struct WorkMachine: Sendable {
         var task: StealableTask
         var values: [DataValue?]
         var waiting: Int
-        var attempts: Int
     }
     private var queue = RingBuffer<StealableTask>()
     private var running: [UInt64: Job] = [:]  // by task id
-    private var runningCount = 0
+    /// The task index under which an owner fetches its final results (no task has it).
+    private static let collection = Int(UInt32.max)
     private struct Fetch {
         var task: UInt64  // the job (or, for a collecting owner, the workflow's id with index max)
         var input: Int
@@ -130,7 +130,7 @@ public struct WorkMachine: Sendable {
 
     // MARK: Queries
 
-    public var freeSlots: Int { settings.slots - runningCount }
+    public var freeSlots: Int { settings.slots - running.count }
     /// Ready tasks queued here: owned ones not yet running, plus granted ones waiting for a slot.
     public var readyTasks: Int { owned.reduce(queue.count) { $0 + $1.readyCount } }
     public private(set) var storedBytes: UInt64 = 0
@@ -156,10 +156,6 @@ public struct WorkMachine: Sendable {
 
     /// Workflows whose record this peer keeps as a backup.
     public var backedUpWorkflows: [UInt32] { records.keys.sorted() }
-    public func holds(_ version: UInt64) -> Bool { store[version] != nil }
-    /// The data versions this peer holds, most recently... (any order; for the stealing machine's
-    /// `holding` advertisement the shell sorts as it likes).
-    public var heldVersions: [UInt64] { store.keys.sorted() }
 
     /// The tasks this peer offers to thieves, in queue order (at most `stealWindow`). Mutating:
     /// it drops stale entries from the ready queues on the way.
@@ -180,7 +176,7 @@ public struct WorkMachine: Sendable {
         self.now = now
         switch event {
         case .submit(let wf, let plan, let initial):
-            submit(wf, plan: plan, initial: initial, backups: nil, log: [], into: &out)
+            submit(wf, plan: plan, initial: initial, log: [], into: &out)
         case .message(let message, let from): receive(message, from: from, into: &out)
         case .timer(let timer): fire(timer, into: &out)
         case .executed(let task, let outputs): executed(task, outputs: outputs, into: &out)
@@ -210,7 +206,7 @@ public struct WorkMachine: Sendable {
         case .recovered(let list):
             for r in list.sorted(by: { $0.workflow < $1.workflow }) {
                 if r.owner == id {
-                    submit(r.workflow, plan: r.plan, initial: r.initial, backups: nil, log: r.log, into: &out)
+                    submit(r.workflow, plan: r.plan, initial: r.initial, log: r.log, into: &out)
                 } else if records[r.workflow] == nil {
                     records[r.workflow] = BackupRecord(
                         owner: r.owner, backups: r.backups, plan: r.plan, initial: r.initial, log: r.log)
@@ -226,46 +222,42 @@ public struct WorkMachine: Sendable {
         return out
     }
 
-    private mutating func sortLive() {
-        guard !liveSorted else { return }
+    /// The live list, sorted and deduplicated (done here, on demand).
+    @discardableResult
+    private mutating func sortedLive() -> [PeerID] {
+        guard !liveSorted else { return live }
         live.sort()
         var unique: [PeerID] = []
         unique.reserveCapacity(live.count)
         for p in live where unique.last != p { unique.append(p) }
         live = unique
         liveSorted = true
+        return live
     }
 
     private mutating func isLive(_ peer: PeerID) -> Bool {
-        sortLive()
-        return live.binarySearchContains(peer)
+        sortedLive().binarySearchContains(peer)
     }
 
     // MARK: Owner
 
     private mutating func submit(
-        _ wf: UInt32, plan: WorkflowPlan, initial: [DataValue], backups: [PeerID]?, log: [RecordEntry],
+        _ wf: UInt32, plan: WorkflowPlan, initial: [DataValue], log: [RecordEntry],
         into out: inout [WorkDirective]
     ) {
         guard ownedIndex[wf] == nil else { return }
         precondition(initial.count == plan.dataCount, "one initial value per datum")
         for (d, value) in initial.enumerated() { keep(WorkIDs.pack(wf, d), value) }
         let workflow = OwnedWorkflow(workflow: wf, plan: plan, initial: initial, owner: id)
-        sortLive()
-        let liveNow = live
+        let liveNow = sortedLive()
         workflow.replay(log, isLive: { liveNow.binarySearchContains($0) })
-        workflow.backups = chooseBackups(wf, excluding: [])
+        workflow.backupLinks = chooseBackups(wf, excluding: []).map { OwnedWorkflow.Backup(peer: $0, sentAt: now) }
         ownedIndex[wf] = owned.count
         owned.append(workflow)
-        let backupList = owned[owned.count - 1].backups
-        owned[owned.count - 1].backupSentAt = backupList.map { _ in now }
         // On disk: the record (a resumed or taken-over log is there already, under the same keys).
-        owned[owned.count - 1].persisted = log.count
-        out.append(.persistRecord(.create(workflow: wf, owner: id, backups: backupList, plan: plan, initial: initial)))
-        for b in backupList {
-            out.append(
-                .send(.recordCreate(workflow: wf, owner: id, backups: backupList, plan: plan, initial: initial), to: b))
-        }
+        workflow.persisted = log.count
+        out.append(.persistRecord(workflow.recordWrite(owner: id)))
+        for b in workflow.backups { out.append(.send(workflow.recordCreate(owner: id), to: b)) }
         scheduleFlush(into: &out)
         scheduleAudit(into: &out)
         checkFinished(owned.count - 1, into: &out)
@@ -273,8 +265,7 @@ public struct WorkMachine: Sendable {
     }
 
     private mutating func chooseBackups(_ wf: UInt32, excluding: [PeerID]) -> [PeerID] {
-        sortLive()
-        let candidates = live.filter { $0 != id && !excluding.contains($0) }
+        let candidates = sortedLive().filter { $0 != id && !excluding.contains($0) }
         return Rendezvous.replicas(of: UInt64(wf), among: candidates, count: settings.recordReplicas - 1)
     }
 
@@ -312,7 +303,7 @@ public struct WorkMachine: Sendable {
             } else {
                 owned[w].resultsMissing += 1
                 let holder = owned[w].holder[Int(v)]
-                fetch(version, for: WorkIDs.pack(wf, Int(UInt32.max)), input: i, from: holder, into: &out)
+                fetch(version, for: WorkIDs.pack(wf, Self.collection), input: i, from: holder, into: &out)
             }
         }
         finishIfCollected(w, into: &out)
@@ -350,25 +341,14 @@ public struct WorkMachine: Sendable {
         for w in owned.indices where !owned[w].finished {
             let (requeued, reopened) = owned[w].peerDown(peer)
             counters.tasksRequeued += requeued
-            counters.tasksRecomputed += reopened.count
-            for t in reopened { out.append(.taskReopened(task: WorkIDs.pack(owned[w].workflow, t))) }
+            noteReopened(reopened, in: w, into: &out)
             if owned[w].backups.contains(peer) {
                 let replacement = chooseBackups(owned[w].workflow, excluding: owned[w].backups)
                 owned[w].replaceBackup(peer, with: replacement.first)
-                out.append(
-                    .persistRecord(
-                        .create(
-                            workflow: owned[w].workflow, owner: id, backups: owned[w].backups, plan: owned[w].plan,
-                            initial: owned[w].initial)))
+                out.append(.persistRecord(owned[w].recordWrite(owner: id)))
                 scheduleFlush(into: &out)
                 // Every backup learns the new list (the takeover order); the new one gets the record.
-                for b in owned[w].backups {
-                    out.append(
-                        .send(
-                            .recordCreate(
-                                workflow: owned[w].workflow, owner: id, backups: owned[w].backups,
-                                plan: owned[w].plan, initial: owned[w].initial), to: b))
-                }
+                for b in owned[w].backups { out.append(.send(owned[w].recordCreate(owner: id), to: b)) }
             }
             if owned[w].collecting { restartCollection(w, into: &out) }
         }
@@ -384,8 +364,7 @@ public struct WorkMachine: Sendable {
     /// k-th after k grace periods if nobody has announced itself by then.
     private mutating func considerTakeover(_ wf: UInt32, into out: inout [WorkDirective]) {
         guard let record = records[wf] else { return }
-        sortLive()
-        let liveNow = live
+        let liveNow = sortedLive()
         let rank = record.backups.filter { $0 == id || liveNow.binarySearchContains($0) }.firstIndex(of: id) ?? 0
         if rank == 0 {
             takeOver(wf, into: &out)
@@ -404,7 +383,13 @@ public struct WorkMachine: Sendable {
         guard let record = records.removeValue(forKey: wf) else { return }
         counters.takeovers += 1
         out.append(.tookOver(workflow: wf, from: record.owner))
-        submit(wf, plan: record.plan, initial: record.initial, backups: nil, log: record.log, into: &out)
+        submit(wf, plan: record.plan, initial: record.initial, log: record.log, into: &out)
+    }
+
+    /// Counts and reports the tasks a lost version re-opened.
+    private mutating func noteReopened(_ tasks: [Int], in w: Int, into out: inout [WorkDirective]) {
+        counters.tasksRecomputed += tasks.count
+        for t in tasks { out.append(.taskReopened(task: WorkIDs.pack(owned[w].workflow, t))) }
     }
 
     private mutating func restartCollection(_ w: Int, into out: inout [WorkDirective]) {
@@ -423,9 +408,7 @@ public struct WorkMachine: Sendable {
         guard t < owned[w].plan.taskCount else { return }
         let v = WorkIDs.index(version)
         if definite || !isLive(holder) {
-            let reopened = owned[w].lose(version: v, heldBy: holder)
-            counters.tasksRecomputed += reopened.count
-            for r in reopened { out.append(.taskReopened(task: WorkIDs.pack(owned[w].workflow, r))) }
+            noteReopened(owned[w].lose(version: v, heldBy: holder), in: w, into: &out)
         }
         if owned[w].state[t] == .assigned {
             owned[w].attempts[t] &+= 1
@@ -469,35 +452,32 @@ public struct WorkMachine: Sendable {
                         .append(workflow: owned[w].workflow, first: first, entries: Array(owned[w].log[first...]))))
                 owned[w].persisted = owned[w].log.count
             }
-            for (b, backup) in owned[w].backups.enumerated() {
-                if !owned[w].backupCreated[b] {
+            let workflow = owned[w]
+            for b in workflow.backupLinks.indices {
+                let backup = workflow.backupLinks[b]
+                let quiet = now - backup.sentAt >= settings.recordFlushInterval * 10
+                if !backup.created {
                     // The create (or the backup's copy of it) was lost: send it again now and then.
-                    if now - owned[w].backupSentAt[b] >= settings.recordFlushInterval * 10 {
-                        out.append(
-                            .send(
-                                .recordCreate(
-                                    workflow: owned[w].workflow, owner: id, backups: owned[w].backups,
-                                    plan: owned[w].plan, initial: owned[w].initial), to: backup))
-                        owned[w].backupSentAt[b] = now
+                    if quiet {
+                        out.append(.send(workflow.recordCreate(owner: id), to: backup.peer))
+                        workflow.backupLinks[b].sentAt = now
                     }
                     more = true
                     continue
                 }
-                let acked = owned[w].backupAcked[b]
-                var from = owned[w].backupSent[b]
                 // Nothing acknowledged for a while: send again from the acknowledged point.
-                if from > acked && now - owned[w].backupSentAt[b] >= settings.recordFlushInterval * 10 { from = acked }
-                let end = min(owned[w].log.count, from + settings.maxRecordBatch)
+                let from = backup.sent > backup.acked && quiet ? backup.acked : backup.sent
+                let end = min(workflow.log.count, from + settings.maxRecordBatch)
                 if end > from {
                     out.append(
                         .send(
                             .recordAppend(
-                                workflow: owned[w].workflow, owner: id, first: from,
-                                entries: Array(owned[w].log[from..<end])), to: backup))
-                    owned[w].backupSent[b] = end
-                    owned[w].backupSentAt[b] = now
+                                workflow: workflow.workflow, owner: id, first: from,
+                                entries: Array(workflow.log[from..<end])), to: backup.peer))
+                    workflow.backupLinks[b].sent = end
+                    workflow.backupLinks[b].sentAt = now
                 }
-                if owned[w].backupAcked[b] < owned[w].log.count { more = true }
+                if backup.acked < workflow.log.count { more = true }
             }
         }
         if more { scheduleFlush(into: &out) }
@@ -507,7 +487,7 @@ public struct WorkMachine: Sendable {
 
     /// Starts queued tasks while slots are free: granted tasks first, then own ready tasks.
     private mutating func fill(into out: inout [WorkDirective]) {
-        while runningCount < settings.slots {
+        while running.count < settings.slots {
             if let task = queue.popFirst() {
                 queuedIDs.remove(task.id)
                 start(task, into: &out)
@@ -528,8 +508,7 @@ public struct WorkMachine: Sendable {
 
     private mutating func start(_ task: StealableTask, into out: inout [WorkDirective]) {
         guard running[task.id] == nil else { return }  // already running here (a duplicate grant)
-        runningCount += 1
-        var job = Job(task: task, values: Array(repeating: nil, count: task.inputs.count), waiting: 0, attempts: 0)
+        var job = Job(task: task, values: Array(repeating: nil, count: task.inputs.count), waiting: 0)
         for (i, input) in task.inputs.enumerated() {
             if let value = store[input.datum], input.checksum == 0 || value.checksum == input.checksum {
                 job.values[i] = value
@@ -555,7 +534,6 @@ public struct WorkMachine: Sendable {
 
     private mutating func executed(_ taskID: UInt64, outputs: [DataValue], into out: inout [WorkDirective]) {
         guard let job = running.removeValue(forKey: taskID) else { return }
-        runningCount -= 1
         var records: [OutputRecord] = []
         for (version, value) in zip(job.task.outputs, outputs) {
             keep(version, value)
@@ -586,7 +564,6 @@ public struct WorkMachine: Sendable {
     /// Drops a job that cannot run (an input is unreachable) and tells its owner.
     private mutating func abandon(_ taskID: UInt64, version: UInt64, holder: PeerID, definite: Bool, into out: inout [WorkDirective]) {
         guard let job = running.removeValue(forKey: taskID) else { return }
-        runningCount -= 1
         alsoTell[taskID] = nil  // they will ask again and hear `unknown`
         if job.task.owner != id {
             out.append(
@@ -627,7 +604,7 @@ public struct WorkMachine: Sendable {
         fetches[rid] = nil
         counters.bytesFetched &+= value.bytes
         let wf = WorkIDs.workflow(f.task)
-        if WorkIDs.index(f.task) == Int(UInt32.max) {  // an owner collecting its results
+        if WorkIDs.index(f.task) == Self.collection {
             guard let w = ownedIndex[wf], owned[w].collecting, !owned[w].finished, owned[w].results[f.input] == nil
             else { return }
             let v = Int(owned[w].plan.finalVersion[f.input])
@@ -657,13 +634,11 @@ public struct WorkMachine: Sendable {
 
     private mutating func fetchFailed(_ f: Fetch, definite: Bool, into out: inout [WorkDirective]) {
         let wf = WorkIDs.workflow(f.task)
-        if WorkIDs.index(f.task) == Int(UInt32.max) {
+        if WorkIDs.index(f.task) == Self.collection {
             guard let w = ownedIndex[wf], owned[w].collecting, !owned[w].finished else { return }
             let v = Int(owned[w].plan.finalVersion[f.input])
             if definite || !isLive(f.holder) {
-                let reopened = owned[w].lose(version: v, heldBy: f.holder)
-                counters.tasksRecomputed += reopened.count
-                for r in reopened { out.append(.taskReopened(task: WorkIDs.pack(wf, r))) }
+                noteReopened(owned[w].lose(version: v, heldBy: f.holder), in: w, into: &out)
                 restartCollection(w, into: &out)
                 fill(into: &out)
             } else {
@@ -761,18 +736,18 @@ public struct WorkMachine: Sendable {
             records[wf] = record
             out.append(.send(.recordAck(workflow: wf, count: record.log.count), to: from))
         case .recordAck(let wf, let count):
-            guard let w = ownedIndex[wf], !owned[w].finished, let b = owned[w].backups.firstIndex(of: from) else { return }
+            guard let w = ownedIndex[wf], !owned[w].finished,
+                let b = owned[w].backupLinks.firstIndex(where: { $0.peer == from })
+            else { return }
             guard count >= 0 else {
-                owned[w].backupCreated[b] = false
-                owned[w].backupAcked[b] = 0
-                owned[w].backupSent[b] = 0
-                owned[w].backupSentAt[b] = .zero
+                owned[w].backupLinks[b] = OwnedWorkflow.Backup(peer: from)  // start it over from the create
                 scheduleFlush(into: &out)
                 return
             }
-            owned[w].backupCreated[b] = true
-            owned[w].backupAcked[b] = max(owned[w].backupAcked[b], min(count, owned[w].log.count))
-            owned[w].backupSent[b] = max(owned[w].backupSent[b], owned[w].backupAcked[b])
+            let acked = max(owned[w].backupLinks[b].acked, min(count, owned[w].log.count))
+            owned[w].backupLinks[b].created = true
+            owned[w].backupLinks[b].acked = acked
+            owned[w].backupLinks[b].sent = max(owned[w].backupLinks[b].sent, acked)
         case .release(let wf):
             if records.removeValue(forKey: wf) != nil { out.append(.persistRecord(.drop(workflow: wf))) }
             dropWorkflowData(wf)
@@ -805,8 +780,7 @@ public struct WorkMachine: Sendable {
         case .resultRetry(let task):
             guard var pending = unacknowledged[task] else { return }
             // An owner that is gone is dropped: its successor re-runs the task, or asks (audit).
-            sortLive()
-            let liveNow = live
+            let liveNow = sortedLive()
             pending.owners.removeAll { !liveNow.binarySearchContains($0) }
             if pending.attempts >= settings.maxResultAttempts || pending.owners.isEmpty {
                 unacknowledged[task] = nil
