@@ -222,21 +222,25 @@ public struct ClusterSimulation {
 
     // MARK: Events
 
+    /// Whether `p` is up and still the process (`generation`) an event was meant for: what was
+    /// sent to, scheduled by or run on a process that crashed is lost with it.
+    func isRunning(_ p: PeerID, _ generation: UInt32) -> Bool {
+        let i = Int(p.raw)
+        return peers[i].up && peers[i].generation == generation
+    }
+
     mutating func handle(_ event: Event) {
         switch event {
         case .start(let p):
             startPeer(p)
         case .deliver(let to, let generation, let from, let message):
-            let i = Int(to.raw)
-            guard peers[i].up, peers[i].generation == generation else { return }
+            guard isRunning(to, generation) else { return }
             step(to, .message(message, from: from))
         case .timer(let p, let generation, let timer):
-            let i = Int(p.raw)
-            guard peers[i].up, peers[i].generation == generation else { return }
+            guard isRunning(p, generation) else { return }
             step(p, .timer(timer))
         case .executed(let p, let generation, let task, let outputs):
-            let i = Int(p.raw)
-            guard peers[i].up, peers[i].generation == generation else { return }
+            guard isRunning(p, generation) else { return }
             step(p, .executed(task: task, outputs: outputs))
         case .submit(let w):
             submit(w)

@@ -196,13 +196,18 @@ public struct PeerMachine: Sendable {
         membership.on(.setLoad(load), now: now, into: &membershipOut)
     }
 
-    /// The thief's picture: its own state and the gossiped loads.
-    private mutating func refreshThief(now: Instant) {
+    /// The stealing machine's picture of this peer (it makes no directives).
+    private mutating func tellStealLocalState(now: Instant) {
         steal.on(
             .localState(freeSlots: work.freeSlots, readyTasks: work.readyTasks, catalogue: catalogue, holding: []),
             now: now, into: &stealOut)
-        // Only possible victims: the stealing machine filters again, but a thousand-peer view
-        // copied and sorted every idle period is what this avoids; and only when the view moved.
+    }
+
+    /// The thief's picture: its own state and the gossiped loads.
+    private mutating func refreshThief(now: Instant) {
+        tellStealLocalState(now: now)
+        // Only possible victims (members reporting ready tasks; the stealing machine filters
+        // again), and only when the view moved since the last time.
         guard membership.viewEpoch != candidatesEpoch else { return }
         candidatesEpoch = membership.viewEpoch
         var candidates: [MemberInfo] = []
@@ -218,9 +223,7 @@ public struct PeerMachine: Sendable {
     }
 
     private mutating func updateVictim(now: Instant) {
-        steal.on(
-            .localState(freeSlots: work.freeSlots, readyTasks: work.readyTasks, catalogue: catalogue, holding: []),
-            now: now, into: &stealOut)
+        tellStealLocalState(now: now)
         steal.on(.readyQueue(work.stealable()), now: now, into: &stealOut)
     }
 
