@@ -106,8 +106,10 @@ public struct CommandTemplate: Sendable, Hashable, CustomStringConvertible {
             if name.isEmpty {
                 throw ParseError(kind: .syntax, message: "empty data name in placeholder '{\(word):}'", offset: i)
             }
-            if !WorkflowNames.isValid(name) {
-                throw ParseError(kind: .syntax, message: "invalid data name '\(name)' in placeholder", offset: i)
+            if let problem = WorkflowNames.problem(name) {
+                throw ParseError(
+                    kind: .syntax, message: "invalid data name '\(WorkflowNames.shown(name))' in placeholder: it \(problem)",
+                    offset: i)
             }
             flush()
             parts.append(.placeholder(datum: name, direction: direction))
@@ -193,28 +195,41 @@ public struct CommandTemplate: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// Replaces `{var}` with its value for every `var` in `bindings`; `{{` and `}}` are copied as is
-/// (so an escaped `{{i}}` is not substituted). Values are inserted raw, not quoted.
-func substituteForeachVariables(_ text: String, _ bindings: [String: String]) -> String {
-    if bindings.isEmpty || !text.contains("{") { return text }
+/// (so an escaped `{{i}}` is not substituted). Values are inserted raw, not quoted. Variable names
+/// are at most `WorkflowNames.maxVariableLength` characters (the parser refuses longer ones).
+///
+/// Returns nil as soon as the result would be longer than `limit` UTF-8 bytes, so a short text
+/// with many `{i}` and a long value cannot build a huge string before it is checked.
+func substituteForeachVariables(_ text: String, _ bindings: [String: String], limit: Int) -> String? {
+    if bindings.isEmpty || !text.contains("{") { return text.utf8.count <= limit ? text : nil }
     let chars = Array(text)
     let n = chars.count
     var out = ""
+    var bytes = 0
     var i = 0
+    func append(_ s: String) -> Bool {
+        bytes += s.utf8.count
+        guard bytes <= limit else { return false }
+        out += s
+        return true
+    }
     while i < n {
         let c = chars[i]
         if (c == "{" || c == "}") && i + 1 < n && chars[i + 1] == c {
-            out.append(c); out.append(c); i += 2; continue
+            guard append(String(c) + String(c)) else { return nil }
+            i += 2
+            continue
         }
         if c == "{" {
             var j = i + 1
-            while j < n, chars[j] != "}", chars[j] != "{", j - i < 64 { j += 1 }
+            while j < n, chars[j] != "}", chars[j] != "{", j - i <= WorkflowNames.maxVariableLength { j += 1 }
             if j < n, chars[j] == "}", let value = bindings[String(chars[(i + 1)..<j])] {
-                out += value
+                guard append(value) else { return nil }
                 i = j + 1
                 continue
             }
         }
-        out.append(c)
+        guard append(String(c)) else { return nil }
         i += 1
     }
     return out

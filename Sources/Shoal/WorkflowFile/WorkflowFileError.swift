@@ -45,13 +45,22 @@ public struct WorkflowFileError: Error, Sendable, Hashable, CustomStringConverti
         case undefinedOutput
         /// A `data:` entry names a file that does not exist.
         case missingDataFile
+        /// A `data:` file (or the workflow file) exists but is not a regular file (a directory,
+        /// FIFO, device, socket, or a symbolic link to one), or cannot be opened for reading.
+        case badDataFile
+        /// The file, or what it expands to, is beyond a limit: its size, a task's `args` (YAML
+        /// nodes after alias expansion, JSON bytes, nesting depth), an exec command's length, or
+        /// the total size of the expanded tasks (see `WorkflowFile.ParseOptions`).
+        case tooLarge
         /// An exec command has a malformed placeholder.
         case placeholderSyntax
         /// One datum appears with conflicting directions in one task.
         case directionConflict
-        /// A name (datum, task, variable) has characters outside the allowed set.
+        /// A name (workflow, datum, task, variable) has characters outside the allowed set, is
+        /// empty, `.` or `..`, or is too long for where it is used (a file name, a store key).
         case invalidName
-        /// A value is out of range or not of an accepted form (e.g. `retries: -1`).
+        /// A value is out of range or not of an accepted form (e.g. `retries: -1`, or more than
+        /// `WorkflowFile.maxRetries`).
         case invalidValue
         /// A registered task name is not in the registry (see `WorkflowFile.validate(knownTasks:)`).
         case unknownTask
@@ -110,8 +119,20 @@ public struct DataAccess: Sendable, Hashable, CustomStringConvertible {
     public var description: String { "\(direction):\(datum)" }
 }
 
-/// Data, task and variable names allowed in workflow files: `[A-Za-z0-9_.-]+`.
+/// Data, task and variable names allowed in workflow files: `[A-Za-z0-9_.-]+`, not `.` or `..`,
+/// at most `maxNameBytes` bytes.
+///
+/// A datum or task name becomes a file name: `scratch/in/<datum>`, `scratch/out/<datum>`, the
+/// output `DIR/<datum>`, and the runner's version files and scratch folders `<name>.<counter>`
+/// (and `<datum>.shared.<counter>`). The character set keeps `/`, NUL and spaces out; the length
+/// bound keeps the longest of those (the name plus `.shared.` and a 20-digit counter) under the
+/// 255-byte file-name limit of common file systems.
 enum WorkflowNames {
+    /// The longest datum or task name, in bytes (names are ASCII, so also characters).
+    static let maxNameBytes = 200
+    /// The longest foreach variable name: `substituteForeachVariables` looks this far for `}`.
+    static let maxVariableLength = 63
+
     static func isNameCharacter(_ c: Character) -> Bool {
         guard c.isASCII, let a = c.asciiValue else { return false }
         switch a {
@@ -124,9 +145,24 @@ enum WorkflowNames {
         }
     }
 
-    /// Whether `name` is a valid datum or task name. `.` and `..` are refused: they are paths.
-    static func isValid(_ name: String) -> Bool {
-        !name.isEmpty && name != "." && name != ".." && name.allSatisfy(isNameCharacter)
+    /// Why `name` is not a valid datum or task name (a phrase to follow "it", e.g. "is empty"),
+    /// or nil when it is valid. `.` and `..` are refused: they are paths.
+    static func problem(_ name: String) -> String? {
+        if name.isEmpty { return "is empty" }
+        if name == "." || name == ".." { return "is a path ('.' or '..'), not a file name" }
+        if !name.allSatisfy(isNameCharacter) { return "has characters other than letters, digits, '_', '.', '-'" }
+        if name.utf8.count > maxNameBytes {
+            return "is \(name.utf8.count) bytes long; names are at most \(maxNameBytes) bytes, as they become file names"
+        }
+        return nil
+    }
+
+    /// Whether `name` is a valid datum or task name (see `problem(_:)`).
+    static func isValid(_ name: String) -> Bool { problem(name) == nil }
+
+    /// `name` for an error message: as is when short, else its first 40 characters and `…`.
+    static func shown(_ name: String) -> String {
+        name.count <= 60 ? name : String(name.prefix(40)) + "…"
     }
 
     /// Whether `name` is a valid foreach variable: `[A-Za-z_][A-Za-z0-9_]*`.

@@ -1,14 +1,50 @@
 import Foundation
 import Yams
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 extension WorkflowFile {
-    /// Limits applied while parsing.
+    /// Limits applied while parsing, so that a small file cannot expand into unbounded work
+    /// (YAML aliases repeat a node without repeating its text; `foreach` repeats a task).
+    /// Every limit is checked before anything runs, and a file beyond one is refused with a
+    /// `WorkflowFileError` (`.tooLarge`, or `.badForeach` for `maxTasks`) naming the line and field.
     public struct ParseOptions: Sendable, Hashable {
         /// The most task calls the whole file may expand to (after `foreach`).
         public var maxTasks: Int
+        /// The most YAML nodes (scalars, lists, mappings, keys) one task's `args` may have after
+        /// aliases (`*name`) are expanded.
+        public var maxArgumentNodes: Int
+        /// The most bytes one task's `args` may take as JSON.
+        public var maxArgumentBytes: Int
+        /// The deepest nesting of lists and mappings in one task's `args`. (libyaml stops at
+        /// 1,000 levels of text, but aliases can nest deeper; JSON decoders stop at 512.)
+        public var maxArgumentDepth: Int
+        /// The longest exec command after `foreach` substitution, in bytes. Linux refuses a
+        /// single argument (the command, passed to `sh -c`) of 128 KiB or more, and the paths
+        /// that replace placeholders make the command longer still.
+        public var maxCommandBytes: Int
+        /// The most bytes the whole file may expand to: inline data, plus for every expanded
+        /// task its name, command or `args` JSON, data names and foreach values.
+        public var maxExpandedBytes: Int
+        /// The largest workflow file `load` reads, in bytes.
+        public var maxFileBytes: Int
 
-        public init(maxTasks: Int = 1_000_000) {
+        public init(
+            maxTasks: Int = 1_000_000, maxArgumentNodes: Int = 100_000, maxArgumentBytes: Int = 1 << 20,
+            maxArgumentDepth: Int = 100, maxCommandBytes: Int = 64 << 10, maxExpandedBytes: Int = 256 << 20,
+            maxFileBytes: Int = 64 << 20
+        ) {
             self.maxTasks = maxTasks
+            self.maxArgumentNodes = maxArgumentNodes
+            self.maxArgumentBytes = maxArgumentBytes
+            self.maxArgumentDepth = maxArgumentDepth
+            self.maxCommandBytes = maxCommandBytes
+            self.maxExpandedBytes = maxExpandedBytes
+            self.maxFileBytes = maxFileBytes
         }
     }
 
@@ -22,9 +58,29 @@ extension WorkflowFile {
 
     /// Reads and parses the workflow file at `path`. Relative `data:` files are resolved against
     /// the directory of `path`. Throws `WorkflowFileError` for every problem (first one found).
+    /// The workflow file must be a regular file (not a FIFO, device or directory, which would
+    /// hang or never end) of at most `options.maxFileBytes` bytes.
     public static func load(path: String, options: ParseOptions = ParseOptions()) throws(WorkflowFileError) -> WorkflowFile {
-        guard let bytes = FileManager.default.contents(atPath: path) else {
-            throw WorkflowFileError(.unreadable, file: path, location: nil, message: "cannot read the workflow file")
+        func unreadable(_ message: String) -> WorkflowFileError {
+            WorkflowFileError(.unreadable, file: path, location: nil, message: message)
+        }
+        if let problem = DataFileCheck.problem(path) {
+            throw unreadable("cannot read the workflow file: it \(problem.message)")
+        }
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw unreadable("cannot read the workflow file")
+        }
+        defer { try? handle.close() }
+        let bytes: Data
+        do {
+            bytes = try handle.read(upToCount: min(options.maxFileBytes, Int.max - 1) + 1) ?? Data()
+        } catch {
+            throw unreadable("cannot read the workflow file: \(error.localizedDescription)")
+        }
+        guard bytes.count <= options.maxFileBytes else {
+            throw WorkflowFileError(
+                .tooLarge, file: path, location: nil,
+                message: "the workflow file is larger than \(options.maxFileBytes) bytes (maxFileBytes)")
         }
         guard let text = String(validating: bytes, as: UTF8.self) else {
             throw WorkflowFileError(.yamlSyntax, file: path, location: nil, message: "not a YAML file: the text is not valid UTF-8")
@@ -71,6 +127,8 @@ private struct WorkflowFileParser {
 
     /// Where each datum of each task came from, for data-flow errors.
     private var accessOrigins: [[String: (field: String, location: SourceLocation)]] = []
+    /// Bytes the file has expanded to so far (see `ParseOptions.maxExpandedBytes`).
+    private var expandedBytes = 0
 
     init(file: String, baseDirectory: URL, options: ParseOptions) {
         self.file = file
@@ -152,18 +210,32 @@ private struct WorkflowFileParser {
     }
 
     func checkName(_ name: String, _ node: Node, task: String?, field: String, what: String) throws(WorkflowFileError) {
-        guard WorkflowNames.isValid(name) else {
-            var hint = ""
-            if name.contains("{") { hint = "; is the '{...}' a foreach variable of this task?" }
-            throw error(
-                .invalidName, loc(node), task: task, field: field,
-                "invalid \(what) name '\(name)' (names use letters, digits, '_', '.', '-')\(hint)")
+        guard let problem = WorkflowNames.problem(name) else { return }
+        if name.allSatisfy(WorkflowNames.isNameCharacter) {
+            throw error(.invalidName, loc(node), task: task, field: field, "invalid \(what) name '\(WorkflowNames.shown(name))': it \(problem)")
         }
+        var hint = ""
+        if name.contains("{") { hint = "; is the '{...}' a foreach variable of this task?" }
+        throw error(
+            .invalidName, loc(node), task: task, field: field,
+            "invalid \(what) name '\(WorkflowNames.shown(name))' (names use letters, digits, '_', '.', '-')\(hint)")
+    }
+
+    /// Adds `bytes` to the file's expanded size; throws `.tooLarge` past `maxExpandedBytes`.
+    mutating func spend(_ bytes: Int, _ location: SourceLocation, task: String?, field: String) throws(WorkflowFileError) {
+        expandedBytes += bytes
+        guard expandedBytes > options.maxExpandedBytes else { return }
+        throw error(
+            .tooLarge, location, task: task, field: field,
+            "the file expands to more than \(options.maxExpandedBytes) bytes of data, task names, commands and arguments here (maxExpandedBytes); put large values in data files")
     }
 
     // MARK: Top level
 
     mutating func parse(_ yaml: String) throws(WorkflowFileError) -> WorkflowFile {
+        guard yaml.utf8.count <= options.maxFileBytes else {
+            throw error(.tooLarge, nil, "the workflow file is larger than \(options.maxFileBytes) bytes (maxFileBytes)")
+        }
         sourceLines = yaml.split(separator: "\n", omittingEmptySubsequences: false)
         let root: Node
         do {
@@ -189,6 +261,9 @@ private struct WorkflowFileParser {
             throw error(.missingField, loc(root), field: "name", "missing workflow 'name'")
         }
         let name = try string(nameNode, task: nil, field: "name")
+        if let problem = WorkflowFile.workflowNameProblem(name) {
+            throw error(.invalidName, loc(nameNode), field: "name", "the workflow name \(problem)")
+        }
 
         var data: [WorkflowFile.InitialDatum] = []
         if let dataNode = value("data") {
@@ -245,7 +320,7 @@ private struct WorkflowFileParser {
                 outputs.append(WorkflowFile.Output(name: output, location: loc(node)))
             }
         }
-        return WorkflowFile(name: name, path: file, data: data, tasks: tasks, outputs: outputs)
+        return WorkflowFile(name: name, path: file, data: data, tasks: tasks, outputs: outputs, nameLocation: loc(nameNode))
     }
 
     func yamlError(_ e: YamlError) -> WorkflowFileError {
@@ -271,7 +346,7 @@ private struct WorkflowFileParser {
 
     // MARK: data
 
-    func parseData(_ node: Node) throws(WorkflowFileError) -> [WorkflowFile.InitialDatum] {
+    mutating func parseData(_ node: Node) throws(WorkflowFileError) -> [WorkflowFile.InitialDatum] {
         if Self.isNull(node) { return [] }
         var result: [WorkflowFile.InitialDatum] = []
         for p in try pairs(node, task: nil, field: "data", what: "a mapping of data names to values") {
@@ -282,6 +357,7 @@ private struct WorkflowFileParser {
                 if Self.isNull(p.value) {
                     throw error(.wrongType, loc(p.value), field: field, "expected inline text or { file: path }, found nothing")
                 }
+                try spend(p.key.utf8.count + s.string.utf8.count, loc(p.keyNode), task: nil, field: field)
                 result.append(.init(name: p.key, value: .inline(Array(s.string.utf8)), location: loc(p.keyNode)))
             case .mapping:
                 let inner = try pairs(p.value, task: nil, field: field, what: "{ file: path }")
@@ -293,13 +369,13 @@ private struct WorkflowFileParser {
                 let url = relative.hasPrefix("/")
                     ? URL(fileURLWithPath: relative)
                     : URL(fileURLWithPath: relative, relativeTo: baseDirectory)
-                let resolved = url.standardizedFileURL.path
-                var isDirectory: ObjCBool = false
-                guard FileManager.default.fileExists(atPath: resolved, isDirectory: &isDirectory), !isDirectory.boolValue else {
-                    throw error(
-                        .missingDataFile, loc(fileNode), field: "\(field).file",
-                        "data file '\(relative)' does not exist (looked for \(resolved))")
+                let standardized = url.standardizedFileURL.path
+                if let problem = DataFileCheck.problem(relative.utf8.contains(0) ? relative : standardized) {
+                    throw error(problem.kind, loc(fileNode), field: "\(field).file", "data file '\(relative)' \(problem.message)")
                 }
+                // The run copies the file; a copy of a symbolic link would be the link itself.
+                let resolved = DataFileCheck.realPath(standardized) ?? standardized
+                try spend(p.key.utf8.count + resolved.utf8.count, loc(p.keyNode), task: nil, field: field)
                 result.append(.init(name: p.key, value: .file(path: resolved), location: loc(p.keyNode)))
             default:
                 throw error(.wrongType, loc(p.value), field: field, "expected inline text or { file: path }, found \(Self.describe(p.value))")
@@ -342,7 +418,14 @@ private struct WorkflowFileParser {
         var retries = 0
         if let node = value("retries") {
             guard case .scalar(let s) = node, let n = Int(s.string), n >= 0 else {
-                throw error(.invalidValue, loc(node), task: task, field: "retries", "'retries' must be a non-negative integer")
+                throw error(
+                    .invalidValue, loc(node), task: task, field: "retries",
+                    "'retries' must be an integer from 0 to \(WorkflowFile.maxRetries)")
+            }
+            guard n <= WorkflowFile.maxRetries else {
+                throw error(
+                    .invalidValue, loc(node), task: task, field: "retries",
+                    "'retries' is \(n); at most \(WorkflowFile.maxRetries) retries are allowed")
             }
             retries = n
         }
@@ -365,7 +448,14 @@ private struct WorkflowFileParser {
         if let node = value("foreach") {
             for p in try pairs(node, task: task, field: "foreach", what: "a mapping of variables to ranges or lists") {
                 guard WorkflowNames.isIdentifier(Substring(p.key)) else {
-                    throw error(.invalidName, loc(p.keyNode), task: task, field: "foreach", "invalid foreach variable name '\(p.key)'")
+                    throw error(
+                        .invalidName, loc(p.keyNode), task: task, field: "foreach",
+                        "invalid foreach variable name '\(WorkflowNames.shown(p.key))' (variables use letters, digits and '_', not first a digit)")
+                }
+                guard p.key.count <= WorkflowNames.maxVariableLength else {
+                    throw error(
+                        .invalidName, loc(p.keyNode), task: task, field: "foreach",
+                        "foreach variable name '\(WorkflowNames.shown(p.key))' is \(p.key.count) characters long; variables are at most \(WorkflowNames.maxVariableLength)")
                 }
                 let values = try foreachValues(p.value, variable: p.key, task: task)
                 variables.append((p.key, values))
@@ -393,8 +483,14 @@ private struct WorkflowFileParser {
             }
             bindings.reverse()
 
-            let name = substituteForeachVariables(nameTemplate, dict)
+            let expandedName = dict.isEmpty ? nameTemplate : substituteForeachVariables(nameTemplate, dict, limit: WorkflowNames.maxNameBytes)
+            guard let name = expandedName else {
+                throw error(
+                    .invalidName, loc(nameNode), task: WorkflowNames.shown(nameTemplate), field: "name",
+                    "the task name expands to more than \(WorkflowNames.maxNameBytes) bytes; names are at most \(WorkflowNames.maxNameBytes) bytes, as they become file names")
+            }
             try checkName(name, nameNode, task: name, field: "name", what: "task")
+            var size = name.utf8.count + bindings.reduce(0) { $0 + $1.value.utf8.count }
             if let first = names[name] {
                 throw error(
                     .duplicateTask, loc(nameNode), task: name, field: "name",
@@ -406,7 +502,14 @@ private struct WorkflowFileParser {
             let kind: TaskCall.Kind
             let accesses: [DataAccess]
             if let execNode {
-                let text = substituteForeachVariables(try string(execNode, task: name, field: "exec"), dict)
+                guard let text = substituteForeachVariables(
+                    try string(execNode, task: name, field: "exec"), dict, limit: options.maxCommandBytes)
+                else {
+                    throw error(
+                        .tooLarge, loc(execNode), task: name, field: "exec",
+                        "the command is longer than \(options.maxCommandBytes) bytes (maxCommandBytes); put a long script in a data file and run it with 'sh {in:script}'")
+                }
+                size += text.utf8.count
                 let template: CommandTemplate
                 do {
                     template = try CommandTemplate(parsing: text)
@@ -422,18 +525,27 @@ private struct WorkflowFileParser {
             } else {
                 let taskName = try string(taskNode!, task: name, field: "task")
                 var argsJSON = Array("{}".utf8)
-                if let argsNode = value("args") {
-                    argsJSON = []
-                    try appendJSON(argsNode, bindings: dict, task: name, to: &argsJSON)
+                if let args = fields.first(where: { $0.key == "args" }) {
+                    let argsNode = args.value
+                    var json = ArgumentsJSON(bindings: dict, task: name, root: loc(args.keyNode))
+                    try appendJSON(argsNode, depth: 0, to: &json)
+                    argsJSON = json.out
                 }
+                size += argsJSON.count
                 kind = .registered(task: taskName, argsJSON: argsJSON)
                 var merged: [DataAccess] = []
+                var index: [String: Int] = [:]
                 for p in accessKeys {
                     let direction = Direction(name: p.key)!
                     for (raw, node) in try self.names(p.value, task: name, field: p.key) {
-                        let datum = substituteForeachVariables(raw, dict)
+                        let expandedDatum = dict.isEmpty ? raw : substituteForeachVariables(raw, dict, limit: WorkflowNames.maxNameBytes)
+                        guard let datum = expandedDatum else {
+                            throw error(
+                                .invalidName, loc(node), task: name, field: p.key,
+                                "the datum name '\(WorkflowNames.shown(raw))' expands to more than \(WorkflowNames.maxNameBytes) bytes; names are at most \(WorkflowNames.maxNameBytes) bytes, as they become file names")
+                        }
                         try checkName(datum, node, task: name, field: p.key, what: "datum")
-                        if let at = merged.firstIndex(where: { $0.datum == datum }) {
+                        if let at = index[datum] {
                             guard let m = CommandTemplate.merge(merged[at].direction, direction) else {
                                 throw error(
                                     .directionConflict, loc(node), task: name, field: p.key,
@@ -441,6 +553,7 @@ private struct WorkflowFileParser {
                             }
                             merged[at].direction = m
                         } else {
+                            index[datum] = merged.count
                             merged.append(DataAccess(datum: datum, direction: direction))
                             origins[datum] = (p.key, loc(node))
                         }
@@ -448,6 +561,8 @@ private struct WorkflowFileParser {
                 }
                 accesses = merged
             }
+            size += accesses.reduce(0) { $0 + $1.datum.utf8.count }
+            try spend(size, loc(item), task: name, field: value("foreach") != nil ? "foreach" : "tasks")
             tasks.append(TaskCall(
                 name: name, location: loc(item), kind: kind, accesses: accesses, retries: retries,
                 onFailure: onFailure, bindings: bindings))
@@ -509,13 +624,59 @@ private struct WorkflowFileParser {
 
     // MARK: args → JSON
 
-    func appendJSON(_ node: Node, bindings: [String: String], task: String, to out: inout [UInt8]) throws(WorkflowFileError) {
+    /// The state of one task's `args` conversion: its output and what it has used of the limits.
+    struct ArgumentsJSON {
+        var bindings: [String: String]
+        var task: String
+        /// Where the `args` key is, for the limit errors.
+        var root: SourceLocation
+        var out: [UInt8] = []
+        var nodes = 0
+    }
+
+    /// Appends `node` as JSON. Aliases were expanded by the composer, so a node may be reached
+    /// many times; every visit counts against `maxArgumentNodes`, so a few lines of nested aliases
+    /// (`&a [*b, *b, …]`) are refused instead of being walked for ever.
+    func appendJSON(_ node: Node, depth: Int, to json: inout ArgumentsJSON) throws(WorkflowFileError) {
+        json.nodes += 1
+        if json.nodes > options.maxArgumentNodes {
+            throw error(
+                .tooLarge, json.root, task: json.task, field: "args",
+                "'args' has more than \(options.maxArgumentNodes) YAML nodes (maxArgumentNodes) once aliases (*name) are expanded; put large inputs in data files")
+        }
+        if depth >= options.maxArgumentDepth, Self.isCollection(node) {
+            throw error(
+                .tooLarge, loc(node), task: json.task, field: "args",
+                "'args' nests lists and mappings more than \(options.maxArgumentDepth) levels deep (maxArgumentDepth)")
+        }
+        try appendJSONValue(node, depth: depth, to: &json)
+        if json.out.count > options.maxArgumentBytes {
+            throw error(
+                .tooLarge, json.root, task: json.task, field: "args",
+                "'args' is more than \(options.maxArgumentBytes) bytes as JSON (maxArgumentBytes); put large inputs in data files")
+        }
+    }
+
+    static func isCollection(_ node: Node) -> Bool {
+        switch node {
+        case .sequence, .mapping: true
+        case .scalar, .alias: false
+        }
+    }
+
+    private func appendJSONValue(_ node: Node, depth: Int, to json: inout ArgumentsJSON) throws(WorkflowFileError) {
+        let task = json.task
         switch node {
         case .scalar(let s):
             var text = s.string
             var tag = Resolver.default.resolveTag(of: node)
-            if !bindings.isEmpty {
-                let substituted = substituteForeachVariables(text, bindings)
+            if !json.bindings.isEmpty {
+                let room = options.maxArgumentBytes - json.out.count
+                guard let substituted = substituteForeachVariables(text, json.bindings, limit: max(room, 0)) else {
+                    throw error(
+                        .tooLarge, loc(node), task: task, field: "args",
+                        "'args' is more than \(options.maxArgumentBytes) bytes as JSON (maxArgumentBytes) once foreach variables are substituted")
+                }
                 if substituted != text {
                     text = substituted
                     if s.style == .plain || s.style == .any {
@@ -526,46 +687,47 @@ private struct WorkflowFileParser {
             let scalar = Node.Scalar(text)
             switch tag {
             case .null:
-                out += Array("null".utf8)
+                json.out += Array("null".utf8)
             case .bool:
                 guard let b = Bool.construct(from: scalar) else { fallthrough }
-                out += Array((b ? "true" : "false").utf8)
+                json.out += Array((b ? "true" : "false").utf8)
             case .int:
                 if let i = Int.construct(from: scalar) {
-                    out += Array(String(i).utf8)
+                    json.out += Array(String(i).utf8)
                 } else if let d = Double.construct(from: scalar), d.isFinite {
-                    out += Array("\(d)".utf8)
+                    json.out += Array("\(d)".utf8)
                 } else {
-                    appendJSONString(text, to: &out)
+                    appendJSONString(text, to: &json.out)
                 }
             case .float:
                 guard let d = Double.construct(from: scalar) else {
-                    appendJSONString(text, to: &out)
+                    appendJSONString(text, to: &json.out)
                     return
                 }
                 guard d.isFinite else {
                     throw error(.invalidValue, loc(node), task: task, field: "args", "'\(text)' has no JSON representation")
                 }
-                out += Array((d == d.rounded() && abs(d) < 1e15 ? String(Int(d)) + ".0" : "\(d)").utf8)
+                json.out += Array((d == d.rounded() && abs(d) < 1e15 ? String(Int(d)) + ".0" : "\(d)").utf8)
             default:
-                appendJSONString(text, to: &out)
+                appendJSONString(text, to: &json.out)
             }
         case .sequence(let seq):
-            out.append(UInt8(ascii: "["))
+            json.out.append(UInt8(ascii: "["))
             for (i, item) in seq.enumerated() {
-                if i > 0 { out.append(UInt8(ascii: ",")) }
-                try appendJSON(item, bindings: bindings, task: task, to: &out)
+                if i > 0 { json.out.append(UInt8(ascii: ",")) }
+                try appendJSON(item, depth: depth + 1, to: &json)
             }
-            out.append(UInt8(ascii: "]"))
+            json.out.append(UInt8(ascii: "]"))
         case .mapping:
-            out.append(UInt8(ascii: "{"))
+            json.out.append(UInt8(ascii: "{"))
             for (i, p) in try pairs(node, task: task, field: "args", what: "a mapping").enumerated() {
-                if i > 0 { out.append(UInt8(ascii: ",")) }
-                appendJSONString(p.key, to: &out)
-                out.append(UInt8(ascii: ":"))
-                try appendJSON(p.value, bindings: bindings, task: task, to: &out)
+                if i > 0 { json.out.append(UInt8(ascii: ",")) }
+                json.nodes += 1  // the key
+                appendJSONString(p.key, to: &json.out)
+                json.out.append(UInt8(ascii: ":"))
+                try appendJSON(p.value, depth: depth + 1, to: &json)
             }
-            out.append(UInt8(ascii: "}"))
+            json.out.append(UInt8(ascii: "}"))
         case .alias:
             throw error(.wrongType, loc(node), task: task, field: "args", "YAML aliases are not supported in 'args'")
         }
@@ -590,5 +752,72 @@ private struct WorkflowFileParser {
             }
         }
         out.append(UInt8(ascii: "\""))
+    }
+}
+
+/// Checks that a path names a regular file that can be opened for reading, without blocking:
+/// a FIFO would hang the run's copy, a device such as `/dev/zero` would never end (or end
+/// empty), and a directory is not data. Symbolic links are followed, so a link to a regular file
+/// is accepted and a link to any of those is not.
+enum DataFileCheck {
+    struct Problem {
+        var kind: WorkflowFileError.Kind
+        /// A phrase after "data file 'x' ", e.g. "is a FIFO (named pipe), not a regular file (/p)".
+        var message: String
+    }
+
+    /// Nil when `path` is a regular file this process can open for reading.
+    static func problem(_ path: String) -> Problem? {
+        if path.utf8.contains(0) { return Problem(kind: .badDataFile, message: "contains a NUL character") }
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            let e = errno
+            if e == ENOENT || e == ENOTDIR {
+                if isSymbolicLink(path) {
+                    return Problem(kind: .missingDataFile, message: "is a symbolic link to a file that does not exist (\(path))")
+                }
+                return Problem(kind: .missingDataFile, message: "does not exist (looked for \(path))")
+            }
+            return Problem(kind: .badDataFile, message: "cannot be read: \(String(cString: strerror(e))) (\(path))")
+        }
+        let type = st.st_mode & S_IFMT
+        guard type == S_IFREG else {
+            let via = isSymbolicLink(path) ? "a symbolic link to " : ""
+            return Problem(kind: .badDataFile, message: "is \(via)\(describe(type)), not a regular file (\(path))")
+        }
+        // O_NONBLOCK: if the file was swapped for a FIFO since the stat, the open does not wait.
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else {
+            return Problem(kind: .badDataFile, message: "cannot be read: \(String(cString: strerror(errno))) (\(path))")
+        }
+        defer { close(fd) }
+        var opened = stat()
+        guard fstat(fd, &opened) == 0, opened.st_mode & S_IFMT == S_IFREG else {
+            return Problem(kind: .badDataFile, message: "changed while it was checked and is no longer a regular file (\(path))")
+        }
+        return nil
+    }
+
+    /// `path` with every symbolic link resolved (realpath), or nil if that fails.
+    static func realPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
+    static func isSymbolicLink(_ path: String) -> Bool {
+        var st = stat()
+        return lstat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFLNK
+    }
+
+    static func describe(_ type: mode_t) -> String {
+        switch type {
+        case S_IFDIR: "a directory"
+        case S_IFIFO: "a FIFO (named pipe)"
+        case S_IFCHR: "a character device"
+        case S_IFBLK: "a block device"
+        case S_IFSOCK: "a socket"
+        default: "not a plain file"
+        }
     }
 }
