@@ -22,6 +22,8 @@ let package = Package(
         .systemLibrary(name: "CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
         // glibc's <malloc.h> (mallinfo2), for the memory benchmarks.
         .systemLibrary(name: "CMallocInfo"),
+        // Process control for exec tasks (posix_spawn with a clean signal state, subreaper, pidfd).
+        .target(name: "CProcess"),
 
         // Pure: ids, task model, dependency analysis, scheduler machine, shard protocol.
         .target(name: "ShoalCore", dependencies: ["CSodium"], swiftSettings: strict),
@@ -33,7 +35,7 @@ let package = Package(
         // Public API for workflow authors, local runtime, workflow files.
         .target(
             name: "Shoal",
-            dependencies: ["ShoalCore", "ShoalStore", .product(name: "Yams", package: "Yams")],
+            dependencies: ["ShoalCore", "ShoalStore", "CProcess", .product(name: "Yams", package: "Yams")],
             swiftSettings: strict),
         // The cross-correlation example, Task Bench kernels, example tasks.
         .target(name: "ShoalExamples", dependencies: ["Shoal"], swiftSettings: strict),

@@ -2,46 +2,107 @@ import ArgumentParser
 import Foundation
 import Shoal
 import ShoalExamples
+import ShoalStore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// `shoal run FILE`: runs a workflow file on this machine.
 struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a workflow file (YAML) on this machine, using every core.",
-        discussion: "Exit codes: 0 success, 1 a task failed, 2 the file is malformed or refers to unknown tasks or data.")
+        discussion: """
+            Exit codes: 0 success, 1 a task failed, 2 bad input (a malformed file, unknown tasks or \
+            data, a bad option or path), 130/143/129 interrupted by SIGINT/SIGTERM/SIGHUP (running \
+            commands and everything they started are killed, scratch folders removed).
+            """)
+
+    /// Most worker threads `--workers` accepts: each is an OS thread that may wait on a command.
+    static let maxWorkers = 1_024
+    /// Longest `--timeout`: 30 days.
+    static let maxTimeoutSeconds = 30.0 * 86_400
 
     @Argument(help: "The workflow file.") var file: String
     @Option(help: "Write the workflow's outputs here as DIR/<name>.") var outputDir: String?
     @Option(help: "Record the run (and keep persistent objects) in the LMDB store in this folder.") var dataDir: String?
-    @Option(help: "Where versions and scratch folders go (default: a temporary folder, removed after the run).")
+    @Option(help: "Where this run's folder of versions and scratch folders goes, kept after the run (default: a temporary folder, removed after the run).")
     var workDir: String?
-    @Option(help: "Kill a command still running after this many seconds.") var timeout: Double?
-    @Option(help: "Worker threads (default: cores).") var workers = ProcessInfo.processInfo.activeProcessorCount
+    @Option(help: "Kill a command still running after this many seconds (more than 0, at most 30 days).")
+    var timeout: Double?
+    @Option(help: "Worker threads, 1 to \(Run.maxWorkers) (default: cores).")
+    var workers = ProcessInfo.processInfo.activeProcessorCount
+
+    func validate() throws {
+        guard workers >= 1 && workers <= Self.maxWorkers else {
+            throw refuse("--workers must be 1 to \(Self.maxWorkers), got \(workers)")
+        }
+        if let timeout, !(timeout.isFinite && timeout > 0 && timeout <= Self.maxTimeoutSeconds) {
+            throw refuse("--timeout must be a number of seconds more than 0 and at most \(Int(Self.maxTimeoutSeconds)) (30 days), got \(timeout)")
+        }
+    }
 
     func run() async throws {
         try await exitOnError {
             let workflow = try WorkflowFile.load(path: file)
-            let options: RunOptions
-            if let dataDir {
-                options = try RunOptions(runtime: RuntimeSettings(workers: workers), dataDirectory: dataDir)
-            } else {
-                options = RunOptions(runtime: RuntimeSettings(workers: workers))
-            }
+            let temporary = workDir == nil
             let work = URL(fileURLWithPath: workDir ?? NSTemporaryDirectory() + "shoal-run-\(UUID().uuidString)")
-            defer { if workDir == nil { try? FileManager.default.removeItem(at: work) } }
+            defer { if temporary { try? FileManager.default.removeItem(at: work) } }
+            // Every command's descendants come back to this process when their parents die, so
+            // none outlives its task or the run.
+            CommandProcesses.shared.adoptOrphans()
+            defer { CommandProcesses.shared.terminateAll() }
+
+            var options = RunOptions(runtime: RuntimeSettings(workers: workers))
             let runner = WorkflowRunner(
                 file: workflow, registry: ExampleTasks.registry, options: options, workDirectory: work,
                 outputDirectory: outputDir.map { URL(fileURLWithPath: $0) }, commandTimeoutSeconds: timeout)
-            let bar = ProgressLine(workflow.name)
-            let report = try await runner.run { stats, total in
-                bar.update(done: stats.completed + stats.failed + stats.cancelled, total: total, failed: stats.failed)
+            // Everything is checked before any task runs: the file, then every folder.
+            try runner.validate()
+            let prepared = try runner.prepare()
+            let interrupts = Interrupts { signal in
+                CommandProcesses.shared.terminateAll()
+                try? FileManager.default.removeItem(at: temporary ? work : prepared.scratch)
+                printError("\ninterrupted by \(signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : "SIGHUP"): its commands were killed")
             }
+            defer { interrupts.cancel() }
+            if let dataDir {
+                try WorkflowRunner.checkFolder(dataDir, role: "data folder (--data-dir)")
+                options.store = try LMDBShard(directory: dataDir)
+            }
+            var running = runner
+            running.options = options
+
+            let bar = ProgressLine(workflow.name)
+            let report: WorkflowRunner.Report
+            do {
+                report = try await running.run(prepared) { stats, total in
+                    bar.update(done: stats.completed + stats.failed + stats.cancelled, total: total, failed: stats.failed)
+                }
+            } catch let failure as WorkflowRunFailure {
+                Interrupts.holdIfTriggered()
+                bar.finish()
+                printReport(failure.report)
+                throw failure.cause
+            } catch {
+                Interrupts.holdIfTriggered()
+                throw error
+            }
+            Interrupts.holdIfTriggered()
             bar.finish()
-            print("workflow '\(report.workflow)': \(report.completed) of \(report.tasks) tasks completed in \(String(format: "%.3f", report.seconds)) s"
-                + (report.retried > 0 ? ", \(report.retried) retried" : "")
-                + (report.failed > 0 ? ", \(report.failed) failed" : "")
-                + (report.cancelled > 0 ? ", \(report.cancelled) cancelled" : ""))
-            for failure in report.failures { print("  \(failure)") }
-            for (name, path) in report.outputs.sorted(by: { $0.key < $1.key }) { print("  output \(name): \(path)") }
+            printReport(report)
+        }
+    }
+
+    private func printReport(_ report: WorkflowRunner.Report) {
+        print("workflow '\(report.workflow)': \(report.completed) of \(report.tasks) tasks completed in \(String(format: "%.3f", report.seconds)) s"
+            + (report.retried > 0 ? ", \(report.retried) retried" : "")
+            + (report.failed > 0 ? ", \(report.failed) failed" : "")
+            + (report.cancelled > 0 ? ", \(report.cancelled) cancelled" : ""))
+        for failure in report.failures { print("  \(failure)") }
+        for (name, path) in report.outputs.sorted(by: { $0.key < $1.key }) { print("  output \(name): \(path)") }
+        for (name, why) in report.outputsNotWritten.sorted(by: { $0.key < $1.key }) {
+            print("  output \(name): not written: \(why.split(separator: "\n").first ?? "")")
         }
     }
 }

@@ -48,6 +48,15 @@ func exitOnError(_ body: () async throws -> Void) async throws {
     } catch let error as WorkflowFileError {
         printError("error: \(error)")
         throw ExitCode(2)
+    } catch let error as RunSetupError {
+        printError("error: \(error)")
+        throw ExitCode(2)
+    } catch let error as ExecTaskFailure {
+        printError("error: \(error)")
+        throw ExitCode(1)
+    } catch let error as FileError {
+        printError("error: \(error)")
+        throw ExitCode(1)
     } catch let error as ShoalError {
         printError("error: \(error)")
         throw ExitCode(1)

@@ -1,6 +1,10 @@
 import Foundation
 import Testing
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 @testable import Shoal
 
 /// Writes `text` to a fresh read-only "version" file, as the store would keep it.
@@ -111,10 +115,55 @@ struct WorkflowFileExecTests {
     @Test func backgroundLeftoversDoNotHangTheRunner() throws {
         let command = try CommandTemplate(parsing: "sleep 30 & echo done > {out:x}")
         let start = Date()
-        let r = try ExecRunner(settings: .init(lingerMs: 200))
+        let r = try ExecRunner(settings: .init(drainMs: 200))
             .run(.init(taskName: "bg", command: command, scratch: makeTempDirectory("scratch")))
         #expect(contents(r.outputs["x"]) == "done\n")
         #expect(Date().timeIntervalSince(start) < 10)
+    }
+
+    @Test func aCommandThatChangesItsInputFailsAndTheVersionIsUntouched() throws {
+        let version = versionFile("original\n")
+        for command in ["echo EVIL >> {in:d}", ": > {in:d}", "rm -f {in:d}", "chmod 600 {in:d}", "touch {in:d}"] {
+            let template = try CommandTemplate(parsing: command)
+            do {
+                _ = try runner.run(
+                    .init(taskName: "evil", command: template, scratch: makeTempDirectory("scratch"), inputs: ["d": version]))
+                // Without root, writing the read-only copy fails the command itself instead.
+                if getuid() == 0 { Issue.record("'\(command)' was not caught") }
+            } catch {
+                if getuid() == 0 || command.hasPrefix("rm") || command.hasPrefix("chmod") {
+                    #expect(error.reason == .modifiedInput(datum: "d"), "\(command): \(error)")
+                    #expect(error.description.contains("modified its read-only input 'd'"))
+                }
+            }
+            #expect(contents(version) == "original\n", "\(command) reached the version file")
+        }
+    }
+
+    @Test func anOutputThatIsNotARegularFileFails() throws {
+        let command = try CommandTemplate(parsing: "mkdir {out:y}")
+        do {
+            _ = try runner.run(.init(taskName: "d", command: command, scratch: makeTempDirectory("scratch")))
+            Issue.record("expected a failure")
+        } catch {
+            #expect(error.reason == .outputNotAFile(datum: "y", kind: .directory), "\(error)")
+        }
+    }
+
+    @Test func aFIFOGivenAsAnInputIsRefusedWithoutBlocking() throws {
+        let fifo = makeTempDirectory("fifo").appendingPathComponent("p").path
+        #expect(mkfifo(fifo, 0o644) == 0)
+        let command = try CommandTemplate(parsing: "cat {in:d}")
+        do {
+            _ = try runner.run(.init(taskName: "f", command: command, scratch: makeTempDirectory("scratch"), inputs: ["d": fifo]))
+            Issue.record("expected a failure")
+        } catch {
+            guard case .setup(let message) = error.reason else {
+                Issue.record("expected a setup failure, got \(error)")
+                return
+            }
+            #expect(message.contains("FIFO"), "\(message)")
+        }
     }
 
     @Test func dotOutputIsExact() {

@@ -56,7 +56,7 @@ struct WorkflowRunnerTests {
         #expect(Set(report.outputs.keys) == ["loud", "counts", "log"])
         #expect(report.outputs["loud"] == out.appendingPathComponent("loud").path)
         // Scratch folders are removed after each command.
-        let scratch = try FileManager.default.contentsOfDirectory(atPath: dir.appending("work/scratch").path)
+        let scratch = try FileManager.default.contentsOfDirectory(atPath: dir.appending("work/shout-twice.1/scratch").path)
         #expect(scratch.isEmpty, "left behind: \(scratch)")
     }
 
@@ -75,9 +75,11 @@ struct WorkflowRunnerTests {
         do {
             _ = try await runner(file, in: dir, outputs: false).run()
             Issue.record("the run did not fail")
-        } catch let error as ShoalError {
-            guard case .taskFailed(let task, let message, let attempts) = error else {
-                Issue.record("expected taskFailed, got \(error)")
+        } catch let failure as WorkflowRunFailure {
+            #expect(failure.report.failed == 1)
+            guard let error = failure.cause as? ShoalError, case .taskFailed(let task, let message, let attempts) = error
+            else {
+                Issue.record("expected taskFailed, got \(failure.cause)")
                 return
             }
             #expect(task == "broken")

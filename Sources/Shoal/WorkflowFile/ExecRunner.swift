@@ -1,3 +1,4 @@
+import CProcess
 import Dispatch
 import Foundation
 
@@ -22,6 +23,12 @@ public struct ExecTaskFailure: Error, Sendable, Hashable, CustomStringConvertibl
         case missingInput(datum: String)
         /// The command exited with 0 but did not create the output file of a written datum.
         case missingOutput(datum: String)
+        /// The command left something other than a regular file where a written datum's new
+        /// version goes (a directory, a symlink, a FIFO...).
+        case outputNotAFile(datum: String, kind: FileKind)
+        /// The command changed (wrote, truncated, replaced, removed or re-moded) its private copy
+        /// of a datum it only reads. No other task saw it: every task reads its own copy.
+        case modifiedInput(datum: String)
         /// The scratch folder could not be prepared (message from the file system).
         case setup(String)
         /// The shell could not be started.
@@ -55,9 +62,11 @@ public struct ExecTaskFailure: Error, Sendable, Hashable, CustomStringConvertibl
         switch reason {
         case .exit(let code): what = "exit code \(code)"
         case .signal(let s): what = "killed by signal \(s)"
-        case .timedOut(let t): what = "timed out after \(t) s; its process group was killed"
+        case .timedOut(let t): what = "timed out after \(t) s; it and everything it started were killed"
         case .missingInput(let d): what = "no input file was given for datum '\(d)'"
         case .missingOutput(let d): what = "the command did not create its output '\(d)'"
+        case .outputNotAFile(let d, let kind): what = "the command left \(kind), not a regular file, as its output '\(d)'"
+        case .modifiedInput(let d): what = "the command modified its read-only input '\(d)'"
         case .setup(let m): what = "cannot prepare the scratch folder: \(m)"
         case .launch(let m): what = "cannot start the shell: \(m)"
         }
@@ -72,16 +81,21 @@ public struct ExecTaskFailure: Error, Sendable, Hashable, CustomStringConvertibl
 ///
 /// Path convention inside the scratch folder `S` (fresh and private to one attempt):
 /// - `S/in/<datum>`: the current version of every datum the task reads (`in`, `inout`,
-///   `commutative`), a hard link to the caller's file (a read-only 0444 copy when linking fails;
-///   keep version files read-only so a hard link cannot be written through). `{in:x}` renders this.
+///   `commutative`), as a private read-only (0444) copy made in the kernel (a reflink clone where
+///   the file system can, else `copy_file_range`). `{in:x}` renders this. A copy, not a hard
+///   link: the read-only mode does not stop root, and a command that wrote through a link would
+///   change the version every other task reads. After the command, each copy's identity, size,
+///   mode and times must be unchanged, or the task fails with `.modifiedInput`. The cost is one
+///   in-kernel copy per input per attempt (`shoal bench exec --input-bytes N` measures it).
 /// - `S/out/<datum>`: the new version of every datum the task writes (`out`, `inout`,
 ///   `commutative`). For `inout`/`commutative` it starts as a writable copy of the input; for `out`
 ///   it does not exist until the command creates it. `{out:x}`, `{inout:x}` and `{commutative:x}`
-///   render this. After a zero exit every such file must exist.
+///   render this. After a zero exit every such file must exist and be a regular file.
 /// - `concurrent` data are not copied: `{concurrent:x}` renders the caller's shared path, which all
 ///   tasks of the concurrent run use at once.
 /// The command runs as `/bin/sh -c <command>` with `S` as working directory, stdin from
-/// `/dev/null`, and stdout/stderr captured (last `stdoutTailBytes`/`stderrTailBytes` kept).
+/// `/dev/null`, and stdout/stderr captured (last `stdoutTailBytes`/`stderrTailBytes` kept). It
+/// ends when the shell exits; whatever it left running is killed then (`CommandProcesses`).
 /// Placeholders render absolute, shell-quoted paths.
 public struct ExecRunner: Sendable {
     /// Tunables.
@@ -94,21 +108,22 @@ public struct ExecRunner: Sendable {
         public var stdoutTailBytes: Int
         /// After a timeout's SIGTERM, how long to wait before SIGKILL.
         public var killGraceMs: Int
-        /// After the shell exits, how long to wait for processes it left behind that still hold
-        /// its stdout/stderr before killing its process group.
-        public var lingerMs: Int
+        /// After the shell exited and everything it left behind was killed, how long to keep
+        /// reading the last of their output from the pipes (a bound, in case a process the
+        /// runner could not attribute still holds one).
+        public var drainMs: Int
         /// Variables added to (or replacing) the inherited environment.
         public var environment: [String: String]
 
         public init(
             shell: String = "/bin/sh", stderrTailBytes: Int = 64 * 1024, stdoutTailBytes: Int = 64 * 1024,
-            killGraceMs: Int = 2000, lingerMs: Int = 1000, environment: [String: String] = [:]
+            killGraceMs: Int = 2000, drainMs: Int = 200, environment: [String: String] = [:]
         ) {
             self.shell = shell
             self.stderrTailBytes = stderrTailBytes
             self.stdoutTailBytes = stdoutTailBytes
             self.killGraceMs = killGraceMs
-            self.lingerMs = lingerMs
+            self.drainMs = drainMs
             self.environment = environment
         }
     }
@@ -186,9 +201,9 @@ public struct ExecRunner: Sendable {
 
     /// Prepares the scratch folder, runs the command, and checks its outputs.
     /// Throws `ExecTaskFailure` for a non-zero exit, a signal, a timeout, a missing input or
-    /// output, or a setup/launch problem; the stderr tail is attached when the command ran.
+    /// output, an input the command changed, or a setup/launch problem; the stderr tail is
+    /// attached when the command ran.
     public func run(_ request: Request) throws(ExecTaskFailure) -> Result {
-        let fm = FileManager.default
         let scratch = request.scratch.standardizedFileURL
         func fail(_ reason: ExecTaskFailure.Reason, stderr: [UInt8] = [], command: String = "") -> ExecTaskFailure {
             ExecTaskFailure(
@@ -196,40 +211,44 @@ public struct ExecRunner: Sendable {
                 command: command)
         }
 
-        // Prepare S/in and S/out.
+        // Prepare S/in and S/out: private copies, so nothing a command does to them reaches a
+        // version file another task reads.
         var outputs: [String: String] = [:]
-        do {
-            try fm.createDirectory(at: scratch.appendingPathComponent("in"), withIntermediateDirectories: true)
-            try fm.createDirectory(at: scratch.appendingPathComponent("out"), withIntermediateDirectories: true)
-            for access in request.command.accesses {
+        var inputCopies: [(datum: String, path: String, fingerprint: FileFingerprint)] = []
+        let accesses = request.command.accesses
+        for access in accesses {
+            let given = access.direction == .concurrent ? request.sharedPaths : access.direction.reads ? request.inputs : nil
+            if let given, given[access.datum] == nil { throw fail(.missingInput(datum: access.datum)) }
+        }
+        do throws(FileError) {
+            try FileOps.makeDirectory(scratch.path)
+            if accesses.contains(where: { $0.direction.reads && $0.direction != .concurrent }) {
+                try FileOps.makeDirectory(scratch.appendingPathComponent("in").path)
+            }
+            if accesses.contains(where: { $0.direction.writes && $0.direction != .concurrent }) {
+                try FileOps.makeDirectory(scratch.appendingPathComponent("out").path)
+            }
+            for access in accesses {
                 let datum = access.datum
                 let inPath = Self.inputPath(scratch: scratch, datum: datum).path
                 let outPath = Self.outputPath(scratch: scratch, datum: datum).path
                 switch access.direction {
                 case .concurrent:
-                    guard let shared = request.sharedPaths[datum] else { throw fail(.missingInput(datum: datum)) }
-                    outputs[datum] = shared
+                    outputs[datum] = request.sharedPaths[datum]!
                 case .out:
                     outputs[datum] = outPath
                 case .in, .inout, .commutative:
-                    guard let source = request.inputs[datum] else { throw fail(.missingInput(datum: datum)) }
-                    do {
-                        try fm.linkItem(atPath: source, toPath: inPath)
-                    } catch {
-                        try fm.copyItem(atPath: source, toPath: inPath)
-                        try fm.setAttributes([.posixPermissions: 0o444], ofItemAtPath: inPath)
-                    }
+                    let source = request.inputs[datum]!
+                    try FileOps.copyFile(from: source, to: inPath, mode: 0o444)
+                    inputCopies.append((datum, inPath, try FileFingerprint(path: inPath)))
                     if access.direction != .in {
-                        try fm.copyItem(atPath: source, toPath: outPath)
-                        try fm.setAttributes([.posixPermissions: 0o644], ofItemAtPath: outPath)
+                        try FileOps.copyFile(from: source, to: outPath, mode: 0o644)
                         outputs[datum] = outPath
                     }
                 }
             }
-        } catch let e as ExecTaskFailure {
-            throw e
         } catch {
-            throw fail(.setup("\(error)"))
+            throw fail(.setup(error.description))
         }
 
         let rendered = request.command.render { datum, direction in
@@ -244,7 +263,7 @@ public struct ExecRunner: Sendable {
         do {
             outcome = try execute(rendered, in: scratch, timeoutSeconds: request.timeoutSeconds)
         } catch {
-            throw fail(.launch("\(error)"), command: rendered)
+            throw fail(.launch(error.message), command: rendered)
         }
         switch outcome.status {
         case .timedOut(let t): throw fail(.timedOut(seconds: t), stderr: outcome.stderr, command: rendered)
@@ -252,33 +271,21 @@ public struct ExecRunner: Sendable {
         case .exit(let code) where code != 0: throw fail(.exit(code: code), stderr: outcome.stderr, command: rendered)
         case .exit: break
         }
-        for access in request.command.accesses where access.direction.writes && access.direction != .concurrent {
-            if !fm.fileExists(atPath: Self.outputPath(scratch: scratch, datum: access.datum).path) {
+        for input in inputCopies where (try? FileFingerprint(path: input.path)) != input.fingerprint {
+            throw fail(.modifiedInput(datum: input.datum), stderr: outcome.stderr, command: rendered)
+        }
+        for access in accesses where access.direction.writes && access.direction != .concurrent {
+            let path = Self.outputPath(scratch: scratch, datum: access.datum).path
+            guard let kind = FileOps.kind(path) else {
                 throw fail(.missingOutput(datum: access.datum), stderr: outcome.stderr, command: rendered)
+            }
+            guard kind == .regular else {
+                throw fail(.outputNotAFile(datum: access.datum, kind: kind), stderr: outcome.stderr, command: rendered)
             }
         }
         return Result(
             outputs: outputs, command: rendered, stdoutTail: outcome.stdout, stderrTail: outcome.stderr,
             durationSeconds: outcome.duration)
-    }
-
-    /// Whether `pid` has exited but is not reaped yet. Foundation on Linux notices a child's exit
-    /// only when every process holding the child's inherited descriptors has gone, so a command
-    /// that leaves `sleep 30 &` behind would look alive for 30 s; `/proc/<pid>/stat` tells the truth.
-    private static func isZombie(_ pid: Int32) -> Bool {
-        #if os(Linux)
-            let fd = open("/proc/\(pid)/stat", O_RDONLY)
-            guard fd >= 0 else { return false }
-            defer { close(fd) }
-            var buffer = [UInt8](repeating: 0, count: 512)
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            guard n > 0, let paren = buffer[0..<n].lastIndex(of: UInt8(ascii: ")")), paren + 2 < n else {
-                return false
-            }
-            return buffer[paren + 2] == UInt8(ascii: "Z")
-        #else
-            return false
-        #endif
     }
 
     private enum Status { case exit(Int32), signal(Int32), timedOut(Double) }
@@ -288,97 +295,141 @@ public struct ExecRunner: Sendable {
         var stderr: [UInt8]
         var duration: Double
     }
+    private struct LaunchError: Error { var message: String }
 
-    /// Runs `shell -c command`, pumping both pipes on this thread with `poll`, enforcing the timeout.
-    private func execute(_ command: String, in directory: URL, timeoutSeconds: Double?) throws -> Outcome {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: settings.shell)
-        process.arguments = ["-c", command]
-        process.currentDirectoryURL = directory
-        if !settings.environment.isEmpty {
-            process.environment = ProcessInfo.processInfo.environment.merging(settings.environment) { $1 }
+    /// The environment commands start with: this process's, as it was when first asked for.
+    private static let inheritedEnvironment: [String: String] = ProcessInfo.processInfo.environment
+
+    /// Runs `shell -c command` as a clean child (see `CommandProcesses` for what "clean" and
+    /// "ended" mean), pumping both pipes on this thread with `poll`, enforcing the timeout. Returns
+    /// when the shell has exited and everything it left behind was killed.
+    private func execute(_ command: String, in directory: URL, timeoutSeconds: Double?) throws(LaunchError) -> Outcome {
+        let processes = CommandProcesses.shared
+        guard let task = processes.begin() else { throw LaunchError(message: "the run is being stopped") }
+        var finished = false
+        defer { if !finished { processes.finished(task) } }
+
+        var outPipe: [Int32] = [-1, -1], errPipe: [Int32] = [-1, -1]
+        guard shoal_pipe(&outPipe) == 0 else { throw LaunchError(message: "pipe: \(errnoText())") }
+        guard shoal_pipe(&errPipe) == 0 else {
+            close(outPipe[0]); close(outPipe[1])
+            throw LaunchError(message: "pipe: \(errnoText())")
         }
-        let outPipe = Pipe(), errPipe = Pipe()
-        process.standardOutput = outPipe
-        process.standardError = errPipe
-        process.standardInput = FileHandle(forReadingAtPath: "/dev/null")
+        defer { close(outPipe[0]); close(errPipe[0]) }
 
+        var environment = Self.inheritedEnvironment.merging(settings.environment) { $1 }
+        environment[CommandProcesses.tagVariable] = nil
+        let variables = environment.map { "\($0.key)=\($0.value)" } + [processes.tag(task)]
         let start = DispatchTime.now().uptimeNanoseconds
         func elapsedMs() -> Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6 }
-        try process.run()
-        try? outPipe.fileHandleForWriting.close()
-        try? errPipe.fileHandleForWriting.close()
-        let pid = process.processIdentifier
-        // Foundation starts the child in its own process group on Linux; only signal the group
-        // when that is so, never our own.
-        let ownGroup = getpgid(pid) == pid && pid != getpgrp()
-        func signalGroup(_ sig: Int32) { _ = ownGroup ? kill(-pid, sig) : kill(pid, sig) }
+        var pid: pid_t = 0
+        let rc = withCStrings([settings.shell, "-c", command]) { argv in
+            withCStrings(variables) { envp in
+                shoal_spawn(&pid, settings.shell, argv, envp, directory.path, outPipe[1], errPipe[1])
+            }
+        }
+        close(outPipe[1])
+        close(errPipe[1])
+        guard rc == 0 else { throw LaunchError(message: "\(settings.shell): \(String(cString: strerror(rc)))") }
+        if !processes.started(task, pid: pid) { kill(-pid, SIGKILL) }
+        let pidfd = shoal_pidfd_open(pid)
+        defer { if pidfd >= 0 { close(pidfd) } }
 
-        var tails: [(fd: Int32, open: Bool, bytes: [UInt8], limit: Int)] = [
-            (outPipe.fileHandleForReading.fileDescriptor, true, [], settings.stdoutTailBytes),
-            (errPipe.fileHandleForReading.fileDescriptor, true, [], settings.stderrTailBytes),
-        ]
+        var tails = [PipeTail(fd: outPipe[0], limit: settings.stdoutTailBytes), PipeTail(fd: errPipe[0], limit: settings.stderrTailBytes)]
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
         var timedOut = false
         var termSentAt: Double?, killSent = false
-        var exitedAt: Double?
+        // Until the shell exits: pump the pipes, wake for its pidfd, the timeout and the kill grace.
         while true {
-            var fds = tails.filter(\.open).map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
-            if !fds.isEmpty {
-                _ = poll(&fds, nfds_t(fds.count), 50)
-                for p in fds where p.revents != 0 {
-                    let index = tails.firstIndex { $0.fd == p.fd }!
-                    let n = buffer.withUnsafeMutableBytes { read(p.fd, $0.baseAddress, $0.count) }
-                    if n > 0 {
-                        tails[index].bytes += buffer[0..<n]
-                        if tails[index].bytes.count > 2 * tails[index].limit {
-                            tails[index].bytes.removeFirst(tails[index].bytes.count - tails[index].limit)
-                        }
-                    } else if n == 0 || (errno != EINTR && errno != EAGAIN) {
-                        tails[index].open = false
-                    }
-                }
-            } else {
-                usleep(10_000)
-            }
             let now = elapsedMs()
-            if exitedAt == nil && (!process.isRunning || Self.isZombie(pid)) { exitedAt = now }
-            if let exitedAt {
-                if !tails.contains(where: \.open) { break }
-                // Children left running in the background still hold the pipes: end them.
-                if now - exitedAt > Double(settings.lingerMs) && ownGroup && !killSent {
-                    kill(-pid, SIGKILL)
-                    killSent = true
-                }
-                if now - exitedAt > Double(settings.lingerMs) * 3 { break }
-                continue
-            }
-            if let timeoutSeconds, !timedOut, now > timeoutSeconds * 1000 {
+            if let timeoutSeconds, !timedOut, now >= timeoutSeconds * 1000 {
                 timedOut = true
                 termSentAt = now
-                signalGroup(SIGTERM)
+                kill(-pid, SIGTERM)
             }
-            if let termSentAt, !killSent, now - termSentAt > Double(settings.killGraceMs) {
-                signalGroup(SIGKILL)
+            if let termSentAt, !killSent, now - termSentAt >= Double(settings.killGraceMs) {
+                kill(-pid, SIGKILL)
                 killSent = true
             }
+            var waitMs: Double = pidfd >= 0 ? -1 : 10  // without a pidfd, look at the shell every 10 ms
+            if let timeoutSeconds, !timedOut { waitMs = Self.earliest(waitMs, timeoutSeconds * 1000 - now) }
+            if let termSentAt, !killSent { waitMs = Self.earliest(waitMs, Double(settings.killGraceMs) - (now - termSentAt)) }
+            var fds = tails.filter(\.open).map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
+            if pidfd >= 0 { fds.append(pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)) }
+            _ = poll(&fds, nfds_t(fds.count), waitMs < 0 ? -1 : Int32(min(waitMs.rounded(.up), 86_400_000)))
+            for i in tails.indices where tails[i].open { tails[i].pump(&buffer) }
+            let exited = pidfd >= 0 ? fds.last!.revents != 0 : CommandProcesses.isZombie(pid)
+            if exited { break }
         }
-        process.waitUntilExit()
-        if timedOut && ownGroup { kill(-pid, SIGKILL) }  // anything that ignored SIGTERM
-        try? outPipe.fileHandleForReading.close()
-        try? errPipe.fileHandleForReading.close()
+        // The shell has exited but is not reaped, so its process group number is still its own.
+        kill(-pid, SIGKILL)
+        processes.finished(task)
+        finished = true
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        processes.reaped(pid)
+        processes.sweepOrphans()
+        // What the killed leftovers wrote last; bounded, in case something untracked holds a pipe.
+        let drainUntil = elapsedMs() + Double(settings.drainMs)
+        while tails.contains(where: \.open) {
+            let left = drainUntil - elapsedMs()
+            if left <= 0 { break }
+            var fds = tails.filter(\.open).map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
+            _ = poll(&fds, nfds_t(fds.count), Int32(left.rounded(.up)))
+            for i in tails.indices where tails[i].open { tails[i].pump(&buffer) }
+        }
         let duration = elapsedMs() / 1000
-        func tail(_ t: (fd: Int32, open: Bool, bytes: [UInt8], limit: Int)) -> [UInt8] {
-            t.bytes.count > t.limit ? Array(t.bytes.suffix(t.limit)) : t.bytes
-        }
-        let status: Status
+        let code = status & 0x7f
+        let outcome: Status
         if timedOut {
-            status = .timedOut(timeoutSeconds ?? 0)
-        } else if process.terminationReason == .uncaughtSignal {
-            status = .signal(process.terminationStatus)
+            outcome = .timedOut(timeoutSeconds ?? 0)
+        } else if code == 0 {
+            outcome = .exit((status >> 8) & 0xff)
         } else {
-            status = .exit(process.terminationStatus)
+            outcome = .signal(code)
         }
-        return Outcome(status: status, stdout: tail(tails[0]), stderr: tail(tails[1]), duration: duration)
+        return Outcome(status: outcome, stdout: tails[0].tail, stderr: tails[1].tail, duration: duration)
     }
+
+    private static func earliest(_ a: Double, _ b: Double) -> Double { a < 0 ? max(0, b) : min(a, max(0, b)) }
 }
+
+/// The end of one of a command's output pipes, kept to a bounded size.
+private struct PipeTail {
+    let fd: Int32
+    let limit: Int
+    var open = true
+    var bytes: [UInt8] = []
+
+    init(fd: Int32, limit: Int) {
+        self.fd = fd
+        self.limit = limit
+    }
+
+    /// Reads what is there without blocking; marks the pipe closed at EOF.
+    mutating func pump(_ buffer: inout [UInt8]) {
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n > 0 {
+                bytes += buffer[0..<n]
+                if bytes.count > 2 * limit { bytes.removeFirst(bytes.count - limit) }
+                continue
+            }
+            if n < 0 && errno == EINTR { continue }
+            if n == 0 || errno != EAGAIN { open = false }
+            return
+        }
+    }
+
+    var tail: [UInt8] { bytes.count > limit ? Array(bytes.suffix(limit)) : bytes }
+}
+
+/// `body` with `strings` as a NULL-terminated array of C strings.
+private func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
+    var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
+    pointers.append(nil)
+    defer { for p in pointers { free(p) } }
+    return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
+}
+
+private func errnoText() -> String { String(cString: strerror(errno)) }

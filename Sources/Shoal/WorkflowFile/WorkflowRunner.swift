@@ -1,6 +1,10 @@
 import Foundation
 import Synchronization
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Runs a parsed workflow file on the local runtime.
 ///
 /// Every version of a datum is an immutable file under `workDirectory/versions/` (read-only, so a
@@ -42,6 +46,9 @@ public struct WorkflowRunner: Sendable {
         public var seconds: Double
         /// Output name → file written (when an output folder was given).
         public var outputs: [String: String]
+        /// Output name → why it was not written (its task failed or was cancelled, or writing
+        /// the file failed).
+        public var outputsNotWritten: [String: String] = [:]
         /// Failures that did not abort the run (ignored, or that cancelled their successors).
         public var failures: [String]
     }
@@ -62,16 +69,101 @@ public struct WorkflowRunner: Sendable {
         }
     }
 
+    /// The folders of one run, made and checked by `prepare()` before any task runs.
+    public struct Prepared: Sendable {
+        /// This run's own folder inside the work folder (`<work>/<workflow>.<n>`, the first free
+        /// n), so runs that share a work folder never collide.
+        public var runDirectory: URL
+        /// Immutable version files.
+        public var versions: URL
+        /// Per-attempt scratch folders, each removed when its attempt ends.
+        public var scratch: URL
+        /// Where outputs go, created, with every output's target checked.
+        public var outputDirectory: URL?
+    }
+
+    /// Checks and makes every folder the run writes to, before any task runs: the output folder
+    /// (created if missing; it must be a folder this process can write in) and each output's
+    /// target in it (nothing there yet, or a regular file, which the run will replace; a
+    /// directory, a symbolic link, a device or anything else is refused, never removed), and this
+    /// run's folder in the work folder. Throws `RunSetupError` in plain words.
+    public func prepare() throws(RunSetupError) -> Prepared {
+        var outputs: URL?
+        if let outputDirectory {
+            let dir = outputDirectory.standardizedFileURL
+            try Self.checkFolder(dir.path, role: "output folder (--output-dir)")
+            for output in file.outputs {
+                let target = dir.appendingPathComponent(output.name).path
+                if let kind = FileOps.kind(target), kind != .regular {
+                    throw RunSetupError(
+                        "the output '\(output.name)' would replace \(target), which is \(kind); only a regular "
+                            + "file is ever replaced: move it away or choose another --output-dir")
+                }
+            }
+            outputs = dir
+        }
+        let work = workDirectory.standardizedFileURL
+        try Self.checkFolder(work.path, role: "work folder (--work-dir)")
+        let base = String(file.name.map { $0.isLetter || $0.isNumber || "-_.".contains($0) ? $0 : "_" }.prefix(100))
+        var n = 1
+        while true {
+            let run = work.appendingPathComponent("\(base.isEmpty ? "run" : base).\(n)")
+            if mkdir(run.path, 0o755) == 0 {
+                let versions = run.appendingPathComponent("versions"), scratch = run.appendingPathComponent("scratch")
+                do throws(FileError) {
+                    try FileOps.makeDirectory(versions.path)
+                    try FileOps.makeDirectory(scratch.path)
+                } catch {
+                    throw RunSetupError("the work folder (--work-dir): \(error)")
+                }
+                return Prepared(runDirectory: run, versions: versions, scratch: scratch, outputDirectory: outputs)
+            }
+            guard errno == EEXIST, n < 1_000_000 else {
+                throw RunSetupError("the work folder (--work-dir): \(FileError("create the folder", run.path))")
+            }
+            n += 1
+        }
+    }
+
+    /// Makes `path` (and its parents) if missing, and checks that it is a folder this process can
+    /// create files in; `role` names it in the error ("output folder (--output-dir)").
+    public static func checkFolder(_ path: String, role: String) throws(RunSetupError) {
+        if let kind = FileOps.kind(path), kind != .directory {
+            var s = stat()
+            guard stat(path, &s) == 0, FileKind(mode: s.st_mode) == .directory else {
+                throw RunSetupError("the \(role) '\(path)' is \(kind), not a folder")
+            }
+        }
+        do throws(FileError) {
+            try FileOps.makeDirectories(path)
+        } catch {
+            throw RunSetupError("the \(role): \(error)")
+        }
+        let probe = path + "/.shoal-probe-\(getpid())"
+        let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw RunSetupError("the \(role): \(FileError("create files in", path))")
+        }
+        close(fd)
+        unlink(probe)
+    }
+
     /// Runs the workflow and waits for it. `progress` is called from time to time with the
     /// counters so far (on a background task).
     public func run(progress: (@Sendable (RunStatistics, Int) -> Void)? = nil) async throws -> Report {
         try validate()
-        let fm = FileManager.default
-        let versions = workDirectory.appendingPathComponent("versions")
-        let scratch = workDirectory.appendingPathComponent("scratch")
-        try fm.createDirectory(at: versions, withIntermediateDirectories: true)
-        try fm.createDirectory(at: scratch, withIntermediateDirectories: true)
-        let files = VersionFiles(directory: versions)
+        return try await run(try prepare(), progress: progress)
+    }
+
+    /// Runs the workflow in folders `prepare()` made. When a task failure aborts the run, the
+    /// outputs that were produced are still written, and a `WorkflowRunFailure` carries the
+    /// report (with the outputs that were not) and the cause.
+    public func run(_ prepared: Prepared, progress: (@Sendable (RunStatistics, Int) -> Void)? = nil) async throws
+        -> Report
+    {
+        try validate()
+        let files = VersionFiles(directory: prepared.versions)
+        let scratch = prepared.scratch
         let clock = ContinuousClock()
         let start = clock.now
         let startDate = Date()
@@ -81,87 +173,114 @@ public struct WorkflowRunner: Sendable {
         let registry = self.registry
         let exec = self.exec
         let timeout = commandTimeoutSeconds
-        let outputDirectory = self.outputDirectory
+        let outputDirectory = prepared.outputDirectory
 
-        let report = try await Shoal.run(options) { wf -> Report in
-            var refs: [String: DataRef<FileValue>] = [:]
-            for datum in file.data {
-                let path: String
-                switch datum.value {
-                case .inline(let bytes): path = try files.write(bytes, for: datum.name)
-                case .file(let source): path = try files.copy(source, for: datum.name)
-                }
-                refs[datum.name] = wf.value(FileValue(path: path), name: datum.name)
-            }
-            let ticker = progress.map { report in
-                Task {
-                    while !Task.isCancelled {
-                        report(wf.statistics, file.tasks.count)
-                        try? await Task.sleep(for: .milliseconds(200))
-                    }
-                }
-            }
-            defer { ticker?.cancel() }
-
-            for call in file.tasks {
-                var parameters: [DataParameter] = []
-                for access in call.accesses {
-                    let ref = refs[access.datum] ?? wf.placeholder(FileValue.self, name: access.datum)
-                    refs[access.datum] = ref
-                    parameters.append(DataParameter(datum: ref.datum, direction: access.direction, name: access.datum))
-                }
-                let labels = call.accesses.map(\.datum)
-                let policy = FailurePolicy(retries: UInt16(clamping: call.retries), action: call.onFailure)
-                let body: @Sendable (inout TaskContext) throws -> Void
-                switch call.kind {
-                case .exec:
-                    body = { context in
-                        try WorkflowRunner.runExec(
-                            call, &context, exec: exec, files: files, scratchRoot: scratch, timeout: timeout)
-                    }
-                case .registered(let name, let argsJSON):
-                    let resultSlot = call.accesses.lastIndex { $0.direction == .out }
-                    body = try registry.entry(name)!.make(argsJSON, resultSlot)
-                }
-                wf.enqueue(
-                    .closure(name: call.name, labels: labels), parameters.map { ($0.datum, $0.direction) }, policy,
-                    args: body)
-            }
-            try await wf.barrier()
-            progress?(wf.statistics, file.tasks.count)
-
-            var written: [String: String] = [:]
-            if let outputDirectory {
-                try FileManager.default.createDirectory(at: outputDirectory, withIntermediateDirectories: true)
-                for output in file.outputs {
-                    guard let ref = refs[output.name] else { continue }
-                    let target = outputDirectory.appendingPathComponent(output.name)
-                    try? FileManager.default.removeItem(at: target)
-                    switch try await wf.engine.value(of: ref.datum) {
-                    case let file as FileValue:
-                        try FileManager.default.copyItem(atPath: file.path, toPath: target.path)
-                    case let bytes as [UInt8]:
-                        try Data(bytes).write(to: target)
-                    case let other:
-                        throw ShoalError.typeMismatch(
-                            name: output.name, expected: "a file or bytes", actual: "\(type(of: other))")
-                    }
-                    try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: target.path)
-                    written[output.name] = target.path
-                }
-            }
-            let s = wf.statistics
-            let elapsed = clock.now - start
-            return Report(
-                workflow: file.name, tasks: file.tasks.count, completed: s.completed, failed: s.failed,
-                cancelled: s.cancelled, retried: s.retried,
-                seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18,
-                outputs: written, failures: wf.failures.map { "task '\($0.task)': \($0.message)" })
+        // `Shoal.run` ends with a barrier that throws the abort cause again: keep what the
+        // program saw, so the partial report survives.
+        var outcome: (report: Report, cause: (any Error)?)?
+        do {
+            try await Shoal.run(options) { wf in outcome = try await Self.runTasks(
+                in: wf, file: file, registry: registry, exec: exec, files: files, scratch: scratch, timeout: timeout,
+                outputDirectory: outputDirectory, progress: progress, start: start, clock: clock) }
+        } catch {
+            guard outcome != nil else { throw error }
         }
+        let (report, cause) = outcome!
         if let store = options.store {
             try RunRecords.record(report, startedAt: startDate, in: store)
         }
+        if let cause { throw WorkflowRunFailure(cause: cause, report: report) }
         return report
+    }
+
+    /// The program of a run: the file's data and tasks submitted, the barrier, the outputs.
+    private static func runTasks(
+        in wf: Workflow, file: WorkflowFile, registry: TaskRegistry, exec: ExecRunner, files: VersionFiles, scratch: URL,
+        timeout: Double?, outputDirectory: URL?, progress: (@Sendable (RunStatistics, Int) -> Void)?,
+        start: ContinuousClock.Instant, clock: ContinuousClock
+    ) async throws -> (Report, (any Error)?) {
+        var refs: [String: DataRef<FileValue>] = [:]
+        for datum in file.data {
+            let path: String
+            switch datum.value {
+            case .inline(let bytes): path = try files.write(bytes, for: datum.name)
+            case .file(let source): path = try files.copy(source, for: datum.name)
+            }
+            refs[datum.name] = wf.value(FileValue(path: path), name: datum.name)
+        }
+        let ticker = progress.map { report in
+            Task {
+                while !Task.isCancelled {
+                    report(wf.statistics, file.tasks.count)
+                    try? await Task.sleep(for: .milliseconds(200))
+                }
+            }
+        }
+        defer { ticker?.cancel() }
+
+        for call in file.tasks {
+            var parameters: [DataParameter] = []
+            for access in call.accesses {
+                let ref = refs[access.datum] ?? wf.placeholder(FileValue.self, name: access.datum)
+                refs[access.datum] = ref
+                parameters.append(DataParameter(datum: ref.datum, direction: access.direction, name: access.datum))
+            }
+            let labels = call.accesses.map(\.datum)
+            let policy = FailurePolicy(retries: UInt16(clamping: call.retries), action: call.onFailure)
+            let body: @Sendable (inout TaskContext) throws -> Void
+            switch call.kind {
+            case .exec:
+                body = { context in
+                    try WorkflowRunner.runExec(
+                        call, &context, exec: exec, files: files, scratchRoot: scratch, timeout: timeout)
+                }
+            case .registered(let name, let argsJSON):
+                let resultSlot = call.accesses.lastIndex { $0.direction == .out }
+                body = try registry.entry(name)!.make(argsJSON, resultSlot)
+            }
+            wf.enqueue(
+                .closure(name: call.name, labels: labels), parameters.map { ($0.datum, $0.direction) }, policy,
+                args: body)
+        }
+        var cause: (any Error)?
+        do {
+            try await wf.barrier()
+        } catch {
+            cause = error
+        }
+        progress?(wf.statistics, file.tasks.count)
+
+        var written: [String: String] = [:]
+        var notWritten: [String: String] = [:]
+        if let outputDirectory {
+            for output in file.outputs {
+                guard let ref = refs[output.name] else { continue }
+                let value: Any
+                do {
+                    value = try await wf.engine.value(of: ref.datum)
+                } catch {
+                    notWritten[output.name] = "\(error)"
+                    continue
+                }
+                let target = outputDirectory.appendingPathComponent(output.name).path
+                do {
+                    try OutputFiles.replace(target, with: value, name: output.name)
+                    written[output.name] = target
+                } catch {
+                    notWritten[output.name] = "\(error)"
+                    if cause == nil { cause = error }
+                }
+            }
+        }
+        let s = wf.statistics
+        let elapsed = clock.now - start
+        let report = Report(
+            workflow: file.name, tasks: file.tasks.count, completed: s.completed, failed: s.failed,
+            cancelled: s.cancelled, retried: s.retried,
+            seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18,
+            outputs: written, outputsNotWritten: notWritten,
+            failures: wf.failures.map { "task '\($0.task)': \($0.message)" })
+        return (report, cause)
     }
 
     /// One attempt of an exec task: inputs as files, the command, outputs moved into new versions.
@@ -182,7 +301,7 @@ public struct WorkflowRunner: Sendable {
             }
         }
         let folder = scratchRoot.appendingPathComponent(files.uniqueName(call.name))
-        defer { try? FileManager.default.removeItem(at: folder) }
+        defer { FileOps.removeTree(folder.path) }
         let result = try exec.run(
             ExecRunner.Request(call: call, scratch: folder, inputs: inputs, sharedPaths: shared, timeoutSeconds: timeout))
         for (i, access) in call.accesses.enumerated() where access.direction.writes {
@@ -225,16 +344,14 @@ final class VersionFiles: Sendable {
     /// Writes a new read-only version file holding `bytes`.
     func write(_ bytes: [UInt8], for datum: String) throws -> String {
         let path = directory.appendingPathComponent(uniqueName(datum)).path
-        guard FileManager.default.createFile(atPath: path, contents: Data(bytes), attributes: [.posixPermissions: 0o444])
-        else { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path]) }
+        try FileOps.writeFile(bytes, to: path, mode: 0o444)
         return path
     }
 
     /// Copies `source` into a new read-only version file.
     func copy(_ source: String, for datum: String) throws -> String {
         let path = directory.appendingPathComponent(uniqueName(datum)).path
-        try FileManager.default.copyItem(atPath: source, toPath: path)
-        try FileManager.default.setAttributes([.posixPermissions: 0o444], ofItemAtPath: path)
+        try FileOps.copyFile(from: source, to: path, mode: 0o444)
         return path
     }
 
@@ -262,8 +379,7 @@ final class VersionFiles: Sendable {
         return try shared.withLock { paths in
             if let p = paths[group] { return p }
             let p = directory.appendingPathComponent(uniqueName(datum + ".shared")).path
-            try FileManager.default.copyItem(atPath: base, toPath: p)
-            try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: p)
+            try FileOps.copyFile(from: base, to: p, mode: 0o644)
             paths[group] = p
             return p
         }
@@ -285,4 +401,50 @@ public enum RunRecords {
         let key = "\(report.workflow)/\(formatter.string(from: start))-\(ProcessInfo.processInfo.processIdentifier)-\(n)"
         try store.put(Array(key.utf8), Array(try encoder.encode(report)), in: .workflows)
     }
+}
+
+/// A problem with what the run was asked to write to (an output, work or data folder), found
+/// before any task ran. The `shoal` command prints it and exits with 2.
+public struct RunSetupError: Error, Sendable, Hashable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// A run that a task failure (or an output that could not be written) stopped: the cause, and
+/// the report of what was done, including the outputs written and those that were not.
+public struct WorkflowRunFailure: Error, Sendable, CustomStringConvertible {
+    public var cause: any Error
+    public var report: WorkflowRunner.Report
+
+    public var description: String { "\(cause)" }
+}
+
+/// Writing outputs into the output folder: never through a link, never over anything but a
+/// regular file, and atomically (a file beside the target, then `rename`), so a reader sees the
+/// old output or the new one, and a directory or device that appeared at the target during the
+/// run is left as it is.
+enum OutputFiles {
+    static func replace(_ target: String, with value: Any, name: String) throws {
+        if let kind = FileOps.kind(target), kind != .regular {
+            throw RunSetupError("the output '\(name)' was not written: \(target) is now \(kind)")
+        }
+        let temporary = target + ".shoal-\(getpid())-\(counter.add(1, ordering: .relaxed).newValue).tmp"
+        do {
+            switch value {
+            case let file as FileValue:
+                try FileOps.copyFile(from: file.path, to: temporary, mode: 0o644)
+            case let bytes as [UInt8]:
+                try FileOps.writeFile(bytes, to: temporary, mode: 0o644)
+            case let other:
+                throw ShoalError.typeMismatch(name: name, expected: "a file or bytes", actual: "\(type(of: other))")
+            }
+            guard rename(temporary, target) == 0 else { throw FileError("replace", target) }
+        } catch {
+            unlink(temporary)
+            throw error
+        }
+    }
+
+    private static let counter = Atomic<Int>(0)
 }

@@ -1,0 +1,36 @@
+// Process control that Swift cannot call directly: variadic functions (prctl, syscall) and the
+// glibc posix_spawn extensions, wrapped in fixed-signature functions. Used by Shoal's exec tasks.
+#ifndef SHOAL_CPROCESS_H
+#define SHOAL_CPROCESS_H
+
+#include <sys/types.h>
+
+/// Makes the calling process a child subreaper (Linux `PR_SET_CHILD_SUBREAPER`): descendants whose
+/// parent dies are re-parented to it instead of to init, so it can find, kill and reap them.
+/// Returns 0, or an errno value (ENOSYS where the platform has no subreapers).
+int shoal_become_subreaper(void);
+
+/// Starts `path` with `argv` and `envp` as a clean child:
+/// - in a new process group of its own (its pid), so the whole group can be signalled;
+/// - with an empty signal mask and the default disposition for every signal, whatever the
+///   parent blocked or ignored;
+/// - stdin from /dev/null, stdout on `out_fd`, stderr on `err_fd`, working directory `cwd`;
+/// - with every other file descriptor closed.
+/// Uses posix_spawn (vfork-like on glibc: no page-table copy of a large parent).
+/// Returns 0 and stores the child's pid in `*pid`, or returns an errno value.
+int shoal_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[], const char *cwd,
+                int out_fd, int err_fd);
+
+/// `pidfd_open(pid, 0)`: a descriptor that `poll` reports readable once `pid` has exited, or -1
+/// with errno set (ENOSYS before Linux 5.3).
+int shoal_pidfd_open(pid_t pid);
+
+/// Copies the whole of `src_fd` into `dst_fd` (both open, `dst_fd` empty): a reflink clone where
+/// the file system shares blocks (FICLONE: btrfs, XFS), else `copy_file_range` (in the kernel,
+/// no user-space buffer), else read/write. Returns 0 or an errno value.
+int shoal_copy_file(int src_fd, int dst_fd);
+
+/// `pipe2(fds, O_CLOEXEC | O_NONBLOCK)`. Returns 0, or -1 with errno set.
+int shoal_pipe(int fds[2]);
+
+#endif

@@ -1,0 +1,263 @@
+import CProcess
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// Every shell command this process runs for exec tasks, and what it leaves behind.
+///
+/// **The contract:** a task ends when its shell exits, and when it ends nothing it started is
+/// left running. Each command starts through `posix_spawn` as a clean child (its own process
+/// group, an empty signal mask, default signal dispositions, every descriptor but its three
+/// standard ones closed; see `shoal_spawn`) with the variable `SHOAL_EXEC_TAG=<our pid>.<task>`
+/// in its environment, which its descendants inherit. When the shell exits (seen through a
+/// pidfd, not through its pipes, which a background child may hold for ever), the runner
+///
+/// 1. kills the shell's process group while the unreaped shell still holds its number, so the
+///    number cannot have been reused: this ends `cmd &`, `nohup cmd &` and the like;
+/// 2. reaps the shell;
+/// 3. when this process owns its children (`adoptOrphans()`), kills and reaps its orphans:
+///    descendants that left the group (`setsid`, double forks) are re-parented to this process,
+///    a child subreaper, when their parent dies (the kernel hands them to its first live thread,
+///    the main one), so the runner reads that thread's `/proc/.../children`, kills each child
+///    whose tag names a task that has ended, reaps the dead, and repeats until none is left
+///    (killing one hands its own children over).
+///
+/// A timeout sends SIGTERM to the group, then SIGKILL after a grace; the same clean-up follows.
+/// `terminateAll()` (on SIGINT, SIGTERM or SIGHUP, and when a run ends) refuses new commands and
+/// kills every running one and every child left on any thread.
+///
+/// **Why this way.** A process group alone misses `setsid`; a subreaper alone cannot tell whose
+/// orphan is whose when many tasks run at once (every orphan lands on the main thread), and
+/// killing an orphan of a still-running task would break a command that starts a helper in the
+/// background; the tag tells. A per-task
+/// supervisor process would attribute everything without a tag, but costs a second process start
+/// per task, which the exec benchmark cannot afford. Limits: a descendant that clears its
+/// environment (`env -i`) and leaves the group is not attributed to its task; it is killed when
+/// the run ends (`terminateAll()`). Without `adoptOrphans()` (a library user whose process has
+/// children of its own, such as a test runner), only the process group is killed, since reaping
+/// children this code did not start would steal their exit status from their owner.
+public final class CommandProcesses: Sendable {
+    /// The one instance: signals and `/proc` are process-wide.
+    public static let shared = CommandProcesses()
+
+    /// The environment variable that marks a command's descendants.
+    public static let tagVariable = "SHOAL_EXEC_TAG"
+
+    /// Rounds of "kill the tagged orphans, reap them" after a task before giving up on a command
+    /// that keeps forking (each round kills every orphan then known).
+    public static let maxSweepRounds = 64
+
+    private struct State {
+        var closed = false
+        var owner = false
+        var next: UInt64 = 0
+        /// Running commands by task number, with their shell's pid (0 until spawned). A command
+        /// leaves it just before its shell is reaped.
+        var running: [UInt64: pid_t] = [:]
+        /// Shells spawned and not reaped yet: a sweep must never reap one (its runner waits for it).
+        var unreaped: Set<pid_t> = []
+    }
+    private let state = Mutex(State())
+    /// `SHOAL_EXEC_TAG=<pid>.` as bytes: every tag of this process starts with it.
+    private let tagPrefix: [UInt8]
+
+    private init() {
+        tagPrefix = Array("\(Self.tagVariable)=\(getpid()).".utf8)
+    }
+
+    /// Makes this process a child subreaper and lets the runner kill and reap the orphans of its
+    /// commands. Call it only in a process whose every child comes from `CommandProcesses` (the
+    /// `shoal` command does); returns false where the platform has no subreapers.
+    @discardableResult
+    public func adoptOrphans() -> Bool {
+        guard shoal_become_subreaper() == 0 else { return false }
+        state.withLock { $0.owner = true }
+        return true
+    }
+
+    /// Whether `adoptOrphans()` took effect.
+    public var ownsOrphans: Bool { state.withLock { $0.owner } }
+
+    /// Whether `terminateAll()` was called: no command starts any more.
+    public var isTerminating: Bool { state.withLock { $0.closed } }
+
+    /// Kills every running command's process group and, when this process owns its children,
+    /// every other child it has (tagged orphans, and untagged ones no task could be told from),
+    /// and refuses new commands from now on. Safe to call from any thread, more than once; the
+    /// `shoal` command calls it on SIGINT, SIGTERM and SIGHUP, and when a run ends.
+    public func terminateAll() {
+        let owner = state.withLock { s -> Bool in
+            s.closed = true
+            return s.owner
+        }
+        // A command whose spawn is under way gets its pid in a moment: wait for it (bounded).
+        var pids: [pid_t] = []
+        for _ in 0..<1_000 {
+            let (known, pending) = state.withLock { s in (s.running.values.filter { $0 > 0 }, s.running.values.contains(0)) }
+            pids = known
+            if !pending { break }
+            usleep(1_000)
+        }
+        for pid in pids {
+            kill(-pid, SIGKILL)
+            kill(pid, SIGKILL)
+        }
+        guard owner else { return }
+        // Their children come to us once they have died: wait for that (bounded) before looking.
+        for _ in 0..<2_000 where pids.contains(where: { !Self.isZombie($0) && kill($0, 0) == 0 }) {
+            usleep(1_000)
+        }
+        // Killing a process hands its children to us: repeat until none is left. Shells are
+        // left to the runners that wait for them; everything else is reaped here.
+        for _ in 0..<Self.maxSweepRounds {
+            let unreaped = state.withLock { $0.unreaped }
+            var victims: [pid_t] = []
+            for thread in Self.threadIDs() {
+                for child in Self.children(path: "/proc/self/task/\(thread)/children") ?? [] where !unreaped.contains(child) {
+                    kill(child, SIGKILL)
+                    victims.append(child)
+                }
+            }
+            if victims.isEmpty { break }
+            for victim in victims {
+                var status: Int32 = 0
+                while waitpid(victim, &status, 0) < 0 && errno == EINTR {}
+            }
+        }
+    }
+
+    // MARK: - Used by ExecRunner
+
+    /// A number for a command about to start; throws when the run is being terminated.
+    func begin() -> UInt64? {
+        state.withLock { s in
+            guard !s.closed else { return nil }
+            s.next += 1
+            s.running[s.next] = 0
+            return s.next
+        }
+    }
+
+    /// Records the started shell. Returns false when `terminateAll()` ran in between: the caller
+    /// must kill it.
+    func started(_ task: UInt64, pid: pid_t) -> Bool {
+        state.withLock { s in
+            s.running[task] = pid
+            s.unreaped.insert(pid)
+            return !s.closed
+        }
+    }
+
+    /// Forgets a command; call it before reaping its shell, so `terminateAll()` never signals a
+    /// number the kernel may have given to another process.
+    func finished(_ task: UInt64) {
+        _ = state.withLock { $0.running.removeValue(forKey: task) }
+    }
+
+    /// `SHOAL_EXEC_TAG=<pid>.<task>`.
+    func tag(_ task: UInt64) -> String { String(decoding: tagPrefix, as: UTF8.self) + String(task) }
+
+    /// The shell of `task` was reaped: its pid is no longer ours to leave alone.
+    func reaped(_ pid: pid_t) {
+        _ = state.withLock { $0.unreaped.remove(pid) }
+    }
+
+    /// After a command's shell was reaped: kills and reaps the orphans it left (when this process
+    /// owns its children). Returns how many processes it killed.
+    @discardableResult
+    func sweepOrphans() -> Int {
+        guard ownsOrphans else { return 0 }
+        var killed = 0
+        for _ in 0..<Self.maxSweepRounds {
+            let children = Self.orphanCandidates()
+            if children.isEmpty { break }
+            let (running, unreaped) = state.withLock { ($0.running, $0.unreaped) }
+            var victims: [pid_t] = []
+            for child in children where !unreaped.contains(child) {
+                if Self.isZombie(child) {
+                    victims.append(child)  // dead already: only reaping is left
+                } else if let task = taggedTask(child), running[task] == nil {
+                    // Its task has ended: this one's, or one an earlier sweep could not catch.
+                    kill(child, SIGKILL)
+                    killed += 1
+                    victims.append(child)
+                }
+            }
+            if victims.isEmpty { break }
+            for victim in victims {
+                var status: Int32 = 0
+                while waitpid(victim, &status, 0) < 0 && errno == EINTR {}
+            }
+        }
+        return killed
+    }
+
+    /// The children orphans land on: the kernel gives an orphan to the first live thread of its
+    /// subreaper, the main thread unless that has exited.
+    private static func orphanCandidates() -> [pid_t] {
+        if let main = children(path: "/proc/self/task/\(getpid())/children") { return main }
+        return threadIDs().flatMap { children(path: "/proc/self/task/\($0)/children") ?? [] }
+    }
+
+    // MARK: - /proc
+
+    /// The task number in `pid`'s tag, when its environment holds a tag of this process.
+    private func taggedTask(_ pid: pid_t) -> UInt64? {
+        guard let environment = Self.readFile("/proc/\(pid)/environ", limit: 1 << 20) else { return nil }
+        for entry in environment.split(separator: 0, omittingEmptySubsequences: true)
+        where entry.starts(with: tagPrefix) {
+            return UInt64(String(decoding: entry.dropFirst(tagPrefix.count), as: UTF8.self))
+        }
+        return nil
+    }
+
+    /// Whether `pid` has exited and waits to be reaped (`/proc/<pid>/stat` state `Z`).
+    static func isZombie(_ pid: pid_t) -> Bool {
+        guard let stat = readFile("/proc/\(pid)/stat", limit: 512),
+            let paren = stat.lastIndex(of: UInt8(ascii: ")")), paren + 2 < stat.count
+        else { return false }
+        return stat[paren + 2] == UInt8(ascii: "Z")
+    }
+
+    /// The pids listed in a `/proc/.../children` file (nil when it cannot be read).
+    private static func children(path: String) -> [pid_t]? {
+        guard let bytes = readFile(path, limit: 1 << 20) else { return nil }
+        return bytes.split(separator: UInt8(ascii: " ")).compactMap { pid_t(String(decoding: $0, as: UTF8.self)) }
+    }
+
+    /// This process's thread ids (`/proc/self/task`).
+    private static func threadIDs() -> [String] {
+        guard let dir = opendir("/proc/self/task") else { return [] }
+        defer { closedir(dir) }
+        var ids: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name.first?.isNumber == true { ids.append(name) }
+        }
+        return ids
+    }
+
+    /// A whole small file, or nil when it cannot be opened (a process that is gone).
+    static func readFile(_ path: String, limit: Int) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var result: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while result.count < limit {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            result += buffer[0..<n]
+        }
+        return result
+    }
+}
