@@ -6,15 +6,25 @@
 ///   big-endian sequence numbers append in write order.
 /// - `apply(_:)` is atomic and durable: when it returns, every operation of the batch is stored, and
 ///   after a crash either all of a batch is there or none of it.
-/// - Every stored value carries a BLAKE2b checksum written with it and verified on every read; a
-///   mismatch throws `ShardError.checksumMismatch` naming the table and key, never returns bad bytes.
+/// - Every stored value carries a BLAKE2b checksum over its key and value (`ShardRecord`), written
+///   with it and verified on every read; a mismatch throws `ShardError.checksumMismatch` naming the
+///   table and key, never returns bad bytes. A record found under another key than the one it was
+///   written under (a flipped bit in a stored key) fails the same way.
 public protocol KeyValueShard: AnyObject, Sendable {
     /// The value stored under `key`, or nil. Throws `ShardError.checksumMismatch` on corruption.
     func get(_ key: [UInt8], in table: ShardTable) throws -> [UInt8]?
     /// Applies every operation of `batch` in one atomic, durable transaction.
     func apply(_ batch: WriteBatch) throws
     /// Up to `limit` entries whose key starts with `prefix`, in key order, starting after `after`.
+    ///
+    /// Throws at the first entry whose record fails verification (`checksumMismatch`,
+    /// `malformedRecord`). The default implementation is `scanReportingDamage` with that rule.
     func scan(_ table: ShardTable, prefix: [UInt8], after: [UInt8]?, limit: Int) throws -> [ShardEntry]
+    /// Like `scan`, but an entry whose record fails verification is returned too, with the
+    /// verification error in place of its value, so a listing can show every entry and mark the
+    /// damaged ones. Never returns unverified bytes as a value. Throws only when the store itself
+    /// fails (`ShardError.store`).
+    func scanReportingDamage(_ table: ShardTable, prefix: [UInt8], after: [UInt8]?, limit: Int) throws -> [ScannedEntry]
     /// Number of entries in `table`.
     func count(_ table: ShardTable) throws -> Int
     /// Bytes of user values (not counting checksums and metadata) held in all tables.
@@ -22,6 +32,12 @@ public protocol KeyValueShard: AnyObject, Sendable {
 }
 
 extension KeyValueShard {
+    public func scan(_ table: ShardTable, prefix: [UInt8], after: [UInt8]?, limit: Int) throws -> [ShardEntry] {
+        try scanReportingDamage(table, prefix: prefix, after: after, limit: limit).map { entry in
+            ShardEntry(key: entry.key, value: try entry.value.get())
+        }
+    }
+
     public func put(_ key: [UInt8], _ value: [UInt8], in table: ShardTable) throws {
         try apply(WriteBatch([.put(table, key: key, value: value)]))
     }
@@ -50,6 +66,17 @@ public struct ShardEntry: Sendable, Equatable {
     }
 }
 
+/// One entry of `KeyValueShard.scanReportingDamage`: a key and either its verified value or the
+/// reason its record failed verification (`ShardError.checksumMismatch` or `.malformedRecord`).
+public struct ScannedEntry: Sendable, Equatable {
+    public var key: [UInt8]
+    public var value: Result<[UInt8], ShardError>
+    public init(key: [UInt8], value: Result<[UInt8], ShardError>) {
+        self.key = key
+        self.value = value
+    }
+}
+
 /// A batch of writes applied atomically. Later operations on the same key win.
 public struct WriteBatch: Sendable, Equatable {
     public enum Operation: Sendable, Equatable {
@@ -69,33 +96,74 @@ public struct WriteBatch: Sendable, Equatable {
 }
 
 public enum ShardError: Error, Equatable, CustomStringConvertible {
-    /// The stored checksum does not match the stored bytes.
+    /// The stored checksum does not match the stored key and value.
     case checksumMismatch(table: ShardTable, key: [UInt8])
     /// A stored record is too short or has an unknown format byte.
     case malformedRecord(table: ShardTable, key: [UInt8])
     /// An empty key, or a key longer than the store allows (LMDB: 511 bytes).
     case invalidKey(length: Int, maxLength: Int)
+    /// The store in `directory` cannot be used as it is: its data file is empty, too short, not an
+    /// LMDB file, or shorter than its own metadata says (truncated). The shard refuses to open it
+    /// rather than re-create it or read past its end, and leaves the file as it found it.
+    case damaged(directory: String, reason: String)
     /// The underlying store failed; `code` is the store's own code (for LMDB an `MDB_*` or errno).
     case store(operation: String, code: Int32, message: String)
 
     public var description: String {
         switch self {
         case .checksumMismatch(let table, let key):
-            "checksum mismatch in table '\(table.rawValue)' for key '\(ShardError.show(key))': the stored value is corrupt"
+            "checksum mismatch in table '\(table.rawValue)' for key '\(KeyText.escaped(key))': the stored record is corrupt"
         case .malformedRecord(let table, let key):
-            "malformed record in table '\(table.rawValue)' for key '\(ShardError.show(key))'"
+            "malformed record in table '\(table.rawValue)' for key '\(KeyText.escaped(key))'"
         case .invalidKey(let length, let maxLength):
             "invalid key of \(length) bytes (keys must be 1 to \(maxLength) bytes)"
+        case .damaged(let directory, let reason):
+            "the store in \(directory) is damaged: \(reason)"
         case .store(let operation, let code, let message):
             "store error in \(operation): \(message) (code \(code))"
         }
     }
+}
 
-    static func show(_ key: [UInt8]) -> String {
-        if let text = String(validating: key, as: UTF8.self), text.allSatisfy({ !$0.isASCII || $0.asciiValue! >= 32 }) {
-            return text
+/// How keys (bytes) are shown to people: in messages and in `shoal kv ls`.
+public enum KeyText {
+    /// `key` as text, never converted: printable UTF-8 as is, a backslash as `\\`, and every
+    /// other byte (invalid UTF-8, control characters) as `\xHH`. Two different keys never look
+    /// the same, and printable UTF-8 without a backslash looks like itself.
+    public static func escaped(_ key: [UInt8]) -> String {
+        var text = ""
+        var parser = Unicode.UTF8.ForwardParser()
+        var bytes = key.makeIterator()
+        var index = 0
+        func hex(_ count: Int) {
+            for byte in key[index..<index + count] {
+                text += "\\x" + String(byte, radix: 16, uppercase: false).leftPadded(to: 2)
+            }
         }
-        return "0x" + key.map { String($0, radix: 16).leftPadded(to: 2) }.joined()
+        while true {
+            switch parser.parseScalar(from: &bytes) {
+            case .valid(let encoded):
+                let scalar = Unicode.UTF8.decode(encoded)
+                if scalar == "\\" {
+                    text += "\\\\"
+                } else if isPrintable(scalar) {
+                    text.unicodeScalars.append(scalar)
+                } else {
+                    hex(encoded.count)
+                }
+                index += encoded.count
+            case .error(let length):
+                hex(length)
+                index += length
+            case .emptyInput:
+                return text
+            }
+        }
+    }
+
+    /// Not a C0 or C1 control character or DEL.
+    private static func isPrintable(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.value >= 0x20 && !(0x7f...0x9f).contains(scalar.value)
     }
 }
 

@@ -3,8 +3,8 @@ import Synchronization
 /// An in-memory `KeyValueShard`: the stand-in for `LMDBShard` in tests and the simulator.
 ///
 /// It keeps each table as an array sorted bytewise by key and stores every value in the same
-/// record format as `LMDBShard` (`ShardRecord`: format byte, BLAKE2b checksum, bytes), verified
-/// on every read, so corruption injected with `_overwriteRawRecordForTesting` behaves exactly as
+/// record format as `LMDBShard` (`ShardRecord`: format byte, BLAKE2b checksum of key and value,
+/// bytes), verified on every read, so corruption injected with `_overwriteRawRecordForTesting` behaves exactly as
 /// on disk. Keys are limited to `ShardRecord.maxKeyLength` bytes, as in LMDB.
 ///
 /// Thread-safe: every operation holds one lock; `apply(_:)` validates the whole batch before
@@ -50,7 +50,7 @@ public final class MemoryShard: KeyValueShard {
         // Encode (and checksum) outside the lock; nothing below can fail.
         let encoded: [WriteBatch.Operation] = batch.operations.map { operation in
             if case .put(let table, let key, let value) = operation {
-                return .put(table, key: key, value: ShardRecord.encode(value))
+                return .put(table, key: key, value: ShardRecord.encode(key: key, value: value))
             }
             return operation
         }
@@ -66,7 +66,9 @@ public final class MemoryShard: KeyValueShard {
         }
     }
 
-    public func scan(_ table: ShardTable, prefix: [UInt8], after: [UInt8]?, limit: Int) throws -> [ShardEntry] {
+    public func scanReportingDamage(_ table: ShardTable, prefix: [UInt8], after: [UInt8]?, limit: Int) throws
+        -> [ScannedEntry]
+    {
         precondition(limit >= 0, "scan limit must not be negative, got \(limit)")
         guard limit > 0 else { return [] }
         let raw: [Entry] = state.withLock { state in
@@ -82,11 +84,11 @@ public final class MemoryShard: KeyValueShard {
             }
             return found
         }
-        return try raw.map { entry in
-            let value = try entry.record.withUnsafeBytes {
-                try ShardRecord.decode($0, table: table, key: entry.key)
-            }
-            return ShardEntry(key: entry.key, value: value)
+        // Verify outside the lock.
+        return raw.map { entry in
+            ScannedEntry(
+                key: entry.key,
+                value: entry.record.withUnsafeBytes { ShardRecord.verify($0, table: table, key: entry.key) })
         }
     }
 

@@ -13,10 +13,66 @@ struct KV: ParsableCommand {
 
 extension ShardTable: ExpressibleByArgument {}
 
-/// A command-line failure with a message meant for the user (printed as `Error: ...`).
+/// A command-line failure with a message meant for the user (printed as `error: ...`, exit 1).
 struct CommandFailure: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
+}
+
+/// A `shoal kv` argument that is not valid UTF-8 (exit 2). Keys are UTF-8 text on the command
+/// line; converting invalid bytes (as Swift's `CommandLine.arguments` does, with U+FFFD) would
+/// make different keys name the same entry, so they are refused instead.
+struct ArgumentNotUTF8: Error, CustomStringConvertible {
+    /// The argument as given, escaped (`\xHH` for the bytes that are not UTF-8).
+    var argument: String
+    /// Whether it is the argument the command's key was parsed from.
+    var isKey: Bool
+
+    var description: String {
+        isKey
+            ? "the key '\(argument)' is not valid UTF-8: shoal kv takes keys as UTF-8 text and never converts them"
+            : "the argument '\(argument)' is not valid UTF-8: shoal kv takes its arguments as UTF-8 text and "
+                + "never converts them (a binary value can come from standard input or --file)"
+    }
+}
+
+/// The program's arguments as the bytes it was given, before Swift decoded them.
+enum RawArguments {
+    /// Every argument after the program name.
+    static func all() -> [[UInt8]] {
+        (1..<Int(CommandLine.argc)).map { index in
+            guard let argument = CommandLine.unsafeArgv[index] else { return [] }
+            return Array(UnsafeRawBufferPointer(start: argument, count: strlen(argument)))
+        }
+    }
+
+    /// Throws `ArgumentNotUTF8` for the first argument that is not valid UTF-8; it is called the
+    /// key when `key` (the parsed, converted text) is what that argument decodes to.
+    static func requireUTF8(key: String?) throws {
+        for argument in all() where String(validating: argument, as: UTF8.self) == nil {
+            throw ArgumentNotUTF8(
+                argument: KeyText.escaped(argument), isKey: key == String(decoding: argument, as: UTF8.self))
+        }
+    }
+}
+
+/// Runs the body of a `shoal kv` subcommand after checking that every argument is UTF-8, and
+/// reports failures as one line: `error: ...` and exit 1 when the operation failed (no store, a
+/// damaged store or record, a missing key), exit 2 when an argument cannot be used as given.
+func runKV(key: String?, _ body: () throws -> Void) throws {
+    do {
+        try RawArguments.requireUTF8(key: key)
+        try body()
+    } catch let error as ArgumentNotUTF8 {
+        printError("error: \(error)")
+        throw ExitCode(2)
+    } catch let error as ShardError {
+        printError("error: \(error)")
+        throw ExitCode(1)
+    } catch let error as CommandFailure {
+        printError("error: \(error)")
+        throw ExitCode(1)
+    }
 }
 
 /// Where the store lives and which table to use.
@@ -27,7 +83,8 @@ struct StoreOptions: ParsableArguments {
     @Option(help: "The table: \(ShardTable.allCases.map(\.rawValue).joined(separator: ", ")).")
     var table: ShardTable = .values
 
-    /// Opens the store; with `create` false a missing store is an error rather than created.
+    /// Opens the store; with `create` false a missing store is an error rather than created. A
+    /// damaged store is never created over: it throws `ShardError.damaged`.
     func open(create: Bool) throws -> LMDBShard {
         if !create && !FileManager.default.fileExists(atPath: dataDirectory + "/data.mdb") {
             throw CommandFailure("no store in '\(dataDirectory)' (expected \(dataDirectory)/data.mdb)")
@@ -36,17 +93,17 @@ struct StoreOptions: ParsableArguments {
     }
 }
 
-/// Bytes of a key given on the command line (its UTF-8).
+/// Bytes of a key given on the command line: its UTF-8, exactly as typed (`runKV` has refused
+/// arguments that are not UTF-8, so nothing was converted).
 private func keyBytes(_ key: String) -> [UInt8] { Array(key.utf8) }
 
-/// A key as shown to the user: its text if printable UTF-8, else `0x` and hex.
-func displayKey(_ key: [UInt8]) -> String {
-    if let text = String(validating: key, as: UTF8.self),
-        text.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7f }) && !text.contains(" ")
-    {
-        return text
+/// What `kv ls` prints for an entry whose record failed verification.
+private func damageSummary(_ error: ShardError) -> String {
+    switch error {
+    case .checksumMismatch: "checksum mismatch"
+    case .malformedRecord: "malformed record"
+    default: "\(error)"
     }
-    return "0x" + key.map { byte in (byte < 16 ? "0" : "") + String(byte, radix: 16) }.joined()
 }
 
 extension KV {
@@ -54,51 +111,59 @@ extension KV {
         static let configuration = CommandConfiguration(
             abstract: "Store a value under KEY: from VALUE, from --file, or else from standard input.")
 
-        @Argument(help: "The key (its UTF-8 bytes, 1 to 511).") var key: String
-        @Argument(help: "The value as text.") var value: String?
+        @Argument(help: "The key (UTF-8 text, 1 to 511 bytes).") var key: String
+        @Argument(help: "The value as text (UTF-8).") var value: String?
         @Option(help: "Read the value from this file.") var file: String?
         @OptionGroup var store: StoreOptions
 
         func validate() throws {
-            if value != nil && file != nil { throw ValidationError("give the value as an argument or --file, not both") }
+            if value != nil && file != nil {
+                throw ValidationError("give the value as an argument or --file, not both")
+            }
         }
 
         func run() throws {
-            let bytes: [UInt8]
-            if let value {
-                bytes = Array(value.utf8)
-            } else if let file {
-                guard let data = FileManager.default.contents(atPath: file) else {
-                    throw CommandFailure("cannot read file '\(file)'")
+            try runKV(key: key) {
+                let bytes: [UInt8]
+                if let value {
+                    bytes = Array(value.utf8)
+                } else if let file {
+                    guard let data = FileManager.default.contents(atPath: file) else {
+                        throw CommandFailure("cannot read file '\(file)'")
+                    }
+                    bytes = [UInt8](data)
+                } else {
+                    bytes = [UInt8](FileHandle.standardInput.readDataToEndOfFile())
                 }
-                bytes = [UInt8](data)
-            } else {
-                bytes = [UInt8](FileHandle.standardInput.readDataToEndOfFile())
+                let shard = try store.open(create: true)
+                try shard.put(keyBytes(key), bytes, in: store.table)
             }
-            let shard = try store.open(create: true)
-            try shard.put(keyBytes(key), bytes, in: store.table)
         }
     }
 
     struct Get: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Write the value under KEY to standard output (raw bytes) or --output; exit 1 if missing.")
+            abstract:
+                "Write the value under KEY to standard output (raw bytes) or --output; exit 1 if missing or damaged.")
 
-        @Argument(help: "The key.") var key: String
+        @Argument(help: "The key (UTF-8 text).") var key: String
         @Option(help: "Write the value to this file instead of standard output.") var output: String?
         @OptionGroup var store: StoreOptions
 
         func run() throws {
-            let shard = try store.open(create: false)
-            guard let value = try shard.get(keyBytes(key), in: store.table) else {
-                throw CommandFailure("no key '\(key)' in table '\(store.table.rawValue)' of '\(store.dataDirectory)'")
-            }
-            if let output {
-                guard FileManager.default.createFile(atPath: output, contents: Data(value)) else {
-                    throw CommandFailure("cannot write file '\(output)'")
+            try runKV(key: key) {
+                let shard = try store.open(create: false)
+                guard let value = try shard.get(keyBytes(key), in: store.table) else {
+                    throw CommandFailure(
+                        "no key '\(key)' in table '\(store.table.rawValue)' of '\(store.dataDirectory)'")
                 }
-            } else {
-                FileHandle.standardOutput.write(Data(value))
+                if let output {
+                    guard FileManager.default.createFile(atPath: output, contents: Data(value)) else {
+                        throw CommandFailure("cannot write file '\(output)'")
+                    }
+                } else {
+                    FileHandle.standardOutput.write(Data(value))
+                }
             }
         }
     }
@@ -106,7 +171,12 @@ extension KV {
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "ls",
-            abstract: "List keys in key order, one per line with the value's size in bytes.")
+            abstract: "List keys in key order, one per line with the value's size in bytes.",
+            discussion: """
+                A key that is not printable UTF-8 is shown escaped: \\xHH for each such byte, \\\\ for a \
+                backslash. An entry whose record fails its checksum is listed as 'KEY<tab>DAMAGED: reason'; \
+                every entry is listed, and the exit status is then 1.
+                """)
 
         @Option(help: "Only keys starting with this text.") var prefix: String = ""
         @Option(help: "At most this many keys.") var limit: Int?
@@ -117,19 +187,38 @@ extension KV {
         }
 
         func run() throws {
-            let shard = try store.open(create: false)
-            let pageSize = 1_000
-            var remaining = limit ?? Int.max
-            var after: [UInt8]? = nil
-            let out = FileHandle.standardOutput
-            while remaining > 0 {
-                let page = try shard.scan(store.table, prefix: keyBytes(prefix), after: after, limit: min(pageSize, remaining))
-                if page.isEmpty { break }
-                var text = ""
-                for entry in page { text += "\(displayKey(entry.key))\t\(entry.value.count)\n" }
-                out.write(Data(text.utf8))
-                remaining -= page.count
-                after = page.last!.key
+            try runKV(key: nil) {
+                let shard = try store.open(create: false)
+                let pageSize = 1_000
+                var remaining = limit ?? Int.max
+                var after: [UInt8]? = nil
+                var listed = 0
+                var damaged = 0
+                let out = FileHandle.standardOutput
+                while remaining > 0 {
+                    let page = try shard.scanReportingDamage(
+                        store.table, prefix: keyBytes(prefix), after: after, limit: min(pageSize, remaining))
+                    if page.isEmpty { break }
+                    var text = ""
+                    for entry in page {
+                        switch entry.value {
+                        case .success(let value):
+                            text += "\(KeyText.escaped(entry.key))\t\(value.count)\n"
+                        case .failure(let error):
+                            damaged += 1
+                            text += "\(KeyText.escaped(entry.key))\tDAMAGED: \(damageSummary(error))\n"
+                        }
+                    }
+                    out.write(Data(text.utf8))
+                    listed += page.count
+                    remaining -= page.count
+                    after = page.last!.key
+                }
+                if damaged > 0 {
+                    throw CommandFailure(
+                        "\(damaged) of the \(listed) entries listed from table '\(store.table.rawValue)' of "
+                            + "'\(store.dataDirectory)' \(damaged == 1 ? "is" : "are") damaged")
+                }
             }
         }
     }
@@ -138,12 +227,14 @@ extension KV {
         static let configuration = CommandConfiguration(
             commandName: "rm", abstract: "Remove KEY (no error if it is missing).")
 
-        @Argument(help: "The key.") var key: String
+        @Argument(help: "The key (UTF-8 text).") var key: String
         @OptionGroup var store: StoreOptions
 
         func run() throws {
-            let shard = try store.open(create: false)
-            try shard.delete(keyBytes(key), in: store.table)
+            try runKV(key: key) {
+                let shard = try store.open(create: false)
+                try shard.delete(keyBytes(key), in: store.table)
+            }
         }
     }
 }

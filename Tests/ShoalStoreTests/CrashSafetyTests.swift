@@ -1,7 +1,7 @@
 import Foundation
-import ShoalTestSupport
 import ShoalCore
 import ShoalStore
+import ShoalTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -41,7 +41,7 @@ import Testing
         let stdout = Pipe()
         child.standardOutput = stdout
         let stderrPath = directory.appendingPathComponent("stderr.txt")
-        FileManager.default.createFile(atPath: stderrPath.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: stderrPath.path, contents: nil)
         child.standardError = try FileHandle(forWritingTo: stderrPath)
         try child.run()
         defer {
@@ -85,7 +85,9 @@ import Testing
             after = page.last!.key
         }
         let present = keysPerBatch.keys.sorted()
-        print("crash test (\(shape)): killed \(Int(interval * shape.killAtFraction * 1e3)) ms after a report, batch \(lastReported) was reported; store holds \(present.count) batches")
+        print(
+            "crash test (\(shape)): killed \(Int(interval * shape.killAtFraction * 1e3)) ms after a report, batch \(lastReported) was reported; store holds \(present.count) batches"
+        )
         #expect(wrongValues == 0)
         // Every batch present is whole.
         let partial = keysPerBatch.filter { $0.value != shape.batchSize }
@@ -98,6 +100,62 @@ import Testing
             "reported up to \(lastReported), store holds \(present.count) batches")
         #expect(try shard.count(.values) == present.count * shape.batchSize)
         #expect(try shard.storedBytes() == present.count * shape.batchSize * shape.valueBytes)
+    }
+
+    /// A store cut short at any length (a full disk, a copy that stopped, a crash of the file
+    /// system) is either still whole, when only free pages LMDB never wrote were cut, or is
+    /// reported as damaged: never a SIGBUS, never a store that quietly lost entries. The real
+    /// `shoal` opens each cut copy, so a crash would show as a signal rather than kill the tests.
+    @Test func truncatedStoreIsReportedNeverCrashedOn() throws {
+        let directory = try makeTemporaryDirectory("shoal-truncate")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let source = directory.appendingPathComponent("source").path
+        let written = try ChildProcess.shoal(
+            [
+                "debug", "write-batches", "--data-dir", source, "--batches", "30", "--batch-size", "100",
+                "--value-bytes", "3000",
+            ], timeoutSeconds: 120)
+        try #require(written.status == 0, "writer failed: \(written.stderr)")
+        let listing = try DamagedStoreCommandTests.shoal(["kv", "ls", "--data-dir", source])
+        try #require(listing.exitStatus == 0 && listing.stdout.count > 0, "\(listing)")
+        let original = try Data(contentsOf: URL(fileURLWithPath: source + "/data.mdb"))
+        let pageSize = 4_096
+        let pages = original.count / pageSize
+        try #require(pages > 8)
+
+        // Cut points: nothing left, inside and at the end of the meta pages, then through the
+        // B-tree and value pages, down to one byte short.
+        var cuts = [0, 100, pageSize, 2 * pageSize - 1, 2 * pageSize, 2 * pageSize + 1, 3 * pageSize]
+        cuts += stride(from: 4, to: pages, by: max(1, pages / 12)).map { $0 * pageSize + 1_000 }
+        cuts += [original.count - pageSize, original.count - 1]
+        var reported = 0
+        for cut in cuts {
+            let copy = directory.appendingPathComponent("cut-\(cut)")
+            try FileManager.default.createDirectory(at: copy, withIntermediateDirectories: true)
+            try original.prefix(cut).write(to: copy.appendingPathComponent("data.mdb"))
+            for command in [["kv", "ls"], ["kv", "put", "after-cut", "x"]] {
+                let outcome = try DamagedStoreCommandTests.shoal(command + ["--data-dir", copy.path])
+                let what =
+                    "\(command.joined(separator: " ")) after cutting data.mdb to \(cut) of \(original.count) bytes"
+                #expect(outcome.signal == nil, "\(what): \(outcome)")
+                if outcome.exitStatus == 0 {
+                    // Whole: only unwritten free pages were cut, and every entry is still there.
+                    let sameListing = outcome.stdout == listing.stdout
+                    if command == ["kv", "ls"] {
+                        #expect(sameListing, "\(what) listed other entries than the whole store")
+                    }
+                } else {
+                    DamagedStoreCommandTests.expectDamagedReport(outcome, copy.path, what)
+                    reported += 1
+                }
+            }
+            try? FileManager.default.removeItem(at: copy)
+        }
+        print(
+            "truncation: \(cuts.count) cuts of a \(original.count)-byte store, \(reported) of \(2 * cuts.count) runs reported damage"
+        )
+        // Cutting into the meta pages or the trees is always damage.
+        #expect(reported >= 2 * 7)
     }
 
     /// The value `shoal debug write-batches` writes for key (i, j): BE64(i) ++ BE64(j) padded with

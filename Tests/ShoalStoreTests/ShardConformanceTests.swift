@@ -99,18 +99,22 @@ import Testing
 
             let withA = try f.shard.scan(.values, prefix: bytes("a"), after: nil, limit: 100).map(\.key)
             #expect(withA == [bytes("a"), bytes("a\u{0}"), bytes("ab"), bytes("abc"), bytes("abd"), bytes("ac")])
-            #expect(try f.shard.scan(.values, prefix: bytes("ab"), after: bytes("ab"), limit: 100).map(\.key)
-                == [bytes("abc"), bytes("abd")])
+            #expect(
+                try f.shard.scan(.values, prefix: bytes("ab"), after: bytes("ab"), limit: 100).map(\.key)
+                    == [bytes("abc"), bytes("abd")])
             // `after` need not be a stored key.
-            #expect(try f.shard.scan(.values, prefix: bytes("a"), after: bytes("abcz"), limit: 100).map(\.key)
-                == [bytes("abd"), bytes("ac")])
+            #expect(
+                try f.shard.scan(.values, prefix: bytes("a"), after: bytes("abcz"), limit: 100).map(\.key)
+                    == [bytes("abd"), bytes("ac")])
             // `after` before the prefix range starts the scan at the prefix.
-            #expect(try f.shard.scan(.values, prefix: bytes("ab"), after: bytes("a"), limit: 100).map(\.key)
-                == [bytes("ab"), bytes("abc"), bytes("abd")])
+            #expect(
+                try f.shard.scan(.values, prefix: bytes("ab"), after: bytes("a"), limit: 100).map(\.key)
+                    == [bytes("ab"), bytes("abc"), bytes("abd")])
             // `after` beyond the prefix range finds nothing.
             #expect(try f.shard.scan(.values, prefix: bytes("ab"), after: bytes("b"), limit: 100).isEmpty)
             #expect(try f.shard.scan(.values, prefix: bytes("zz"), after: nil, limit: 100).isEmpty)
-            #expect(try f.shard.scan(.values, prefix: [0xff], after: nil, limit: 100).map(\.key) == [[0xff], [0xff, 0x00]])
+            #expect(
+                try f.shard.scan(.values, prefix: [0xff], after: nil, limit: 100).map(\.key) == [[0xff], [0xff, 0x00]])
             #expect(try f.shard.scan(.values, prefix: [], after: nil, limit: 3).map(\.key) == Array(sorted.prefix(3)))
             #expect(try f.shard.scan(.values, prefix: [], after: nil, limit: 0).isEmpty)
             // An `after` longer than any key limit is accepted.
@@ -139,7 +143,9 @@ import Testing
             var numbers: Set<UInt64> = [0, 1, 255, 256, 65_535, 65_536, UInt64(UInt32.max), UInt64.max]
             while numbers.count < 500 { numbers.insert(generator.next() >> (generator.next() % 64)) }
             var batch = WriteBatch()
-            for n in numbers.sorted().shuffled(using: &generator) { batch.put(bigEndian(n), bigEndian(n), in: .workflows) }
+            for n in numbers.sorted().shuffled(using: &generator) {
+                batch.put(bigEndian(n), bigEndian(n), in: .workflows)
+            }
             try f.shard.apply(batch)
             let scanned = try f.shard.scan(.workflows, prefix: [], after: nil, limit: 1_000)
             #expect(scanned.map { uint64(bigEndian: $0.key) } == numbers.sorted())
@@ -182,7 +188,10 @@ import Testing
             try f.shard.put(bytes("empty"), [], in: .values)
             #expect(try f.shard.get(bytes("empty"), in: .values) == [])
             #expect(try f.shard.get(bytes("missing"), in: .values) == nil)
-            #expect(try f.shard.scan(.values, prefix: [], after: nil, limit: 10) == [ShardEntry(key: bytes("empty"), value: [])])
+            #expect(
+                try f.shard.scan(.values, prefix: [], after: nil, limit: 10) == [
+                    ShardEntry(key: bytes("empty"), value: [])
+                ])
             #expect(try f.shard.count(.values) == 1)
             #expect(try f.shard.storedBytes() == 0)
         }
@@ -221,8 +230,10 @@ import Testing
             try f.shard.put(bytes("bystander"), bytes("fine"), in: .versions)
             let original = try #require(try f.overwriteRawRecord(key, in: .versions, with: nil))
             #expect(original.count == ShardRecord.headerByteCount + 14)
-            #expect(original[0] == ShardRecord.formatV1)
-            #expect(Array(original[1..<33]) == Checksum.blake2b(bytes("precious bytes")))
+            #expect(original[0] == ShardRecord.formatV2)
+            let value = bytes("precious bytes")
+            #expect(Array(original[1..<33]) == value.withUnsafeBytes { ShardRecord.checksum(key: key, value: $0) })
+            #expect(Array(original[1..<33]) != Checksum.blake2b(value), "the checksum must cover the key too")
 
             // One flipped bit in the value.
             var flipped = original
@@ -246,9 +257,13 @@ import Testing
             var badFormat = original
             badFormat[0] = 0x7e
             try f.overwriteRawRecord(key, in: .versions, with: badFormat)
-            #expect(throws: ShardError.malformedRecord(table: .versions, key: key)) { try f.shard.get(key, in: .versions) }
+            #expect(throws: ShardError.malformedRecord(table: .versions, key: key)) {
+                try f.shard.get(key, in: .versions)
+            }
             try f.overwriteRawRecord(key, in: .versions, with: Array(original.prefix(10)))
-            #expect(throws: ShardError.malformedRecord(table: .versions, key: key)) { try f.shard.get(key, in: .versions) }
+            #expect(throws: ShardError.malformedRecord(table: .versions, key: key)) {
+                try f.shard.get(key, in: .versions)
+            }
 
             // Restoring the original bytes makes it readable again; rewriting through the API heals it.
             try f.overwriteRawRecord(key, in: .versions, with: original)
@@ -256,6 +271,89 @@ import Testing
             try f.overwriteRawRecord(key, in: .versions, with: flipped)
             try f.shard.put(key, bytes("rewritten"), in: .versions)
             #expect(try f.shard.get(key, in: .versions) == bytes("rewritten"))
+        }
+    }
+
+    /// A record that ends up under another key (a flipped bit in a stored key) must not be read
+    /// as that key's value: the checksum covers the key.
+    @Test(arguments: ShardKind.allCases)
+    func recordUnderAnotherKeyIsDetected(kind: ShardKind) throws {
+        try withShard(kind) { f in
+            let written = bytes("victim")
+            let renamed = bytes("victik")
+            try f.shard.put(written, bytes("precious bytes"), in: .values)
+            try f.shard.put(bytes("zz"), bytes("bystander"), in: .values)
+            let record = try #require(try f.overwriteRawRecord(written, in: .values, with: nil))
+            try f.overwriteRawRecord(renamed, in: .values, with: record)
+
+            let mismatch = ShardError.checksumMismatch(table: .values, key: renamed)
+            #expect(throws: mismatch) { try f.shard.get(renamed, in: .values) }
+            #expect(throws: mismatch) { try f.shard.scan(.values, prefix: [], after: nil, limit: 10) }
+            #expect(try f.shard.get(written, in: .values) == nil)
+            // Moving the boundary between key and value ("victim" + "precious bytes" as "victimp" +
+            // "recious bytes") keeps the concatenation but not the length prefix.
+            let shifted = Array(record[0..<ShardRecord.headerByteCount]) + bytes("recious bytes")
+            try f.overwriteRawRecord(bytes("victimp"), in: .values, with: shifted)
+            #expect(throws: ShardError.checksumMismatch(table: .values, key: bytes("victimp"))) {
+                try f.shard.get(bytes("victimp"), in: .values)
+            }
+            // Moving it back restores the entry.
+            try f.overwriteRawRecord(renamed, in: .values, with: nil)
+            try f.overwriteRawRecord(written, in: .values, with: record)
+            #expect(try f.shard.get(written, in: .values) == bytes("precious bytes"))
+        }
+    }
+
+    /// Records written by earlier builds (format 1: checksum of the value only) are still read and
+    /// verified on their value; writing the key again makes it format 2.
+    @Test(arguments: ShardKind.allCases)
+    func formatOneRecordsAreStillReadAndVerified(kind: ShardKind) throws {
+        try withShard(kind) { f in
+            let key = bytes("old")
+            let value = bytes("written by format 1")
+            let v1 = [ShardRecord.formatV1] + Checksum.blake2b(value) + value
+            try f.overwriteRawRecord(key, in: .values, with: v1)
+            #expect(try f.shard.get(key, in: .values) == value)
+            #expect(
+                try f.shard.scan(.values, prefix: [], after: nil, limit: 10) == [ShardEntry(key: key, value: value)])
+
+            var flipped = v1
+            flipped[flipped.count - 1] ^= 0x20
+            try f.overwriteRawRecord(key, in: .values, with: flipped)
+            #expect(throws: ShardError.checksumMismatch(table: .values, key: key)) { try f.shard.get(key, in: .values) }
+
+            try f.shard.put(key, value, in: .values)
+            let rewritten = try #require(try f.overwriteRawRecord(key, in: .values, with: nil))
+            #expect(rewritten[0] == ShardRecord.formatV2)
+        }
+    }
+
+    /// `scanReportingDamage` returns every entry in order, the damaged ones with their error and
+    /// no value, and pages past them; `scan` still throws at the first damaged one.
+    @Test(arguments: ShardKind.allCases)
+    func scanReportingDamageListsEveryEntry(kind: ShardKind) throws {
+        try withShard(kind) { f in
+            for name in ["a", "b", "c", "d", "e"] { try f.shard.put(bytes(name), bytes("value \(name)"), in: .values) }
+            var flipped = try #require(try f.overwriteRawRecord(bytes("b"), in: .values, with: nil))
+            flipped[flipped.count - 1] ^= 0x01
+            try f.overwriteRawRecord(bytes("b"), in: .values, with: flipped)
+            try f.overwriteRawRecord(bytes("d"), in: .values, with: [0x7e, 1, 2])
+
+            let all = try f.shard.scanReportingDamage(.values, prefix: [], after: nil, limit: 10)
+            #expect(
+                all == [
+                    ScannedEntry(key: bytes("a"), value: .success(bytes("value a"))),
+                    ScannedEntry(key: bytes("b"), value: .failure(.checksumMismatch(table: .values, key: bytes("b")))),
+                    ScannedEntry(key: bytes("c"), value: .success(bytes("value c"))),
+                    ScannedEntry(key: bytes("d"), value: .failure(.malformedRecord(table: .values, key: bytes("d")))),
+                    ScannedEntry(key: bytes("e"), value: .success(bytes("value e"))),
+                ])
+            let page = try f.shard.scanReportingDamage(.values, prefix: [], after: bytes("b"), limit: 2)
+            #expect(page.map(\.key) == [bytes("c"), bytes("d")])
+            #expect(throws: ShardError.checksumMismatch(table: .values, key: bytes("b"))) {
+                try f.shard.scan(.values, prefix: [], after: nil, limit: 10)
+            }
+            #expect(try f.shard.scan(.values, prefix: [], after: bytes("d"), limit: 10).map(\.key) == [bytes("e")])
         }
     }
 
