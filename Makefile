@@ -40,6 +40,7 @@ bench: build
 	$(BIN) bench stencil --metg
 	$(BIN) bench memory
 	$(BIN) bench store
+	$(BIN) bench exec
 	$(BIN) bench simulator --peers 64 --seconds 2000
 	$(BIN) bench simulator
 	$(BIN) simulate Simulations/million-tasks.yaml
