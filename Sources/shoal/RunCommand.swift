@@ -3,6 +3,7 @@ import Foundation
 import Shoal
 import ShoalExamples
 import ShoalStore
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -44,15 +45,23 @@ struct Run: AsyncParsableCommand {
 
     func run() async throws {
         try await exitOnError {
-            let workflow = try WorkflowFile.load(path: file)
             let temporary = workDir == nil
             let work = URL(fileURLWithPath: workDir ?? NSTemporaryDirectory() + "shoal-run-\(UUID().uuidString)")
-            defer { if temporary { try? FileManager.default.removeItem(at: work) } }
+            defer { if temporary { WorkflowRunner.removeFolder(work) } }
             // Every command's descendants come back to this process when their parents die, so
             // none outlives its task or the run.
             CommandProcesses.shared.adoptOrphans()
             defer { CommandProcesses.shared.terminateAll() }
+            // From here on a signal kills the commands and removes what this run made.
+            let scratch = Mutex<URL?>(nil)
+            let interrupts = Interrupts { signal in
+                CommandProcesses.shared.terminateAll()
+                if let folder = temporary ? work : scratch.withLock({ $0 }) { WorkflowRunner.removeFolder(folder) }
+                printError("\ninterrupted by \(signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : "SIGHUP"): its commands were killed")
+            }
+            defer { interrupts.cancel() }
 
+            let workflow = try WorkflowFile.load(path: file)
             var options = RunOptions(runtime: RuntimeSettings(workers: workers))
             let runner = WorkflowRunner(
                 file: workflow, registry: ExampleTasks.registry, options: options, workDirectory: work,
@@ -60,12 +69,7 @@ struct Run: AsyncParsableCommand {
             // Everything is checked before any task runs: the file, then every folder.
             try runner.validate()
             let prepared = try runner.prepare()
-            let interrupts = Interrupts { signal in
-                CommandProcesses.shared.terminateAll()
-                try? FileManager.default.removeItem(at: temporary ? work : prepared.scratch)
-                printError("\ninterrupted by \(signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : "SIGHUP"): its commands were killed")
-            }
-            defer { interrupts.cancel() }
+            scratch.withLock { $0 = prepared.scratch }
             if let dataDir {
                 try WorkflowRunner.checkFolder(dataDir, role: "data folder (--data-dir)")
                 options.store = try LMDBShard(directory: dataDir)

@@ -211,6 +211,7 @@ public struct ExecRunner: Sendable {
                 command: command)
         }
 
+        if CommandProcesses.shared.isTerminating { throw fail(.launch("the run is being stopped")) }
         // Prepare S/in and S/out: private copies, so nothing a command does to them reaches a
         // version file another task reads.
         var outputs: [String: String] = [:]

@@ -125,6 +125,17 @@ public struct WorkflowRunner: Sendable {
         }
     }
 
+    /// Removes `folder` and everything in it (read-only files and folders included, names that
+    /// are not UTF-8 too), tolerating what is removed or added under it meanwhile (a task's own
+    /// clean-up at the same moment): tries again, a bounded number of times, until it is gone.
+    public static func removeFolder(_ folder: URL) {
+        for _ in 0..<50 {
+            FileOps.removeTree(folder.path)
+            if FileOps.kind(folder.path) == nil { return }
+            usleep(10_000)
+        }
+    }
+
     /// Makes `path` (and its parents) if missing, and checks that it is a folder this process can
     /// create files in; `role` names it in the error ("output folder (--output-dir)").
     public static func checkFolder(_ path: String, role: String) throws(RunSetupError) {
