@@ -22,6 +22,3 @@ func refuse(_ message: String) -> ExitCode {
 /// Largest task count a benchmark option accepts (a billion): far beyond what fits in memory as
 /// pending tasks, and small enough that products of counts cannot overflow.
 let benchMaxTasks = 1_000_000_000
-
-/// Most worker threads a benchmark option accepts.
-let benchMaxWorkers = 4_096

@@ -34,11 +34,19 @@ struct BenchSimulator: ParsableCommand {
     var runs = 1
 
     func validate() throws {
-        guard peers >= 1 else { throw ValidationError("--peers must be at least 1, got \(peers)") }
-        guard seconds > 0 else { throw ValidationError("--seconds must be positive, got \(seconds)") }
-        guard joinSpread >= 0 else { throw ValidationError("--join-spread must be 0 or more, got \(joinSpread)") }
-        guard seedPeers >= 1 else { throw ValidationError("--seed-peers must be at least 1, got \(seedPeers)") }
-        guard runs >= 1 else { throw ValidationError("--runs must be at least 1, got \(runs)") }
+        let maxPeers = ScenarioLimits.maxPeers
+        let maxSeconds = ScenarioLimits.maxDurationSeconds
+        guard peers >= 1 && peers <= maxPeers else { throw refuse("--peers must be 1 to \(maxPeers), got \(peers)") }
+        guard joinSpread.isFinite && joinSpread >= 0 && joinSpread < maxSeconds else {
+            throw refuse("--join-spread must be 0 or more and less than \(Int(maxSeconds)) s, got \(joinSpread)")
+        }
+        // Membership is checked once a protocol period (200 ms) after the last start.
+        guard seconds.isFinite && seconds >= 0.2 && joinSpread + seconds <= maxSeconds else {
+            throw refuse(
+                "--seconds must be at least 0.2 (one protocol period) and --join-spread + --seconds at most \(Int(maxSeconds)) (one day of virtual time), got \(seconds)")
+        }
+        guard seedPeers >= 1 else { throw refuse("--seed-peers must be at least 1, got \(seedPeers)") }
+        guard runs >= 1 else { throw refuse("--runs must be at least 1, got \(runs)") }
     }
 
     func run() throws {
@@ -127,7 +135,7 @@ struct BenchSimulator: ParsableCommand {
 }
 
 /// The process's memory as malloc and the kernel see it.
-private struct Memory {
+struct Memory {
     /// Bytes malloc has handed out and not taken back: small chunks (`uordblks`) plus the ones it
     /// mapped on their own (`hblkhd`), over every arena.
     var mallocLive: Int

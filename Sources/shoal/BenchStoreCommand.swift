@@ -19,9 +19,33 @@ struct BenchStore: ParsableCommand {
     @Option(help: "Seed of the random keys.") var seed: UInt64 = 1
 
     func validate() throws {
-        guard values >= 1 else { throw ValidationError("--values must be at least 1, got \(values)") }
-        guard valueBytes >= 0 else { throw ValidationError("--value-bytes must be 0 or more, got \(valueBytes)") }
-        guard batch >= 1 else { throw ValidationError("--batch must be at least 1, got \(batch)") }
+        guard values >= 1 && values <= benchMaxTasks else {
+            throw refuse("--values must be 1 to \(benchMaxTasks), got \(values)")
+        }
+        guard valueBytes >= 0 && valueBytes <= 1 << 30 else {
+            throw refuse("--value-bytes must be 0 to \(1 << 30) (1 GiB), got \(valueBytes)")
+        }
+        guard batch >= 1 else { throw refuse("--batch must be at least 1, got \(batch)") }
+        if let dataDirectory {
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: dataDirectory, isDirectory: &isDirectory) {
+                guard isDirectory.boolValue else { throw refuse("--data-dir \(dataDirectory): is a file, not a folder") }
+                guard FileManager.default.isWritableFile(atPath: dataDirectory) else {
+                    throw refuse("--data-dir \(dataDirectory): the folder is not writable")
+                }
+            } else {
+                // The nearest existing ancestor must be a writable folder, for the store to be made.
+                var parent = (dataDirectory as NSString).deletingLastPathComponent
+                if parent.isEmpty { parent = "." }
+                while !FileManager.default.fileExists(atPath: parent, isDirectory: &isDirectory) {
+                    let up = (parent as NSString).deletingLastPathComponent
+                    parent = up.isEmpty ? "." : up
+                }
+                guard isDirectory.boolValue, FileManager.default.isWritableFile(atPath: parent) else {
+                    throw refuse("--data-dir \(dataDirectory): cannot be created ('\(parent)' is not a writable folder)")
+                }
+            }
+        }
     }
 
     func run() throws {

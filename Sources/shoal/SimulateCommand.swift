@@ -4,6 +4,10 @@ import ShoalCore
 import ShoalSimulation
 import Yams
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// `shoal simulate SCENARIO`: a whole cluster in virtual time, deterministic from a seed.
 struct Simulate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -11,42 +15,61 @@ struct Simulate: AsyncParsableCommand {
         discussion: """
             Peers run the real protocol machines over a simulated network (latency, bandwidth, loss, \
             duplication, reordering, partitions) with scheduled or --swarm faults. Prints a report; exits 1 \
-            with the seed and the command that replays it when an invariant is violated, 2 on a bad scenario.
+            with the seed and the command that replays it when an invariant is violated, 2 on a bad scenario \
+            or option (checked before anything runs).
             """)
 
     @Argument(help: "The scenario (YAML), e.g. Simulations/join-storm.yaml.") var scenario: String
-    @Option(help: "Seed of everything random in the run.") var seed: UInt64 = 1
+    @Option(help: "Seed of everything random in the run (0 to 18446744073709551615).") var seed: UInt64 = 1
     @Flag(help: "Draw the faults themselves from the seed (crashes, restarts, a partition, loss and duplication bursts).")
     var swarm = false
-    @Option(help: "Write the timeline as Chrome trace-event JSON (open in Perfetto).") var trace: String?
-    @Option(help: "Run this many consecutive seeds from --seed and summarise (swarm testing).") var seeds = 1
+    @Option(help: "Write the timeline as Chrome trace-event JSON (open in Perfetto); one seed only.") var trace: String?
+    @Option(
+        help: "Run this many consecutive seeds from --seed and summarise (swarm testing); past the largest seed they wrap to 0.")
+    var seeds = 1
+
+    func validate() throws {
+        guard seeds >= 1 else { throw refuse("--seeds must be at least 1, got \(seeds)") }
+        if trace != nil && seeds != 1 {
+            throw refuse("--trace records one run; it cannot be combined with --seeds \(seeds)")
+        }
+    }
 
     func run() async throws {
         let loaded: Scenario
         do {
             loaded = try ScenarioFile.load(path: scenario)
         } catch {
-            printError("error: \(error)")
-            throw ExitCode(2)
+            throw refuse("\(error)")
         }
+        // After the scenario (so a bad scenario leaves no empty trace behind), before the run.
+        if let trace, let problem = Self.cannotWrite(trace) { throw refuse("--trace \(trace): \(problem)") }
         var failures: [UInt64] = []
         let clock = ContinuousClock()
         let started = clock.now
         var events = 0
-        for s in seed..<(seed + UInt64(max(1, seeds))) {
+        for k in 0..<UInt64(seeds) {
+            let s = seed &+ k  // wraps past UInt64.max, as the help says
             var sc = loaded
             if swarm {
                 var g = SeededGenerator(seed: s ^ 0x5357_4152_4D00_0000)
                 let ids = (0..<sc.peers).map { PeerID(raw: UInt64($0)) }
                 sc.faults = FaultPlan.swarm(peers: ids, duration: sc.duration, generator: &g, intensity: 1)
             }
-            var simulation = ClusterSimulation(scenario: sc, seed: s, recordTrace: trace != nil && seeds == 1)
+            var simulation = ClusterSimulation(scenario: sc, seed: s, recordTrace: trace != nil)
             let report = simulation.run()
             events += report.events
             if seeds == 1 {
                 print(Simulate.describe(report))
                 if let trace, let json = simulation.traceJSON {
-                    try json.write(toFile: trace, atomically: true, encoding: .utf8)
+                    do {
+                        // Not atomically: `validate` checked this very file can be written, not
+                        // that a temporary file can be made beside it.
+                        try json.write(toFile: trace, atomically: false, encoding: .utf8)
+                    } catch {
+                        printError("error: cannot write the trace to \(trace): \(Self.reason(error))")
+                        throw ExitCode(1)
+                    }
                     print("trace: \(trace)")
                 }
             }
@@ -58,7 +81,7 @@ struct Simulate: AsyncParsableCommand {
         let wall = clock.now - started
         let seconds = Double(wall.components.seconds) + Double(wall.components.attoseconds) * 1e-18
         if seeds > 1 {
-            print("\(seeds) seeds, \(seeds - failures.count) passed, \(failures.count) failed; \(events) events in \(String(format: "%.2f", seconds)) s (\(Int(Double(events) / seconds)) events/s)")
+            print("\(seeds) seeds, \(seeds - failures.count) passed, \(failures.count) failed; \(events) events in \(String(format: "%.2f", seconds)) s (\(Int(Double(events) / max(seconds, 1e-9))) events/s)")
         } else {
             print(String(format: "wall time %.2f s, %d events/s", seconds, Int(Double(events) / max(seconds, 1e-9))))
         }
@@ -66,6 +89,35 @@ struct Simulate: AsyncParsableCommand {
             printError("invariant violated with seed \(first); replay: shoal simulate \(scenario) --seed \(first)\(swarm ? " --swarm" : "")")
             throw ExitCode(1)
         }
+    }
+
+    /// Why `path` cannot be written (opened for writing, created if missing), or nil if it can.
+    /// A file this creates is left in place, empty, for the run to fill.
+    static func cannotWrite(_ path: String) -> String? {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            return "is a folder; give a file name"
+        }
+        let fd = open(path, O_WRONLY | O_CREAT, 0o644)
+        guard fd >= 0 else {
+            let code = errno
+            let parent = (path as NSString).deletingLastPathComponent
+            if code == ENOENT {
+                return "cannot create the file: the folder '\(parent.isEmpty ? "." : parent)' does not exist"
+            }
+            return "cannot write the file: \(String(cString: strerror(code)))"
+        }
+        close(fd)
+        return nil
+    }
+
+    /// A Foundation error in plain words (its POSIX reason where there is one).
+    static func reason(_ error: any Error) -> String {
+        let ns = error as NSError
+        if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+            return String(cString: strerror(Int32(underlying.code)))
+        }
+        return ns.localizedDescription
     }
 
     static func describe(_ r: SimulationReport) -> String {
@@ -102,189 +154,635 @@ struct Simulate: AsyncParsableCommand {
     }
 }
 
-/// The YAML form of a scenario, in friendly units.
+/// Why a scenario file was refused, in the style of workflow-file errors:
+/// `FILE:LINE:COLUMN: field 'faults[2].crash': peer 999 does not exist (the scenario has 4 peers, 0..3)`.
+struct ScenarioFileError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The scenario file as the caller named it.
+    var file: String
+    /// 1-based line and column of the node concerned (of the key, for an unknown key), when known.
+    var line: Int?
+    var column: Int?
+    /// The field's path in the file, e.g. `faults[2].crash`, when the problem is in one.
+    var field: String?
+    /// What is wrong, without the position prefix.
+    var message: String
+
+    var description: String {
+        var s = file
+        if let line, let column { s += ":\(line):\(column)" }
+        s += ": "
+        if let field { s += "field '\(field)': " }
+        return s + message
+    }
+}
+
+/// The YAML form of a scenario, in friendly units. Every key is optional but `name`, `peers` and
+/// `duration`; a key not listed here is refused.
 ///
 /// ```yaml
 /// name: partition-heals
-/// peers: 32
-/// duration: 40            # seconds of virtual time
-/// seeds: 2                # peers 0..<seeds are the seeds the others join through
+/// peers: 32               # 1 to 100,000
+/// duration: 40            # seconds of virtual time, at most 86,400 (one day)
+/// seeds: 2                # peers 0..<seeds are the seeds the others join through (1 to peers)
 /// joinSpread: 1           # seconds over which the other peers start (0: a join storm)
 /// protocolPeriodMs: 200
 /// convergeWithin: 15      # seconds after the last fault by which membership must agree
+/// slots: 4                # task slots per peer
 /// network: { latencyMicros: 200, jitterMicros: 50, bandwidthMbps: 10000, drop: 0, duplicate: 0, reorder: 0 }
-/// faults:
+/// faults:                 # each names one fault; times in seconds, at least one protocol period before the end
 ///   - { at: 5, split: 2 }                 # partition the peers into 2 halves by id
-///   - { at: 6, partition: [[0, 1], [2, 3]] }
+///   - { at: 6, partition: [[0, 1], [2, 3]] }   # disjoint groups; peers in no group are cut off
 ///   - { at: 15, heal: true }
 ///   - { at: 8, crash: 3 }
-///   - { at: 20, restart: 3 }
-///   - { at: 10, drop: 0.1 }
+///   - { at: 20, restart: 3, keepStore: false }  # only a crashed peer restarts
+///   - { at: 10, drop: 0.1 }               # probabilities are 0 to 1
 ///   - { at: 12, duplicate: 0.05 }
+/// workflows:              # each names one shape: stencil, independent or crossCorrelation
+///   - { stencil: { width: 64, steps: 100 }, at: 3, submitter: 0, taskMicros: 10000, bytes: 4096 }
+/// objects: { keys: 200, puts: 600, start: 2, every: 0.05, bytes: 16384, replicas: 3 }
 /// ```
-struct ScenarioFile: Decodable {
-    struct Network: Decodable {
-        var latencyMicros: Int64?
-        var jitterMicros: Int64?
-        var bandwidthMbps: Int64?
-        var drop: Double?
-        var duplicate: Double?
-        var reorder: Double?
-    }
+///
+/// Every range is in `ScenarioLimits`; faults, submissions and puts must fall inside the run.
+enum ScenarioFile {
+    static let topLevelKeys = [
+        "name", "peers", "duration", "seeds", "joinSpread", "protocolPeriodMs", "convergeWithin", "slots", "network",
+        "faults", "workflows", "objects",
+    ]
+    static let networkKeys = ["latencyMicros", "jitterMicros", "bandwidthMbps", "drop", "duplicate", "reorder"]
+    static let faultKinds = ["crash", "restart", "split", "partition", "heal", "drop", "duplicate"]
+    static let faultKeys = ["at"] + faultKinds + ["keepStore"]
+    static let workflowShapes = ["stencil", "independent", "crossCorrelation"]
+    static let workflowKeys = workflowShapes + ["at", "submitter", "taskMicros", "bytes"]
+    static let stencilKeys = ["width", "steps"]
+    static let objectKeys = ["keys", "puts", "start", "every", "bytes", "replicas"]
 
-    struct FaultEntry: Decodable {
-        var at: Double
-        var crash: UInt64?
-        var restart: UInt64?
-        var keepStore: Bool?
-        var split: Int?
-        var partition: [[UInt64]]?
-        var heal: Bool?
-        var drop: Double?
-        var duplicate: Double?
-    }
-
-    var name: String
-    var peers: Int
-    var duration: Double
-    var seeds: Int?
-    var joinSpread: Double?
-    var protocolPeriodMs: Int64?
-    var convergeWithin: Double?
-    var network: Network?
-    var faults: [FaultEntry]?
-    var slots: Int?
-    var workflows: [WorkflowEntry]?
-    var objects: Objects?
-
-    struct Objects: Decodable {
-        var keys: Int
-        var puts: Int
-        var start: Double?
-        var every: Double?
-        var bytes: UInt64?
-        var replicas: Int?
-    }
-
-    struct Stencil: Decodable {
-        var width: Int
-        var steps: Int
-    }
-
-    struct WorkflowEntry: Decodable {
-        var stencil: Stencil?
-        var independent: Int?
-        var crossCorrelation: Int?
-        var at: Double?
-        var submitter: Int?
-        var taskMicros: Int64?
-        var bytes: UInt64?
-    }
-
-    struct Invalid: Error, CustomStringConvertible {
-        var description: String
-    }
-
-    static func load(path: String) throws -> Scenario {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw Invalid(description: "\(path): cannot read the file")
+    /// Reads and checks the scenario file at `path`; every problem is a `ScenarioFileError`.
+    static func load(path: String) throws(ScenarioFileError) -> Scenario {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw ScenarioFileError(file: path, message: "no such file")
         }
-        let file: ScenarioFile
-        do {
-            file = try YAMLDecoder().decode(ScenarioFile.self, from: text)
-        } catch let DecodingError.keyNotFound(key, context) {
-            throw Invalid(description: "\(path): missing '\(key.stringValue)'\(where_(context))")
-        } catch let DecodingError.typeMismatch(type, context) {
-            throw Invalid(description: "\(path): '\(context.codingPath.map(\.stringValue).joined(separator: "."))' is not \(type)")
-        } catch {
-            throw Invalid(description: "\(path): \(error)")
+        guard !isDirectory.boolValue else {
+            throw ScenarioFileError(file: path, message: "is a folder, not a scenario file")
         }
-        return try file.scenario(path: path)
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ScenarioFileError(file: path, message: "cannot read the file (permission denied?)")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ScenarioFileError(file: path, message: "is not UTF-8 text")
+        }
+        return try parse(text, file: path)
     }
 
-    static func where_(_ context: DecodingError.Context) -> String {
-        context.codingPath.isEmpty ? "" : " in '\(context.codingPath.map(\.stringValue).joined(separator: "."))'"
+    /// Checks `text` (the contents of `file`) and builds its scenario.
+    static func parse(_ text: String, file: String) throws(ScenarioFileError) -> Scenario {
+        try ScenarioFileReader(file: file).scenario(text)
+    }
+}
+
+/// Reads a scenario file node by node, so each error can name its line, column and field.
+struct ScenarioFileReader {
+    let file: String
+
+    typealias Entry = (key: String, keyNode: Node, value: Node)
+
+    /// A mapping's entries, its keys checked against those allowed.
+    struct Fields {
+        var node: Node
+        var field: String?
+        var entries: [Entry]
+
+        func has(_ key: String) -> Bool { entries.contains { $0.key == key } }
+        /// The value of `key`; nil when absent or written as null (`key:` alone, `~`).
+        func value(_ key: String) -> Node? {
+            guard let v = entries.first(where: { $0.key == key })?.value, !ScenarioFileReader.isNull(v) else {
+                return nil
+            }
+            return v
+        }
+        func path(_ key: String) -> String { field.map { "\($0).\(key)" } ?? key }
     }
 
-    func scenario(path: String) throws -> Scenario {
-        guard peers > 0, peers <= 1_000_000 else { throw Invalid(description: "\(path): 'peers' must be 1 to 1,000,000") }
-        guard duration > 0 else { throw Invalid(description: "\(path): 'duration' must be positive") }
-        var net = NetworkSettings()
-        if let n = network {
-            if let v = n.latencyMicros { net.latency = .microseconds(v) }
-            if let v = n.jitterMicros { net.jitter = .microseconds(v) }
-            if let v = n.bandwidthMbps { net.bandwidthBytesPerSecond = v * 125_000 }
-            if let v = n.drop { net.dropProbability = v }
-            if let v = n.duplicate { net.duplicateProbability = v }
-            if let v = n.reorder { net.reorderProbability = v }
+    // MARK: Errors and node helpers
+
+    func fail(_ node: Node?, _ field: String?, _ message: String) -> ScenarioFileError {
+        ScenarioFileError(file: file, line: node?.mark?.line, column: node?.mark?.column, field: field, message: message)
+    }
+
+    static func isNull(_ node: Node) -> Bool {
+        guard case .scalar(let s) = node, s.style == .plain || s.style == .any else { return false }
+        return Resolver.default.resolveTag(of: node) == .null
+    }
+
+    static func describe(_ node: Node) -> String {
+        switch node {
+        case .scalar(let s):
+            isNull(node)
+                ? "nothing" : s.style == .plain || s.style == .any ? "'\(s.string)'" : "\"\(s.string)\" (in quotes, so text)"
+        case .mapping: "a mapping"
+        case .sequence: "a list"
+        case .alias: "an alias"
         }
-        var plan: [ScheduledFault] = []
-        for (i, f) in (faults ?? []).enumerated() {
-            let at = Interval(nanoseconds: Int64(f.at * 1e9))
-            let fault: Fault
-            if let p = f.crash {
-                fault = .crash(peer: PeerID(raw: p))
-            } else if let p = f.restart {
-                fault = .restart(peer: PeerID(raw: p), keepStore: f.keepStore ?? true)
-            } else if let k = f.split {
-                guard k > 0 else { throw Invalid(description: "\(path): faults[\(i)]: 'split' must be positive") }
-                let groups = (0..<k).map { g in
-                    (0..<peers).filter { $0 * k / peers == g }.map { PeerID(raw: UInt64($0)) }
+    }
+
+    /// A number for a message: whole numbers without a fraction, others as written by `%g`.
+    static func show(_ x: Double) -> String {
+        if x.isFinite && x == x.rounded() && abs(x) < 1e15 { return String(Int64(x)) }
+        return String(format: "%g", x)
+    }
+
+    static func closest(to word: String, in candidates: [String]) -> String? {
+        func distance(_ a: [Character], _ b: [Character]) -> Int {
+            if a.isEmpty { return b.count }
+            if b.isEmpty { return a.count }
+            var previous = Array(0...b.count)
+            var current = [Int](repeating: 0, count: b.count + 1)
+            for i in 1...a.count {
+                current[0] = i
+                for j in 1...b.count {
+                    current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
                 }
-                fault = .partition(groups: groups)
-            } else if let groups = f.partition {
-                fault = .partition(groups: groups.map { $0.map { PeerID(raw: $0) } })
-            } else if f.heal == true {
-                fault = .heal
-            } else if let p = f.drop {
-                fault = .setDrop(probability: p)
-            } else if let p = f.duplicate {
-                fault = .setDuplicate(probability: p)
-            } else {
-                throw Invalid(description: "\(path): faults[\(i)] names no fault (crash, restart, split, partition, heal, drop, duplicate)")
+                swap(&previous, &current)
             }
-            plan.append(ScheduledFault(at: at, fault: fault))
+            return previous[b.count]
         }
+        let w = Array(word.lowercased())
+        let best = candidates.map { ($0, distance(w, Array($0.lowercased()))) }.min { $0.1 < $1.1 }
+        guard let (c, d) = best, d <= max(2, c.count / 3) else { return nil }
+        return c
+    }
+
+    func fields(_ node: Node, _ field: String?, allowed: [String], what: String) throws(ScenarioFileError) -> Fields {
+        guard case .mapping(let mapping) = node else {
+            throw fail(node, field, "expected \(what) (a mapping of keys to values), found \(Self.describe(node))")
+        }
+        var entries: [Entry] = []
+        for (k, v) in mapping {
+            guard case .scalar(let s) = k else {
+                throw fail(k, field, "expected a key, found \(Self.describe(k))")
+            }
+            let key = s.string
+            guard allowed.contains(key) else {
+                let hint = Self.closest(to: key, in: allowed).map { " (did you mean '\($0)'?)" } ?? ""
+                let path = field.map { "\($0).\(key)" } ?? key
+                throw fail(
+                    k, path, "unknown key '\(key)'\(hint); the keys allowed in \(what) are \(allowed.joined(separator: ", "))")
+            }
+            entries.append((key, k, v))
+        }
+        return Fields(node: node, field: field, entries: entries)
+    }
+
+    func require(_ f: Fields, _ key: String, what: String) throws(ScenarioFileError) -> Node {
+        guard let entry = f.entries.first(where: { $0.key == key }) else {
+            throw fail(f.node, f.path(key), "missing '\(key)' (\(what))")
+        }
+        return entry.value
+    }
+
+    func string(_ node: Node, _ field: String) throws(ScenarioFileError) -> String {
+        guard case .scalar(let s) = node, !Self.isNull(node), !s.string.isEmpty else {
+            throw fail(node, field, "expected text, found \(Self.describe(node))")
+        }
+        return s.string
+    }
+
+    func int(_ node: Node, _ field: String) throws(ScenarioFileError) -> Int {
+        guard case .scalar(let s) = node, !Self.isNull(node), let v = Int.construct(from: s) else {
+            if case .scalar(let s) = node, s.style == .plain,
+                s.string.drop(while: { $0 == "-" || $0 == "+" }).allSatisfy({ $0.isASCII && ($0.isNumber || $0 == "_") }),
+                s.string.contains(where: \.isNumber)
+            {
+                throw fail(node, field, "\(s.string) is too large a number")
+            }
+            throw fail(node, field, "expected a whole number, found \(Self.describe(node))")
+        }
+        return v
+    }
+
+    /// A whole number in `range`; `rule` says the range in words ("must be 1 to 16").
+    func int(_ node: Node, _ field: String, _ range: ClosedRange<Int>, _ rule: String) throws(ScenarioFileError) -> Int {
+        let v = try int(node, field)
+        guard range.contains(v) else { throw fail(node, field, "\(rule), got \(v)") }
+        return v
+    }
+
+    func number(_ node: Node, _ field: String) throws(ScenarioFileError) -> Double {
+        guard case .scalar(let s) = node, !Self.isNull(node), let v = Double.construct(from: s) else {
+            throw fail(node, field, "expected a number, found \(Self.describe(node))")
+        }
+        guard v.isFinite else { throw fail(node, field, "expected a finite number, found \(Self.describe(node))") }
+        return v
+    }
+
+    /// A finite number in `range`; `rule` says the range in words.
+    func number(_ node: Node, _ field: String, _ range: ClosedRange<Double>, _ rule: String) throws(ScenarioFileError)
+        -> Double
+    {
+        let v = try number(node, field)
+        guard range.contains(v) else { throw fail(node, field, "\(rule), got \(Self.show(v))") }
+        return v
+    }
+
+    func probability(_ node: Node, _ field: String) throws(ScenarioFileError) -> Double {
+        let v = try number(node, field)
+        guard v >= 0 && v <= 1 else { throw fail(node, field, "\(Self.show(v)) is not a probability (0 to 1)") }
+        return v
+    }
+
+    func bool(_ node: Node, _ field: String) throws(ScenarioFileError) -> Bool {
+        guard case .scalar(let s) = node, let v = Bool.construct(from: s) else {
+            throw fail(node, field, "expected true or false, found \(Self.describe(node))")
+        }
+        return v
+    }
+
+    func list(_ node: Node, _ field: String, what: String) throws(ScenarioFileError) -> [Node] {
+        guard case .sequence(let items) = node else {
+            throw fail(node, field, "expected a list of \(what), found \(Self.describe(node))")
+        }
+        return Array(items)
+    }
+
+    static func peersPhrase(_ peers: Int) -> String {
+        peers == 1 ? "the scenario has 1 peer, 0" : "the scenario has \(peers) peers, 0..\(peers - 1)"
+    }
+
+    func peer(_ node: Node, _ field: String, peers: Int) throws(ScenarioFileError) -> Int {
+        let v = try int(node, field)
+        guard v >= 0 && v < peers else {
+            throw fail(node, field, "peer \(v) does not exist (\(Self.peersPhrase(peers)))")
+        }
+        return v
+    }
+
+    func yamlError(_ e: YamlError) -> ScenarioFileError {
+        func at(_ mark: Mark, _ message: String) -> ScenarioFileError {
+            ScenarioFileError(file: file, line: mark.line, column: mark.column, message: message)
+        }
+        func withContext(_ problem: String, _ context: YamlError.Context?) -> String {
+            guard let context else { return problem }
+            return "\(problem) (\(context.text) at line \(context.mark.line), column \(context.mark.column))"
+        }
+        switch e {
+        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
+            .composer(let context, let problem, let mark, _):
+            return at(mark, "YAML syntax error: \(withContext(problem, context))")
+        case .duplicatedKeysInMapping(let duplicates, let context):
+            return at(
+                context.mark,
+                "duplicate key\(duplicates.count > 1 ? "s" : "") " + duplicates.map { "'\($0)'" }.joined(separator: ", ")
+                    + " in a mapping")
+        case .reader(let problem, _, _, _):
+            return ScenarioFileError(file: file, message: "not a YAML file: \(problem)")
+        default:
+            return ScenarioFileError(file: file, message: "not a YAML file: \(e)")
+        }
+    }
+
+    // MARK: The scenario
+
+    func scenario(_ text: String) throws(ScenarioFileError) -> Scenario {
+        let root: Node
+        do {
+            guard let node = try Yams.compose(yaml: text) else {
+                throw ScenarioFileError(file: file, message: "the file is empty; a scenario has at least 'name', 'peers' and 'duration'")
+            }
+            root = node
+        } catch let e as ScenarioFileError {
+            throw e
+        } catch let e as YamlError {
+            throw yamlError(e)
+        } catch {
+            throw ScenarioFileError(file: file, message: "not a YAML file: \(error)")
+        }
+        let top = try fields(root, nil, allowed: ScenarioFile.topLevelKeys, what: "a scenario")
+
+        let name = try string(try require(top, "name", what: "the scenario's name"), "name")
+        let peers = try int(
+            try require(top, "peers", what: "how many peers"), "peers", 1...ScenarioLimits.maxPeers,
+            "must be 1 to \(ScenarioLimits.maxPeers) (the simulator's limit)")
+        let durationNode = try require(top, "duration", what: "seconds of virtual time")
+        let maxDuration = ScenarioLimits.maxDurationSeconds
+        let duration = try number(durationNode, "duration")
+        guard duration > 0 && duration <= maxDuration else {
+            throw fail(
+                durationNode, "duration",
+                "must be more than 0 and at most \(Self.show(maxDuration)) s (one day of virtual time), got \(Self.show(duration))")
+        }
+        let durationNs = Int64(duration * 1e9)
+        let periodMs = try top.value("protocolPeriodMs").map { (n) throws(ScenarioFileError) in
+            Int64(
+                try int(
+                    n, "protocolPeriodMs", 1...Int(ScenarioLimits.maxProtocolPeriodMs),
+                    "must be 1 to \(ScenarioLimits.maxProtocolPeriodMs) ms"))
+        } ?? 200
+        let periodNs = periodMs * 1_000_000
+        // The simulator checks membership once a protocol period after the last start or fault; a
+        // run shorter than that could only report that it never converged.
+        guard periodNs <= durationNs else {
+            throw fail(
+                durationNode, "duration",
+                "\(Self.show(duration)) s is shorter than one protocol period (\(periodMs) ms): membership, checked once a period, could never be checked")
+        }
+        let seedCount = try top.value("seeds").map { (n) throws(ScenarioFileError) in
+            try int(n, "seeds", 1...peers, "must be 1 to \(peers) (the number of peers)")
+        } ?? 1
+        let lastStartLimit = Double(durationNs - periodNs) / 1e9
+        let joinSpread = try top.value("joinSpread").map { (n) throws(ScenarioFileError) in
+            try number(
+                n, "joinSpread", 0...lastStartLimit,
+                "must be 0 to \(Self.show(lastStartLimit)) s, so every peer starts at least one protocol period (\(periodMs) ms) before the end of the run (duration \(Self.show(duration)) s)")
+        } ?? 0
+        let convergeWithin = try top.value("convergeWithin").map { (n) throws(ScenarioFileError) in
+            try number(n, "convergeWithin", 0...maxDuration, "must be 0 to \(Self.show(maxDuration)) s")
+        } ?? 10
+        let slots = try top.value("slots").map { (n) throws(ScenarioFileError) in
+            try int(n, "slots", 1...ScenarioLimits.maxSlots, "must be 1 to \(ScenarioLimits.maxSlots) task slots per peer")
+        } ?? 4
+
+        let network = try top.value("network").map { (n) throws(ScenarioFileError) in try self.network(n) } ?? NetworkSettings()
+
+        // When each peer starts, as `ClusterSimulation.run` schedules it.
+        let spreadNs = Int64(joinSpread * 1e9)
+        func startNs(_ i: Int) -> Int64 { peers > 1 && i >= seedCount ? spreadNs * Int64(i) / Int64(peers) : 0 }
+
+        var plan: [ScheduledFault] = []
+        var faultNodes: [(node: Node, field: String)] = []
+        if let n = top.value("faults") {
+            for (i, item) in try list(n, "faults", what: "faults").enumerated() {
+                let field = "faults[\(i)]"
+                let f = try fields(item, field, allowed: ScenarioFile.faultKeys, what: "a fault")
+                let atNode = try require(f, "at", what: "when the fault happens, in seconds")
+                let at = try number(atNode, f.path("at"))
+                guard at >= 0 else { throw fail(atNode, f.path("at"), "a fault's time is 0 or more seconds, got \(Self.show(at))") }
+                guard at <= duration else {
+                    throw fail(
+                        atNode, f.path("at"),
+                        "the fault at \(Self.show(at)) s is after the end of the run (duration \(Self.show(duration)) s)")
+                }
+                let atNs = Int64(at * 1e9)
+                guard atNs <= durationNs - periodNs else {
+                    throw fail(
+                        atNode, f.path("at"),
+                        "the fault at \(Self.show(at)) s leaves less than one protocol period (\(periodMs) ms) before the end of the run (duration \(Self.show(duration)) s), so membership could not be checked after it")
+                }
+                let kinds = ScenarioFile.faultKinds.filter(f.has)
+                guard kinds.count == 1 else {
+                    let named = kinds.isEmpty ? "none" : kinds.map { "'\($0)'" }.joined(separator: " and ")
+                    throw fail(
+                        item, field,
+                        "a fault names one of \(ScenarioFile.faultKinds.joined(separator: ", ")); this one names \(named)"
+                            + (kinds.count > 1 ? " (write one entry per fault)" : ""))
+                }
+                let kind = kinds[0]
+                if let keep = f.entries.first(where: { $0.key == "keepStore" }), kind != "restart" {
+                    throw fail(keep.keyNode, f.path("keepStore"), "'keepStore' goes with 'restart' only, not with '\(kind)'")
+                }
+                let valueNode = f.entries.first { $0.key == kind }!.value
+                let valueField = f.path(kind)
+                let fault: Fault
+                switch kind {
+                case "crash":
+                    fault = .crash(peer: PeerID(raw: UInt64(try peer(valueNode, valueField, peers: peers))))
+                case "restart":
+                    let p = try peer(valueNode, valueField, peers: peers)
+                    let keep = try f.value("keepStore").map { (n) throws(ScenarioFileError) in
+                        try bool(n, f.path("keepStore"))
+                    } ?? true
+                    fault = .restart(peer: PeerID(raw: UInt64(p)), keepStore: keep)
+                case "split":
+                    let k = try int(valueNode, valueField)
+                    guard peers >= 2 else {
+                        throw fail(valueNode, valueField, "a split needs at least 2 peers (\(Self.peersPhrase(peers)))")
+                    }
+                    guard k >= 2 && k <= peers else {
+                        throw fail(valueNode, valueField, "must be 2 to \(peers) groups (the number of peers), got \(k)")
+                    }
+                    var groups = [[PeerID]](repeating: [], count: k)
+                    for p in 0..<peers { groups[p * k / peers].append(PeerID(raw: UInt64(p))) }
+                    fault = .partition(groups: groups)
+                case "partition":
+                    var groupOf: [Int: Int] = [:]
+                    var groups: [[PeerID]] = []
+                    for (g, groupNode) in try list(valueNode, valueField, what: "groups (lists of peers), e.g. [[0, 1], [2, 3]]")
+                        .enumerated()
+                    {
+                        let groupField = "\(valueField)[\(g)]"
+                        var group: [PeerID] = []
+                        for (m, memberNode) in try list(groupNode, groupField, what: "peers").enumerated() {
+                            let memberField = "\(groupField)[\(m)]"
+                            let p = try peer(memberNode, memberField, peers: peers)
+                            if let other = groupOf[p] {
+                                throw fail(
+                                    memberNode, memberField,
+                                    other == g
+                                        ? "peer \(p) is listed twice in group \(g)"
+                                        : "peer \(p) is in two groups (\(valueField)[\(other)] and \(groupField)); the groups of a partition must be disjoint")
+                            }
+                            groupOf[p] = g
+                            group.append(PeerID(raw: UInt64(p)))
+                        }
+                        groups.append(group)
+                    }
+                    fault = .partition(groups: groups)
+                case "heal":
+                    guard try bool(valueNode, valueField) else {
+                        throw fail(valueNode, valueField, "'heal: false' is no fault; write 'heal: true' or remove the entry")
+                    }
+                    fault = .heal
+                case "drop":
+                    fault = .setDrop(probability: try probability(valueNode, valueField))
+                default:  // "duplicate"
+                    fault = .setDuplicate(probability: try probability(valueNode, valueField))
+                }
+                plan.append(ScheduledFault(at: Interval(nanoseconds: atNs), fault: fault))
+                faultNodes.append((valueNode, valueField))
+            }
+        }
+        try checkCrashesAndRestarts(plan, faultNodes, startNs: startNs, spread: joinSpread)
+
         var flows: [ScenarioWorkflow] = []
-        for (i, w) in (workflows ?? []).enumerated() {
-            let shape: ScenarioWorkflow.Shape
-            let field = "\(path): workflows[\(i)]"
-            if let s = w.stencil {
-                guard s.width > 0, s.steps > 0 else { throw Invalid(description: "\(field): stencil width and steps must be positive") }
-                shape = .stencil(width: s.width, steps: s.steps)
-            } else if let n = w.independent {
-                guard n > 0 else { throw Invalid(description: "\(field): 'independent' must be positive") }
-                shape = .independent(count: n)
-            } else if let f = w.crossCorrelation {
-                guard f > 0 else { throw Invalid(description: "\(field): 'crossCorrelation' must be positive") }
-                shape = .crossCorrelation(fragments: f)
-            } else {
-                throw Invalid(description: "\(field) names no workflow (stencil, independent, crossCorrelation)")
+        if let n = top.value("workflows") {
+            let items = try list(n, "workflows", what: "workflows")
+            guard items.count <= ScenarioLimits.maxWorkflows else {
+                throw fail(n, "workflows", "at most \(ScenarioLimits.maxWorkflows) workflows, got \(items.count)")
             }
-            let submitter = w.submitter ?? 0
-            guard submitter >= 0, submitter < peers else {
-                throw Invalid(description: "\(field): 'submitter' must be a peer, 0 to \(peers - 1)")
+            var totalTasks = 0
+            for (i, item) in items.enumerated() {
+                let (workflow, tasks) = try self.workflow(item, "workflows[\(i)]", peers: peers, duration: duration)
+                totalTasks += tasks
+                guard totalTasks <= ScenarioLimits.maxTasks else {
+                    throw fail(
+                        item, "workflows[\(i)]",
+                        "the workflows have \(totalTasks) tasks up to this one; at most \(ScenarioLimits.maxTasks) in all")
+                }
+                flows.append(workflow)
             }
-            flows.append(
-                ScenarioWorkflow(
-                    shape: shape, atSeconds: w.at ?? 0, submitter: submitter, taskMicros: max(0, w.taskMicros ?? 1_000),
-                    bytes: w.bytes ?? 1_024))
         }
-        var objectWorkload: ObjectWorkload?
-        if let o = objects {
-            guard o.keys > 0, o.puts >= 0 else { throw Invalid(description: "\(path): objects: 'keys' must be positive and 'puts' not negative") }
-            let r = o.replicas ?? 3
-            guard r >= 1, r <= 16 else { throw Invalid(description: "\(path): objects: 'replicas' must be 1 to 16") }
-            objectWorkload = ObjectWorkload(
-                keys: o.keys, puts: o.puts, startSeconds: o.start ?? 1, everySeconds: max(0, o.every ?? 0.05),
-                bytes: o.bytes ?? 4_096, replicas: r)
+        let objects = try top.value("objects").map { (n) throws(ScenarioFileError) in
+            try self.objects(n, duration: duration)
         }
-        let slotCount = slots ?? 4
-        guard slotCount > 0 else { throw Invalid(description: "\(path): 'slots' must be positive") }
         return Scenario(
-            name: name, peers: peers, durationSeconds: duration, seeds: max(1, min(seeds ?? 1, peers)),
-            joinSpreadSeconds: joinSpread ?? 0, network: net, protocolPeriodMs: protocolPeriodMs ?? 200,
-            faults: FaultPlan(plan), convergeWithinSeconds: convergeWithin ?? 10, workflows: flows, slots: slotCount,
-            objects: objectWorkload)
+            name: name, peers: peers, durationSeconds: duration, seeds: seedCount, joinSpreadSeconds: joinSpread,
+            network: network, protocolPeriodMs: periodMs, faults: FaultPlan(plan), convergeWithinSeconds: convergeWithin,
+            workflows: flows, slots: slots, objects: objects)
+    }
+
+    func network(_ node: Node) throws(ScenarioFileError) -> NetworkSettings {
+        let n = try fields(node, "network", allowed: ScenarioFile.networkKeys, what: "'network'")
+        var net = NetworkSettings()
+        let maxLatency = Int(ScenarioLimits.maxLatencyMicros)
+        if let v = n.value("latencyMicros") {
+            net.latency = .microseconds(
+                Int64(try int(v, n.path("latencyMicros"), 0...maxLatency, "must be 0 to \(maxLatency) µs (one minute)")))
+        }
+        if let v = n.value("jitterMicros") {
+            net.jitter = .microseconds(
+                Int64(try int(v, n.path("jitterMicros"), 0...maxLatency, "must be 0 to \(maxLatency) µs (one minute)")))
+        }
+        if let v = n.value("bandwidthMbps") {
+            let maxBandwidth = Int(ScenarioLimits.maxBandwidthMbps)
+            let mbps = try int(
+                v, n.path("bandwidthMbps"), 0...maxBandwidth, "must be 0 (unlimited) to \(maxBandwidth) Mbit/s")
+            net.bandwidthBytesPerSecond = Int64(mbps) * 125_000
+        }
+        if let v = n.value("drop") { net.dropProbability = try probability(v, n.path("drop")) }
+        if let v = n.value("duplicate") { net.duplicateProbability = try probability(v, n.path("duplicate")) }
+        if let v = n.value("reorder") { net.reorderProbability = try probability(v, n.path("reorder")) }
+        return net
+    }
+
+    /// A crash hits a peer that is up, a restart one that a crash took down: otherwise the
+    /// simulator would ignore the fault (or start a peer before its time), silently.
+    func checkCrashesAndRestarts(
+        _ plan: [ScheduledFault], _ nodes: [(node: Node, field: String)], startNs: (Int) -> Int64, spread: Double
+    ) throws(ScenarioFileError) {
+        // In the order the simulator applies them: by time, then as written.
+        let order = plan.indices.sorted { plan[$0].at != plan[$1].at ? plan[$0].at < plan[$1].at : $0 < $1 }
+        var crashedAt: [Int: Interval] = [:]
+        for i in order {
+            let at = plan[i].at
+            switch plan[i].fault {
+            case .crash(let peer):
+                let p = Int(peer.raw)
+                if let earlier = crashedAt[p] {
+                    throw fail(
+                        nodes[i].node, nodes[i].field,
+                        "peer \(p) is already down at \(Self.show(at.seconds)) s (it crashed at \(Self.show(earlier.seconds)) s and has not restarted)")
+                }
+                if at.nanoseconds < startNs(p) {
+                    throw fail(
+                        nodes[i].node, nodes[i].field,
+                        "peer \(p) has not started yet at \(Self.show(at.seconds)) s (with joinSpread \(Self.show(spread)) s it starts at \(Self.show(Double(startNs(p)) / 1e9)) s)")
+                }
+                crashedAt[p] = at
+            case .restart(let peer, _):
+                let p = Int(peer.raw)
+                guard crashedAt.removeValue(forKey: p) != nil else {
+                    throw fail(
+                        nodes[i].node, nodes[i].field,
+                        "peer \(p) is not down at \(Self.show(at.seconds)) s: no earlier fault crashes it, and only a crashed peer restarts")
+                }
+            case .partition, .heal, .setDrop, .setDuplicate:
+                break
+            }
+        }
+    }
+
+    /// One workflow entry and its task count.
+    func workflow(_ node: Node, _ field: String, peers: Int, duration: Double) throws(ScenarioFileError) -> (
+        ScenarioWorkflow, Int
+    ) {
+        let w = try fields(node, field, allowed: ScenarioFile.workflowKeys, what: "a workflow")
+        let shapes = ScenarioFile.workflowShapes.filter(w.has)
+        guard shapes.count == 1 else {
+            let named = shapes.isEmpty ? "none" : shapes.map { "'\($0)'" }.joined(separator: " and ")
+            throw fail(
+                node, field,
+                "a workflow names one shape, \(ScenarioFile.workflowShapes.joined(separator: ", ")); this one names \(named)")
+        }
+        let maxTasks = ScenarioLimits.maxTasks
+        let shapeNode = w.entries.first { $0.key == shapes[0] }!.value
+        let shapeField = w.path(shapes[0])
+        let shape: ScenarioWorkflow.Shape
+        let tasks: Int
+        switch shapes[0] {
+        case "stencil":
+            let s = try fields(shapeNode, shapeField, allowed: ScenarioFile.stencilKeys, what: "a stencil")
+            let width = try int(
+                try require(s, "width", what: "points per step"), s.path("width"), 1...maxTasks,
+                "must be 1 to \(maxTasks) points")
+            let steps = try int(
+                try require(s, "steps", what: "how many steps"), s.path("steps"), 1...maxTasks,
+                "must be 1 to \(maxTasks) steps")
+            tasks = width * steps  // at most 10^14: no overflow
+            guard tasks <= maxTasks else {
+                throw fail(shapeNode, shapeField, "\(width) × \(steps) is \(tasks) tasks; at most \(maxTasks)")
+            }
+            shape = .stencil(width: width, steps: steps)
+        case "independent":
+            tasks = try int(shapeNode, shapeField, 1...maxTasks, "must be 1 to \(maxTasks) tasks")
+            shape = .independent(count: tasks)
+        default:  // "crossCorrelation": one generating task, then a fragment and a gather per fragment
+            let most = (maxTasks - 1) / 2
+            let fragments = try int(shapeNode, shapeField, 1...most, "must be 1 to \(most) fragments")
+            tasks = 1 + 2 * fragments
+            shape = .crossCorrelation(fragments: fragments)
+        }
+        let at = try w.value("at").map { (n) throws(ScenarioFileError) in
+            let at = try number(n, w.path("at"))
+            guard at >= 0 && at < duration else {
+                throw fail(
+                    n, w.path("at"),
+                    "the workflow is submitted at \(Self.show(at)) s; it must be 0 or more and before the end of the run (duration \(Self.show(duration)) s)")
+            }
+            return at
+        } ?? 0
+        let submitter = try w.value("submitter").map { (n) throws(ScenarioFileError) in
+            try peer(n, w.path("submitter"), peers: peers)
+        } ?? 0
+        let maxMicros = Int(ScenarioLimits.maxTaskMicros)
+        let taskMicros = try w.value("taskMicros").map { (n) throws(ScenarioFileError) in
+            Int64(try int(n, w.path("taskMicros"), 0...maxMicros, "must be 0 to \(maxMicros) µs (one day)"))
+        } ?? 1_000
+        let bytes = try w.value("bytes").map { (n) throws(ScenarioFileError) in try valueBytes(n, w.path("bytes")) } ?? 1_024
+        return (
+            ScenarioWorkflow(shape: shape, atSeconds: at, submitter: submitter, taskMicros: taskMicros, bytes: bytes),
+            tasks
+        )
+    }
+
+    func valueBytes(_ node: Node, _ field: String) throws(ScenarioFileError) -> UInt64 {
+        let most = Int(ScenarioLimits.maxValueBytes)
+        return UInt64(try int(node, field, 0...most, "must be 0 to \(most) bytes (1 GiB)"))
+    }
+
+    func objects(_ node: Node, duration: Double) throws(ScenarioFileError) -> ObjectWorkload {
+        let o = try fields(node, "objects", allowed: ScenarioFile.objectKeys, what: "'objects'")
+        let keys = try int(
+            try require(o, "keys", what: "how many distinct keys"), o.path("keys"), 1...ScenarioLimits.maxKeys,
+            "must be 1 to \(ScenarioLimits.maxKeys)")
+        let putsNode = try require(o, "puts", what: "how many puts")
+        let puts = try int(putsNode, o.path("puts"), 0...ScenarioLimits.maxPuts, "must be 0 to \(ScenarioLimits.maxPuts)")
+        let within = "must be 0 to \(Self.show(duration)) s (the duration)"
+        let start = try o.value("start").map { (n) throws(ScenarioFileError) in
+            try number(n, o.path("start"), 0...duration, within)
+        } ?? 1
+        let every = try o.value("every").map { (n) throws(ScenarioFileError) in
+            try number(n, o.path("every"), 0...duration, within)
+        } ?? 0.05
+        let bytes = try o.value("bytes").map { (n) throws(ScenarioFileError) in try valueBytes(n, o.path("bytes")) } ?? 4_096
+        let replicas = try o.value("replicas").map { (n) throws(ScenarioFileError) in
+            try int(n, o.path("replicas"), 1...ScenarioLimits.maxReplicas, "must be 1 to \(ScenarioLimits.maxReplicas)")
+        } ?? 3
+        let workload = ObjectWorkload(
+            keys: keys, puts: puts, startSeconds: start, everySeconds: every, bytes: bytes, replicas: replicas)
+        if puts > 0 && workload.lastPut > duration {
+            throw fail(
+                putsNode, o.path("puts"),
+                "the last of \(puts) puts, one every \(Self.show(every)) s from \(Self.show(start)) s, would be at \(Self.show(workload.lastPut)) s, after the end of the run (duration \(Self.show(duration)) s)")
+        }
+        return workload
     }
 }
