@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <pthread.h>
 #include <unistd.h>
 #if defined(__linux__)
 #include <linux/fs.h>
@@ -22,6 +23,11 @@ int shoal_become_subreaper(void) {
     return ENOSYS;
 #endif
 }
+
+/* /dev/null, opened once (close-on-exec) and given to every child as its stdin. */
+static int devnull_fd = -1;
+static pthread_once_t devnull_once = PTHREAD_ONCE_INIT;
+static void open_devnull(void) { devnull_fd = open("/dev/null", O_RDONLY | O_CLOEXEC); }
 
 int shoal_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[], const char *cwd,
                 int out_fd, int err_fd) {
@@ -46,7 +52,9 @@ int shoal_spawn(pid_t *pid, const char *path, char *const argv[], char *const en
     if (rc == 0) rc = posix_spawnattr_setsigmask(&attr, &empty);
     if (rc == 0) rc = posix_spawnattr_setsigdefault(&attr, &all);
 
-    if (rc == 0) rc = posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    pthread_once(&devnull_once, open_devnull);
+    if (rc == 0 && devnull_fd >= 0) rc = posix_spawn_file_actions_adddup2(&actions, devnull_fd, 0);
+    if (rc == 0 && devnull_fd < 0) rc = posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
     if (rc == 0) rc = posix_spawn_file_actions_adddup2(&actions, out_fd, 1);
     if (rc == 0) rc = posix_spawn_file_actions_adddup2(&actions, err_fd, 2);
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 29))

@@ -206,6 +206,28 @@ struct ExecHardeningTests {
         }
     }
 
+    @Test func everyAttemptStartsInAnEmptyScratchFolder() throws {
+        let dir = try ScratchDirectory("scratch-reuse")
+        defer { dir.remove() }
+        // a leaves files, a read-only folder and a read-only working folder behind; b, on the
+        // same worker, must find nothing of it, and the run must leave no scratch folder.
+        let path = try workflow(
+            """
+            name: x
+            tasks:
+              - name: a
+                exec: "touch junk; mkdir -p d/e; touch d/e/f; chmod 000 d; echo > {out:y}; touch out/extra; chmod 500 ."
+              - name: b
+                exec: "cat {in:y} > /dev/null; ls -A > {out:z}; ls -A out in >> {out:z}"
+            outputs: [z]
+            """, in: dir)
+        let work = dir.appending("work")
+        let r = try ChildProcess.shoal(["run", path, "--workers", "1", "--work-dir", work.path, "--output-dir", dir.appending("o").path])
+        #expect(r.status == 0, "stderr: \(r.stderr)")
+        #expect(text(dir.appending("o/z")) == "in\nout\nin:\ny\n\nout:\nz\n", "\(text(dir.appending("o/z")) ?? "none")")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: work.appendingPathComponent("x.1/scratch").path).isEmpty)
+    }
+
     @Test func manyWorkersRunManyCommands() throws {
         let dir = try ScratchDirectory("workers")
         defer { dir.remove() }

@@ -204,7 +204,10 @@ public struct ExecRunner: Sendable {
     /// output, an input the command changed, or a setup/launch problem; the stderr tail is
     /// attached when the command ran.
     public func run(_ request: Request) throws(ExecTaskFailure) -> Result {
-        let scratch = request.scratch.standardizedFileURL
+        // Plain string paths from here on: Foundation's URL operations cost more than the work.
+        var scratch = request.scratch.standardizedFileURL.path
+        while scratch.count > 1 && scratch.hasSuffix("/") { scratch.removeLast() }
+        let inFolder = scratch + "/in", outFolder = scratch + "/out"
         func fail(_ reason: ExecTaskFailure.Reason, stderr: [UInt8] = [], command: String = "") -> ExecTaskFailure {
             ExecTaskFailure(
                 taskName: request.taskName, reason: reason, stderrTail: String(decoding: stderr, as: UTF8.self),
@@ -222,17 +225,16 @@ public struct ExecRunner: Sendable {
             if let given, given[access.datum] == nil { throw fail(.missingInput(datum: access.datum)) }
         }
         do throws(FileError) {
-            try FileOps.makeDirectory(scratch.path)
+            try FileOps.makeDirectory(scratch)
             if accesses.contains(where: { $0.direction.reads && $0.direction != .concurrent }) {
-                try FileOps.makeDirectory(scratch.appendingPathComponent("in").path)
+                try FileOps.makeDirectory(inFolder)
             }
             if accesses.contains(where: { $0.direction.writes && $0.direction != .concurrent }) {
-                try FileOps.makeDirectory(scratch.appendingPathComponent("out").path)
+                try FileOps.makeDirectory(outFolder)
             }
             for access in accesses {
                 let datum = access.datum
-                let inPath = Self.inputPath(scratch: scratch, datum: datum).path
-                let outPath = Self.outputPath(scratch: scratch, datum: datum).path
+                let inPath = inFolder + "/" + datum, outPath = outFolder + "/" + datum
                 switch access.direction {
                 case .concurrent:
                     outputs[datum] = request.sharedPaths[datum]!
@@ -254,8 +256,8 @@ public struct ExecRunner: Sendable {
 
         let rendered = request.command.render { datum, direction in
             switch direction {
-            case .in: Self.inputPath(scratch: scratch, datum: datum).path
-            case .out, .inout, .commutative: Self.outputPath(scratch: scratch, datum: datum).path
+            case .in: inFolder + "/" + datum
+            case .out, .inout, .commutative: outFolder + "/" + datum
             case .concurrent: request.sharedPaths[datum] ?? ""
             }
         }
@@ -276,7 +278,7 @@ public struct ExecRunner: Sendable {
             throw fail(.modifiedInput(datum: input.datum), stderr: outcome.stderr, command: rendered)
         }
         for access in accesses where access.direction.writes && access.direction != .concurrent {
-            let path = Self.outputPath(scratch: scratch, datum: access.datum).path
+            let path = outFolder + "/" + access.datum
             guard let kind = FileOps.kind(path) else {
                 throw fail(.missingOutput(datum: access.datum), stderr: outcome.stderr, command: rendered)
             }
@@ -304,7 +306,7 @@ public struct ExecRunner: Sendable {
     /// Runs `shell -c command` as a clean child (see `CommandProcesses` for what "clean" and
     /// "ended" mean), pumping both pipes on this thread with `poll`, enforcing the timeout. Returns
     /// when the shell has exited and everything it left behind was killed.
-    private func execute(_ command: String, in directory: URL, timeoutSeconds: Double?) throws(LaunchError) -> Outcome {
+    private func execute(_ command: String, in directory: String, timeoutSeconds: Double?) throws(LaunchError) -> Outcome {
         let processes = CommandProcesses.shared
         guard let task = processes.begin() else { throw LaunchError(message: "the run is being stopped") }
         var finished = false
@@ -326,7 +328,7 @@ public struct ExecRunner: Sendable {
         var pid: pid_t = 0
         let rc = withCStrings([settings.shell, "-c", command]) { argv in
             withCStrings(variables) { envp in
-                shoal_spawn(&pid, settings.shell, argv, envp, directory.path, outPipe[1], errPipe[1])
+                shoal_spawn(&pid, settings.shell, argv, envp, directory, outPipe[1], errPipe[1])
             }
         }
         close(outPipe[1])
@@ -337,7 +339,7 @@ public struct ExecRunner: Sendable {
         defer { if pidfd >= 0 { close(pidfd) } }
 
         var tails = [PipeTail(fd: outPipe[0], limit: settings.stdoutTailBytes), PipeTail(fd: errPipe[0], limit: settings.stderrTailBytes)]
-        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        var buffer = [UInt8](repeating: 0, count: 16 * 1024)
         var timedOut = false
         var termSentAt: Double?, killSent = false
         // Until the shell exits: pump the pipes, wake for its pidfd, the timeout and the kill grace.

@@ -163,6 +163,45 @@ enum FileOps {
         guard fchmod(fd, mode) == 0 else { throw FileError("set the mode of", path) }
     }
 
+    /// Empties the folder `path` (everything in it goes, without following symbolic links), and
+    /// gives it mode 0755 again; keeps the `in` and `out` folders an exec attempt makes, emptied.
+    /// Returns false when the folder is not a folder any more or could not be emptied.
+    static func empty(_ path: String) -> Bool {
+        var s = stat()
+        guard lstat(path, &s) == 0 else { return errno == ENOENT }
+        guard FileKind(mode: s.st_mode) == .directory else { return false }
+        if s.st_mode & 0o7777 != 0o755 { chmod(path, 0o755) }
+        let bytes = Array(path.utf8)
+        for name in entries(bytes) {
+            if name == Array("in".utf8) || name == Array("out".utf8) {
+                let inner = bytes + [0x2F] + name
+                var t = stat()
+                let cInner = inner.map { CChar(bitPattern: $0) } + [0]
+                if lstat(cInner, &t) == 0, FileKind(mode: t.st_mode) == .directory {
+                    if t.st_mode & 0o7777 != 0o755 { chmod(cInner, 0o755) }
+                    for child in entries(inner) { removeTree(bytes: inner + [0x2F] + child) }
+                    continue
+                }
+            }
+            removeTree(bytes: bytes + [0x2F] + name)
+        }
+        // Anything left (a file this process may not remove) means the folder is not empty.
+        return entries(bytes).allSatisfy { $0 == Array("in".utf8) || $0 == Array("out".utf8) }
+    }
+
+    /// The names in folder `path` (bytes, not NUL-terminated), without `.` and `..`.
+    private static func entries(_ path: [UInt8]) -> [[UInt8]] {
+        let cPath = path.map { CChar(bitPattern: $0) } + [0]
+        guard let dir = opendir(cPath) else { return [] }
+        defer { closedir(dir) }
+        var names: [[UInt8]] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { Array($0.prefix { $0 != 0 }) }
+            if name != [0x2E] && name != [0x2E, 0x2E] { names.append(name) }
+        }
+        return names
+    }
+
     /// Removes `path` and everything under it, without following symbolic links. Makes read-only
     /// folders writable on the way (a command may have left one). Names need not be UTF-8.
     static func removeTree(_ path: String) {
@@ -176,15 +215,7 @@ enum FileOps {
         guard lstat(cPath, &s) == 0, FileKind(mode: s.st_mode) == .directory else { return }
         if rmdir(cPath) == 0 { return }
         chmod(cPath, 0o755)
-        if let dir = opendir(cPath) {
-            var names: [[UInt8]] = []
-            while let entry = readdir(dir) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { Array($0.prefix { $0 != 0 }) }
-                if name != [0x2E] && name != [0x2E, 0x2E] { names.append(name) }
-            }
-            closedir(dir)
-            for name in names { removeTree(bytes: path + [0x2F] + name) }
-        }
+        for name in entries(path) { removeTree(bytes: path + [0x2F] + name) }
         rmdir(cPath)
     }
 }

@@ -9,7 +9,7 @@ import Synchronization
 ///
 /// Every version of a datum is an immutable file under `workDirectory/versions/` (read-only, so a
 /// command cannot write through the hard link `ExecRunner` gives it); each exec attempt gets a
-/// fresh scratch folder under `workDirectory/scratch/`, removed when it ends. Outputs are copied
+/// scratch folder of its own under `workDirectory/<workflow>.<n>/scratch/`, emptied when it ends. Outputs are copied
 /// to the output folder at the end.
 public struct WorkflowRunner: Sendable {
     public var file: WorkflowFile
@@ -76,7 +76,9 @@ public struct WorkflowRunner: Sendable {
         public var runDirectory: URL
         /// Immutable version files.
         public var versions: URL
-        /// Per-attempt scratch folders, each removed when its attempt ends.
+        /// Scratch folders: each attempt has one to itself, emptied when the attempt ends and
+        /// reused by a later one (creating and removing a folder per command costs more than
+        /// emptying one); all are removed when the run ends.
         public var scratch: URL
         /// Where outputs go, created, with every output's target checked.
         public var outputDirectory: URL?
@@ -174,7 +176,8 @@ public struct WorkflowRunner: Sendable {
     {
         try validate()
         let files = VersionFiles(directory: prepared.versions)
-        let scratch = prepared.scratch
+        let scratch = ScratchFolders(root: prepared.scratch.path)
+        defer { scratch.removeAll() }
         let clock = ContinuousClock()
         let start = clock.now
         let startDate = Date()
@@ -206,7 +209,8 @@ public struct WorkflowRunner: Sendable {
 
     /// The program of a run: the file's data and tasks submitted, the barrier, the outputs.
     private static func runTasks(
-        in wf: Workflow, file: WorkflowFile, registry: TaskRegistry, exec: ExecRunner, files: VersionFiles, scratch: URL,
+        in wf: Workflow, file: WorkflowFile, registry: TaskRegistry, exec: ExecRunner, files: VersionFiles,
+        scratch: ScratchFolders,
         timeout: Double?, outputDirectory: URL?, progress: (@Sendable (RunStatistics, Int) -> Void)?,
         start: ContinuousClock.Instant, clock: ContinuousClock
     ) async throws -> (Report, (any Error)?) {
@@ -243,7 +247,7 @@ public struct WorkflowRunner: Sendable {
             case .exec:
                 body = { context in
                     try WorkflowRunner.runExec(
-                        call, &context, exec: exec, files: files, scratchRoot: scratch, timeout: timeout)
+                        call, &context, exec: exec, files: files, scratch: scratch, timeout: timeout)
                 }
             case .registered(let name, let argsJSON):
                 let resultSlot = call.accesses.lastIndex { $0.direction == .out }
@@ -296,7 +300,7 @@ public struct WorkflowRunner: Sendable {
 
     /// One attempt of an exec task: inputs as files, the command, outputs moved into new versions.
     static func runExec(
-        _ call: TaskCall, _ context: inout TaskContext, exec: ExecRunner, files: VersionFiles, scratchRoot: URL,
+        _ call: TaskCall, _ context: inout TaskContext, exec: ExecRunner, files: VersionFiles, scratch: ScratchFolders,
         timeout: Double?
     ) throws {
         var inputs: [String: String] = [:]
@@ -311,10 +315,12 @@ public struct WorkflowRunner: Sendable {
                 break
             }
         }
-        let folder = scratchRoot.appendingPathComponent(files.uniqueName(call.name))
-        defer { FileOps.removeTree(folder.path) }
+        let folder = scratch.take()
+        defer { scratch.giveBack(folder) }
         let result = try exec.run(
-            ExecRunner.Request(call: call, scratch: folder, inputs: inputs, sharedPaths: shared, timeoutSeconds: timeout))
+            ExecRunner.Request(
+                call: call, scratch: URL(fileURLWithPath: folder, isDirectory: true), inputs: inputs, sharedPaths: shared,
+                timeoutSeconds: timeout))
         for (i, access) in call.accesses.enumerated() where access.direction.writes {
             if access.direction == .concurrent {
                 try context.setOutput(at: i, FileValue(path: shared[access.datum]!))
@@ -394,6 +400,46 @@ final class VersionFiles: Sendable {
             paths[group] = p
             return p
         }
+    }
+}
+
+/// The scratch folders of one run: an attempt takes one to itself and gives it back emptied, so a
+/// run of many short commands does not create and remove a folder for each (on ext4 that is a
+/// block allocated, freed and discarded every time, and both workers wait on the parent folder's
+/// lock). At most one folder per attempt running at once; all removed by `removeAll()`.
+final class ScratchFolders: Sendable {
+    let root: String
+    private let free = Mutex<(folders: [String], made: Int)>(([], 0))
+
+    init(root: String) { self.root = root }
+
+    /// A folder for one attempt: empty, private, writable.
+    func take() -> String {
+        free.withLock { state in
+            if let folder = state.folders.popLast() { return folder }
+            state.made += 1
+            return root + "/" + String(state.made)
+        }
+    }
+
+    /// Empties `folder` and keeps it for a later attempt; a folder that cannot be emptied (the
+    /// command made something this process cannot remove) is removed as far as it can be and not
+    /// reused.
+    func giveBack(_ folder: String) {
+        guard FileOps.empty(folder) else {
+            FileOps.removeTree(folder)
+            return
+        }
+        free.withLock { $0.folders.append(folder) }
+    }
+
+    /// Removes every folder this run made.
+    func removeAll() {
+        let count = free.withLock { state -> Int in
+            state.folders = []
+            return state.made
+        }
+        for i in stride(from: 1, through: count, by: 1) { FileOps.removeTree(root + "/" + String(i)) }
     }
 }
 
