@@ -539,8 +539,14 @@ public struct ClusterSimulation {
                     "membership converged only \(after) s after the last fault (limit \(scenario.convergeWithinSeconds) s)")
             }
         } else {
-            let (who, what) = firstDisagreement() ?? ("?", "?")
-            report.violations.append("membership never converged: \(who) \(what)")
+            if let (who, what) = firstDisagreement() {
+                report.violations.append("membership never converged: \(who) \(what)")
+            } else {
+                // Every view agrees now, but no convergence check ran after the last fault (the
+                // run ended within one protocol period of it).
+                report.violations.append(
+                    "membership was never checked after the last fault: the run ended too soon after it to tell")
+            }
         }
         for kind in violationCounts.keys.sorted() where violationCounts[kind]! > 3 {
             report.violations.append("\(violationCounts[kind]!) '\(kind)' violations in all")

@@ -58,7 +58,8 @@ enum RawArguments {
 
 /// Runs the body of a `shoal kv` subcommand after checking that every argument is UTF-8, and
 /// reports failures as one line: `error: ...` and exit 1 when the operation failed (no store, a
-/// damaged store or record, a missing key), exit 2 when an argument cannot be used as given.
+/// damaged store or record, a missing key), exit 2 when an argument cannot be used as given (not
+/// UTF-8, or a key too long or empty).
 func runKV(key: String?, _ body: () throws -> Void) throws {
     do {
         try RawArguments.requireUTF8(key: key)
@@ -68,6 +69,8 @@ func runKV(key: String?, _ body: () throws -> Void) throws {
         throw ExitCode(2)
     } catch let error as ShardError {
         printError("error: \(error)")
+        // A key the store cannot take is bad input, like a key that is not UTF-8.
+        if case .invalidKey = error { throw ExitCode(2) }
         throw ExitCode(1)
     } catch let error as CommandFailure {
         printError("error: \(error)")

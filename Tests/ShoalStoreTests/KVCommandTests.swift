@@ -75,7 +75,7 @@ import Testing
 
         let longKey = String(repeating: "k", count: 600)
         let invalid = try shoal(["kv", "put", longKey, "v", "--data-dir", directory.path])
-        #expect(invalid.status == 1)
+        #expect(invalid.status == 2)
         #expect(invalid.stderr.contains("invalid key of 600 bytes"), "stderr: \(invalid.stderr)")
         #expect(invalid.stderr.split(separator: "\n").count == 1, "stderr: \(invalid.stderr)")
     }
