@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Shoal
 import ShoalCore
 import ShoalSimulation
 import Yams
@@ -291,27 +292,6 @@ struct ScenarioFileReader {
         return String(format: "%g", x)
     }
 
-    static func closest(to word: String, in candidates: [String]) -> String? {
-        func distance(_ a: [Character], _ b: [Character]) -> Int {
-            if a.isEmpty { return b.count }
-            if b.isEmpty { return a.count }
-            var previous = Array(0...b.count)
-            var current = [Int](repeating: 0, count: b.count + 1)
-            for i in 1...a.count {
-                current[0] = i
-                for j in 1...b.count {
-                    current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
-                }
-                swap(&previous, &current)
-            }
-            return previous[b.count]
-        }
-        let w = Array(word.lowercased())
-        let best = candidates.map { ($0, distance(w, Array($0.lowercased()))) }.min { $0.1 < $1.1 }
-        guard let (c, d) = best, d <= max(2, c.count / 3) else { return nil }
-        return c
-    }
-
     func fields(_ node: Node, _ field: String?, allowed: [String], what: String) throws(ScenarioFileError) -> Fields {
         guard case .mapping(let mapping) = node else {
             throw fail(node, field, "expected \(what) (a mapping of keys to values), found \(Self.describe(node))")
@@ -323,7 +303,7 @@ struct ScenarioFileReader {
             }
             let key = s.string
             guard allowed.contains(key) else {
-                let hint = Self.closest(to: key, in: allowed).map { " (did you mean '\($0)'?)" } ?? ""
+                let hint = YAMLDiagnostics.closest(to: key, in: allowed).map { " (did you mean '\($0)'?)" } ?? ""
                 let path = field.map { "\($0).\(key)" } ?? key
                 throw fail(
                     k, path, "unknown key '\(key)'\(hint); the keys allowed in \(what) are \(allowed.joined(separator: ", "))")
@@ -417,27 +397,8 @@ struct ScenarioFileReader {
     }
 
     func yamlError(_ e: YamlError) -> ScenarioFileError {
-        func at(_ mark: Mark, _ message: String) -> ScenarioFileError {
-            ScenarioFileError(file: file, line: mark.line, column: mark.column, message: message)
-        }
-        func withContext(_ problem: String, _ context: YamlError.Context?) -> String {
-            guard let context else { return problem }
-            return "\(problem) (\(context.text) at line \(context.mark.line), column \(context.mark.column))"
-        }
-        switch e {
-        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
-            .composer(let context, let problem, let mark, _):
-            return at(mark, "YAML syntax error: \(withContext(problem, context))")
-        case .duplicatedKeysInMapping(let duplicates, let context):
-            return at(
-                context.mark,
-                "duplicate key\(duplicates.count > 1 ? "s" : "") " + duplicates.map { "'\($0)'" }.joined(separator: ", ")
-                    + " in a mapping")
-        case .reader(let problem, _, _, _):
-            return ScenarioFileError(file: file, message: "not a YAML file: \(problem)")
-        default:
-            return ScenarioFileError(file: file, message: "not a YAML file: \(e)")
-        }
+        let (line, column, message) = YAMLDiagnostics.describe(e)
+        return ScenarioFileError(file: file, line: line, column: column, message: message)
     }
 
     // MARK: The scenario

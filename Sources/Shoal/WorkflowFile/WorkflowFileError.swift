@@ -173,30 +173,8 @@ enum WorkflowNames {
         return name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }
     }
 
-    /// The closest of `candidates` to `word` (Levenshtein), if it is close enough to suggest.
+    /// The closest of `candidates` to `word`, if it is close enough to suggest.
     static func closest(to word: String, in candidates: [String]) -> String? {
-        var best: (String, Int)?
-        for c in candidates {
-            let d = distance(word.lowercased(), c.lowercased())
-            if best == nil || d < best!.1 { best = (c, d) }
-        }
-        guard let (c, d) = best else { return nil }
-        return d <= max(2, c.count / 3) ? c : nil
-    }
-
-    static func distance(_ a: String, _ b: String) -> Int {
-        let a = Array(a), b = Array(b)
-        if a.isEmpty { return b.count }
-        if b.isEmpty { return a.count }
-        var prev = Array(0...b.count)
-        var cur = [Int](repeating: 0, count: b.count + 1)
-        for i in 1...a.count {
-            cur[0] = i
-            for j in 1...b.count {
-                cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
-            }
-            swap(&prev, &cur)
-        }
-        return prev[b.count]
+        YAMLDiagnostics.closest(to: word, in: candidates)
     }
 }

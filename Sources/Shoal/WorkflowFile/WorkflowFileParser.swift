@@ -324,24 +324,8 @@ private struct WorkflowFileParser {
     }
 
     func yamlError(_ e: YamlError) -> WorkflowFileError {
-        func at(_ mark: Mark) -> SourceLocation { SourceLocation(line: mark.line, column: mark.column) }
-        func withContext(_ problem: String, _ context: YamlError.Context?) -> String {
-            guard let context else { return problem }
-            return "\(problem) (\(context.text) at line \(context.mark.line), column \(context.mark.column))"
-        }
-        switch e {
-        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
-            .composer(let context, let problem, let mark, _):
-            return error(.yamlSyntax, at(mark), "YAML syntax error: \(withContext(problem, context))")
-        case .duplicatedKeysInMapping(let duplicates, let context):
-            return error(
-                .yamlSyntax, at(context.mark),
-                "duplicate key\(duplicates.count > 1 ? "s" : "") " + duplicates.map { "'\($0)'" }.joined(separator: ", ") + " in a mapping")
-        case .reader(let problem, _, _, _):
-            return error(.yamlSyntax, nil, "not a YAML file: \(problem)")
-        default:
-            return error(.yamlSyntax, nil, "not a YAML file: \(e)")
-        }
+        let (line, column, message) = YAMLDiagnostics.describe(e)
+        return error(.yamlSyntax, line.map { SourceLocation(line: $0, column: column ?? 1) }, message)
     }
 
     // MARK: data
