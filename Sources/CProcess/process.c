@@ -116,5 +116,29 @@ int shoal_copy_file(int src_fd, int dst_fd) {
 }
 
 int shoal_pipe(int fds[2]) {
-    return pipe2(fds, O_CLOEXEC | O_NONBLOCK);
+    /* O_NONBLOCK only on the read end: the write end becomes the command's stdout or stderr, and
+       a command writing to a non-blocking pipe gets EAGAIN when the reader falls behind. */
+    if (pipe2(fds, O_CLOEXEC) != 0) return -1;
+    int flags = fcntl(fds[0], F_GETFL);
+    if (flags < 0 || fcntl(fds[0], F_SETFL, flags | O_NONBLOCK) != 0) {
+        int saved = errno;
+        close(fds[0]);
+        close(fds[1]);
+        errno = saved;
+        return -1;
+    }
+    return 0;
+}
+
+int shoal_reset_ignored_sigchld(void) {
+    struct sigaction current;
+    if (sigaction(SIGCHLD, NULL, &current) != 0) return 0;
+    if (!(current.sa_flags & SA_SIGINFO) && current.sa_handler == SIG_IGN) {
+        struct sigaction fresh;
+        sigemptyset(&fresh.sa_mask);
+        fresh.sa_flags = 0;
+        fresh.sa_handler = SIG_DFL;
+        return sigaction(SIGCHLD, &fresh, NULL) == 0 ? 1 : 0;
+    }
+    return 0;
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Shoal
 import ShoalCore
 import ShoalStore
 
@@ -27,23 +28,10 @@ struct BenchStore: ParsableCommand {
         }
         guard batch >= 1 else { throw refuse("--batch must be at least 1, got \(batch)") }
         if let dataDirectory {
-            var isDirectory: ObjCBool = false
-            if FileManager.default.fileExists(atPath: dataDirectory, isDirectory: &isDirectory) {
-                guard isDirectory.boolValue else { throw refuse("--data-dir \(dataDirectory): is a file, not a folder") }
-                guard FileManager.default.isWritableFile(atPath: dataDirectory) else {
-                    throw refuse("--data-dir \(dataDirectory): the folder is not writable")
-                }
-            } else {
-                // The nearest existing ancestor must be a writable folder, for the store to be made.
-                var parent = (dataDirectory as NSString).deletingLastPathComponent
-                if parent.isEmpty { parent = "." }
-                while !FileManager.default.fileExists(atPath: parent, isDirectory: &isDirectory) {
-                    let up = (parent as NSString).deletingLastPathComponent
-                    parent = up.isEmpty ? "." : up
-                }
-                guard isDirectory.boolValue, FileManager.default.isWritableFile(atPath: parent) else {
-                    throw refuse("--data-dir \(dataDirectory): cannot be created ('\(parent)' is not a writable folder)")
-                }
+            do {
+                try WorkflowRunner.checkFolder(dataDirectory, role: "data folder (--data-dir)", create: false)
+            } catch {
+                throw refuse("\(error)")
             }
         }
     }

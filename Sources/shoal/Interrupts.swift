@@ -10,9 +10,10 @@ import Synchronization
 /// `Interrupts` is alive, each of them runs `cleanUp(signal)` once, on a background queue, and
 /// then exits with 128 + the signal (130, 143, 129), as a shell reports a death by that signal.
 ///
-/// The signals are ignored at the process level and delivered through dispatch sources, so no
-/// code runs inside a signal handler. Commands started by `CommandProcesses` do not inherit the
-/// ignored dispositions: they start with every signal at its default.
+/// The signals are set to "ignore", then handed to dispatch sources (libdispatch installs its own
+/// handler as a source registers, which happens asynchronously, so a signal in the first moments
+/// is ignored rather than handled); no clean-up code runs inside a signal handler. Commands
+/// started by `CommandProcesses` start with every signal at its default action.
 final class Interrupts: @unchecked Sendable {
     static let signals: [Int32] = [SIGINT, SIGTERM, SIGHUP]
     // Touched only in init and cancel(), on the thread that owns this object.
@@ -42,6 +43,14 @@ final class Interrupts: @unchecked Sendable {
     /// code. Returns at once otherwise.
     static func holdIfTriggered() {
         guard triggered else { return }
+        while true { pause() }
+    }
+
+    /// Called when the command is about to end on its own: from now on a signal does nothing
+    /// (so two exits never race). If a signal came first, waits for its clean-up to exit the
+    /// process instead.
+    static func settle() {
+        if fired.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged { return }
         while true { pause() }
     }
 

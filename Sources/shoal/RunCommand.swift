@@ -59,7 +59,11 @@ struct Run: AsyncParsableCommand {
                 if let folder = temporary ? work : scratch.withLock({ $0 }) { WorkflowRunner.removeFolder(folder) }
                 printError("\ninterrupted by \(signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : "SIGHUP"): its commands were killed")
             }
-            defer { interrupts.cancel() }
+            defer {
+                Interrupts.settle()
+                interrupts.cancel()
+            }
+            try raiseOpenFileLimit(workers: workers)
 
             let workflow = try WorkflowFile.load(path: file)
             var options = RunOptions(runtime: RuntimeSettings(workers: workers))
@@ -68,10 +72,12 @@ struct Run: AsyncParsableCommand {
                 outputDirectory: outputDir.map { URL(fileURLWithPath: $0) }, commandTimeoutSeconds: timeout)
             // Everything is checked before any task runs: the file, then every folder.
             try runner.validate()
+            let dataRole = "data folder (--data-dir)"
+            if let dataDir { try WorkflowRunner.checkFolder(dataDir, role: dataRole, create: false) }
             let prepared = try runner.prepare()
             scratch.withLock { $0 = prepared.scratch }
             if let dataDir {
-                try WorkflowRunner.checkFolder(dataDir, role: "data folder (--data-dir)")
+                try WorkflowRunner.checkFolder(dataDir, role: dataRole)
                 options.store = try LMDBShard(directory: dataDir)
             }
             var running = runner
@@ -95,6 +101,24 @@ struct Run: AsyncParsableCommand {
             Interrupts.holdIfTriggered()
             bar.finish()
             printReport(report)
+        }
+    }
+
+    /// Each running command holds three descriptors (its two pipes and a pidfd) and five while it
+    /// starts: raise this process's soft limit on open files to the hard one, and refuse a
+    /// `--workers` that would still run out.
+    private func raiseOpenFileLimit(workers: Int) throws {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+        }
+        let needed = rlim_t(workers * 6 + 256)
+        guard limit.rlim_cur >= needed else {
+            throw refuse(
+                "--workers \(workers) needs about \(needed) open files, and this process may open \(limit.rlim_cur) (ulimit -n): use fewer workers or raise the limit")
         }
     }
 

@@ -111,7 +111,8 @@ struct ExecHardeningTests {
             outputs: [y]
             """, in: dir)
         let start = Date()
-        let r = try ChildProcess.shoal(["run", path, "--timeout", "2", "--output-dir", dir.appending("o").path])
+        // The old runner waited for the pipes, so the run outlived even a long timeout.
+        let r = try ChildProcess.shoal(["run", path, "--timeout", "20", "--output-dir", dir.appending("o").path])
         #expect(r.status == 0, "stderr: \(r.stderr)")
         #expect(Date().timeIntervalSince(start) < 10)
         #expect(text(dir.appending("o/y")) == "done\n")
@@ -271,7 +272,7 @@ struct ExecHardeningTests {
               d: "good\\n"
             tasks:
               - name: evil
-                exec: "echo EVIL >> {in:d}"
+                exec: "chmod u+w {in:d}; echo EVIL >> {in:d}"
                 onFailure: ignore
               - name: truncate
                 exec: ": > {in:d}"
@@ -285,8 +286,9 @@ struct ExecHardeningTests {
         #expect(text(dir.appending("o/d")) == "good\n")
         #expect(text(dir.appending("o/e")) == "good\n")
         #expect(r.stdout.contains("2 failed"), "stdout: \(r.stdout)")
+        // The owner of a file may always chmod it, so 'evil' gets through whoever runs the test.
+        #expect(r.stdout.contains("task 'evil' failed: the command modified its read-only input 'd'"), "stdout: \(r.stdout)")
         if getuid() == 0 {
-            #expect(r.stdout.contains("task 'evil' failed: the command modified its read-only input 'd'"), "stdout: \(r.stdout)")
             #expect(r.stdout.contains("task 'truncate' failed: the command modified its read-only input 'd'"), "stdout: \(r.stdout)")
         }
     }
@@ -307,11 +309,15 @@ struct ExecHardeningTests {
             """, in: dir)
         let file = dir.appending("a-file")
         try "x".write(to: file, atomically: true, encoding: .utf8)
+        let unmade = dir.appending("not-made")
         for (option, words) in [
             ("--output-dir", "output folder"), ("--work-dir", "work folder"), ("--data-dir", "data folder"),
         ] {
             for bad in [file.path, file.path + "/below"] {
-                let r = try ChildProcess.shoal(["run", path, option, bad])
+                // The good folders of a refused run are not made either.
+                let good = option == "--output-dir" ? ["--work-dir", unmade.path] : ["--output-dir", unmade.path]
+                let r = try ChildProcess.shoal(["run", path, option, bad] + good)
+                #expect(!FileManager.default.fileExists(atPath: unmade.path), "\(option): a refused run made \(unmade.path)")
                 #expect(r.status == 2, "\(option) \(bad): stderr: \(r.stderr)")
                 #expect(r.stderr.hasPrefix("error: the \(words)"), "stderr: \(r.stderr)")
                 #expect(!r.stderr.contains("NSCocoaErrorDomain") && !r.stderr.contains("Error Domain"), "stderr: \(r.stderr)")
@@ -355,5 +361,62 @@ struct ExecHardeningTests {
         #expect(r.stdout.contains("output b: not written"), "stdout: \(r.stdout)")
         #expect(r.stdout.contains("output c: not written"), "stdout: \(r.stdout)")
         #expect(r.stderr.contains("task 'bad'") && r.stderr.contains("exit code 4"), "stderr: \(r.stderr)")
+    }
+
+    @Test func foldersGivenThroughSymbolicLinksAreFollowed() throws {
+        let dir = try ScratchDirectory("linked")
+        defer { dir.remove() }
+        let path = try workflow(Self.oneOutput, in: dir)
+        let real = dir.appending("real")
+        try FileManager.default.createDirectory(at: real, withIntermediateDirectories: true)
+        let link = dir.appending("link")
+        try FileManager.default.createSymbolicLink(atPath: link.path, withDestinationPath: real.path)
+        let r = try ChildProcess.shoal([
+            "run", path, "--work-dir", link.path, "--output-dir", link.appendingPathComponent("new/out").path,
+            "--data-dir", link.appendingPathComponent("data").path,
+        ])
+        #expect(r.status == 0, "stderr: \(r.stderr)")
+        #expect(text(real.appendingPathComponent("new/out/y")) == "hi\n")
+        #expect(FileManager.default.fileExists(atPath: real.appendingPathComponent("data/data.mdb").path))
+    }
+
+    @Test func anOutputHardLinkedToAnotherFileIsCopiedAndTheFileLeftAlone() throws {
+        let dir = try ScratchDirectory("hardlink")
+        defer { dir.remove() }
+        let notes = dir.appending("notes")
+        try "mine\n".write(to: notes, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o640], ofItemAtPath: notes.path)
+        let path = try workflow(
+            """
+            name: x
+            tasks:
+              - name: a
+                exec: "ln '\(notes.path)' {out:y}"
+            outputs: [y]
+            """, in: dir)
+        let r = try ChildProcess.shoal(["run", path, "--output-dir", dir.appending("o").path])
+        #expect(r.status == 0, "stderr: \(r.stderr)")
+        #expect(text(dir.appending("o/y")) == "mine\n")
+        let attributes = try FileManager.default.attributesOfItem(atPath: notes.path)
+        #expect((attributes[.posixPermissions] as? Int) == 0o640, "the user's file was re-moded: \(attributes)")
+        #expect((attributes[.referenceCount] as? Int) == 1, "the run kept a link to the user's file")
+    }
+
+    @Test func aFailingCommandFailsEvenWhenShoalStartsWithSIGCHLDIgnored() throws {
+        let dir = try ScratchDirectory("sigchld")
+        defer { dir.remove() }
+        let path = try workflow(
+            """
+            name: x
+            tasks:
+              - name: a
+                exec: "echo broken >&2; exit 3"
+            """, in: dir)
+        // `trap '' CHLD` makes the shell ignore SIGCHLD, and exec hands that on to shoal: with it
+        // ignored, the kernel reaps children at once and no exit status can be read.
+        let shoal = try ShoalExecutable.url().path
+        let r = try ChildProcess.run(URL(fileURLWithPath: "/bin/sh"), ["-c", "trap '' CHLD; exec \"$0\" run \"$1\"", shoal, path])
+        #expect(r.status == 1, "stderr: \(r.stderr)")
+        #expect(r.stderr.contains("exit code 3"), "stderr: \(r.stderr)")
     }
 }

@@ -1,5 +1,7 @@
-// Process control that Swift cannot call directly: variadic functions (prctl, syscall) and the
-// glibc posix_spawn extensions, wrapped in fixed-signature functions. Used by Shoal's exec tasks.
+// Process control that Swift cannot call directly: variadic functions (prctl, syscall, ioctl) and
+// the glibc posix_spawn extensions, wrapped in fixed-signature functions. Used by Shoal's exec
+// tasks. Needs Linux 5.3 (pidfd_open; older kernels fall back to polling) and glibc 2.34
+// (posix_spawn_file_actions_addclosefrom_np; 2.29 for addchdir_np), as on Debian 12.
 #ifndef SHOAL_CPROCESS_H
 #define SHOAL_CPROCESS_H
 
@@ -30,7 +32,13 @@ int shoal_pidfd_open(pid_t pid);
 /// no user-space buffer), else read/write. Returns 0 or an errno value.
 int shoal_copy_file(int src_fd, int dst_fd);
 
-/// `pipe2(fds, O_CLOEXEC | O_NONBLOCK)`. Returns 0, or -1 with errno set.
+/// A pipe for a command's output: both ends close-on-exec, the read end (`fds[0]`) non-blocking,
+/// the write end blocking (it becomes the command's stdout or stderr). Returns 0, or -1 with errno.
 int shoal_pipe(int fds[2]);
+
+/// Gives SIGCHLD its default action if it is ignored (a parent may start us that way, and then
+/// the kernel reaps our children itself, so no exit status could ever be read). Leaves a handler
+/// in place. Returns 1 when it changed something, else 0.
+int shoal_reset_ignored_sigchld(void);
 
 #endif

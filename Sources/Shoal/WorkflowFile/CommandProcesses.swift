@@ -69,6 +69,9 @@ public final class CommandProcesses: Sendable {
 
     private init() {
         tagPrefix = Array("\(Self.tagVariable)=\(getpid()).".utf8)
+        // With SIGCHLD ignored the kernel reaps every child at once and no exit status can be
+        // read: a failing command would look like one that succeeded.
+        shoal_reset_ignored_sigchld()
     }
 
     /// Makes this process a child subreaper and lets the runner kill and reap the orphans of its
@@ -76,7 +79,11 @@ public final class CommandProcesses: Sendable {
     /// `shoal` command does); returns false where the platform has no subreapers.
     @discardableResult
     public func adoptOrphans() -> Bool {
-        guard shoal_become_subreaper() == 0 else { return false }
+        // Orphans are found through `/proc/<pid>/task/<tid>/children` (CONFIG_PROC_CHILDREN):
+        // without it a sweep would silently find nothing.
+        guard Self.children(path: "/proc/self/task/\(getpid())/children") != nil, shoal_become_subreaper() == 0 else {
+            return false
+        }
         state.withLock { $0.owner = true }
         return true
     }
@@ -97,21 +104,27 @@ public final class CommandProcesses: Sendable {
             return s.owner
         }
         // A command whose spawn is under way gets its pid in a moment: wait for it (bounded).
-        var pids: [pid_t] = []
-        for _ in 0..<1_000 {
-            let (known, pending) = state.withLock { s in (s.running.values.filter { $0 > 0 }, s.running.values.contains(0)) }
-            pids = known
-            if !pending { break }
+        var spawning = 0
+        while spawning < 1_000 && state.withLock({ $0.running.values.contains(0) }) {
             usleep(1_000)
+            spawning += 1
         }
-        for pid in pids {
-            kill(-pid, SIGKILL)
-            kill(pid, SIGKILL)
+        // Under the lock: a runner forgets its command before it reaps the shell, so a pid still
+        // listed here is still that shell's, never a number the kernel gave to another process.
+        let pids = state.withLock { s in
+            let live = s.running.values.filter { $0 > 0 }
+            for pid in live {
+                kill(-pid, SIGKILL)
+                kill(pid, SIGKILL)
+            }
+            return live
         }
         guard owner else { return }
         // Their children come to us once they have died: wait for that (bounded) before looking.
-        for _ in 0..<2_000 where pids.contains(where: { !Self.isZombie($0) && kill($0, 0) == 0 }) {
+        var waited = 0
+        while waited < 2_000 && pids.contains(where: { !Self.isZombie($0) && kill($0, 0) == 0 }) {
             usleep(1_000)
+            waited += 1
         }
         // Killing a process hands its children to us: repeat until none is left. Shells are
         // left to the runners that wait for them; everything else is reaped here.
@@ -134,7 +147,7 @@ public final class CommandProcesses: Sendable {
 
     // MARK: - Used by ExecRunner
 
-    /// A number for a command about to start; throws when the run is being terminated.
+    /// A number for a command about to start; nil when the run is being terminated.
     func begin() -> UInt64? {
         state.withLock { s in
             guard !s.closed else { return nil }
@@ -163,7 +176,7 @@ public final class CommandProcesses: Sendable {
     /// `SHOAL_EXEC_TAG=<pid>.<task>`.
     func tag(_ task: UInt64) -> String { String(decoding: tagPrefix, as: UTF8.self) + String(task) }
 
-    /// The shell of `task` was reaped: its pid is no longer ours to leave alone.
+    /// The shell `pid` was reaped: a sweep may reap a child of that number from now on.
     func reaped(_ pid: pid_t) {
         _ = state.withLock { $0.unreaped.remove(pid) }
     }

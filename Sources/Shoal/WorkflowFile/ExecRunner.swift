@@ -33,6 +33,9 @@ public struct ExecTaskFailure: Error, Sendable, Hashable, CustomStringConvertibl
         case setup(String)
         /// The shell could not be started.
         case launch(String)
+        /// The shell ran, but its exit status could not be read (something else in this process
+        /// reaped it): the task cannot be known to have succeeded.
+        case statusLost
     }
 
     /// The task's (expanded) name.
@@ -69,6 +72,7 @@ public struct ExecTaskFailure: Error, Sendable, Hashable, CustomStringConvertibl
         case .modifiedInput(let d): what = "the command modified its read-only input '\(d)'"
         case .setup(let m): what = "cannot prepare the scratch folder: \(m)"
         case .launch(let m): what = "cannot start the shell: \(m)"
+        case .statusLost: what = "its exit status was lost (something else in this process reaped the shell)"
         }
         var s = "task '\(taskName)' failed: \(what)"
         if !stderrTail.isEmpty { s += "\nstderr:\n" + stderrTail }
@@ -79,9 +83,9 @@ public struct ExecTaskFailure: Error, Sendable, Hashable, CustomStringConvertibl
 /// Runs one exec task synchronously: safe to call from any worker thread, uses no Swift
 /// concurrency, and blocks the calling thread until the command ends.
 ///
-/// Path convention inside the scratch folder `S` (fresh and private to one attempt):
-/// - `S/in/<datum>`: the current version of every datum the task reads (`in`, `inout`,
-///   `commutative`), as a private read-only (0444) copy made in the kernel (a reflink clone where
+/// Path convention inside the scratch folder `S` (empty when the attempt starts, and private to it):
+/// - `S/in/<datum>`: the current version of every datum the task reads with `in` (and of an
+///   `inout` or `commutative` datum the command also names as `{in:x}`), as a private read-only (0444) copy made in the kernel (a reflink clone where
 ///   the file system can, else `copy_file_range`). `{in:x}` renders this. A copy, not a hard
 ///   link: the read-only mode does not stop root, and a command that wrote through a link would
 ///   change the version every other task reads. After the command, each copy's identity, size,
@@ -106,11 +110,11 @@ public struct ExecRunner: Sendable {
         public var stderrTailBytes: Int
         /// How much of the end of stdout to keep.
         public var stdoutTailBytes: Int
-        /// After a timeout's SIGTERM, how long to wait before SIGKILL.
+        /// After a timeout's SIGTERM, how long to wait before SIGKILL (at most an hour).
         public var killGraceMs: Int
         /// After the shell exited and everything it left behind was killed, how long to keep
         /// reading the last of their output from the pipes (a bound, in case a process the
-        /// runner could not attribute still holds one).
+        /// runner could not attribute still holds one; at most a minute).
         public var drainMs: Int
         /// Variables added to (or replacing) the inherited environment.
         public var environment: [String: String]
@@ -134,7 +138,8 @@ public struct ExecRunner: Sendable {
         public var taskName: String
         /// The command; its `accesses` say what to prepare.
         public var command: CommandTemplate
-        /// The scratch folder; created if missing, and it should be empty.
+        /// The scratch folder; created if missing. It must be empty (a workflow run reuses
+        /// folders it has emptied) and used by this attempt alone.
         public var scratch: URL
         /// For every datum read with `in`, `inout` or `commutative`: the path of its current version.
         public var inputs: [String: String]
@@ -215,11 +220,18 @@ public struct ExecRunner: Sendable {
         }
 
         if CommandProcesses.shared.isTerminating { throw fail(.launch("the run is being stopped")) }
+        if let t = request.timeoutSeconds, !(t.isFinite && t > 0) {
+            throw fail(.setup("the timeout must be a finite number of seconds more than 0, not \(t)"))
+        }
         // Prepare S/in and S/out: private copies, so nothing a command does to them reaches a
         // version file another task reads.
         var outputs: [String: String] = [:]
         var inputCopies: [(datum: String, path: String, fingerprint: FileFingerprint)] = []
         let accesses = request.command.accesses
+        // The data an `{in:x}` placeholder shows: only they need the read-only copy (an `inout`
+        // or `commutative` command that names only `{inout:x}` reads its writable copy).
+        var shownAsInput = Set<String>()
+        for case .placeholder(let datum, .in) in request.command.parts { shownAsInput.insert(datum) }
         for access in accesses {
             let given = access.direction == .concurrent ? request.sharedPaths : access.direction.reads ? request.inputs : nil
             if let given, given[access.datum] == nil { throw fail(.missingInput(datum: access.datum)) }
@@ -239,11 +251,16 @@ public struct ExecRunner: Sendable {
                 case .concurrent:
                     outputs[datum] = request.sharedPaths[datum]!
                 case .out:
+                    // Nothing may be there before the command (a reused folder is emptied, but
+                    // a process the runner could not attribute may still write into it).
+                    if unlink(outPath) != 0 && errno != ENOENT { throw FileError("clear", outPath) }
                     outputs[datum] = outPath
                 case .in, .inout, .commutative:
                     let source = request.inputs[datum]!
-                    try FileOps.copyFile(from: source, to: inPath, mode: 0o444)
-                    inputCopies.append((datum, inPath, try FileFingerprint(path: inPath)))
+                    if access.direction == .in || shownAsInput.contains(datum) {
+                        try FileOps.copyFile(from: source, to: inPath, mode: 0o444)
+                        inputCopies.append((datum, inPath, try FileFingerprint(path: inPath)))
+                    }
                     if access.direction != .in {
                         try FileOps.copyFile(from: source, to: outPath, mode: 0o644)
                         outputs[datum] = outPath
@@ -272,6 +289,7 @@ public struct ExecRunner: Sendable {
         case .timedOut(let t): throw fail(.timedOut(seconds: t), stderr: outcome.stderr, command: rendered)
         case .signal(let s): throw fail(.signal(s), stderr: outcome.stderr, command: rendered)
         case .exit(let code) where code != 0: throw fail(.exit(code: code), stderr: outcome.stderr, command: rendered)
+        case .lost: throw fail(.statusLost, stderr: outcome.stderr, command: rendered)
         case .exit: break
         }
         for input in inputCopies where (try? FileFingerprint(path: input.path)) != input.fingerprint {
@@ -291,7 +309,7 @@ public struct ExecRunner: Sendable {
             durationSeconds: outcome.duration)
     }
 
-    private enum Status { case exit(Int32), signal(Int32), timedOut(Double) }
+    private enum Status { case exit(Int32), signal(Int32), timedOut(Double), lost }
     private struct Outcome {
         var status: Status
         var stdout: [UInt8]
@@ -336,8 +354,11 @@ public struct ExecRunner: Sendable {
         guard rc == 0 else { throw LaunchError(message: "\(settings.shell): \(String(cString: strerror(rc)))") }
         if !processes.started(task, pid: pid) { kill(-pid, SIGKILL) }
         let pidfd = shoal_pidfd_open(pid)
+        // ESRCH: already reaped by someone else (its status is gone); ENOSYS: an old kernel.
+        let alreadyGone = pidfd < 0 && errno == ESRCH
         defer { if pidfd >= 0 { close(pidfd) } }
 
+        let killGraceMs = Double(min(max(settings.killGraceMs, 0), 3_600_000))
         var tails = [PipeTail(fd: outPipe[0], limit: settings.stdoutTailBytes), PipeTail(fd: errPipe[0], limit: settings.stderrTailBytes)]
         var buffer = [UInt8](repeating: 0, count: 16 * 1024)
         var timedOut = false
@@ -350,18 +371,20 @@ public struct ExecRunner: Sendable {
                 termSentAt = now
                 kill(-pid, SIGTERM)
             }
-            if let termSentAt, !killSent, now - termSentAt >= Double(settings.killGraceMs) {
+            if let termSentAt, !killSent, now - termSentAt >= killGraceMs {
                 kill(-pid, SIGKILL)
                 killSent = true
             }
             var waitMs: Double = pidfd >= 0 ? -1 : 10  // without a pidfd, look at the shell every 10 ms
             if let timeoutSeconds, !timedOut { waitMs = Self.earliest(waitMs, timeoutSeconds * 1000 - now) }
-            if let termSentAt, !killSent { waitMs = Self.earliest(waitMs, Double(settings.killGraceMs) - (now - termSentAt)) }
+            if let termSentAt, !killSent { waitMs = Self.earliest(waitMs, killGraceMs - (now - termSentAt)) }
             var fds = tails.filter(\.open).map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
             if pidfd >= 0 { fds.append(pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)) }
             _ = poll(&fds, nfds_t(fds.count), waitMs < 0 ? -1 : Int32(min(waitMs.rounded(.up), 86_400_000)))
             for i in tails.indices where tails[i].open { tails[i].pump(&buffer) }
-            let exited = pidfd >= 0 ? fds.last!.revents != 0 : CommandProcesses.isZombie(pid)
+            let exited =
+                pidfd >= 0
+                ? fds.last!.revents != 0 : alreadyGone || CommandProcesses.isZombie(pid) || (kill(pid, 0) != 0 && errno == ESRCH)
             if exited { break }
         }
         // The shell has exited but is not reaped, so its process group number is still its own.
@@ -369,11 +392,12 @@ public struct ExecRunner: Sendable {
         processes.finished(task)
         finished = true
         var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        var reaped: pid_t
+        repeat { reaped = waitpid(pid, &status, 0) } while reaped < 0 && errno == EINTR
         processes.reaped(pid)
         processes.sweepOrphans()
         // What the killed leftovers wrote last; bounded, in case something untracked holds a pipe.
-        let drainUntil = elapsedMs() + Double(settings.drainMs)
+        let drainUntil = elapsedMs() + Double(min(max(settings.drainMs, 0), 60_000))
         while tails.contains(where: \.open) {
             let left = drainUntil - elapsedMs()
             if left <= 0 { break }
@@ -384,7 +408,9 @@ public struct ExecRunner: Sendable {
         let duration = elapsedMs() / 1000
         let code = status & 0x7f
         let outcome: Status
-        if timedOut {
+        if reaped != pid {
+            outcome = .lost
+        } else if timedOut {
             outcome = .timedOut(timeoutSeconds ?? 0)
         } else if code == 0 {
             outcome = .exit((status >> 8) & 0xff)

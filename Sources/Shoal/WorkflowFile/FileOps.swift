@@ -103,17 +103,23 @@ enum FileOps {
         return FileKind(mode: s.st_mode)
     }
 
-    /// `mkdir path` (0755); an existing directory is fine.
+    /// Whether `path` is a directory, or a symbolic link to one.
+    static func isDirectory(_ path: String) -> Bool {
+        var s = stat()
+        return stat(path, &s) == 0 && FileKind(mode: s.st_mode) == .directory
+    }
+
+    /// `mkdir path` (0755); an existing directory (or a link to one) is fine.
     static func makeDirectory(_ path: String) throws(FileError) {
         if mkdir(path, 0o755) == 0 { return }
         let code = errno
-        if code == EEXIST, kind(path) == .directory { return }
+        if code == EEXIST, isDirectory(path) { return }
         throw FileError("create the folder", path, errno: code)
     }
 
-    /// `mkdir -p path`.
+    /// `mkdir -p path`; folders on the way may be symbolic links to folders.
     static func makeDirectories(_ path: String) throws(FileError) {
-        if kind(path) == .directory { return }
+        if isDirectory(path) { return }
         var parent = path
         while parent.count > 1, parent.hasSuffix("/") { parent.removeLast() }
         if let slash = parent.lastIndex(of: "/"), slash != parent.startIndex {

@@ -157,9 +157,6 @@ enum WorkflowNames {
         return nil
     }
 
-    /// Whether `name` is a valid datum or task name (see `problem(_:)`).
-    static func isValid(_ name: String) -> Bool { problem(name) == nil }
-
     /// `name` for an error message: as is when short, else its first 40 characters and `…`.
     static func shown(_ name: String) -> String {
         name.count <= 60 ? name : String(name.prefix(40)) + "…"

@@ -767,7 +767,7 @@ enum DataFileCheck {
         let type = st.st_mode & S_IFMT
         guard type == S_IFREG else {
             let via = isSymbolicLink(path) ? "a symbolic link to " : ""
-            return Problem(kind: .badDataFile, message: "is \(via)\(describe(type)), not a regular file (\(path))")
+            return Problem(kind: .badDataFile, message: "is \(via)\(FileKind(mode: st.st_mode)), not a regular file (\(path))")
         }
         // O_NONBLOCK: if the file was swapped for a FIFO since the stat, the open does not wait.
         let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
@@ -792,16 +792,5 @@ enum DataFileCheck {
     static func isSymbolicLink(_ path: String) -> Bool {
         var st = stat()
         return lstat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFLNK
-    }
-
-    static func describe(_ type: mode_t) -> String {
-        switch type {
-        case S_IFDIR: "a directory"
-        case S_IFIFO: "a FIFO (named pipe)"
-        case S_IFCHR: "a character device"
-        case S_IFBLK: "a block device"
-        case S_IFSOCK: "a socket"
-        default: "not a plain file"
-        }
     }
 }

@@ -7,15 +7,16 @@ import Synchronization
 
 /// Runs a parsed workflow file on the local runtime.
 ///
-/// Every version of a datum is an immutable file under `workDirectory/versions/` (read-only, so a
-/// command cannot write through the hard link `ExecRunner` gives it); each exec attempt gets a
-/// scratch folder of its own under `workDirectory/<workflow>.<n>/scratch/`, emptied when it ends. Outputs are copied
-/// to the output folder at the end.
+/// Each run makes its own folder `workDirectory/<workflow>.<n>`. Every version of a datum is an
+/// immutable, read-only file in its `versions/` (commands get private copies, see `ExecRunner`);
+/// each exec attempt gets a scratch folder of its own in its `scratch/`, emptied when it ends.
+/// Outputs are written to the output folder at the end (see `prepare()` and `OutputFiles`).
 public struct WorkflowRunner: Sendable {
     public var file: WorkflowFile
     public var registry: TaskRegistry
     public var options: RunOptions
-    /// Where versions and scratch folders live; created if missing.
+    /// Where each run makes its own folder (`<workflow>.<n>`, holding its versions and scratch
+    /// folders); created if missing.
     public var workDirectory: URL
     /// Where `outputs:` are written as `<dir>/<name>`, if given.
     public var outputDirectory: URL?
@@ -90,10 +91,13 @@ public struct WorkflowRunner: Sendable {
     /// directory, a symbolic link, a device or anything else is refused, never removed), and this
     /// run's folder in the work folder. Throws `RunSetupError` in plain words.
     public func prepare() throws(RunSetupError) -> Prepared {
+        let work = workDirectory.standardizedFileURL
+        let outputRole = "output folder (--output-dir)", workRole = "work folder (--work-dir)"
+        if let outputDirectory { try Self.checkFolder(outputDirectory.standardizedFileURL.path, role: outputRole, create: false) }
+        try Self.checkFolder(work.path, role: workRole, create: false)
         var outputs: URL?
         if let outputDirectory {
             let dir = outputDirectory.standardizedFileURL
-            try Self.checkFolder(dir.path, role: "output folder (--output-dir)")
             for output in file.outputs {
                 let target = dir.appendingPathComponent(output.name).path
                 if let kind = FileOps.kind(target), kind != .regular {
@@ -104,8 +108,8 @@ public struct WorkflowRunner: Sendable {
             }
             outputs = dir
         }
-        let work = workDirectory.standardizedFileURL
-        try Self.checkFolder(work.path, role: "work folder (--work-dir)")
+        if let outputs { try Self.checkFolder(outputs.path, role: outputRole) }
+        try Self.checkFolder(work.path, role: workRole)
         let base = String(file.name.map { $0.isLetter || $0.isNumber || "-_.".contains($0) ? $0 : "_" }.prefix(100))
         var n = 1
         while true {
@@ -138,15 +142,31 @@ public struct WorkflowRunner: Sendable {
         }
     }
 
-    /// Makes `path` (and its parents) if missing, and checks that it is a folder this process can
-    /// create files in; `role` names it in the error ("output folder (--output-dir)").
-    public static func checkFolder(_ path: String, role: String) throws(RunSetupError) {
-        if let kind = FileOps.kind(path), kind != .directory {
-            var s = stat()
-            guard stat(path, &s) == 0, FileKind(mode: s.st_mode) == .directory else {
-                throw RunSetupError("the \(role) '\(path)' is \(kind), not a folder")
+    /// Checks that `path` is a folder this process can create files in, or one it can make (the
+    /// nearest existing folder above it is a folder it can write in); with `create`, makes it
+    /// (and its parents) and tries a file in it. Symbolic links to folders are followed. `role`
+    /// names it in the error ("output folder (--output-dir)"). Check every folder first and
+    /// create them after, so a refused run leaves nothing behind.
+    public static func checkFolder(_ path: String, role: String, create: Bool = true) throws(RunSetupError) {
+        var existing = path
+        while FileOps.kind(existing) == nil {
+            guard let slash = existing.lastIndex(of: "/") else {
+                existing = "."
+                break
             }
+            existing = slash == existing.startIndex ? "/" : String(existing[..<slash])
         }
+        if !FileOps.isDirectory(existing) {
+            let kind = FileOps.kind(existing).map { "\($0)" } ?? "missing"
+            throw RunSetupError(
+                existing == path
+                    ? "the \(role) '\(path)' is \(kind), not a folder"
+                    : "the \(role) '\(path)' cannot be made: '\(existing)' is \(kind), not a folder")
+        }
+        guard access(existing, W_OK | X_OK) == 0 else {
+            throw RunSetupError("the \(role): \(FileError(existing == path ? "create files in" : "create folders in", existing))")
+        }
+        guard create else { return }
         do throws(FileError) {
             try FileOps.makeDirectories(path)
         } catch {
@@ -372,11 +392,20 @@ final class VersionFiles: Sendable {
         return path
     }
 
-    /// Moves a file a command produced into a new read-only version file.
+    /// Moves a file a command produced into a new read-only version file. A file with other
+    /// hard links (`ln ~/notes {out:y}`) is copied instead: its inode is not the run's to make
+    /// read-only, and whoever holds the other link could change the version through it.
     func adopt(_ produced: String, for datum: String) throws -> String {
         let path = directory.appendingPathComponent(uniqueName(datum)).path
-        try FileManager.default.moveItem(atPath: produced, toPath: path)
-        try FileManager.default.setAttributes([.posixPermissions: 0o444], ofItemAtPath: path)
+        var s = stat()
+        guard lstat(produced, &s) == 0 else { throw FileError("inspect", produced) }
+        if s.st_nlink > 1 {
+            try FileOps.copyFile(from: produced, to: path, mode: 0o444)
+            unlink(produced)
+            return path
+        }
+        guard rename(produced, path) == 0 else { throw FileError("move", produced) }
+        guard chmod(path, 0o444) == 0 else { throw FileError("set the mode of", path) }
         return path
     }
 
