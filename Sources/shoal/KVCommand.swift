@@ -61,20 +61,9 @@ enum RawArguments {
 /// damaged store or record, a missing key), exit 2 when an argument cannot be used as given (not
 /// UTF-8, or a key too long or empty).
 func runKV(key: String?, _ body: () throws -> Void) throws {
-    do {
+    try exitOnError {
         try RawArguments.requireUTF8(key: key)
         try body()
-    } catch let error as ArgumentNotUTF8 {
-        printError("error: \(error)")
-        throw ExitCode(2)
-    } catch let error as ShardError {
-        printError("error: \(error)")
-        // A key the store cannot take is bad input, like a key that is not UTF-8.
-        if case .invalidKey = error { throw ExitCode(2) }
-        throw ExitCode(1)
-    } catch let error as CommandFailure {
-        printError("error: \(error)")
-        throw ExitCode(1)
     }
 }
 

@@ -136,14 +136,14 @@ struct Run: AsyncParsableCommand {
 }
 
 /// `shoal graph FILE`: the task graph in Graphviz DOT.
-struct Graph: AsyncParsableCommand {
+struct Graph: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print a workflow file's task graph in Graphviz DOT (edges are data versions).")
 
     @Argument(help: "The workflow file.") var file: String
 
-    func run() async throws {
-        try await exitOnError {
+    func run() throws {
+        try exitOnError {
             let workflow = try WorkflowFile.load(path: file)
             try workflow.validate(knownTasks: Set(ExampleTasks.registry.names))
             print(workflow.dot(), terminator: "")

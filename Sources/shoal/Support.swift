@@ -41,27 +41,37 @@ func processCPUSeconds() -> Double {
         + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
 }
 
-/// Exits with code 2 and the error's message for bad input, 1 for a failed run.
+/// The exit code of the `shoal` command for a known error: 2 for input that cannot be used as
+/// given (a malformed file, a bad option, folder or key), 1 for work that failed (a task, the
+/// store, the file system). Nil for any other error, which ArgumentParser reports itself.
+func exitCode(for error: any Error) -> Int32? {
+    switch error {
+    case is WorkflowFileError, is RunSetupError, is ArgumentNotUTF8: return 2
+    case ShardError.invalidKey: return 2  // a key the store cannot take is bad input
+    case is ExecTaskFailure, is FileError, is ShoalError, is ShardError, is CommandFailure: return 1
+    default: return nil
+    }
+}
+
+/// Runs `body`; a known error is printed as one `error: ...` line and becomes its exit code
+/// (`exitCode(for:)`).
 func exitOnError(_ body: () async throws -> Void) async throws {
     do {
         try await body()
-    } catch let error as WorkflowFileError {
+    } catch {
+        guard let code = exitCode(for: error) else { throw error }
         printError("error: \(error)")
-        throw ExitCode(2)
-    } catch let error as RunSetupError {
+        throw ExitCode(code)
+    }
+}
+
+/// `exitOnError` for synchronous commands.
+func exitOnError(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch {
+        guard let code = exitCode(for: error) else { throw error }
         printError("error: \(error)")
-        throw ExitCode(2)
-    } catch let error as ExecTaskFailure {
-        printError("error: \(error)")
-        throw ExitCode(1)
-    } catch let error as FileError {
-        printError("error: \(error)")
-        throw ExitCode(1)
-    } catch let error as ShoalError {
-        printError("error: \(error)")
-        throw ExitCode(1)
-    } catch let error as ShardError {
-        printError("error: \(error)")
-        throw ExitCode(1)
+        throw ExitCode(code)
     }
 }
