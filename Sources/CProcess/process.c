@@ -46,9 +46,12 @@ int shoal_spawn(pid_t *pid, const char *path, char *const argv[], char *const en
     sigfillset(&all);
     sigdelset(&all, SIGKILL);
     sigdelset(&all, SIGSTOP);
-    short flags = POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+    /* A session of its own (so also a process group whose number is its pid): the command has no
+       controlling terminal, so a program that asks the terminal for a password fails at once
+       (ENXIO on /dev/tty) instead of being stopped by SIGTTIN with its whole group for ever.
+       glibc refuses SETSID together with SETPGROUP (setpgid fails for a session leader). */
+    short flags = POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
     if (rc == 0) rc = posix_spawnattr_setflags(&attr, flags);
-    if (rc == 0) rc = posix_spawnattr_setpgroup(&attr, 0);
     if (rc == 0) rc = posix_spawnattr_setsigmask(&attr, &empty);
     if (rc == 0) rc = posix_spawnattr_setsigdefault(&attr, &all);
 
@@ -86,15 +89,21 @@ int shoal_copy_file(int src_fd, int dst_fd) {
     if (ioctl(dst_fd, FICLONE, src_fd) == 0) return 0;
 #endif
 #if defined(__linux__)
-    for (;;) {
+    for (int copied = 0;;) {
         ssize_t n = copy_file_range(src_fd, NULL, dst_fd, NULL, (size_t)1 << 30, 0);
-        if (n == 0) return 0;
-        if (n > 0) continue;
+        if (n > 0) {
+            copied = 1;
+            continue;
+        }
+        /* 0 at the very start may be a file whose size says 0 but that has contents (procfs and
+           sysfs on some kernels): let read() tell. 0 later is the end. */
+        if (n == 0 && copied) return 0;
+        if (n == 0) break;
         if (errno == EINTR) continue;
-        if (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP) break;
+        if (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP || errno == EPERM) break;
         return errno;
     }
-    /* copy_file_range refused (another file system on an old kernel): copy by hand from where it stopped. */
+    /* copy_file_range refused or could not tell: copy by hand from where it stopped. */
 #endif
     char buffer[65536];
     for (;;) {
@@ -141,4 +150,10 @@ int shoal_reset_ignored_sigchld(void) {
         return sigaction(SIGCHLD, &fresh, NULL) == 0 ? 1 : 0;
     }
     return 0;
+}
+
+int shoal_signal_is_ignored(int sig) {
+    struct sigaction current;
+    if (sigaction(sig, NULL, &current) != 0) return 0;
+    return !(current.sa_flags & SA_SIGINFO) && current.sa_handler == SIG_IGN;
 }

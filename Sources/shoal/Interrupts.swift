@@ -1,3 +1,4 @@
+import CProcess
 import Dispatch
 import Foundation
 import Synchronization
@@ -21,8 +22,14 @@ final class Interrupts: @unchecked Sendable {
     /// One clean-up, whichever signal comes first.
     private static let fired = Atomic<Bool>(false)
 
+    /// The signals this object handles: those not ignored when it was made. A signal the
+    /// command was started with ignored (`nohup` ignores SIGHUP; `cmd &` in a script ignores
+    /// SIGINT) stays ignored, as the user asked.
+    private var handled: [Int32] = []
+
     init(_ cleanUp: @escaping @Sendable (Int32) -> Void) {
-        for signo in Self.signals {
+        for signo in Self.signals where shoal_signal_is_ignored(signo) == 0 {
+            handled.append(signo)
             signal(signo, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signo, queue: .global(qos: .userInitiated))
             source.setEventHandler {
@@ -58,6 +65,7 @@ final class Interrupts: @unchecked Sendable {
     func cancel() {
         for source in sources { source.cancel() }
         sources = []
-        for signo in Self.signals { signal(signo, SIG_DFL) }
+        for signo in handled { signal(signo, SIG_DFL) }
+        handled = []
     }
 }

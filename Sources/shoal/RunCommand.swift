@@ -47,22 +47,23 @@ struct Run: AsyncParsableCommand {
         try await exitOnError {
             let temporary = workDir == nil
             let work = URL(fileURLWithPath: workDir ?? NSTemporaryDirectory() + "shoal-run-\(UUID().uuidString)")
-            defer { if temporary { WorkflowRunner.removeFolder(work) } }
-            // Every command's descendants come back to this process when their parents die, so
-            // none outlives its task or the run.
-            CommandProcesses.shared.adoptOrphans()
-            defer { CommandProcesses.shared.terminateAll() }
-            // From here on a signal kills the commands and removes what this run made.
             let scratch = Mutex<URL?>(nil)
+            // From here on a signal kills the commands and removes what this run made.
             let interrupts = Interrupts { signal in
                 CommandProcesses.shared.terminateAll()
                 if let folder = temporary ? work : scratch.withLock({ $0 }) { WorkflowRunner.removeFolder(folder) }
                 printError("\ninterrupted by \(signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : "SIGHUP"): its commands were killed")
             }
-            defer {
-                Interrupts.settle()
-                interrupts.cancel()
-            }
+            // The defers run in the opposite order: first claim the end (a signal after this does
+            // nothing, so two exits never race), then kill what is left and remove the temporary
+            // work folder, and only then give the signals their default actions back.
+            defer { interrupts.cancel() }
+            defer { if temporary { WorkflowRunner.removeFolder(work) } }
+            // Every command's descendants come back to this process when their parents die, so
+            // none outlives its task or the run.
+            CommandProcesses.shared.adoptOrphans()
+            defer { CommandProcesses.shared.killLeftovers() }
+            defer { Interrupts.settle() }
             try raiseOpenFileLimit(workers: workers)
 
             let workflow = try WorkflowFile.load(path: file)
@@ -105,17 +106,18 @@ struct Run: AsyncParsableCommand {
     }
 
     /// Each running command holds three descriptors (its two pipes and a pidfd) and five while it
-    /// starts: raise this process's soft limit on open files to the hard one, and refuse a
-    /// `--workers` that would still run out.
+    /// starts: raise this process's soft limit on open files to what `--workers` needs (no
+    /// higher: commands inherit it, and a program using `select()` breaks on descriptors over
+    /// 1,024), and refuse a `--workers` that would still run out.
     private func raiseOpenFileLimit(workers: Int) throws {
         var limit = rlimit()
         guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
-        if limit.rlim_cur < limit.rlim_max {
+        let needed = rlim_t(workers * 6 + 256)
+        if limit.rlim_cur < needed {
             var raised = limit
-            raised.rlim_cur = limit.rlim_max
+            raised.rlim_cur = min(needed, limit.rlim_max)
             if setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
         }
-        let needed = rlim_t(workers * 6 + 256)
         guard limit.rlim_cur >= needed else {
             throw refuse(
                 "--workers \(workers) needs about \(needed) open files, and this process may open \(limit.rlim_cur) (ulimit -n): use fewer workers or raise the limit")

@@ -26,6 +26,12 @@ struct ExecHardeningTests {
 
     private func text(_ url: URL) -> String? { try? String(contentsOf: url, encoding: .utf8) }
 
+    /// A shell snippet that writes `alive` to `seen` if any pid listed in `pidFile` still runs
+    /// (exists and is not a zombie), else `gone`.
+    static func reportAlive(_ pidFile: URL, into seen: URL) -> String {
+        "r=gone; for p in $(cat '\(pidFile.path)'); do if [ -e /proc/$p ] && ! grep -q '^State:.Z' /proc/$p/status; then r=alive; fi; done; echo $r > '\(seen.path)'"
+    }
+
     private static let oneOutput = """
         name: x
         tasks:
@@ -100,22 +106,26 @@ struct ExecHardeningTests {
     @Test func aBackgroundChildDoesNotOutliveItsTask() throws {
         let dir = try ScratchDirectory("bg")
         defer { dir.remove() }
-        let pidFile = dir.appending("pids")
+        let pidFile = dir.appending("pids"), seen = dir.appending("seen")
         // One holds the task's pipes, one does not; neither may keep the run (or itself) alive.
+        // Task b runs once a has ended (one worker) and records whether they are still there.
         let path = try workflow(
             """
             name: x
             tasks:
               - name: a
                 exec: "sleep 601 & echo $! >> '\(pidFile.path)'; sleep 602 >/dev/null 2>&1 & echo $! >> '\(pidFile.path)'; echo done > {out:y}"
+              - name: b
+                exec: "cat {in:y} > /dev/null; \(Self.reportAlive(pidFile, into: seen))"
             outputs: [y]
             """, in: dir)
         let start = Date()
         // The old runner waited for the pipes, so the run outlived even a long timeout.
-        let r = try ChildProcess.shoal(["run", path, "--timeout", "20", "--output-dir", dir.appending("o").path])
+        let r = try ChildProcess.shoal(["run", path, "--workers", "1", "--timeout", "20", "--output-dir", dir.appending("o").path])
         #expect(r.status == 0, "stderr: \(r.stderr)")
         #expect(Date().timeIntervalSince(start) < 10)
         #expect(text(dir.appending("o/y")) == "done\n")
+        #expect(text(seen) == "gone\n", "a's background children outlived it")
         let started = pids(pidFile)
         #expect(started.count == 2)
         #expect(Processes.eventually { !started.contains(where: Processes.isRunning) }, "still running: \(started)")
@@ -124,20 +134,25 @@ struct ExecHardeningTests {
     @Test func descendantsThatLeaveTheProcessGroupAreKilledToo() throws {
         let dir = try ScratchDirectory("setsid")
         defer { dir.remove() }
-        let pidFile = dir.appending("pids")
+        let pidFile = dir.appending("pids"), seen = dir.appending("seen")
         // setsid, a double fork (the subshell exits at once) and nohup; then the task times out.
+        // Task b runs after a (one worker) and records whether any of them is still there.
         let path = try workflow(
             """
             name: x
             tasks:
               - name: a
                 exec: "setsid sleep 1003 & echo $! >> '\(pidFile.path)'; (setsid sleep 1005 & echo $! >> '\(pidFile.path)'); nohup sleep 1006 >/dev/null 2>&1 & echo $! >> '\(pidFile.path)'; sleep 1004"
+                onFailure: ignore
+              - name: b
+                exec: "\(Self.reportAlive(pidFile, into: seen))"
             """, in: dir)
         let start = Date()
-        let r = try ChildProcess.shoal(["run", path, "--timeout", "1"], timeoutSeconds: 20)
-        #expect(r.status == 1, "stderr: \(r.stderr)")
-        #expect(r.stderr.contains("timed out after 1.0 s"), "stderr: \(r.stderr)")
-        #expect(Date().timeIntervalSince(start) < 10)
+        let r = try ChildProcess.shoal(["run", path, "--workers", "1", "--timeout", "3"], timeoutSeconds: 30)
+        #expect(r.status == 0, "stderr: \(r.stderr)")
+        #expect(r.stdout.contains("timed out after 3.0 s"), "stdout: \(r.stdout)")
+        #expect(Date().timeIntervalSince(start) < 15)
+        #expect(text(seen) == "gone\n", "a's descendants outlived it")
         let started = pids(pidFile)
         #expect(started.count == 3)
         #expect(Processes.eventually { !started.contains(where: Processes.isRunning) }, "still running: \(started)")
@@ -418,5 +433,47 @@ struct ExecHardeningTests {
         let r = try ChildProcess.run(URL(fileURLWithPath: "/bin/sh"), ["-c", "trap '' CHLD; exec \"$0\" run \"$1\"", shoal, path])
         #expect(r.status == 1, "stderr: \(r.stderr)")
         #expect(r.stderr.contains("exit code 3"), "stderr: \(r.stderr)")
+    }
+
+    @Test func aCommandHasNoTerminalToStopOn() throws {
+        // Each command leads a session of its own: a program that reads the terminal fails at
+        // once instead of stopping its group (SIGTTIN) and the run with it.
+        let dir = try ScratchDirectory("session")
+        defer { dir.remove() }
+        let path = try workflow(
+            """
+            name: x
+            tasks:
+              - name: a
+                exec: "if [ \\"$(cut -d' ' -f6 /proc/$$/stat)\\" = \\"$$\\" ]; then echo leader; else echo member; fi > {out:y}"
+            outputs: [y]
+            """, in: dir)
+        let r = try ChildProcess.shoal(["run", path, "--output-dir", dir.appending("o").path])
+        #expect(r.status == 0, "stderr: \(r.stderr)")
+        #expect(text(dir.appending("o/y")) == "leader\n")
+    }
+
+    @Test func aSignalThatShoalWasStartedIgnoringStaysIgnored() throws {
+        // `nohup shoal run … &` must survive the hang-up that logging out sends.
+        let dir = try ScratchDirectory("nohup")
+        defer { dir.remove() }
+        let started = dir.appending("started")
+        let path = try workflow(
+            """
+            name: x
+            tasks:
+              - name: a
+                exec: "touch '\(started.path)'; sleep 1; echo done > {out:y}"
+            outputs: [y]
+            """, in: dir)
+        let shoal = try ShoalExecutable.url().path
+        let child = try BackgroundChild(
+            URL(fileURLWithPath: "/bin/sh"),
+            ["-c", "trap '' HUP; exec \"$0\" run \"$1\" --output-dir \"$2\"", shoal, path, dir.appending("o").path])
+        #expect(Processes.eventually { FileManager.default.fileExists(atPath: started.path) }, "the command did not start")
+        kill(child.pid, SIGHUP)
+        let r = try child.wait(timeoutSeconds: 20)
+        #expect(r.status == 0, "stderr: \(r.stderr)")
+        #expect(text(dir.appending("o/y")) == "done\n")
     }
 }

@@ -143,7 +143,7 @@ struct WorkflowFileExecTests {
     @Test func aCommandWritingMegabytesQuicklyIsNotCutShort() throws {
         // 4 MiB to each pipe in large writes: the pipes' write ends must block, not fail with EAGAIN.
         let command = try CommandTemplate(
-            parsing: "head -c 4194304 /dev/zero > {out:z}; cat {out:z}; cat {out:z} >&2; cat {out:z} {out:z} | wc -c > {out:n}")
+            parsing: "set -e; head -c 4194304 /dev/zero > {out:z}; cat {out:z}; cat {out:z} >&2; cat {out:z} {out:z} | wc -c > {out:n}")
         let r = try runner.run(.init(taskName: "loud", command: command, scratch: makeTempDirectory("scratch")))
         #expect(contents(r.outputs["n"])?.trimmingCharacters(in: .whitespacesAndNewlines) == "8388608")
         #expect(r.stdoutTail.count == ExecRunner.Settings().stdoutTailBytes)

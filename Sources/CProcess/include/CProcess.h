@@ -13,7 +13,9 @@
 int shoal_become_subreaper(void);
 
 /// Starts `path` with `argv` and `envp` as a clean child:
-/// - in a new process group of its own (its pid), so the whole group can be signalled;
+/// - in a new session of its own, with no controlling terminal, and so in a new process group
+///   whose number is its pid: the whole group can be signalled, and a program that reads or
+///   configures the terminal fails instead of stopping the group for ever (SIGTTIN/SIGTTOU);
 /// - with an empty signal mask and the default disposition for every signal, whatever the
 ///   parent blocked or ignored;
 /// - stdin from /dev/null, stdout on `out_fd`, stderr on `err_fd`, working directory `cwd`;
@@ -40,5 +42,8 @@ int shoal_pipe(int fds[2]);
 /// the kernel reaps our children itself, so no exit status could ever be read). Leaves a handler
 /// in place. Returns 1 when it changed something, else 0.
 int shoal_reset_ignored_sigchld(void);
+
+/// Whether `sig` is ignored (SIG_IGN) in this process, as `nohup` leaves SIGHUP.
+int shoal_signal_is_ignored(int sig);
 
 #endif

@@ -29,8 +29,8 @@ import Synchronization
 ///    (killing one hands its own children over).
 ///
 /// A timeout sends SIGTERM to the group, then SIGKILL after a grace; the same clean-up follows.
-/// `terminateAll()` (on SIGINT, SIGTERM or SIGHUP, and when a run ends) refuses new commands and
-/// kills every running one and every child left on any thread.
+/// `terminateAll()` (on SIGINT, SIGTERM or SIGHUP) refuses new commands and kills every running one
+/// and every child left on any thread; `killLeftovers()` (when a run ends) kills the children left.
 ///
 /// **Why this way.** A process group alone misses `setsid`; a subreaper alone cannot tell whose
 /// orphan is whose when many tasks run at once (every orphan lands on the main thread), and
@@ -39,7 +39,7 @@ import Synchronization
 /// supervisor process would attribute everything without a tag, but costs a second process start
 /// per task, which the exec benchmark cannot afford. Limits: a descendant that clears its
 /// environment (`env -i`) and leaves the group is not attributed to its task; it is killed when
-/// the run ends (`terminateAll()`). Without `adoptOrphans()` (a library user whose process has
+/// the run ends (`killLeftovers()`). Without `adoptOrphans()` (a library user whose process has
 /// children of its own, such as a test runner), only the process group is killed, since reaping
 /// children this code did not start would steal their exit status from their owner.
 public final class CommandProcesses: Sendable {
@@ -94,15 +94,12 @@ public final class CommandProcesses: Sendable {
     /// Whether `terminateAll()` was called: no command starts any more.
     public var isTerminating: Bool { state.withLock { $0.closed } }
 
-    /// Kills every running command's process group and, when this process owns its children,
-    /// every other child it has (tagged orphans, and untagged ones no task could be told from),
-    /// and refuses new commands from now on. Safe to call from any thread, more than once; the
-    /// `shoal` command calls it on SIGINT, SIGTERM and SIGHUP, and when a run ends.
+    /// For shutting down (the `shoal` command calls it on SIGINT, SIGTERM and SIGHUP): refuses
+    /// new commands from now on, kills every running command's process group, then the leftovers
+    /// (`killLeftovers()`). Safe to call from any thread, more than once. There is no way back:
+    /// a process that goes on running workflows after a run ends calls `killLeftovers()` instead.
     public func terminateAll() {
-        let owner = state.withLock { s -> Bool in
-            s.closed = true
-            return s.owner
-        }
+        state.withLock { $0.closed = true }
         // A command whose spawn is under way gets its pid in a moment: wait for it (bounded).
         var spawning = 0
         while spawning < 1_000 && state.withLock({ $0.running.values.contains(0) }) {
@@ -119,15 +116,22 @@ public final class CommandProcesses: Sendable {
             }
             return live
         }
-        guard owner else { return }
+        guard ownsOrphans else { return }
         // Their children come to us once they have died: wait for that (bounded) before looking.
         var waited = 0
         while waited < 2_000 && pids.contains(where: { !Self.isZombie($0) && kill($0, 0) == 0 }) {
             usleep(1_000)
             waited += 1
         }
-        // Killing a process hands its children to us: repeat until none is left. Shells are
-        // left to the runners that wait for them; everything else is reaped here.
+        killLeftovers()
+    }
+
+    /// When this process owns its children: kills every child that is not a running command's
+    /// shell (tagged orphans, and untagged ones no task could be told from), on every thread, and
+    /// reaps them; killing one hands its own children over, so it repeats until none is left
+    /// (bounded). The `shoal` command calls it when a run ends. New commands may still start.
+    public func killLeftovers() {
+        guard ownsOrphans else { return }
         for _ in 0..<Self.maxSweepRounds {
             let unreaped = state.withLock { $0.unreaped }
             var victims: [pid_t] = []
@@ -138,12 +142,33 @@ public final class CommandProcesses: Sendable {
                 }
             }
             if victims.isEmpty { break }
-            for victim in victims {
-                var status: Int32 = 0
-                while waitpid(victim, &status, 0) < 0 && errno == EINTR {}
-            }
+            Self.reap(victims)
         }
     }
+
+    /// Reaps `pids` (children of this process that are dead or were sent SIGKILL) without ever
+    /// blocking for long: a zombie whose other threads still run, or a process killed while in an
+    /// uninterruptible wait (a hung NFS mount), is not reapable yet, and waiting for it would hang
+    /// the task or the shutdown. Waits at most `reapWaitMs` for all; what is left is reaped by a
+    /// later sweep, or by init once this process exits.
+    static func reap(_ pids: [pid_t]) {
+        var left = pids
+        var waited = 0
+        while !left.isEmpty {
+            left = left.filter { pid in
+                var status: Int32 = 0
+                var r: pid_t
+                repeat { r = waitpid(pid, &status, WNOHANG) } while r < 0 && errno == EINTR
+                return r == 0  // still there; -1 (ECHILD: someone else reaped it) or pid: done
+            }
+            if left.isEmpty || waited >= reapWaitMs { break }
+            usleep(1_000)
+            waited += 1
+        }
+    }
+
+    /// How long `reap` waits for processes it killed to be reapable.
+    static let reapWaitMs = 1_000
 
     // MARK: - Used by ExecRunner
 
@@ -181,32 +206,41 @@ public final class CommandProcesses: Sendable {
         _ = state.withLock { $0.unreaped.remove(pid) }
     }
 
-    /// After a command's shell was reaped: kills and reaps the orphans it left (when this process
-    /// owns its children). Returns how many processes it killed.
+    /// After the shell `shell` was reaped: kills and reaps the orphans it left (when this process
+    /// owns its children). An orphan is this task's when its tag names a task that has ended, or
+    /// when it is still in the shell's process group (a process whose environment cannot be read
+    /// for a moment, half-way through exec or killed already, still has its group). Returns how
+    /// many processes it killed.
     @discardableResult
-    func sweepOrphans() -> Int {
+    func sweepOrphans(shell: pid_t) -> Int {
         guard ownsOrphans else { return 0 }
         var killed = 0
         for _ in 0..<Self.maxSweepRounds {
             let children = Self.orphanCandidates()
             if children.isEmpty { break }
             let (running, unreaped) = state.withLock { ($0.running, $0.unreaped) }
-            var victims: [pid_t] = []
+            // A shell whose spawn is under way is not in `unreaped` yet: reap no zombie now.
+            let spawning = running.values.contains(0)
+            var victims: [pid_t] = [], unsure = false
             for child in children where !unreaped.contains(child) {
                 if Self.isZombie(child) {
-                    victims.append(child)  // dead already: only reaping is left
-                } else if let task = taggedTask(child), running[task] == nil {
+                    if !spawning { victims.append(child) }  // dead already: only reaping is left
+                    continue
+                }
+                let task = taggedTask(child)
+                if let task, running[task] != nil { continue }  // a running task's helper
+                if task != nil || Self.processGroup(child) == shell {
                     // Its task has ended: this one's, or one an earlier sweep could not catch.
                     kill(child, SIGKILL)
                     killed += 1
                     victims.append(child)
+                } else if Self.readFile("/proc/\(child)/environ", limit: 1) == nil {
+                    unsure = true  // cannot tell yet: look again in a moment
                 }
             }
-            if victims.isEmpty { break }
-            for victim in victims {
-                var status: Int32 = 0
-                while waitpid(victim, &status, 0) < 0 && errno == EINTR {}
-            }
+            if victims.isEmpty && !unsure { break }
+            if victims.isEmpty { usleep(1_000) }
+            Self.reap(victims)
         }
         return killed
     }
@@ -228,6 +262,17 @@ public final class CommandProcesses: Sendable {
             return UInt64(String(decoding: entry.dropFirst(tagPrefix.count), as: UTF8.self))
         }
         return nil
+    }
+
+    /// The process group of `pid` (`/proc/<pid>/stat` field 5), or nil.
+    static func processGroup(_ pid: pid_t) -> pid_t? {
+        guard let stat = readFile("/proc/\(pid)/stat", limit: 512),
+            let paren = stat.lastIndex(of: UInt8(ascii: ")")), paren + 2 < stat.count
+        else { return nil }
+        // After ") ": state, ppid, pgrp.
+        let fields = stat[(paren + 2)...].split(separator: UInt8(ascii: " "), maxSplits: 3)
+        guard fields.count >= 3 else { return nil }
+        return pid_t(String(decoding: fields[2], as: UTF8.self))
     }
 
     /// Whether `pid` has exited and waits to be reaped (`/proc/<pid>/stat` state `Z`).

@@ -395,7 +395,7 @@ public struct ExecRunner: Sendable {
         var reaped: pid_t
         repeat { reaped = waitpid(pid, &status, 0) } while reaped < 0 && errno == EINTR
         processes.reaped(pid)
-        processes.sweepOrphans()
+        processes.sweepOrphans(shell: pid)
         // What the killed leftovers wrote last; bounded, in case something untracked holds a pipe.
         let drainUntil = elapsedMs() + Double(min(max(settings.drainMs, 0), 60_000))
         while tails.contains(where: \.open) {
@@ -432,7 +432,7 @@ private struct PipeTail {
 
     init(fd: Int32, limit: Int) {
         self.fd = fd
-        self.limit = limit
+        self.limit = min(max(limit, 0), 1 << 30)
     }
 
     /// Reads what is there without blocking; marks the pipe closed at EOF.
