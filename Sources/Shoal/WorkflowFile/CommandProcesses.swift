@@ -12,8 +12,8 @@ import Synchronization
 /// Every shell command this process runs for exec tasks, and what it leaves behind.
 ///
 /// **The contract:** a task ends when its shell exits, and when it ends nothing it started is
-/// left running. Each command starts through `posix_spawn` as a clean child (its own process
-/// group, an empty signal mask, default signal dispositions, every descriptor but its three
+/// left running. Each command starts through `posix_spawn` as a clean child (its own session
+/// without a terminal, so its own process group too, an empty signal mask, default signal dispositions, every descriptor but its three
 /// standard ones closed; see `shoal_spawn`) with the variable `SHOAL_EXEC_TAG=<our pid>.<task>`
 /// in its environment, which its descendants inherit. When the shell exits (seen through a
 /// pidfd, not through its pipes, which a background child may hold for ever), the runner
