@@ -13,9 +13,10 @@ import Synchronization
 ///
 /// **The contract:** a task ends when its shell exits, and when it ends nothing it started is
 /// left running. Each command starts through `posix_spawn` as a clean child (its own session
-/// without a terminal, so its own process group too, an empty signal mask, default signal dispositions, every descriptor but its three
-/// standard ones closed; see `shoal_spawn`) with the variable `SHOAL_EXEC_TAG=<our pid>.<task>`
-/// in its environment, which its descendants inherit. When the shell exits (seen through a
+/// without a terminal, so its own process group too; an empty signal mask, default signal
+/// dispositions, every descriptor but its three standard ones closed; see `shoal_spawn`) with
+/// the variable `SHOAL_EXEC_TAG=<our pid>.<task>` in its environment, which its descendants
+/// inherit. When the shell exits (seen through a
 /// pidfd, not through its pipes, which a background child may hold for ever), the runner
 ///
 /// 1. kills the shell's process group while the unreaped shell still holds its number, so the
@@ -35,9 +36,8 @@ import Synchronization
 /// **Why this way.** A process group alone misses `setsid`; a subreaper alone cannot tell whose
 /// orphan is whose when many tasks run at once (every orphan lands on the main thread), and
 /// killing an orphan of a still-running task would break a command that starts a helper in the
-/// background; the tag tells. A per-task
-/// supervisor process would attribute everything without a tag, but costs a second process start
-/// per task, which the exec benchmark cannot afford. Limits: a descendant that clears its
+/// background; the tag tells. A per-task supervisor process would attribute everything without a
+/// tag, but costs a second process start per task, which the exec benchmark cannot afford. Limits: a descendant that clears its
 /// environment (`env -i`) and leaves the group is not attributed to its task; it is killed when
 /// the run ends (`killLeftovers()`). Without `adoptOrphans()` (a library user whose process has
 /// children of its own, such as a test runner), only the process group is killed, since reaping
