@@ -17,7 +17,7 @@ public struct ExecTaskFailure: Error, Sendable, Hashable, CustomStringConvertibl
         case exit(code: Int32)
         /// The command was killed by a signal it did not expect (not the timeout's).
         case signal(Int32)
-        /// The command ran longer than the timeout; its process group was killed.
+        /// The command ran longer than the timeout; it and everything it started were killed.
         case timedOut(seconds: Double)
         /// The caller gave no input path for a datum the command reads.
         case missingInput(datum: String)
