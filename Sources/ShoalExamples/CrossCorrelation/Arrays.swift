@@ -1,9 +1,12 @@
 import Foundation
+import ShoalCore
 
 /// A dense `rows × cols` matrix of `Double`, stored row-major.
 ///
 /// `Codable` form: `{"rows": r, "cols": c, "data": <Data>}` where `data` holds the `r * c` values
 /// as little-endian IEEE-754 binary64, row-major (base64 in JSON), so large results stay compact.
+/// With Shoal's `BinaryEncoder`, `data` is the `[Double]` itself, which takes the codec's raw
+/// fast path (one length, then the bytes) instead of `Data`'s per-byte container.
 public struct Matrix: Codable, Sendable, Equatable, Hashable {
     /// Number of rows.
     public private(set) var rows: Int
@@ -61,10 +64,19 @@ public struct Matrix: Codable, Sendable, Equatable, Hashable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let rows = try c.decode(Int.self, forKey: .rows)
         let cols = try c.decode(Int.self, forKey: .cols)
-        let data = try c.decode(Data.self, forKey: .data)
         guard rows >= 0, cols >= 0, let count = checkedProduct([rows, cols]) else {
             throw DecodingError.dataCorruptedError(forKey: .rows, in: c, debugDescription: "bad shape \(rows)×\(cols)")
         }
+        if BinaryCodec.isBinary(decoder) {
+            let values = try c.decode([Double].self, forKey: .data)
+            guard values.count == count else {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .data, in: c, debugDescription: "\(values.count) values for a \(rows)×\(cols) matrix")
+            }
+            self.init(rows: rows, cols: cols, values: values)
+            return
+        }
+        let data = try c.decode(Data.self, forKey: .data)
         guard let values = LittleEndianDoubles.decode(data, count: count) else {
             throw DecodingError.dataCorruptedError(
                 forKey: .data, in: c, debugDescription: "\(data.count) bytes for \(count) doubles")
@@ -77,7 +89,11 @@ public struct Matrix: Codable, Sendable, Equatable, Hashable {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(rows, forKey: .rows)
         try c.encode(cols, forKey: .cols)
-        try c.encode(LittleEndianDoubles.encode(values), forKey: .data)
+        if BinaryCodec.isBinary(encoder) {
+            try c.encode(values, forKey: .data)
+        } else {
+            try c.encode(LittleEndianDoubles.encode(values), forKey: .data)
+        }
     }
 }
 
@@ -85,6 +101,7 @@ public struct Matrix: Codable, Sendable, Equatable, Hashable {
 /// `values[(i * d1 + j) * d2 + k]`. Row operations act on the first axis.
 ///
 /// `Codable` form: `{"shape": [d0, d1, d2], "data": <Data>}` with little-endian binary64 values.
+/// With Shoal's `BinaryEncoder`, `data` is the `[Double]` itself (the codec's raw fast path).
 public struct Tensor3: Codable, Sendable, Equatable, Hashable {
     /// Extent of the first axis.
     public private(set) var d0: Int
@@ -146,10 +163,19 @@ public struct Tensor3: Codable, Sendable, Equatable, Hashable {
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let shape = try c.decode([Int].self, forKey: .shape)
-        let data = try c.decode(Data.self, forKey: .data)
         guard shape.count == 3, shape.allSatisfy({ $0 >= 0 }), let count = checkedProduct(shape) else {
             throw DecodingError.dataCorruptedError(forKey: .shape, in: c, debugDescription: "bad shape \(shape)")
         }
+        if BinaryCodec.isBinary(decoder) {
+            let values = try c.decode([Double].self, forKey: .data)
+            guard values.count == count else {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .data, in: c, debugDescription: "\(values.count) values for shape \(shape)")
+            }
+            self.init(shape[0], shape[1], shape[2], values: values)
+            return
+        }
+        let data = try c.decode(Data.self, forKey: .data)
         guard let values = LittleEndianDoubles.decode(data, count: count) else {
             throw DecodingError.dataCorruptedError(
                 forKey: .data, in: c, debugDescription: "\(data.count) bytes for \(count) doubles")
@@ -161,7 +187,11 @@ public struct Tensor3: Codable, Sendable, Equatable, Hashable {
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(shape, forKey: .shape)
-        try c.encode(LittleEndianDoubles.encode(values), forKey: .data)
+        if BinaryCodec.isBinary(encoder) {
+            try c.encode(values, forKey: .data)
+        } else {
+            try c.encode(LittleEndianDoubles.encode(values), forKey: .data)
+        }
     }
 }
 
