@@ -339,6 +339,26 @@ struct BinaryCodecTests {
         #expect(try deep.decode(Tree.self, from: bytes) == tree)
     }
 
+    @Test func selfWrappingOptionalsAreBoundedByDepth() throws {
+        // Each level is one presence byte inside the previous one: without a bound, hostile
+        // input of many 0x01 bytes would recurse once per byte.
+        indirect enum Chain: Codable, Equatable {
+            case link(Chain??)
+            init(from decoder: any Decoder) throws { self = .link(try decoder.singleValueContainer().decode(Chain??.self)) }
+            func encode(to encoder: any Encoder) throws {
+                var c = encoder.singleValueContainer()
+                switch self {
+                case .link(let next): try c.encode(next)
+                }
+            }
+        }
+        let hostile: [UInt8] = [1, 0] + [UInt8](repeating: 1, count: 100_000)
+        let error = #expect(throws: BinaryDecodingError.self) { try BinaryDecoder().decode(Chain.self, from: hostile) }
+        #expect(error?.kind == .limitExceeded)
+        let short = Chain.link(.some(.link(.some(nil))))
+        try roundTrip(short)
+    }
+
     @Test func malformedBytesNameOffsetAndPath() throws {
         struct Flags: Codable { var on: Bool }
         var bytes = try BinaryEncoder().encode(Flags(on: true))

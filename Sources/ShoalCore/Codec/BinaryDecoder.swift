@@ -117,7 +117,7 @@ final class DecodingState {
         -> BinaryDecodingError
     {
         BinaryDecodingError(
-            kind: kind, offset: offset, codingPath: path.map { $0.intValue.map(String.init) ?? $0.stringValue },
+            kind: kind, offset: offset, codingPath: path.map(\.stringValue),
             message: message)
     }
 
@@ -393,8 +393,13 @@ extension Optional: BinaryOptionalDecodable where Wrapped: Decodable {
     {
         if slot.isNil { return nil }
         if Wrapped.self is any BinaryOptionalDecodable.Type {
+            // A presence byte is one level of nesting: a type that wraps itself in optionals
+            // through a single value container would otherwise recurse once per input byte.
+            guard depth < state.limits.maxDepth else {
+                throw state.error(.limitExceeded, slot.start, path, "nesting deeper than \(state.limits.maxDepth)")
+            }
             let inner = try state.presenceSlot(cursor: slot.cursor, at: slot.start, path: path)
-            return .some(try state.decodeValue(Wrapped.self, slot: inner, path: path, depth: depth))
+            return .some(try state.decodeValue(Wrapped.self, slot: inner, path: path, depth: depth + 1))
         }
         return .some(try state.decodeValue(Wrapped.self, slot: slot, path: path, depth: depth))
     }
