@@ -25,15 +25,20 @@ struct BenchCodec: AsyncParsableCommand {
         guard doubles >= 1 && doubles <= Self.maxElements else {
             throw refuse("--doubles must be 1 to \(Self.maxElements), got \(doubles)")
         }
-        guard rows >= 1 && rows <= Self.maxElements else { throw refuse("--rows must be 1 to \(Self.maxElements), got \(rows)") }
-        guard cols >= 1 && cols <= Self.maxElements else { throw refuse("--cols must be 1 to \(Self.maxElements), got \(cols)") }
+        guard rows >= 1 && rows <= Self.maxElements else {
+            throw refuse("--rows must be 1 to \(Self.maxElements), got \(rows)")
+        }
+        guard cols >= 1 && cols <= Self.maxElements else {
+            throw refuse("--cols must be 1 to \(Self.maxElements), got \(cols)")
+        }
         guard depth >= 1 && depth <= Self.maxElements else {
             throw refuse("--depth must be 1 to \(Self.maxElements), got \(depth)")
         }
         let (rc, o1) = rows.multipliedReportingOverflow(by: cols)
         let (rcd, o2) = rc.multipliedReportingOverflow(by: depth)
         guard !o1 && !o2 && rcd <= Self.maxElements else {
-            throw refuse("--rows × --cols × --depth must be at most \(Self.maxElements), got \(rows) × \(cols) × \(depth)")
+            throw refuse(
+                "--rows × --cols × --depth must be at most \(Self.maxElements), got \(rows) × \(cols) × \(depth)")
         }
         guard runs >= 1 && runs <= 1000 else { throw refuse("--runs must be 1 to 1000, got \(runs)") }
     }
@@ -100,7 +105,8 @@ struct BenchCodec: AsyncParsableCommand {
             "\(name): \(encoded.count) bytes (\(encoded.count - payloadBytes) over the raw values); "
                 + "encode \(format(enc, 2)) GB/s (\(format(encodeSeconds * 1000, 2)) ms), "
                 + "decode \(format(dec, 2)) GB/s (\(format(decodeSeconds * 1000, 2)) ms); "
-                + "memcpy \(format(refRate, 2)) GB/s; ratio encode \(format(enc / refRate, 2)), decode \(format(dec / refRate, 2))"
+                + "memcpy \(format(refRate, 2)) GB/s; "
+                + "ratio encode \(format(enc / refRate, 2)), decode \(format(dec / refRate, 2))"
                 + (same && size > 0 ? "" : " (decode check failed)"))
     }
 
@@ -116,9 +122,11 @@ struct BenchCodec: AsyncParsableCommand {
             throw ValidationError("JSON round trip of the matrix differs")
         }
         print(
-            "JSON Matrix \(matrix.rows)×\(matrix.cols): \(json.count) bytes; encode \(format(jsonEncode * 1000, 2)) ms "
-                + "(\(format(gbps(payloadBytes, jsonEncode), 3)) GB/s of values), decode \(format(jsonDecode * 1000, 2)) ms "
-                + "(\(format(gbps(payloadBytes, jsonDecode), 3)) GB/s); binary is \(format(jsonEncode / binaryEncode, 1))× "
-                + "faster to encode, \(format(jsonDecode / binaryDecode, 1))× to decode")
+            "JSON Matrix \(matrix.rows)×\(matrix.cols): \(json.count) bytes; "
+                + "encode \(format(jsonEncode * 1000, 2)) ms "
+                + "(\(format(gbps(payloadBytes, jsonEncode), 3)) GB/s of values), "
+                + "decode \(format(jsonDecode * 1000, 2)) ms (\(format(gbps(payloadBytes, jsonDecode), 3)) GB/s); "
+                + "binary is \(format(jsonEncode / binaryEncode, 1))× faster to encode, "
+                + "\(format(jsonDecode / binaryDecode, 1))× to decode")
     }
 }

@@ -7,7 +7,8 @@ struct Bench: AsyncParsableCommand {
         commandName: "bench",
         abstract: "Measure parts of Shoal and print the figures.",
         subcommands: [
-            BenchTrivial.self, BenchStencil.self, BenchMemory.self, BenchStore.self, BenchSimulator.self, BenchExec.self, BenchCodec.self,
+            BenchTrivial.self, BenchStencil.self, BenchMemory.self, BenchStore.self, BenchSimulator.self, BenchExec.self,
+            BenchCodec.self,
         ])
 }
 

@@ -111,7 +111,9 @@ struct BinaryCodecTests {
     }
 
     @Test func optionalsNestedAndAbsent() throws {
-        let all = Optionals(a: 1, b: .some(.some(2)), c: .some(.some(.some(3))), d: [1, nil, 3, nil], e: ["x", nil], f: Point(x: 1, y: 1))
+        let all = Optionals(
+            a: 1, b: .some(.some(2)), c: .some(.some(.some(3))), d: [1, nil, 3, nil], e: ["x", nil],
+            f: Point(x: 1, y: 1))
         let nils = Optionals(a: nil, b: nil, c: nil, d: [nil, nil], e: nil, f: nil)
         let inner = Optionals(a: nil, b: .some(nil), c: .some(.some(nil)), d: [], e: [nil], f: nil)
         let middle = Optionals(a: 0, b: .some(.some(0)), c: .some(nil), d: [0], e: [], f: nil)
@@ -123,7 +125,8 @@ struct BinaryCodecTests {
         try roundTrip([Int??]([.none, .some(.none), .some(.some(7))]))
         // Fields read out of order by decodeIfPresent, with a key that was never written.
         let bytes = try BinaryEncoder().encode(all)
-        #expect(try BinaryDecoder().decode(ReverseReader.self, from: bytes) == ReverseReader(f: Point(x: 1, y: 1), a: 1))
+        #expect(
+            try BinaryDecoder().decode(ReverseReader.self, from: bytes) == ReverseReader(f: Point(x: 1, y: 1), a: 1))
         let nilBytes = try BinaryEncoder().encode(nils)
         #expect(try BinaryDecoder().decode(ReverseReader.self, from: nilBytes) == ReverseReader(f: nil, a: nil))
     }
@@ -149,8 +152,10 @@ struct BinaryCodecTests {
     }
 
     @Test func integerWidthsAtTheirLimits() throws {
-        let low = Widths(i8: .min, i16: .min, i32: .min, i64: .min, i: .min, u8: .min, u16: .min, u32: .min, u64: .min, u: .min)
-        let high = Widths(i8: .max, i16: .max, i32: .max, i64: .max, i: .max, u8: .max, u16: .max, u32: .max, u64: .max, u: .max)
+        let low = Widths(
+            i8: .min, i16: .min, i32: .min, i64: .min, i: .min, u8: .min, u16: .min, u32: .min, u64: .min, u: .min)
+        let high = Widths(
+            i8: .max, i16: .max, i32: .max, i64: .max, i: .max, u8: .max, u16: .max, u32: .max, u64: .max, u: .max)
         try roundTrip(low)
         try roundTrip(high)
         try roundTrip([Int8.min, -1, 0, 1, .max])
@@ -160,7 +165,9 @@ struct BinaryCodecTests {
     }
 
     @Test func floatsIncludingNaNInfinityAndNegativeZero() throws {
-        let doubles: [Double] = [0, -0.0, .infinity, -.infinity, .nan, .leastNonzeroMagnitude, .greatestFiniteMagnitude, .pi]
+        let doubles: [Double] = [
+            0, -0.0, .infinity, -.infinity, .nan, .leastNonzeroMagnitude, .greatestFiniteMagnitude, .pi,
+        ]
         let floats: [Float] = [0, -0.0, .infinity, -.infinity, .nan, .leastNonzeroMagnitude, .greatestFiniteMagnitude]
         struct Reals: Codable { var d: Double; var f: Float }
         for (d, f) in zip(doubles, floats) {
@@ -170,7 +177,9 @@ struct BinaryCodecTests {
         let arrays = try BinaryDecoder().decode([Double].self, from: BinaryEncoder().encode(doubles))
         #expect(arrays.map(\.bitPattern) == doubles.map(\.bitPattern))
         let signalling = Double(bitPattern: 0x7FF4_0000_0000_0001)
-        #expect(try BinaryDecoder().decode(Double.self, from: BinaryEncoder().encode(signalling)).bitPattern == signalling.bitPattern)
+        #expect(
+            try BinaryDecoder().decode(Double.self, from: BinaryEncoder().encode(signalling)).bitPattern
+                == signalling.bitPattern)
     }
 
     @Test func boolsStringsAndEmptyValues() throws {
@@ -274,7 +283,9 @@ struct BinaryCodecTests {
     @Test func randomBytesNeverCrash() throws {
         var rng = SeededGenerator(seed: 42)
         let valid = try BinaryEncoder().encode(
-            Shape(name: "s", corners: [Point(x: 1, y: 1)], origin: Point(x: 2, y: 2), tags: ["a": 1], note: nil, weight: 1))
+            Shape(
+                name: "s", corners: [Point(x: 1, y: 1)], origin: Point(x: 2, y: 2), tags: ["a": 1], note: nil, weight: 1
+            ))
         var decoded = 0
         var refused = 0
         for _ in 0..<3000 {
@@ -317,7 +328,9 @@ struct BinaryCodecTests {
         #expect(error?.kind == .limitExceeded)
         // Within the limit but beyond the bytes: truncated, still without allocating.
         let short: [UInt8] = [1, 0, 1, 0x80, 0x80, 0x40]  // 1 Mi doubles claimed, none present
-        let truncated = #expect(throws: BinaryDecodingError.self) { try BinaryDecoder().decode([Double].self, from: short) }
+        let truncated = #expect(throws: BinaryDecodingError.self) {
+            try BinaryDecoder().decode([Double].self, from: short)
+        }
         #expect(truncated?.kind == .truncated)
         // A string claiming more bytes than exist, and a lowered element limit.
         let string: [UInt8] = [1, 0, 1, 0xFF, 0xFF, 0xFF, 0x7F, 0x61]
@@ -344,7 +357,9 @@ struct BinaryCodecTests {
         // input of many 0x01 bytes would recurse once per byte.
         indirect enum Chain: Codable, Equatable {
             case link(Chain??)
-            init(from decoder: any Decoder) throws { self = .link(try decoder.singleValueContainer().decode(Chain??.self)) }
+            init(from decoder: any Decoder) throws {
+                self = .link(try decoder.singleValueContainer().decode(Chain??.self))
+            }
             func encode(to encoder: any Encoder) throws {
                 var c = encoder.singleValueContainer()
                 switch self {
@@ -367,7 +382,9 @@ struct BinaryCodecTests {
         #expect(error?.kind == .malformed)
         #expect(error?.offset == bytes.count - 1)
         #expect(error?.codingPath == ["on"])
-        let version = #expect(throws: BinaryDecodingError.self) { try BinaryDecoder().decode(Bool.self, from: [2, 0, 1, 1]) }
+        let version = #expect(throws: BinaryDecodingError.self) {
+            try BinaryDecoder().decode(Bool.self, from: [2, 0, 1, 1])
+        }
         #expect(version?.kind == .malformed)
         // Type mismatch inside a keyed entry: an Int64 read as Int32 does not fill the entry.
         struct Wide: Codable { var n: Int64 }

@@ -121,7 +121,9 @@ final class DecodingState {
             message: message)
     }
 
-    func readFixed<I: FixedWidthInteger>(_ type: I.Type, at p: inout Int, end: Int, path: @autoclosure () -> [any CodingKey])
+    func readFixed<I: FixedWidthInteger>(
+        _ type: I.Type, at p: inout Int, end: Int, path: @autoclosure () -> [any CodingKey]
+    )
         throws -> I
     {
         let size = MemoryLayout<I>.size
@@ -186,7 +188,8 @@ final class DecodingState {
     }
 
     /// A presence byte at `at`: 0 nil, 1 a value follows.
-    func presenceSlot(cursor: DecodingCursor, at: Int, path: @autoclosure () -> [any CodingKey]) throws -> DecodingSlot {
+    func presenceSlot(cursor: DecodingCursor, at: Int, path: @autoclosure () -> [any CodingKey]) throws -> DecodingSlot
+    {
         var p = at
         let b = try readFixed(UInt8.self, at: &p, end: cursor.end, path: path())
         guard b <= 1 else { throw error(.malformed, at, path(), "presence byte \(b), expected 0 or 1") }
@@ -360,7 +363,9 @@ final class DecodingState {
         let count = try readCount(at: &p, end: end, limit: limits.maxElementCount, what: "element", path: path)
         let at = p
         let nilCount = try readCount(at: &p, end: end, limit: count, what: "nil element", path: path)
-        guard nilCount <= end - p else { throw error(.truncated, at, path, "\(nilCount) nil indices, \(end - p) bytes left") }
+        guard nilCount <= end - p else {
+            throw error(.truncated, at, path, "\(nilCount) nil indices, \(end - p) bytes left")
+        }
         var nils: [Int] = []
         nils.reserveCapacity(nilCount)
         for _ in 0..<nilCount {
@@ -442,7 +447,8 @@ struct BinaryKeyedDecoder<Key: CodingKey>: KeyedDecodingContainerProtocol {
     }
 
     private func slot(_ e: KeyedEntry) -> DecodingSlot {
-        DecodingSlot(cursor: DecodingCursor(position: e.start, end: e.end), start: e.start, isNil: e.start == e.end, exact: true)
+        DecodingSlot(
+            cursor: DecodingCursor(position: e.start, end: e.end), start: e.start, isNil: e.start == e.end, exact: true)
     }
 
     private func slot(_ key: Key) throws -> DecodingSlot {
@@ -457,7 +463,9 @@ struct BinaryKeyedDecoder<Key: CodingKey>: KeyedDecodingContainerProtocol {
 
     func decodeNil(forKey key: Key) throws -> Bool { try slot(key).isNil }
     func decode(_ type: Bool.Type, forKey key: Key) throws -> Bool { try state.bool(slot(key), codingPath + [key]) }
-    func decode(_ type: String.Type, forKey key: Key) throws -> String { try state.string(slot(key), codingPath + [key]) }
+    func decode(_ type: String.Type, forKey key: Key) throws -> String {
+        try state.string(slot(key), codingPath + [key])
+    }
     func decode(_ type: Double.Type, forKey key: Key) throws -> Double {
         Double(bitPattern: try state.fixed(UInt64.self, slot(key), codingPath + [key]))
     }
@@ -465,7 +473,9 @@ struct BinaryKeyedDecoder<Key: CodingKey>: KeyedDecodingContainerProtocol {
         Float(bitPattern: try state.fixed(UInt32.self, slot(key), codingPath + [key]))
     }
     func decode(_ type: Int.Type, forKey key: Key) throws -> Int { try state.int(slot(key), codingPath + [key]) }
-    func decode(_ type: Int8.Type, forKey key: Key) throws -> Int8 { try state.fixed(type, slot(key), codingPath + [key]) }
+    func decode(_ type: Int8.Type, forKey key: Key) throws -> Int8 {
+        try state.fixed(type, slot(key), codingPath + [key])
+    }
     func decode(_ type: Int16.Type, forKey key: Key) throws -> Int16 {
         try state.fixed(type, slot(key), codingPath + [key])
     }
@@ -618,7 +628,8 @@ struct BinaryUnkeyedDecoder: UnkeyedDecodingContainer {
         -> KeyedDecodingContainer<NestedKey>
     {
         let p = path
-        return try BinaryValueDecoder(state: state, slot: nextSlot(), codingPath: p, depth: depth).container(keyedBy: type)
+        return try BinaryValueDecoder(state: state, slot: nextSlot(), codingPath: p, depth: depth).container(
+            keyedBy: type)
     }
 
     mutating func nestedUnkeyedContainer() throws -> any UnkeyedDecodingContainer {
@@ -641,8 +652,12 @@ struct BinarySingleValueDecoder: SingleValueDecodingContainer {
     func decodeNil() -> Bool { slot.isNil }
     func decode(_ type: Bool.Type) throws -> Bool { try state.bool(slot, codingPath) }
     func decode(_ type: String.Type) throws -> String { try state.string(slot, codingPath) }
-    func decode(_ type: Double.Type) throws -> Double { Double(bitPattern: try state.fixed(UInt64.self, slot, codingPath)) }
-    func decode(_ type: Float.Type) throws -> Float { Float(bitPattern: try state.fixed(UInt32.self, slot, codingPath)) }
+    func decode(_ type: Double.Type) throws -> Double {
+        Double(bitPattern: try state.fixed(UInt64.self, slot, codingPath))
+    }
+    func decode(_ type: Float.Type) throws -> Float {
+        Float(bitPattern: try state.fixed(UInt32.self, slot, codingPath))
+    }
     func decode(_ type: Int.Type) throws -> Int { try state.int(slot, codingPath) }
     func decode(_ type: UInt.Type) throws -> UInt { try state.uint(slot, codingPath) }
     func decode(_ type: Int8.Type) throws -> Int8 { try state.fixed(type, slot, codingPath) }

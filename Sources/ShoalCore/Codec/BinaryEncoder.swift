@@ -394,7 +394,8 @@ struct BinaryKeyedEncoder<Key: CodingKey>: KeyedEncodingContainerProtocol {
         keyedBy keyType: NestedKey.Type, forKey key: Key
     ) -> KeyedEncodingContainer<NestedKey> {
         KeyedEncodingContainer(
-            BinaryKeyedEncoder<NestedKey>(state: state, body: entrySlot(key).openKeyed(), codingPath: codingPath + [key]))
+            BinaryKeyedEncoder<NestedKey>(
+                state: state, body: entrySlot(key).openKeyed(), codingPath: codingPath + [key]))
     }
 
     mutating func nestedUnkeyedContainer(forKey key: Key) -> any UnkeyedEncodingContainer {
@@ -499,7 +500,9 @@ struct BinarySingleValueEncoder: SingleValueEncodingContainer {
     mutating func encode<T: Encodable>(_ value: T) throws {
         guard slot.isEmpty else {
             throw EncodingError.invalidValue(
-                value, EncodingError.Context(codingPath: codingPath, debugDescription: "a single value container encoded twice"))
+                value,
+                EncodingError.Context(
+                    codingPath: codingPath, debugDescription: "a single value container encoded twice"))
         }
         try state.encodeValue(value, into: slot, path: codingPath)
     }
