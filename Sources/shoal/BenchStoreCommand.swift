@@ -29,7 +29,7 @@ struct BenchStore: ParsableCommand {
         guard batch >= 1 else { throw refuse("--batch must be at least 1, got \(batch)") }
         if let dataDirectory {
             do {
-                try WorkflowRunner.checkFolder(dataDirectory, role: "data folder (--data-dir)", create: false)
+                try WorkflowRunner.checkFolder(dataDirectory, role: "data folder (--data-dir)")
             } catch {
                 throw refuse("\(error)")
             }

@@ -74,11 +74,11 @@ struct Run: AsyncParsableCommand {
             // Everything is checked before any task runs: the file, then every folder.
             try runner.validate()
             let dataRole = "data folder (--data-dir)"
-            if let dataDir { try WorkflowRunner.checkFolder(dataDir, role: dataRole, create: false) }
+            if let dataDir { try WorkflowRunner.checkFolder(dataDir, role: dataRole) }
             let prepared = try runner.prepare()
             scratch.withLock { $0 = prepared.scratch }
             if let dataDir {
-                try WorkflowRunner.checkFolder(dataDir, role: dataRole)
+                try WorkflowRunner.makeFolder(dataDir, role: dataRole)
                 options.store = try LMDBShard(directory: dataDir)
             }
             var running = runner

@@ -92,12 +92,11 @@ public struct WorkflowRunner: Sendable {
     /// run's folder in the work folder. Throws `RunSetupError` in plain words.
     public func prepare() throws(RunSetupError) -> Prepared {
         let work = workDirectory.standardizedFileURL
+        let outputs = outputDirectory?.standardizedFileURL
         let outputRole = "output folder (--output-dir)", workRole = "work folder (--work-dir)"
-        if let outputDirectory { try Self.checkFolder(outputDirectory.standardizedFileURL.path, role: outputRole, create: false) }
-        try Self.checkFolder(work.path, role: workRole, create: false)
-        var outputs: URL?
-        if let outputDirectory {
-            let dir = outputDirectory.standardizedFileURL
+        if let outputs { try Self.checkFolder(outputs.path, role: outputRole) }
+        try Self.checkFolder(work.path, role: workRole)
+        if let dir = outputs {
             for output in file.outputs {
                 let target = dir.appendingPathComponent(output.name).path
                 if let kind = FileOps.kind(target), kind != .regular {
@@ -106,10 +105,9 @@ public struct WorkflowRunner: Sendable {
                             + "file is ever replaced: move it away or choose another --output-dir")
                 }
             }
-            outputs = dir
         }
-        if let outputs { try Self.checkFolder(outputs.path, role: outputRole) }
-        try Self.checkFolder(work.path, role: workRole)
+        if let outputs { try Self.makeFolder(outputs.path, role: outputRole) }
+        try Self.makeFolder(work.path, role: workRole)
         let base = String(file.name.map { $0.isLetter || $0.isNumber || "-_.".contains($0) ? $0 : "_" }.prefix(100))
         var n = 1
         while true {
@@ -143,11 +141,11 @@ public struct WorkflowRunner: Sendable {
     }
 
     /// Checks that `path` is a folder this process can create files in, or one it can make (the
-    /// nearest existing folder above it is a folder it can write in); with `create`, makes it
-    /// (and its parents) and tries a file in it. Symbolic links to folders are followed. `role`
-    /// names it in the error ("output folder (--output-dir)"). Check every folder first and
-    /// create them after, so a refused run leaves nothing behind.
-    public static func checkFolder(_ path: String, role: String, create: Bool = true) throws(RunSetupError) {
+    /// nearest existing folder above it is a folder it can write in), without making anything.
+    /// Symbolic links to folders are followed. `role` names it in the error ("output folder
+    /// (--output-dir)"). Check every folder first and make them after (`makeFolder`), so a
+    /// refused run leaves nothing behind.
+    public static func checkFolder(_ path: String, role: String) throws(RunSetupError) {
         var existing = path
         while FileOps.kind(existing) == nil {
             guard let slash = existing.lastIndex(of: "/") else {
@@ -166,7 +164,11 @@ public struct WorkflowRunner: Sendable {
         guard access(existing, W_OK | X_OK) == 0 else {
             throw RunSetupError("the \(role): \(FileError(existing == path ? "create files in" : "create folders in", existing))")
         }
-        guard create else { return }
+    }
+
+    /// Makes the folder `path` (and its parents) that `checkFolder` accepted, and tries a file in
+    /// it, so a folder this process cannot write in is found now rather than by a task.
+    public static func makeFolder(_ path: String, role: String) throws(RunSetupError) {
         do throws(FileError) {
             try FileOps.makeDirectories(path)
         } catch {
@@ -185,16 +187,24 @@ public struct WorkflowRunner: Sendable {
     /// counters so far (on a background task).
     public func run(progress: (@Sendable (RunStatistics, Int) -> Void)? = nil) async throws -> Report {
         try validate()
-        return try await run(try prepare(), progress: progress)
+        return try await execute(try prepare(), progress: progress)
     }
 
-    /// Runs the workflow in folders `prepare()` made. When a task failure aborts the run, the
-    /// outputs that were produced are still written, and a `WorkflowRunFailure` carries the
-    /// report (with the outputs that were not) and the cause.
+    /// Runs the workflow in folders `prepare()` made, after checking the file again (its data
+    /// files may have changed since). When a task failure aborts the run, the outputs that were
+    /// produced are still written, and a `WorkflowRunFailure` carries the report (with the outputs
+    /// that were not) and the cause.
     public func run(_ prepared: Prepared, progress: (@Sendable (RunStatistics, Int) -> Void)? = nil) async throws
         -> Report
     {
         try validate()
+        return try await execute(prepared, progress: progress)
+    }
+
+    /// `run` once the file is checked and the folders made.
+    private func execute(_ prepared: Prepared, progress: (@Sendable (RunStatistics, Int) -> Void)?) async throws
+        -> Report
+    {
         let files = VersionFiles(directory: prepared.versions)
         let scratch = ScratchFolders(root: prepared.scratch.path)
         defer { scratch.removeAll() }
