@@ -223,13 +223,14 @@ public final class CommandProcesses: Sendable {
             let spawning = running.values.contains(0)
             var victims: [pid_t] = [], unsure = false
             for child in children where !unreaped.contains(child) {
-                if Self.isZombie(child) {
+                guard let state = Self.processState(child) else { continue }  // gone already
+                if state.isZombie {
                     if !spawning { victims.append(child) }  // dead already: only reaping is left
                     continue
                 }
                 let task = taggedTask(child)
                 if let task, running[task] != nil { continue }  // a running task's helper
-                if task != nil || Self.processGroup(child) == shell {
+                if task != nil || state.group == shell {
                     // Its task has ended: this one's, or one an earlier sweep could not catch.
                     kill(child, SIGKILL)
                     killed += 1
@@ -264,24 +265,29 @@ public final class CommandProcesses: Sendable {
         return nil
     }
 
-    /// The process group of `pid` (`/proc/<pid>/stat` field 5), or nil.
-    static func processGroup(_ pid: pid_t) -> pid_t? {
+    /// What `/proc/<pid>/stat` says of a process that the sweeps need, read once.
+    struct ProcessState {
+        /// Exited and waiting to be reaped (state `Z`).
+        var isZombie: Bool
+        /// Its process group (field 5).
+        var group: pid_t?
+    }
+
+    /// `pid`'s state, or nil when it is gone. The command name (field 2) may hold spaces and
+    /// parentheses, so the fields are counted from its last `)`.
+    static func processState(_ pid: pid_t) -> ProcessState? {
         guard let stat = readFile("/proc/\(pid)/stat", limit: 512),
             let paren = stat.lastIndex(of: UInt8(ascii: ")")), paren + 2 < stat.count
         else { return nil }
         // After ") ": state, ppid, pgrp.
         let fields = stat[(paren + 2)...].split(separator: UInt8(ascii: " "), maxSplits: 3)
-        guard fields.count >= 3 else { return nil }
-        return pid_t(String(decoding: fields[2], as: UTF8.self))
+        return ProcessState(
+            isZombie: stat[paren + 2] == UInt8(ascii: "Z"),
+            group: fields.count >= 3 ? pid_t(String(decoding: fields[2], as: UTF8.self)) : nil)
     }
 
-    /// Whether `pid` has exited and waits to be reaped (`/proc/<pid>/stat` state `Z`).
-    static func isZombie(_ pid: pid_t) -> Bool {
-        guard let stat = readFile("/proc/\(pid)/stat", limit: 512),
-            let paren = stat.lastIndex(of: UInt8(ascii: ")")), paren + 2 < stat.count
-        else { return false }
-        return stat[paren + 2] == UInt8(ascii: "Z")
-    }
+    /// Whether `pid` has exited and waits to be reaped.
+    static func isZombie(_ pid: pid_t) -> Bool { processState(pid)?.isZombie ?? false }
 
     /// The pids listed in a `/proc/.../children` file (nil when it cannot be read).
     private static func children(path: String) -> [pid_t]? {
@@ -291,16 +297,7 @@ public final class CommandProcesses: Sendable {
 
     /// This process's thread ids (`/proc/self/task`).
     private static func threadIDs() -> [String] {
-        guard let dir = opendir("/proc/self/task") else { return [] }
-        defer { closedir(dir) }
-        var ids: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            if name.first?.isNumber == true { ids.append(name) }
-        }
-        return ids
+        FileOps.names(in: "/proc/self/task").map { String(decoding: $0, as: UTF8.self) }.filter { $0.first?.isNumber == true }
     }
 
     /// A whole small file, or nil when it cannot be opened (a process that is gone).

@@ -318,8 +318,23 @@ public struct ExecRunner: Sendable {
     }
     private struct LaunchError: Error { var message: String }
 
-    /// The environment commands start with: this process's, as it was when first asked for.
-    private static let inheritedEnvironment: [String: String] = ProcessInfo.processInfo.environment
+    /// The environment commands start with: this process's, as it was when first asked for,
+    /// without a tag of ours (each command gets its own).
+    private static let inheritedEnvironment: [String: String] = {
+        var environment = ProcessInfo.processInfo.environment
+        environment[CommandProcesses.tagVariable] = nil
+        return environment
+    }()
+    /// `inheritedEnvironment` as `NAME=value` strings, made once: most runners add nothing to it.
+    private static let inheritedVariables = inheritedEnvironment.map { "\($0.key)=\($0.value)" }
+
+    /// The `NAME=value` strings a command starts with, before its tag.
+    private var variables: [String] {
+        guard !settings.environment.isEmpty else { return Self.inheritedVariables }
+        var environment = Self.inheritedEnvironment.merging(settings.environment) { $1 }
+        environment[CommandProcesses.tagVariable] = nil
+        return environment.map { "\($0.key)=\($0.value)" }
+    }
 
     /// Runs `shell -c command` as a clean child (see `CommandProcesses` for what "clean" and
     /// "ended" mean), pumping both pipes on this thread with `poll`, enforcing the timeout. Returns
@@ -338,9 +353,7 @@ public struct ExecRunner: Sendable {
         }
         defer { close(outPipe[0]); close(errPipe[0]) }
 
-        var environment = Self.inheritedEnvironment.merging(settings.environment) { $1 }
-        environment[CommandProcesses.tagVariable] = nil
-        let variables = environment.map { "\($0.key)=\($0.value)" } + [processes.tag(task)]
+        let variables = self.variables + [processes.tag(task)]
         let start = DispatchTime.now().uptimeNanoseconds
         func elapsedMs() -> Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6 }
         var pid: pid_t = 0

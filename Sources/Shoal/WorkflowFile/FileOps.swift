@@ -195,6 +195,9 @@ enum FileOps {
         return entries(bytes).allSatisfy { $0 == Array("in".utf8) || $0 == Array("out".utf8) }
     }
 
+    /// The names in folder `path`, without `.` and `..` (empty when it cannot be read).
+    static func names(in path: String) -> [[UInt8]] { entries(Array(path.utf8)) }
+
     /// The names in folder `path` (bytes, not NUL-terminated), without `.` and `..`.
     private static func entries(_ path: [UInt8]) -> [[UInt8]] {
         let cPath = path.map { CChar(bitPattern: $0) } + [0]
