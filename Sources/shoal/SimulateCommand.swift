@@ -396,26 +396,17 @@ struct ScenarioFileReader {
         return v
     }
 
-    func yamlError(_ e: YamlError) -> ScenarioFileError {
-        let (line, column, message) = YAMLDiagnostics.describe(e)
-        return ScenarioFileError(file: file, line: line, column: column, message: message)
-    }
-
     // MARK: The scenario
 
     func scenario(_ text: String) throws(ScenarioFileError) -> Scenario {
-        let root: Node
+        let composed: Node?
         do {
-            guard let node = try Yams.compose(yaml: text) else {
-                throw ScenarioFileError(file: file, message: "the file is empty; a scenario has at least 'name', 'peers' and 'duration'")
-            }
-            root = node
-        } catch let e as ScenarioFileError {
-            throw e
-        } catch let e as YamlError {
-            throw yamlError(e)
+            composed = try YAMLDiagnostics.compose(text)
         } catch {
-            throw ScenarioFileError(file: file, message: "not a YAML file: \(error)")
+            throw ScenarioFileError(file: file, line: error.line, column: error.column, message: error.message)
+        }
+        guard let root = composed else {
+            throw ScenarioFileError(file: file, message: "the file is empty; a scenario has at least 'name', 'peers' and 'duration'")
         }
         let top = try fields(root, nil, allowed: ScenarioFile.topLevelKeys, what: "a scenario")
 

@@ -237,18 +237,14 @@ private struct WorkflowFileParser {
             throw error(.tooLarge, nil, "the workflow file is larger than \(options.maxFileBytes) bytes (maxFileBytes)")
         }
         sourceLines = yaml.split(separator: "\n", omittingEmptySubsequences: false)
-        let root: Node
+        let composed: Node?
         do {
-            guard let node = try Yams.compose(yaml: yaml) else {
-                throw error(.wrongType, nil, "the file is empty; expected a mapping with 'name' and 'tasks'")
-            }
-            root = node
-        } catch let e as WorkflowFileError {
-            throw e
-        } catch let e as YamlError {
-            throw yamlError(e)
+            composed = try YAMLDiagnostics.compose(yaml)
         } catch {
-            throw self.error(.yamlSyntax, nil, "not a YAML file: \(error)")
+            throw self.error(.yamlSyntax, error.line.map { SourceLocation(line: $0, column: error.column ?? 1) }, error.message)
+        }
+        guard let root = composed else {
+            throw error(.wrongType, nil, "the file is empty; expected a mapping with 'name' and 'tasks'")
         }
         guard case .mapping = root else {
             throw error(.wrongType, loc(root), "the top level must be a mapping with 'name' and 'tasks', found \(Self.describe(root))")
@@ -321,11 +317,6 @@ private struct WorkflowFileParser {
             }
         }
         return WorkflowFile(name: name, path: file, data: data, tasks: tasks, outputs: outputs, nameLocation: loc(nameNode))
-    }
-
-    func yamlError(_ e: YamlError) -> WorkflowFileError {
-        let (line, column, message) = YAMLDiagnostics.describe(e)
-        return error(.yamlSyntax, line.map { SourceLocation(line: $0, column: column ?? 1) }, message)
     }
 
     // MARK: data

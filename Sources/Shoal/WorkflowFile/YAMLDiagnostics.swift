@@ -3,6 +3,25 @@ import Yams
 /// What the YAML readers (workflow files here, scenario files in the `shoal` command) say about a
 /// file they refuse, in one place so both say it alike.
 public enum YAMLDiagnostics {
+    /// Why a text is not YAML: where (when Yams knows) and what, in words.
+    public struct Problem: Error, Sendable {
+        public var line: Int?
+        public var column: Int?
+        public var message: String
+    }
+
+    /// The YAML node tree of `text` (nil for an empty document), or the problem in words.
+    public static func compose(_ text: String) throws(Problem) -> Node? {
+        do {
+            return try Yams.compose(yaml: text)
+        } catch let e as YamlError {
+            let (line, column, message) = describe(e)
+            throw Problem(line: line, column: column, message: message)
+        } catch {
+            throw Problem(line: nil, column: nil, message: "not a YAML file: \(error)")
+        }
+    }
+
     /// Where Yams located a problem (line and column when it knows them) and the problem in
     /// words, for an error in the `file:line:column: message` style.
     public static func describe(_ e: YamlError) -> (line: Int?, column: Int?, message: String) {
