@@ -242,10 +242,8 @@ public struct DataflowGraph: Sendable {
     }
 
     struct DatumSlot: Sendable {
-        var current = VersionID.none
-        /// The open group on this datum, if any: its kind and the version before it.
-        var groupKind: Direction? = nil
-        var groupBase = VersionID.none
+        /// Its newest version and open group (the shared renaming rule, `VersionLedger`).
+        var versions = DatumVersions()
         /// Commutative mutual exclusion.
         var lockHolder: TaskID? = nil
         var lockWaiters: [TaskID] = []
@@ -258,6 +256,8 @@ public struct DataflowGraph: Sendable {
     var arena = AccessArena()
     /// Reused by `submit` to resolve accesses without allocating.
     var scratch: [ResolvedAccess] = []
+    /// The first failed version the task being submitted reads (set by `addReader`).
+    var inputFailure: FailureID? = nil
     var versions: [VersionSlot] = []
     var freeVersions: [UInt32] = []
     var data: [DatumSlot] = []
@@ -290,8 +290,8 @@ public struct DataflowGraph: Sendable {
     /// The newest version of `datum`, or nil if nothing defined it yet.
     public func currentVersion(of datum: DatumID) -> VersionID? {
         let i = Int(datum.raw)
-        guard i < data.count, data[i].current != .none else { return nil }
-        return data[i].current
+        guard i < data.count, data[i].versions.current != .none else { return nil }
+        return data[i].versions.current
     }
 
     public enum VersionStatus: Sendable, Hashable {
@@ -331,10 +331,10 @@ public struct DataflowGraph: Sendable {
     /// user, or a value loaded from the store). Closes any open group on the datum.
     public mutating func define(_ datum: DatumID, into out: inout [Directive]) -> VersionID {
         ensureDatum(datum)
-        closeGroup(datum, into: &out)
+        closeGroup(datum, effects: &out)
         let v = newVersion(datum, pendingWriters: 0)
         versions[Int(v.raw)].state = .available
-        supersede(datum, with: v, into: &out)
+        replaceCurrent(of: datum, with: v, effects: &out)
         return v
     }
 
@@ -342,7 +342,7 @@ public struct DataflowGraph: Sendable {
     /// Closes an open group, because a wait is an access that observes the group's result.
     public mutating func pinCurrent(_ datum: DatumID, into out: inout [Directive]) -> VersionID? {
         ensureDatum(datum)
-        closeGroup(datum, into: &out)
+        closeGroup(datum, effects: &out)
         guard let v = currentVersion(of: datum) else { return nil }
         versions[Int(v.raw)].pins += 1
         return v
@@ -372,49 +372,14 @@ public struct DataflowGraph: Sendable {
         var resolved = scratch
         resolved.removeAll(keepingCapacity: true)
         defer { scratch = resolved }
-        var inputFailure: FailureID? = nil
+        inputFailure = nil
         for (datum, direction) in accesses {
             ensureDatum(datum)
-            var access = ResolvedAccess(datum: datum, direction: direction, read: nil, written: nil)
-            let di = Int(datum.raw)
-            switch direction {
-            case .in:
-                closeGroup(datum, into: &out)
-                access.read = addReader(t, of: data[di].current, datum, &inputFailure)
-            case .out:
-                closeGroup(datum, into: &out)
-                let v = newVersion(datum, pendingWriters: 1)
-                supersede(datum, with: v, into: &out)
-                access.written = v
-            case .inout:
-                closeGroup(datum, into: &out)
-                // Count the read before superseding, or the old version could be released now.
-                access.read = addReader(t, of: data[di].current, datum, &inputFailure)
-                let v = newVersion(datum, pendingWriters: 1)
-                supersede(datum, with: v, into: &out)
-                access.written = v
-            case .commutative, .concurrent:
-                if data[di].groupKind == direction {
-                    let g = data[di].current
-                    versions[Int(g.raw)].pendingWriters += 1
-                    access.read = addReader(t, of: data[di].groupBase, datum, &inputFailure)
-                    access.written = g
-                } else {
-                    closeGroup(datum, into: &out)
-                    let base = addReader(t, of: data[di].current, datum, &inputFailure)
-                    // The open group holds the base as a reader too: a member submitted after
-                    // every earlier one finished still reads it.
-                    versions[Int(base.raw)].pendingReaders += 1
-                    let g = newVersion(datum, pendingWriters: 1)
-                    versions[Int(g.raw)].openGroup = true
-                    supersede(datum, with: g, into: &out)
-                    data[di].groupKind = direction
-                    data[di].groupBase = base
-                    access.read = base
-                    access.written = g
-                }
+            guard let renamed = rename(datum, direction, by: t, effects: &out) else {
+                preconditionFailure("task \(t) reads \(datum) before anything defined it")
             }
-            resolved.append(access)
+            resolved.append(
+                ResolvedAccess(datum: datum, direction: direction, read: renamed.read, written: renamed.written))
         }
         precondition(resolved.count <= Int(UInt16.max), "task \(t) has \(resolved.count) accesses")
         tasks[ti].accessStart = arena.store(resolved)
@@ -427,26 +392,6 @@ public struct DataflowGraph: Sendable {
             tasks[ti].state = .waiting
         }
         return t
-    }
-
-    /// Registers `t` as a reader of `r`: counts it, and makes `t` wait if `r` is still pending.
-    mutating func addReader(_ t: TaskID, of r: VersionID, _ datum: DatumID, _ inputFailure: inout FailureID?) -> VersionID {
-        guard r != .none else {
-            preconditionFailure("task \(t) reads \(datum) before anything defined it")
-        }
-        let ri = Int(r.raw)
-        versions[ri].pendingReaders += 1
-        switch versions[ri].state {
-        case .available: break
-        case .pending:
-            versions[ri].waiters.append(t)
-            tasks[Int(t.raw)].unmet += 1
-        case .failed:
-            inputFailure = inputFailure ?? versions[ri].failure
-        case .free, .released:
-            preconditionFailure("task \(t) reads released version \(r) of \(datum)")
-        }
-        return r
     }
 
     // MARK: Running
@@ -540,31 +485,6 @@ public struct DataflowGraph: Sendable {
         }
         versions.append(slot)
         return VersionID(raw: UInt32(versions.count - 1))
-    }
-
-    /// Makes `v` the datum's newest version; the previous one can no longer gain readers.
-    mutating func supersede(_ datum: DatumID, with v: VersionID, into out: inout [Directive]) {
-        let di = Int(datum.raw)
-        let old = data[di].current
-        data[di].current = v
-        if old != .none {
-            versions[Int(old.raw)].superseded = true
-            releaseIfDead(old, into: &out)
-        }
-    }
-
-    /// Ends the open group on `datum`, if any: its version becomes available once its members finish.
-    mutating func closeGroup(_ datum: DatumID, into out: inout [Directive]) {
-        let di = Int(datum.raw)
-        guard data[di].groupKind != nil else { return }
-        let base = data[di].groupBase
-        data[di].groupKind = nil
-        data[di].groupBase = .none
-        let g = data[di].current
-        versions[Int(g.raw)].openGroup = false
-        settleVersion(g, into: &out)
-        versions[Int(base.raw)].pendingReaders -= 1
-        releaseIfDead(base, into: &out)
     }
 
     /// Announces a version whose writers all finished (and whose group is closed).
@@ -713,5 +633,58 @@ public struct DataflowGraph: Sendable {
         versions[vi].state = .free
         freeVersions.append(v.raw)
         out.append(.releaseVersion(v))
+    }
+}
+
+/// The local graph's side of the renaming rule: versions are counted slots (writers, readers,
+/// pins) that are released when dead and reused; a reader waits on a pending version.
+extension DataflowGraph: VersionLedger {
+    subscript(versionsOf datum: DatumID) -> DatumVersions {
+        get { data[Int(datum.raw)].versions }
+        set { data[Int(datum.raw)].versions = newValue }
+    }
+
+    mutating func makeVersion(of datum: DatumID, opensGroup: Bool, effects: inout [Directive]) -> VersionID {
+        let v = newVersion(datum, pendingWriters: 1)
+        if opensGroup { versions[Int(v.raw)].openGroup = true }
+        return v
+    }
+
+    /// Counts `t` as a reader of `r`, and makes `t` wait if `r` is still pending.
+    mutating func addReader(_ t: TaskID, of r: VersionID, datum: DatumID, effects: inout [Directive]) {
+        let ri = Int(r.raw)
+        versions[ri].pendingReaders += 1
+        switch versions[ri].state {
+        case .available: break
+        case .pending:
+            versions[ri].waiters.append(t)
+            tasks[Int(t.raw)].unmet += 1
+        case .failed:
+            inputFailure = inputFailure ?? versions[ri].failure
+        case .free, .released:
+            preconditionFailure("task \(t) reads released version \(r) of \(datum)")
+        }
+    }
+
+    mutating func addGroupWriter(_ group: VersionID) {
+        versions[Int(group.raw)].pendingWriters += 1
+    }
+
+    mutating func holdGroupBase(_ base: VersionID) {
+        versions[Int(base.raw)].pendingReaders += 1
+    }
+
+    mutating func supersede(_ old: VersionID, effects: inout [Directive]) {
+        versions[Int(old.raw)].superseded = true
+        releaseIfDead(old, into: &effects)
+    }
+
+    /// The group's version becomes available once its members finish; the group no longer holds
+    /// its base.
+    mutating func groupClosed(_ group: VersionID, base: VersionID, effects: inout [Directive]) {
+        versions[Int(group.raw)].openGroup = false
+        settleVersion(group, into: &effects)
+        versions[Int(base.raw)].pendingReaders -= 1
+        releaseIfDead(base, into: &effects)
     }
 }

@@ -50,3 +50,9 @@ extension Direction {
         }
     }
 }
+
+extension Direction {
+    /// Whether consecutive accesses of this direction to one datum form a group (`commutative`,
+    /// `concurrent`).
+    public var isGroup: Bool { self == .commutative || self == .concurrent }
+}

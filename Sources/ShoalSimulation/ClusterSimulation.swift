@@ -79,7 +79,8 @@ public struct SimulationReport: Sendable, Codable, Hashable {
 /// Plays a cluster of peers running the real protocol machines (`PeerMachine`: membership, work
 /// stealing, workflow ownership and data) over the simulated network, in virtual time, from one
 /// seed. Task bodies are modelled: a task takes its cost in virtual time and computes its outputs
-/// from its inputs (`WorkflowPlan.outputContent`). Single-threaded: the run is a pure function of
+/// from its inputs (`WorkflowPlan.modelledOutputs`); the results are checked against the program
+/// run on its own, call by call (`ModelledProgram`). Single-threaded: the run is a pure function of
 /// (scenario, seed).
 public struct ClusterSimulation {
     enum Event {
@@ -110,6 +111,9 @@ public struct ClusterSimulation {
 
     /// What the checkers keep about one submitted workflow.
     struct Tracked {
+        /// The program (what the shell runs bodies from and the checker interprets) and its plan
+        /// (what the machines are given).
+        var spec: WorkflowSpec
         var plan: WorkflowPlan
         var expected: [UInt64]?
         var outcome: WorkflowOutcome
@@ -182,10 +186,12 @@ public struct ClusterSimulation {
         }
         for (i, w) in scenario.workflows.enumerated() {
             let spec = w.spec
-            let plan = WorkflowPlan(spec)
+            // Scenario files and shapes are checked before a run; a plan that fails here is a bug.
+            let plan: WorkflowPlan
+            do { plan = try WorkflowPlan(spec) } catch { preconditionFailure("workflow \(spec.name): \(error)") }
             workflows.append(
                 Tracked(
-                    plan: plan, expected: nil,
+                    spec: spec, plan: plan, expected: nil,
                     outcome: WorkflowOutcome(
                         name: spec.name, tasks: plan.taskCount, status: .notSubmitted, owners: [w.submitter])))
             queue.schedule(.submit(i), at: Instant(nanoseconds: Int64(w.atSeconds * 1e9)))
@@ -397,12 +403,11 @@ public struct ClusterSimulation {
         let w = Int(WorkIDs.workflow(task)) - 1
         let t = WorkIDs.index(task)
         let plan = workflows[w].plan
-        let contents = inputs.map(\.content)
-        let outputs = (0..<plan.outputs(of: t).count).map { k in
-            DataValue(
-                bytes: plan.outputBytes[t],
-                content: WorkflowPlan.outputContent(task: t, catalogueKey: catalogueKey, inputs: contents, ordinal: k))
-        }
+        // The body runs the call as the program wrote it, from the values it was given.
+        let call = workflows[w].spec.tasks[t]
+        let contents = WorkflowPlan.modelledOutputs(
+            task: t, catalogueKey: catalogueKey, directions: call.accesses.map(\.direction), inputs: inputs.map(\.content))
+        let outputs = contents.map { DataValue(bytes: plan.outputBytes[t], content: $0) }
         let cost = Interval(nanoseconds: plan.cost[t])
         peers[Int(p.raw)].tasksRun += 1
         trace?.complete("task \(t)", peer: p, at: now, duration: cost)
@@ -411,7 +416,7 @@ public struct ClusterSimulation {
 
     mutating func completed(_ w: Int, results: [DataValue], at p: PeerID) {
         if workflows[w].expected == nil {
-            workflows[w].expected = workflows[w].plan.sequentialResults(workflow: UInt32(w + 1))
+            workflows[w].expected = ModelledProgram.results(of: workflows[w].spec, workflow: UInt32(w + 1))
         }
         let match = results.map(\.content) == workflows[w].expected!
         if !match {

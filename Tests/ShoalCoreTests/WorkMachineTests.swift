@@ -22,12 +22,9 @@ struct WorkMachineTests {
     /// The outputs a task body makes (what the simulator's shell computes).
     static func outputs(_ plan: WorkflowPlan, _ task: UInt64, _ inputs: [DataValue]) -> [DataValue] {
         let t = WorkIDs.index(task)
-        return (0..<plan.outputs(of: t).count).map {
-            DataValue(
-                bytes: 8,
-                content: WorkflowPlan.outputContent(
-                    task: t, catalogueKey: 1, inputs: inputs.map(\.content), ordinal: $0))
-        }
+        let directions = plan.accessRange(of: t).map { plan.accessDirection[$0] }
+        return WorkflowPlan.modelledOutputs(task: t, catalogueKey: 1, directions: directions, inputs: inputs.map(\.content))
+            .map { DataValue(bytes: 8, content: $0) }
     }
 
     static func executions(_ ds: [WorkDirective]) -> [(UInt64, [DataValue])] {
@@ -41,12 +38,12 @@ struct WorkMachineTests {
         return WorkMachine(id: p(id), settings: s)
     }
 
-    @Test func aPlanVersionsEveryWriteAndOnlyReadsWait() {
+    @Test func aPlanVersionsEveryWriteAndOnlyReadsWait() throws {
         // a = f(); b = g(a); h(inout a); k(a, b)
         let spec = WorkflowSpec(
             name: "p", dataCount: 2,
             tasks: [Self.task([(0, .out)]), Self.task([(0, .in), (1, .out)]), Self.task([(0, .inout)]), Self.task([(0, .in), (1, .in)])])
-        let plan = WorkflowPlan(spec)
+        let plan = try WorkflowPlan(spec)
         #expect(plan.versionCount == 2 + 3)
         #expect(Array(plan.outputs(of: 0)) == [2])
         #expect(Array(plan.inputs(of: 1)) == [2])
@@ -59,17 +56,22 @@ struct WorkMachineTests {
         #expect(plan.isFinal(4) && !plan.isFinal(2))
     }
 
-    @Test func sequentialResultsDependOnEveryInput() {
-        let a = WorkflowPlan(.stencil(width: 4, steps: 3, cost: .milliseconds(1)))
-        let b = WorkflowPlan(.stencil(width: 4, steps: 4, cost: .milliseconds(1)))
-        #expect(a.sequentialResults(workflow: 1) == a.sequentialResults(workflow: 1))
-        #expect(a.sequentialResults(workflow: 1) != b.sequentialResults(workflow: 1))
-        #expect(a.sequentialResults(workflow: 1) != a.sequentialResults(workflow: 2))
+    @Test func modelledBodiesDependOnEveryPlainInputAndGroupMembersCommute() throws {
+        let plain = WorkflowPlan.modelledOutputs(task: 3, catalogueKey: 1, directions: [.in, .in, .out], inputs: [5, 6])
+        #expect(plain != WorkflowPlan.modelledOutputs(task: 3, catalogueKey: 1, directions: [.in, .in, .out], inputs: [5, 7]))
+        #expect(plain != WorkflowPlan.modelledOutputs(task: 4, catalogueKey: 1, directions: [.in, .in, .out], inputs: [5, 6]))
+        // Two members adding to a group value in either order give one result.
+        func member(_ t: Int, _ group: UInt64, _ x: UInt64) -> UInt64 {
+            WorkflowPlan.modelledOutputs(task: t, catalogueKey: 2, directions: [.in, .commutative], inputs: [x, group])[0]
+        }
+        #expect(member(1, member(2, 100, 8), 9) == member(2, member(1, 100, 9), 8))
+        #expect(member(1, 100, 9) != member(1, 101, 9))
+        let a = try WorkflowPlan(.stencil(width: 4, steps: 3, cost: .milliseconds(1)))
         #expect(a.taskCount == 12 && a.inputs.count == 30)
     }
 
-    @Test func theFirstResultIsAppliedAndADuplicateIsDiscardedButAcknowledged() {
-        let plan = WorkflowPlan(WorkflowSpec(name: "two", dataCount: 2, tasks: [Self.task([(0, .out)]), Self.task([(1, .out)])]))
+    @Test func theFirstResultIsAppliedAndADuplicateIsDiscardedButAcknowledged() throws {
+        let plan = try WorkflowPlan(WorkflowSpec(name: "two", dataCount: 2, tasks: [Self.task([(0, .out)]), Self.task([(1, .out)])]))
         var owner = Self.machine(1)
         var out = owner.on(.submit(workflow: 1, plan: plan, initial: Self.initial(plan)), now: Self.t0)
         #expect(Self.executions(out).map(\.0) == [WorkIDs.pack(1, 0)])  // one slot: task 0 runs here
@@ -78,16 +80,16 @@ struct WorkMachineTests {
         _ = owner.on(.gave([WorkIDs.pack(1, 1)], to: Self.p(2)), now: Self.t0)
         let record = OutputRecord(version: WorkIDs.pack(1, 3), bytes: 8, checksum: 42)
         for _ in 0..<2 {
-            out = owner.on(.message(.result(task: WorkIDs.pack(1, 1), outputs: [record]), from: Self.p(2)), now: Self.t0)
+            out = owner.on(.message(.result(task: WorkIDs.pack(1, 1), outputs: [record], basis: 0), from: Self.p(2)), now: Self.t0)
             #expect(out.contains { if case .send(.resultAck(let t), let to) = $0 { t == WorkIDs.pack(1, 1) && to == Self.p(2) } else { false } })
         }
         #expect(owner.counters.resultsApplied == 1)
         #expect(owner.counters.duplicateResults == 1)
     }
 
-    @Test func aLostVersionReopensItsProducer() {
+    @Test func aLostVersionReopensItsProducer() throws {
         // a = f() on p2; b = g(a) not yet run when p2 dies: f runs again.
-        let plan = WorkflowPlan(WorkflowSpec(name: "chain", dataCount: 2, tasks: [Self.task([(0, .out)]), Self.task([(0, .in), (1, .out)])]))
+        let plan = try WorkflowPlan(WorkflowSpec(name: "chain", dataCount: 2, tasks: [Self.task([(0, .out)]), Self.task([(0, .in), (1, .out)])]))
         var owner = Self.machine(1)
         _ = owner.on(.peerUp(Self.p(2)), now: Self.t0)
         var out = owner.on(.submit(workflow: 1, plan: plan, initial: Self.initial(plan)), now: Self.t0)
@@ -95,7 +97,7 @@ struct WorkMachineTests {
         #expect(first.0 == WorkIDs.pack(1, 0))
         // Pretend task 0 ran at p2 instead: its result says p2 holds version 2.
         out = owner.on(
-            .message(.result(task: first.0, outputs: [OutputRecord(version: WorkIDs.pack(1, 2), bytes: 8, checksum: 7)]), from: Self.p(2)),
+            .message(.result(task: first.0, outputs: [OutputRecord(version: WorkIDs.pack(1, 2), bytes: 8, checksum: 7)], basis: 0), from: Self.p(2)),
             now: Self.t0)
         #expect(owner.counters.resultsApplied == 1)
         out = owner.on(.peerDown(Self.p(2)), now: Self.t0)
@@ -104,7 +106,7 @@ struct WorkMachineTests {
         #expect(owner.progress(of: 1)?.hasPrefix("2 tasks left") == true, "\(owner.progress(of: 1) ?? "-")")
     }
 
-    @Test func anInputFetchedWithTheWrongChecksumIsNotUsed() {
+    @Test func anInputFetchedWithTheWrongChecksumIsNotUsed() throws {
         var thief = Self.machine(2)
         let task = StealableTask(
             id: WorkIDs.pack(1, 0), owner: Self.p(1), catalogueKey: 1,
@@ -130,8 +132,8 @@ struct WorkMachineTests {
     /// Found by swarm seed 2199: a thief that took the workflow over while running a task for the
     /// old owner sent the result only to the dead owner, and its own record of the task waited
     /// forever.
-    @Test func aTaskRunForTheOldOwnerCountsForTheNewOne() {
-        let plan = WorkflowPlan(WorkflowSpec(name: "one", dataCount: 1, tasks: [Self.task([(0, .out)])]))
+    @Test func aTaskRunForTheOldOwnerCountsForTheNewOne() throws {
+        let plan = try WorkflowPlan(WorkflowSpec(name: "one", dataCount: 1, tasks: [Self.task([(0, .out)])]))
         var peer = Self.machine(2, replicas: 2)
         _ = peer.on(.peerUp(Self.p(1)), now: Self.t0)
         _ = peer.on(
@@ -148,7 +150,7 @@ struct WorkMachineTests {
     }
 
     @Test func aRecordRoundTripsThroughTheShardLayout() throws {
-        let plan = WorkflowPlan(.stencil(width: 5, steps: 4, cost: .milliseconds(3), bytes: 77))
+        let plan = try WorkflowPlan(.stencil(width: 5, steps: 4, cost: .milliseconds(3), bytes: 77))
         let initial = Self.initial(plan, workflow: 9)
         let log = (0..<7).map {
             RecordEntry(task: UInt32($0), version: WorkIDs.pack(9, 10 + $0), holder: Self.p(UInt64($0)), checksum: UInt64($0) * 3, bytes: 77)
@@ -174,8 +176,8 @@ struct WorkMachineTests {
         #expect(RecordCodec.records(try shard.scan(.workflows, prefix: [], after: nil, limit: 100))[0].log == log)
     }
 
-    @Test func theFirstLiveBackupTakesOverAndResumesFromTheRecord() {
-        let plan = WorkflowPlan(WorkflowSpec(name: "two", dataCount: 2, tasks: [Self.task([(0, .out)]), Self.task([(1, .out)])]))
+    @Test func theFirstLiveBackupTakesOverAndResumesFromTheRecord() throws {
+        let plan = try WorkflowPlan(WorkflowSpec(name: "two", dataCount: 2, tasks: [Self.task([(0, .out)]), Self.task([(1, .out)])]))
         var backup = Self.machine(2, replicas: 2)
         _ = backup.on(.peerUp(Self.p(1)), now: Self.t0)
         _ = backup.on(

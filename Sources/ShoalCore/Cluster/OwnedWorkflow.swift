@@ -15,7 +15,7 @@ final class OwnedWorkflow: @unchecked Sendable {
     private(set) var state: [TaskState]
     /// For a waiting or ready task: how many of its inputs have no holder.
     private var missing: [Int32]
-    private var assignee: [PeerID]
+    private(set) var assignee: [PeerID]
     private var assignedAt: [Instant]
     private var confirmed: [Bool]
     var attempts: [UInt16]
@@ -29,6 +29,19 @@ final class OwnedWorkflow: @unchecked Sendable {
     private(set) var remaining: Int
     private struct Lease { var deadline: Instant; var task: Int32; var peer: PeerID }
     private var leases = RingBuffer<Lease>()
+
+    /// How a commutative or concurrent group (`PlanGroup`) is running: which members are done, in
+    /// the order they ran, which member holds its lock, and which wait for it.
+    struct GroupRun {
+        /// The partial versions of the members done, in completion order: the last is the group's
+        /// current value, which the next member reads.
+        var chain: [Int32] = []
+        /// The member that may run now (it holds every lock it needs), or -1.
+        var lock: Int32 = -1
+        /// Members whose plain inputs are there and that wait for the lock or the current value.
+        var waiters: [Int32] = []
+    }
+    private var groupRuns: [GroupRun]
 
     // The replicated record.
     /// What the owner knows of one backup's copy of the record.
@@ -74,15 +87,20 @@ final class OwnedWorkflow: @unchecked Sendable {
             checksum[d] = value.checksum
             bytes[d] = value.bytes
         }
+        groupRuns = Array(repeating: GroupRun(), count: plan.groups.count)
         remaining = tasks
         recountAll()
     }
 
     /// Rebuilds the state from a record log (a takeover): a task is done if the log says so and
-    /// all its outputs still have a live holder; everything else runs (again).
+    /// all its outputs still have a live holder; everything else runs (again). A group's members
+    /// ran in the order the log lists them: its chain is rebuilt in that order, and cut back to
+    /// the last partial that still has a live holder.
     func replay(_ entries: [RecordEntry], isLive: (PeerID) -> Bool) {
         guard !entries.isEmpty else { return }
         log = entries
+        // The locks and waiters of the first count (in `init`) are recounted from the log too.
+        groupRuns = Array(repeating: GroupRun(), count: plan.groups.count)
         var completed = [Bool](repeating: false, count: plan.taskCount)
         for e in entries {
             if e.task == RecordEntry.lost {
@@ -94,18 +112,43 @@ final class OwnedWorkflow: @unchecked Sendable {
             completed[Int(e.task)] = true
             guard e.version != RecordEntry.none else { continue }
             let v = WorkIDs.index(e.version)
+            guard v < holder.count, plan.writes(Int(e.task), Int32(v)) else { continue }
             holder[v] = e.holder
             checksum[v] = e.checksum
             bytes[v] = e.bytes
+            if let g = plan.groupOf[Int32(v)] {
+                groupRuns[Int(g)].chain.removeAll { $0 == Int32(v) }
+                groupRuns[Int(g)].chain.append(Int32(v))
+            }
         }
         for v in plan.dataCount..<holder.count where holder[v] != OwnedWorkflow.nobody && !isLive(holder[v]) {
             holder[v] = OwnedWorkflow.nobody
         }
+        var inChain = Set<Int32>()
+        for g in groupRuns.indices {
+            while let last = groupRuns[g].chain.last, holder[Int(last)] == OwnedWorkflow.nobody {
+                groupRuns[g].chain.removeLast()
+            }
+            inChain.formUnion(groupRuns[g].chain)
+        }
         remaining = 0
         for t in 0..<plan.taskCount {
-            let made = completed[t] && plan.outputs(of: t).allSatisfy { holder[Int($0)] != OwnedWorkflow.nobody }
+            // A member is done while its partial is in its group's chain (its contribution is in
+            // the group's value, even if a later member's partial replaced its own).
+            let made =
+                completed[t]
+                && plan.accessRange(of: t).allSatisfy { a in
+                    let v = plan.accessWritten[a]
+                    guard v >= 0 else { return true }
+                    return plan.accessDirection[a].isGroup ? inChain.contains(v) : holder[Int(v)] != OwnedWorkflow.nobody
+                }
             state[t] = made ? .done : .waiting
             if !made { remaining += 1 }
+        }
+        // A member not done is out of every chain (it runs again and adds its part once).
+        for g in groupRuns.indices {
+            groupRuns[g].chain.removeAll { state[Int(plan.producer[Int($0)])] != .done }
+            settleIfComplete(g)
         }
         recountAll()
     }
@@ -118,11 +161,86 @@ final class OwnedWorkflow: @unchecked Sendable {
         for t in 0..<plan.taskCount where state[t] != .done { wait(t) }
     }
 
-    /// Task `t` waits for its inputs that have no holder, or is ready if there are none.
+    /// Task `t` waits for its plain inputs that have no holder, or is admitted if there are none.
     private func wait(_ t: Int) {
         state[t] = .waiting
         missing[t] = Int32(plan.inputs(of: t).reduce(0) { $0 + (holder[Int($1)] == OwnedWorkflow.nobody ? 1 : 0) })
-        if missing[t] == 0 { makeReady(t) }
+        if missing[t] == 0 { admit(t) }
+    }
+
+    /// A waiting task whose plain inputs all have holders becomes ready, unless it is a group
+    /// member and another member holds the group's lock, or the group's current value has no
+    /// holder: then it waits for the group (`wake`). A member takes the locks of all its groups at
+    /// once, and keeps them until it is done, so no two members wait on each other.
+    private func admit(_ t: Int) {
+        if !plan.groups.isEmpty {
+            let groups = plan.groups(of: t)
+            for g in groups where !mayRun(t, in: g) {
+                if !groupRuns[g].waiters.contains(Int32(t)) { groupRuns[g].waiters.append(Int32(t)) }
+                return
+            }
+            for g in groups { groupRuns[g].lock = Int32(t) }
+        }
+        makeReady(t)
+    }
+
+    private func mayRun(_ t: Int, in g: Int) -> Bool {
+        let lock = groupRuns[g].lock
+        return (lock < 0 || lock == Int32(t)) && holder[currentValue(of: g)] != OwnedWorkflow.nobody
+    }
+
+    /// The version the next member of group `g` reads: the last partial made, or the base.
+    func currentValue(of g: Int) -> Int {
+        Int(groupRuns[g].chain.last ?? plan.groups[g].base)
+    }
+
+    /// Lets the members waiting for group `g` try again (its lock was released or its value came).
+    private func wake(_ g: Int) {
+        let waiters = groupRuns[g].waiters
+        groupRuns[g].waiters = []
+        for w in waiters where state[Int(w)] == .waiting && missing[Int(w)] == 0 { admit(Int(w)) }
+    }
+
+    /// The version a holder stores for `v`: a group's version is its last member's partial.
+    func storedVersion(_ v: Int) -> Int {
+        guard plan.producer[v] == PlanGroup.producer, let g = plan.groupOf[Int32(v)] else { return v }
+        return currentValue(of: Int(g))
+    }
+
+    /// When every member of group `g` is done, its version takes the last partial's holder and
+    /// checksum, and the tasks reading it may run.
+    @discardableResult
+    private func settleIfComplete(_ g: Int) -> Bool {
+        let group = plan.groups[g]
+        guard groupRuns[g].chain.count == group.members.count, let last = groupRuns[g].chain.last else { return false }
+        let v = Int(group.version)
+        let wasMissing = holder[v] == OwnedWorkflow.nobody
+        holder[v] = holder[Int(last)]
+        checksum[v] = checksum[Int(last)]
+        bytes[v] = bytes[Int(last)]
+        if wasMissing && holder[v] != OwnedWorkflow.nobody { madeAvailable(v) }
+        return true
+    }
+
+    /// Version `v` got a holder: its waiting consumers count one input less, and a group whose
+    /// current value it is lets its members try again.
+    private func madeAvailable(_ v: Int) {
+        for c in plan.consumers(of: v) where state[Int(c)] == .waiting {
+            missing[Int(c)] -= 1
+            if missing[Int(c)] == 0 { admit(Int(c)) }
+        }
+        if !plan.groups.isEmpty {
+            for g in groupsReading(v) { wake(g) }
+        }
+    }
+
+    /// The groups whose current value is `v` (their base before any member ran, or their last partial).
+    private func groupsReading(_ v: Int) -> [Int] {
+        if let g = plan.groupOf[Int32(v)], plan.groups[Int(g)].version != Int32(v) {
+            return currentValue(of: Int(g)) == v ? [Int(g)] : []
+        }
+        guard let g = plan.groupOfBase[Int32(v)], groupRuns[Int(g)].chain.isEmpty else { return [] }
+        return [Int(g)]
     }
 
     private func makeReady(_ t: Int) {
@@ -163,16 +281,34 @@ final class OwnedWorkflow: @unchecked Sendable {
         return found
     }
 
+    /// Task `t` as an executor receives it: where each input is (in access order; a member reads
+    /// its group's current value) and which versions it writes.
     func stealable(_ t: Int, owner: PeerID) -> StealableTask {
-        let inputs = plan.inputs(of: t).map { v in
-            DataLocation(
-                datum: WorkIDs.pack(workflow, Int(v)), bytes: bytes[Int(v)], holders: [holder[Int(v)]],
-                checksum: checksum[Int(v)])
+        var inputs: [DataLocation] = []
+        for a in plan.accessRange(of: t) where plan.accessRead[a] >= 0 {
+            let read = plan.group(ofAccess: a).map(currentValue(of:)) ?? Int(plan.accessRead[a])
+            let v = storedVersion(read)
+            inputs.append(
+                DataLocation(
+                    datum: WorkIDs.pack(workflow, v), bytes: bytes[v], holders: [holder[v]], checksum: checksum[v]))
         }
         let outputs = plan.outputs(of: t).map { WorkIDs.pack(workflow, Int($0)) }
         return StealableTask(
             id: WorkIDs.pack(workflow, t), owner: owner, catalogueKey: plan.catalogueKey[t], inputs: inputs,
             outputs: outputs)
+    }
+
+    /// Whether a result of task `t` with `outputs`, computed from inputs whose checksums combine
+    /// to `basis`, may be applied: it names every version the task writes, once; and a group
+    /// member's result was computed from the group's current value (a member that ran on a value
+    /// since cut back by a loss, or a duplicate of such a run, would add its part twice).
+    func accepts(_ t: Int, outputs: [OutputRecord], basis: UInt64) -> Bool {
+        let mine = plan.outputs(of: t)
+        guard outputs.count == mine.count,
+            zip(outputs, mine).allSatisfy({ WorkIDs.workflow($0.version) == workflow && WorkIDs.index($0.version) == Int($1) })
+        else { return false }
+        guard !plan.groups.isEmpty, !plan.groups(of: t).isEmpty else { return true }
+        return basis == OutputRecord.basis(stealable(t, owner: OwnedWorkflow.nobody).inputs.map(\.checksum))
     }
 
     /// The task now runs at `peer`; an unconfirmed assignment (a grant) expires at `deadline`.
@@ -235,7 +371,8 @@ final class OwnedWorkflow: @unchecked Sendable {
         wait(t)
     }
 
-    /// Applies task `t`'s result: its outputs now live at `at`.
+    /// Applies task `t`'s result (checked by `accepts`): its outputs now live at `at`. A member's
+    /// partial joins its group's chain and the member releases the group's lock.
     func complete(_ t: Int, outputs: [OutputRecord], holder at: PeerID) {
         switch state[t] {
         case .done: return
@@ -248,32 +385,58 @@ final class OwnedWorkflow: @unchecked Sendable {
         if outputs.isEmpty {
             log.append(RecordEntry(task: UInt32(t), version: RecordEntry.none, holder: at, checksum: 0, bytes: 0))
         }
-        let mine = plan.outputs(of: t)
+        var touched: [Int] = []
         for o in outputs {
             let v = WorkIDs.index(o.version)
-            guard WorkIDs.workflow(o.version) == workflow, mine.contains(Int32(v)) else { continue }
             let wasMissing = holder[v] == OwnedWorkflow.nobody
             holder[v] = at
             checksum[v] = o.checksum
             bytes[v] = o.bytes
             log.append(RecordEntry(task: UInt32(t), version: o.version, holder: at, checksum: o.checksum, bytes: o.bytes))
-            guard wasMissing else { continue }
-            for c in plan.consumers(of: v) where state[Int(c)] == .waiting {
-                missing[Int(c)] -= 1
-                if missing[Int(c)] == 0 { makeReady(Int(c)) }
+            if let g = plan.groupOf[Int32(v)] {
+                let g = Int(g)
+                groupRuns[g].chain.removeAll { $0 == Int32(v) }
+                groupRuns[g].chain.append(Int32(v))
+                if groupRuns[g].lock == Int32(t) { groupRuns[g].lock = -1 }
+                touched.append(g)
+            } else if wasMissing {
+                madeAvailable(v)
             }
         }
+        for g in touched where !settleIfComplete(g) { wake(g) }
     }
 
     /// Version `v` is gone from `peer` (if `peer` was its holder). Returns the tasks re-opened to
     /// make it (and what they need) again.
     func lose(version v: Int, heldBy peer: PeerID) -> [Int] {
         guard v < holder.count, holder[v] == peer, peer != OwnedWorkflow.nobody else { return [] }
+        if let g = plan.groupOf[Int32(v)] {
+            // A group's version and its last partial are one value: losing either loses both.
+            // Any other partial is already part of a later one: nothing needs it.
+            let g = Int(g)
+            guard v == Int(plan.groups[g].version) || v == currentValue(of: g) else {
+                markLost(v)
+                return []
+            }
+            return cutBack(g, from: peer)
+        }
+        markLost(v)
+        demoteReaders(of: v)
+        guard needed(v) else { return [] }
+        return reopen([v])
+    }
+
+    private func markLost(_ v: Int) {
         holder[v] = OwnedWorkflow.nobody
         log.append(
             RecordEntry(
                 task: RecordEntry.lost, version: WorkIDs.pack(workflow, v), holder: OwnedWorkflow.nobody, checksum: 0,
                 bytes: 0))
+    }
+
+    /// The tasks reading `v`, which lost its holder, wait for it again; so does a ready member
+    /// whose group's current value it was.
+    private func demoteReaders(of v: Int) {
         for c in plan.consumers(of: v) {
             let c = Int(c)
             switch state[c] {
@@ -285,8 +448,36 @@ final class OwnedWorkflow: @unchecked Sendable {
             case .assigned, .done: break
             }
         }
-        guard needed(v) else { return [] }
-        return reopen(producerOf: v)
+    }
+
+    /// The current value of group `g` is gone from `peer`: the members done since the last
+    /// partial still held run again (their parts are in the lost value), and a ready member that
+    /// was about to read it waits for the value that replaces it.
+    private func cutBack(_ g: Int, from peer: PeerID) -> [Int] {
+        let version = Int(plan.groups[g].version)
+        let wasComplete = holder[version] != OwnedWorkflow.nobody
+        if wasComplete {
+            markLost(version)
+            demoteReaders(of: version)
+        }
+        var members: [Int] = []
+        while let last = groupRuns[g].chain.last,
+            holder[Int(last)] == OwnedWorkflow.nobody || holder[Int(last)] == peer
+        {
+            if holder[Int(last)] != OwnedWorkflow.nobody { markLost(Int(last)) }
+            groupRuns[g].chain.removeLast()
+            members.append(Int(plan.producer[Int(last)]))
+        }
+        let lock = Int(groupRuns[g].lock)
+        if lock >= 0, state[lock] == .ready, holder[currentValue(of: g)] == OwnedWorkflow.nobody {
+            state[lock] = .waiting
+            readyCount -= 1
+            groupRuns[g].waiters.append(Int32(lock))
+        }
+        var lostBase: [Int] = []
+        let base = Int(plan.groups[g].base)
+        if groupRuns[g].chain.isEmpty && holder[base] == OwnedWorkflow.nobody { lostBase.append(base) }
+        return reopen(lostBase, tasks: members)
     }
 
     /// Whether version `v` is still wanted: a result, or read by a task not done.
@@ -294,18 +485,50 @@ final class OwnedWorkflow: @unchecked Sendable {
         plan.isFinal(v) || plan.consumers(of: v).contains { state[Int($0)] != .done }
     }
 
-    /// Re-opens the producer of lost version `v`, and up the lineage whatever it needs that is
-    /// lost too.
-    private func reopen(producerOf v: Int) -> [Int] {
+    /// Re-opens the producers of the lost `versions` and the done `tasks`, and up the lineage
+    /// whatever they need that is lost too. A group member re-opened takes its part out of its
+    /// groups: the members done after it are re-opened too, so that each part is added once.
+    private func reopen(_ versions: [Int], tasks: [Int] = []) -> [Int] {
         var reopened: [Int] = []
-        var stack = [v]
-        while let version = stack.popLast() {
-            let p = Int(plan.producer[version])
-            guard p >= 0, state[p] == .done else { continue }
+        var lostVersions = versions
+        var openTasks = tasks
+        while !lostVersions.isEmpty || !openTasks.isEmpty {
+            if let version = lostVersions.popLast() {
+                let p = Int(plan.producer[version])
+                if p == Int(PlanGroup.producer), let g = plan.groupOf[Int32(version)] {
+                    // A group version lost with its last partial: cut back (done by `lose`) and,
+                    // with no member left, remake the base.
+                    let base = Int(plan.groups[Int(g)].base)
+                    if groupRuns[Int(g)].chain.isEmpty && holder[base] == OwnedWorkflow.nobody {
+                        lostVersions.append(base)
+                    }
+                } else if p >= 0 {
+                    openTasks.append(p)
+                }
+                continue
+            }
+            let p = openTasks.removeLast()
+            guard state[p] == .done else { continue }
             remaining += 1
             reopened.append(p)
+            for g in plan.groups(of: p) {
+                let mine = plan.groups[g].partials[plan.groups[g].members.firstIndex(of: Int32(p))!]
+                if let i = groupRuns[g].chain.lastIndex(of: mine) {
+                    for later in groupRuns[g].chain[(i + 1)...] { openTasks.append(Int(plan.producer[Int(later)])) }
+                    groupRuns[g].chain.removeSubrange(i...)
+                }
+                let version = Int(plan.groups[g].version)
+                if holder[version] != OwnedWorkflow.nobody {
+                    markLost(version)
+                    demoteReaders(of: version)
+                }
+            }
             wait(p)
-            for u in plan.inputs(of: p) where holder[Int(u)] == OwnedWorkflow.nobody { stack.append(Int(u)) }
+            for u in plan.inputs(of: p) where holder[Int(u)] == OwnedWorkflow.nobody { lostVersions.append(Int(u)) }
+            for g in plan.groups(of: p) where groupRuns[g].chain.isEmpty {
+                let base = Int(plan.groups[g].base)
+                if holder[base] == OwnedWorkflow.nobody { lostVersions.append(base) }
+            }
         }
         return reopened
     }

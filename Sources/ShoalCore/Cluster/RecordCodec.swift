@@ -38,13 +38,13 @@ public enum RecordCodec {
             w.bytes(Array(plan.name.utf8))
             w.u64(UInt64(plan.dataCount))
             w.u64(plan.initialBytes)
+            // The calls: the renaming rebuilds the rest (`WorkflowPlan.init`).
             w.u64s(plan.catalogueKey)
             w.u64s(plan.cost.map { UInt64(bitPattern: $0) })
             w.u64s(plan.outputBytes)
-            w.u32s(plan.inputStart)
-            w.u32s(plan.inputs)
-            w.u32s(plan.outputStart)
-            w.u32s(plan.datumOf)
+            w.u32s(plan.accessStart)
+            w.u32s(plan.accessDatum)
+            w.bytes(plan.accessDirection.map(\.rawValue))
             w.u64(UInt64(initial.count))
             for v in initial {
                 w.u64(v.bytes)
@@ -79,29 +79,36 @@ public enum RecordCodec {
             if e.key[5] == 0x43 {
                 guard let owner = r.u64(), let backups = r.u64s(), let name = r.bytes(), let dataCount = r.u64(),
                     let initialBytes = r.u64(), let keys = r.u64s(), let cost = r.u64s(), let outBytes = r.u64s(),
-                    let inputStart = r.u32s(), let inputs = r.u32s(), let outputStart = r.u32s(),
-                    let datumOf = r.u32s(), let n = r.u64(), n < 1 << 32,
-                    keys.count == cost.count, keys.count == outBytes.count, inputStart.count == keys.count + 1,
-                    outputStart.count == keys.count + 1
+                    let accessStart = r.u32s(), let accessDatum = r.u32s(), let directions = r.bytes(),
+                    let n = r.u64(), n < 1 << 32, dataCount < 1 << 31,
+                    keys.count == cost.count, keys.count == outBytes.count, accessStart.count == keys.count + 1,
+                    accessDatum.count == directions.count
                 else { continue }
                 var initial: [DataValue] = []
                 for _ in 0..<n {
                     guard let b = r.u64(), let c = r.u64(), let s = r.u64() else { break }
                     initial.append(DataValue(bytes: b, content: c, checksum: s))
                 }
-                // The shard checked the bytes; these check the shape before anything indexes by it.
-                let versions = datumOf.count
-                guard initial.count == Int(n), Int(dataCount) <= versions, initial.count == Int(dataCount),
-                    inputStart.last.map(Int.init) == inputs.count, outputStart.last.map(Int.init) == versions,
-                    inputs.allSatisfy({ $0 >= 0 && Int($0) < versions }),
-                    datumOf.allSatisfy({ $0 >= 0 && UInt64($0) < dataCount }),
-                    zip(outputStart, outputStart.dropFirst()).allSatisfy({ $0 <= $1 }),
-                    zip(inputStart, inputStart.dropFirst()).allSatisfy({ $0 <= $1 })
+                // The shard checked the bytes; these check the shape, and the plan its indices.
+                guard initial.count == Int(n), initial.count == Int(dataCount), accessStart.first == 0,
+                    accessStart.last.map(Int.init) == accessDatum.count,
+                    zip(accessStart, accessStart.dropFirst()).allSatisfy({ $0 <= $1 })
                 else { continue }
-                let plan = WorkflowPlan(
+                var accesses: [WorkflowTaskSpec.Access] = []
+                for (datum, raw) in zip(accessDatum, directions) {
+                    guard let direction = Direction(rawValue: raw) else { break }
+                    accesses.append(WorkflowTaskSpec.Access(Int(datum), direction))
+                }
+                guard accesses.count == accessDatum.count else { continue }
+                let tasks = keys.indices.map { t in
+                    WorkflowTaskSpec(
+                        catalogueKey: keys[t], cost: Interval(nanoseconds: Int64(bitPattern: cost[t])),
+                        accesses: Array(accesses[Int(accessStart[t])..<Int(accessStart[t + 1])]), outputBytes: outBytes[t])
+                }
+                let spec = WorkflowSpec(
                     name: String(decoding: name, as: UTF8.self), dataCount: Int(dataCount), initialBytes: initialBytes,
-                    catalogueKey: keys, cost: cost.map { Int64(bitPattern: $0) }, outputBytes: outBytes,
-                    inputStart: inputStart, inputs: inputs, outputStart: outputStart, datumOf: datumOf)
+                    tasks: tasks)
+                guard let plan = try? WorkflowPlan(spec) else { continue }
                 found.append(
                     RecoveredRecord(
                         workflow: wf, owner: PeerID(raw: owner), backups: backups.map { PeerID(raw: $0) }, plan: plan,

@@ -96,7 +96,9 @@ public struct WorkMachine: Sendable {
     private var fetches: [UInt64: Fetch] = [:]
     private var nextRequestID: UInt64 = 1
     /// A result not yet acknowledged by every owner it was sent to.
-    private struct PendingResult { var owners: [PeerID]; var outputs: [OutputRecord]; var attempts: Int }
+    private struct PendingResult { var owners: [PeerID]; var result: TaskResult; var attempts: Int }
+    /// A task's outputs and what they were computed from (`OutputRecord.basis`).
+    private struct TaskResult { var outputs: [OutputRecord]; var basis: UInt64 }
     /// Owners other than the one in the task that asked about a running or queued task (after a
     /// takeover, or on both sides of a partition): they get the result too.
     private var alsoTell: [UInt64: [PeerID]] = [:]
@@ -104,7 +106,7 @@ public struct WorkMachine: Sendable {
     /// Tasks granted here and waiting for a slot (for audits).
     private var queuedIDs: Set<UInt64> = []
     /// The last `resultMemory` results this peer made for other owners, to answer audits.
-    private var recentResults: [UInt64: [OutputRecord]] = [:]
+    private var recentResults: [UInt64: TaskResult] = [:]
     private var recentOrder = RingBuffer<UInt64>()
     /// The versions this peer holds (its produced outputs, fetched copies, owned initial data).
     private var store: [UInt64: DataValue] = [:]
@@ -270,7 +272,7 @@ public struct WorkMachine: Sendable {
     }
 
     private mutating func applyResult(
-        _ taskID: UInt64, outputs: [OutputRecord], from executor: PeerID, into out: inout [WorkDirective]
+        _ taskID: UInt64, _ result: TaskResult, from executor: PeerID, into out: inout [WorkDirective]
     ) {
         if executor != id { out.append(.send(.resultAck(task: taskID), to: executor)) }
         guard let w = ownedIndex[WorkIDs.workflow(taskID)], !owned[w].finished else { return }
@@ -280,9 +282,19 @@ public struct WorkMachine: Sendable {
             counters.duplicateResults += 1
             return
         }
+        guard owned[w].accepts(t, outputs: result.outputs, basis: result.basis) else {
+            counters.resultsRefused += 1
+            // A member that ran on a value since cut back: it runs again on the current one.
+            if owned[w].state[t] == .assigned && owned[w].assignee[t] == executor {
+                owned[w].requeue(t)
+                counters.tasksRequeued += 1
+                fill(into: &out)
+            }
+            return
+        }
         counters.resultsApplied += 1
         out.append(.resultApplied(task: taskID))
-        owned[w].complete(t, outputs: outputs, holder: executor)
+        owned[w].complete(t, outputs: result.outputs, holder: executor)
         scheduleFlush(into: &out)
         checkFinished(w, into: &out)
         fill(into: &out)
@@ -297,12 +309,14 @@ public struct WorkMachine: Sendable {
         owned[w].results = Array(repeating: nil, count: finals.count)
         owned[w].resultsMissing = 0
         for (i, v) in finals.enumerated() {
-            let version = WorkIDs.pack(wf, Int(v))
+            // A group's result is stored as its last member's partial.
+            let stored = owned[w].storedVersion(Int(v))
+            let version = WorkIDs.pack(wf, stored)
             if let value = store[version], value.checksum == owned[w].checksum[Int(v)] {
                 owned[w].results[i] = value
             } else {
                 owned[w].resultsMissing += 1
-                let holder = owned[w].holder[Int(v)]
+                let holder = owned[w].holder[stored]
                 fetch(version, for: WorkIDs.pack(wf, Self.collection), input: i, from: holder, into: &out)
             }
         }
@@ -539,6 +553,7 @@ public struct WorkMachine: Sendable {
             keep(version, value)
             records.append(OutputRecord(version: version, bytes: value.bytes, checksum: value.checksum))
         }
+        let result = TaskResult(outputs: records, basis: OutputRecord.basis(job.values.map { $0!.checksum }))
         // The result goes to the task's owner, to any other peer that asked about it, and here if
         // this peer owns the workflow now (it took it over while running the task for the old
         // owner): an owner that never hears of a result waits forever.
@@ -546,16 +561,18 @@ public struct WorkMachine: Sendable {
         if ownedIndex[WorkIDs.workflow(taskID)] != nil { owners.append(id) }
         var remote: [PeerID] = []
         for owner in owners where !remote.contains(owner) && owner != id { remote.append(owner) }
-        if owners.contains(id) { applyResult(taskID, outputs: records, from: id, into: &out) }
+        if owners.contains(id) { applyResult(taskID, result, from: id, into: &out) }
         if !remote.isEmpty {
-            unacknowledged[taskID] = PendingResult(owners: remote, outputs: records, attempts: 1)
-            if recentResults.updateValue(records, forKey: taskID) == nil {
+            unacknowledged[taskID] = PendingResult(owners: remote, result: result, attempts: 1)
+            if recentResults.updateValue(result, forKey: taskID) == nil {
                 recentOrder.append(taskID)
                 if recentOrder.count > settings.resultMemory, let old = recentOrder.popFirst() {
                     recentResults[old] = nil
                 }
             }
-            for owner in remote { out.append(.send(.result(task: taskID, outputs: records), to: owner)) }
+            for owner in remote {
+                out.append(.send(.result(task: taskID, outputs: records, basis: result.basis), to: owner))
+            }
             out.append(.schedule(.resultRetry(task: taskID), after: settings.resultRetry))
         }
         fill(into: &out)
@@ -678,8 +695,8 @@ public struct WorkMachine: Sendable {
                 guard let w = ownedIndex[WorkIDs.workflow(taskID)] else { continue }
                 owned[w].confirm(WorkIDs.index(taskID), by: from)
             }
-        case .result(let task, let outputs):
-            applyResult(task, outputs: outputs, from: from, into: &out)
+        case .result(let task, let outputs, let basis):
+            applyResult(task, TaskResult(outputs: outputs, basis: basis), from: from, into: &out)
         case .resultAck(let task):
             unacknowledged[task]?.owners.removeAll { $0 == from }
             if unacknowledged[task]?.owners.isEmpty == true { unacknowledged[task] = nil }
@@ -690,8 +707,8 @@ public struct WorkMachine: Sendable {
                 if running[task] != nil || queuedIDs.contains(task) {
                     here.append(task)
                     if !alsoTell[task, default: []].contains(from) { alsoTell[task, default: []].append(from) }
-                } else if let outputs = recentResults[task] {
-                    out.append(.send(.result(task: task, outputs: outputs), to: from))
+                } else if let result = recentResults[task] {
+                    out.append(.send(.result(task: task, outputs: result.outputs, basis: result.basis), to: from))
                 } else {
                     unknown.append(task)
                 }
@@ -788,7 +805,10 @@ public struct WorkMachine: Sendable {
             }
             pending.attempts += 1
             unacknowledged[task] = pending
-            for owner in pending.owners { out.append(.send(.result(task: task, outputs: pending.outputs), to: owner)) }
+            for owner in pending.owners {
+                out.append(
+                    .send(.result(task: task, outputs: pending.result.outputs, basis: pending.result.basis), to: owner))
+            }
             out.append(.schedule(.resultRetry(task: task), after: settings.resultRetry))
         case .leaseCheck:
             leaseCheckScheduled = false

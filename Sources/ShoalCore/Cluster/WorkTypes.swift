@@ -25,6 +25,15 @@ public struct OutputRecord: Sendable, Hashable, Codable {
         self.bytes = bytes
         self.checksum = checksum
     }
+
+    /// What a result says it was computed from: the checksums of the task's input values, in
+    /// order, folded into one word. The owner compares it with the values it handed out (a group
+    /// member's result counts only if it read the group's current value).
+    public static func basis(_ checksums: some Sequence<UInt64>) -> UInt64 {
+        var h: UInt64 = 0x6261_7369_73
+        for c in checksums { h = WorkflowPlan.mix(h ^ c) &+ 0x9E37 }
+        return h
+    }
 }
 
 /// One change of an owner's workflow record, replicated to its backups: task `task` is done and
@@ -60,8 +69,9 @@ public enum WorkMessage: Sendable {
     case noData(version: UInt64, requestID: UInt64)
     /// Thief to owner: it received these granted tasks (ends their grant lease).
     case started(tasks: [UInt64])
-    /// Executor to owner: the task ran; its outputs stay with the executor.
-    case result(task: UInt64, outputs: [OutputRecord])
+    /// Executor to owner: the task ran on inputs whose checksums fold to `basis`
+    /// (`OutputRecord.basis`); its outputs stay with the executor.
+    case result(task: UInt64, outputs: [OutputRecord], basis: UInt64)
     case resultAck(task: UInt64)
     /// Owner to executor: "what became of these tasks I believe you run?" (an audit of tasks
     /// assigned for longer than `auditInterval`). The executor answers `started` for those it
@@ -94,7 +104,7 @@ public enum WorkMessage: Sendable {
         case .fetch, .noData, .resultAck, .recordAck, .release, .ownerCheck, .notOwner: return 32
         case .data(_, _, let value): return 40 + Int(clamping: value.bytes)
         case .started(let tasks), .query(let tasks), .unknown(let tasks): return 16 + 8 * tasks.count
-        case .result(_, let outputs): return 24 + 24 * outputs.count
+        case .result(_, let outputs, _): return 32 + 24 * outputs.count
         case .inputLost: return 40
         case .recordCreate(_, _, _, let plan, let initial):
             return 64 + 24 * plan.taskCount + 8 * plan.inputs.count
@@ -209,6 +219,9 @@ public struct WorkCounters: Sendable, Hashable, Codable {
     public var tasksRecomputed = 0
     /// Owner: tasks queued again after their executor died or a grant lease expired.
     public var tasksRequeued = 0
+    /// Owner: results refused because they do not name the task's outputs, or because a group
+    /// member ran on a value that is no longer its group's current one.
+    public var resultsRefused = 0
     /// Fetches sent and bytes received by fetches.
     public var fetches = 0
     public var bytesFetched: UInt64 = 0
@@ -229,6 +242,7 @@ public struct WorkCounters: Sendable, Hashable, Codable {
         duplicateResults += o.duplicateResults
         tasksRecomputed += o.tasksRecomputed
         tasksRequeued += o.tasksRequeued
+        resultsRefused += o.resultsRefused
         fetches += o.fetches
         bytesFetched &+= o.bytesFetched
         corruptTransfers += o.corruptTransfers

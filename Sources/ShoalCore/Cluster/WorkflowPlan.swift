@@ -44,97 +44,124 @@ public struct WorkflowSpec: Sendable, Hashable, Codable {
     }
 }
 
-/// The versioned task graph of a `WorkflowSpec` (COMPSs renaming: every write makes a new version,
-/// so only read-after-write orders tasks), in flat arrays so that a million-task plan costs tens
-/// of megabytes, not hundreds.
+/// The versioned task graph of a `WorkflowSpec`, in flat arrays so that a million-task plan costs
+/// tens of megabytes, not hundreds. Any peer rebuilds it from the calls alone (a backup, a
+/// restarted peer): the calls are what the record stores, and the renaming is deterministic.
 ///
-/// Versions are numbered: `0..<dataCount` are the initial values, then each task's outputs in
-/// program order. Group directions (`commutative`, `concurrent`) are planned as `inout`: the
-/// cluster runs such calls one after the other in program order (correct, less parallel than the
-/// local engine, which reorders them).
+/// The renaming is the one the local graph uses (`VersionLedger.rename`), fed by
+/// `WorkflowPlanBuilder`. Versions are numbered: `0..<dataCount` are the initial values, then new
+/// versions in the order the renaming makes them.
+///
+/// **Groups.** A run of `commutative` (or `concurrent`) calls on one datum is a `PlanGroup`: it
+/// writes one group version, which later calls read. Its members run one at a time in any order
+/// (the owner holds the group's lock): each member reads the group's current value (the base
+/// before the group, then the last member's output) and writes its own *partial* version, so a
+/// member's output is a version like any other, with a holder and a checksum. When every member
+/// has run, the group version is the last partial. The plan records which version a member reads
+/// statically (the base, for lineage); the owner substitutes the current partial when it hands
+/// the task out. `concurrent` groups are run the same way on the cluster: members on different
+/// peers cannot share one instance, so they take turns.
 public struct WorkflowPlan: Sendable {
     public let name: String
     public let dataCount: Int
     public let initialBytes: UInt64
+
+    // The calls, in program order.
     /// Per task: its body, modelled cost (nanoseconds) and output size.
     public private(set) var catalogueKey: [UInt64] = []
     public private(set) var cost: [Int64] = []
     public private(set) var outputBytes: [UInt64] = []
-    /// Task t reads versions `inputs[inputStart[t]..<inputStart[t+1]]`.
+    /// Task t's accesses are `accessStart[t]..<accessStart[t+1]` of the per-access arrays.
+    public private(set) var accessStart: [Int32] = [0]
+    public private(set) var accessDatum: [Int32] = []
+    public private(set) var accessDirection: [Direction] = []
+
+    // What the renaming made of them.
+    /// Per access: the version read and the version written (-1: none). A group member reads the
+    /// group's base and writes its partial version.
+    public private(set) var accessRead: [Int32] = []
+    public private(set) var accessWritten: [Int32] = []
+    /// Task t's plain inputs (every read but a group member's read of its group) are
+    /// `inputs[inputStart[t]..<inputStart[t+1]]`: what the task waits for.
     public private(set) var inputStart: [Int32] = [0]
     public private(set) var inputs: [Int32] = []
-    /// Task t writes versions `outputStart[t]..<outputStart[t+1]` (consecutive numbers).
-    public private(set) var outputStart: [Int32] = []
-    /// The task producing each version (-1 for an initial value).
+    /// The task producing each version: -1 for an initial value, `PlanGroup.producer` for a group's
+    /// version (its members make it together).
     public private(set) var producer: [Int32] = []
     /// Which datum each version is a version of.
     public private(set) var datumOf: [Int32] = []
-    /// Version v is read by tasks `consumers[consumerStart[v]..<consumerStart[v+1]]`.
+    /// Version v is read (as a plain input) by tasks `consumers[consumerStart[v]..<consumerStart[v+1]]`.
     public private(set) var consumerStart: [Int32] = []
     public private(set) var consumers: [Int32] = []
     /// The last version of each datum: the workflow's results.
     public private(set) var finalVersion: [Int32] = []
+    public private(set) var groups: [PlanGroup] = []
+    /// The group of each group version and partial version.
+    public private(set) var groupOf: [Int32: Int32] = [:]
+    /// The group each group's base is the base of (a version is the base of at most one group:
+    /// the group's version supersedes it).
+    public private(set) var groupOfBase: [Int32: Int32] = [:]
 
     public var taskCount: Int { catalogueKey.count }
     public var versionCount: Int { producer.count }
+    public var accessCount: Int { accessDatum.count }
 
-    public init(_ spec: WorkflowSpec) {
+    /// The plan of `spec`. Throws when a call names a datum out of range or one datum twice, or
+    /// when the plan would not fit its 32-bit indices: a spec may come from another peer.
+    public init(_ spec: WorkflowSpec) throws(WorkflowPlan.Invalid) {
         name = spec.name
         dataCount = spec.dataCount
         initialBytes = spec.initialBytes
-        catalogueKey = spec.tasks.map(\.catalogueKey)
-        cost = spec.tasks.map(\.cost.nanoseconds)
-        outputBytes = spec.tasks.map(\.outputBytes)
-        var current = (0..<spec.dataCount).map(Int32.init)
-        producer = Array(repeating: -1, count: spec.dataCount)
-        datumOf = current
-        var nextVersion = Int32(spec.dataCount)
-        inputStart.reserveCapacity(spec.tasks.count + 1)
-        outputStart.reserveCapacity(spec.tasks.count + 1)
+        var builder = try WorkflowPlanBuilder(dataCount: spec.dataCount, taskCount: spec.tasks.count)
         for (t, task) in spec.tasks.enumerated() {
-            for a in task.accesses where a.direction.reads {
-                inputs.append(current[Int(a.datum)])
-            }
-            inputStart.append(Int32(inputs.count))
-            outputStart.append(nextVersion)
-            for a in task.accesses where a.direction.writes {
-                current[Int(a.datum)] = nextVersion
-                producer.append(Int32(t))
-                datumOf.append(a.datum)
-                nextVersion += 1
-            }
+            try builder.append(task, index: t)
         }
-        outputStart.append(nextVersion)
-        finalVersion = current
+        builder.finish(into: &self)
+    }
+
+    /// The accesses of task `t`, as indices of the per-access arrays.
+    public func accessRange(of t: Int) -> Range<Int> { Int(accessStart[t])..<Int(accessStart[t + 1]) }
+    /// Task t's plain inputs (not its reads of a group it is a member of).
+    public func inputs(of task: Int) -> ArraySlice<Int32> { inputs[Int(inputStart[task])..<Int(inputStart[task + 1])] }
+    /// The versions task t writes, in access order (a member's partial for a group access).
+    public func outputs(of task: Int) -> [Int32] {
+        accessRange(of: task).compactMap { accessWritten[$0] >= 0 ? accessWritten[$0] : nil }
+    }
+    /// Whether task t writes version v.
+    public func writes(_ task: Int, _ v: Int32) -> Bool { accessRange(of: task).contains { accessWritten[$0] == v } }
+    public func consumers(of version: Int) -> ArraySlice<Int32> {
+        consumers[Int(consumerStart[version])..<Int(consumerStart[version + 1])]
+    }
+    public func isFinal(_ version: Int) -> Bool { finalVersion[Int(datumOf[version])] == Int32(version) }
+    /// The group of access `a` of a member, if it is a group access.
+    public func group(ofAccess a: Int) -> Int? {
+        accessDirection[a].isGroup ? groupOf[accessWritten[a]].map(Int.init) : nil
+    }
+    /// The groups task t is a member of.
+    public func groups(of task: Int) -> [Int] { accessRange(of: task).compactMap(group(ofAccess:)) }
+
+    /// Takes the builder's arrays and derives the consumers.
+    mutating func adopt(_ parts: WorkflowPlanBuilder.Parts, finalVersion: [Int32]) {
+        catalogueKey = parts.catalogueKey
+        cost = parts.cost
+        outputBytes = parts.outputBytes
+        accessStart = parts.accessStart
+        accessDatum = parts.accessDatum
+        accessDirection = parts.accessDirection
+        accessRead = parts.accessRead
+        accessWritten = parts.accessWritten
+        inputStart = parts.inputStart
+        inputs = parts.inputs
+        producer = parts.producer
+        datumOf = parts.datumOf
+        groups = parts.groups
+        groupOf = parts.groupOf
+        groupOfBase = parts.groupOfBase
+        self.finalVersion = finalVersion
         buildConsumers()
     }
 
-    /// A plan from its stored arrays (`RecordCodec`): the rest is derived as `init(_:)` does.
-    init(
-        name: String, dataCount: Int, initialBytes: UInt64, catalogueKey: [UInt64], cost: [Int64],
-        outputBytes: [UInt64], inputStart: [Int32], inputs: [Int32], outputStart: [Int32], datumOf: [Int32]
-    ) {
-        self.name = name
-        self.dataCount = dataCount
-        self.initialBytes = initialBytes
-        self.catalogueKey = catalogueKey
-        self.cost = cost
-        self.outputBytes = outputBytes
-        self.inputStart = inputStart
-        self.inputs = inputs
-        self.outputStart = outputStart
-        self.datumOf = datumOf
-        producer = Array(repeating: -1, count: datumOf.count)
-        for t in 0..<catalogueKey.count {
-            for v in outputStart[t]..<outputStart[t + 1] { producer[Int(v)] = Int32(t) }
-        }
-        var current = (0..<dataCount).map(Int32.init)
-        for v in dataCount..<datumOf.count { current[Int(datumOf[v])] = Int32(v) }
-        finalVersion = current
-        buildConsumers()
-    }
-
-    /// Consumers of every version, by counting sort over the inputs.
+    /// Consumers of every version, by counting sort over the plain inputs.
     private mutating func buildConsumers() {
         var counts = [Int32](repeating: 0, count: producer.count + 1)
         for v in inputs { counts[Int(v) + 1] += 1 }
@@ -151,12 +178,21 @@ public struct WorkflowPlan: Sendable {
         }
     }
 
-    public func inputs(of task: Int) -> ArraySlice<Int32> { inputs[Int(inputStart[task])..<Int(inputStart[task + 1])] }
-    public func outputs(of task: Int) -> Range<Int32> { outputStart[task]..<outputStart[task + 1] }
-    public func consumers(of version: Int) -> ArraySlice<Int32> {
-        consumers[Int(consumerStart[version])..<Int(consumerStart[version + 1])]
+    /// The calls this plan was built from (what a record stores).
+    public var spec: WorkflowSpec {
+        let tasks = (0..<taskCount).map { t in
+            WorkflowTaskSpec(
+                catalogueKey: catalogueKey[t], cost: Interval(nanoseconds: cost[t]),
+                accesses: accessRange(of: t).map { WorkflowTaskSpec.Access(Int(accessDatum[$0]), accessDirection[$0]) },
+                outputBytes: outputBytes[t])
+        }
+        return WorkflowSpec(name: name, dataCount: dataCount, initialBytes: initialBytes, tasks: tasks)
     }
-    public func isFinal(_ version: Int) -> Bool { finalVersion[Int(datumOf[version])] == Int32(version) }
+
+    /// Why a spec has no plan.
+    public struct Invalid: Error, Sendable, Hashable, CustomStringConvertible {
+        public var description: String
+    }
 
     // MARK: The modelled values
 
@@ -165,32 +201,39 @@ public struct WorkflowPlan: Sendable {
         mix(UInt64(workflow) &* 0x100_0000_01B3 ^ UInt64(datum) &+ 0x5EED)
     }
 
-    /// The content task `task` writes as its `ordinal`-th output, given its inputs' contents: what a
-    /// simulated body computes. It depends on every input, so a task that ran on a wrong or stale
-    /// input gives a different final result than the sequential program.
-    public static func outputContent(task: Int, catalogueKey: UInt64, inputs: some Sequence<UInt64>, ordinal: Int)
-        -> UInt64
-    {
-        var h = mix(catalogueKey ^ (UInt64(task) << 20) ^ UInt64(ordinal))
-        for c in inputs { h = mix(h ^ c) }
-        return h
-    }
-
-    /// The contents of the final versions (`finalVersion` order) when the tasks run one by one in
-    /// program order: what every correct run must end with.
-    public func sequentialResults(workflow: UInt32) -> [UInt64] {
-        var content = [UInt64](repeating: 0, count: versionCount)
-        for d in 0..<dataCount { content[d] = Self.initialContent(workflow: workflow, datum: d) }
-        var scratch: [UInt64] = []
-        for t in 0..<taskCount {
-            scratch.removeAll(keepingCapacity: true)
-            for v in inputs(of: t) { scratch.append(content[Int(v)]) }
-            for (k, v) in outputs(of: t).enumerated() {
-                content[Int(v)] = Self.outputContent(
-                    task: t, catalogueKey: catalogueKey[t], inputs: scratch, ordinal: k)
-            }
+    /// What a modelled body computes: the contents of the versions task `task` writes (in access
+    /// order), given the contents of those it reads (in access order) and its accesses'
+    /// directions.
+    ///
+    /// A plain output depends on every plain input, so a task that ran on a wrong or stale input
+    /// gives a different final result than the sequential program. A group access adds a
+    /// contribution of the plain inputs to the group's value (wrapping addition): the members of a
+    /// group commute, as their direction promises, so every order gives one result, while a lost
+    /// or doubled member changes it.
+    public static func modelledOutputs(
+        task: Int, catalogueKey: UInt64, directions: some Collection<Direction>, inputs: [UInt64]
+    ) -> [UInt64] {
+        var h = mix(catalogueKey ^ (UInt64(task) << 20))
+        var readIndex = 0
+        var groupValues: [UInt64] = []
+        for d in directions where d.reads {
+            if d.isGroup { groupValues.append(inputs[readIndex]) } else { h = mix(h ^ inputs[readIndex]) }
+            readIndex += 1
         }
-        return finalVersion.map { content[Int($0)] }
+        var outputs: [UInt64] = []
+        var ordinal: UInt64 = 0
+        var groupIndex = 0
+        for d in directions where d.writes {
+            let contribution = mix(h ^ ordinal)
+            if d.isGroup {
+                outputs.append(groupValues[groupIndex] &+ contribution)
+                groupIndex += 1
+            } else {
+                outputs.append(contribution)
+            }
+            ordinal += 1
+        }
+        return outputs
     }
 
     @inline(__always) static func mix(_ x: UInt64) -> UInt64 {

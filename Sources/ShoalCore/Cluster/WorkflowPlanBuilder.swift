@@ -1,0 +1,167 @@
+/// A commutative or concurrent group of a cluster plan: consecutive calls on one datum that may
+/// run in any order, one at a time. See `WorkflowPlan`.
+public struct PlanGroup: Sendable, Hashable {
+    /// `WorkflowPlan.producer` of a group version: made by the members together.
+    public static let producer: Int32 = -2
+    /// The group's version: what later calls read.
+    public var version: Int32
+    /// The version before the group: what the first member to run reads.
+    public var base: Int32
+    public var kind: Direction
+    /// The members in program order, and the partial version each writes.
+    public var members: [Int32] = []
+    public var partials: [Int32] = []
+}
+
+/// The cluster plan's side of the renaming rule (`VersionLedger`): versions are append-only
+/// numbers, readers are appended to flat arrays, and nothing is ever released (the owner keeps
+/// the whole plan; finished workflows are dropped whole).
+///
+/// Validates what it is given, because a plan may be rebuilt from another peer's record: every
+/// datum index in range, no datum twice in one call, and counts that fit 32-bit indices.
+struct WorkflowPlanBuilder: VersionLedger {
+    typealias Reader = Int32
+    typealias Effects = Void
+
+    private var data: [DatumVersions]
+    private let dataCount: Int
+    private(set) var plan = Parts()
+    /// The task being appended (its index) and the direction of the access being renamed.
+    private var task: Int32 = 0
+    private var direction = Direction.in
+    /// Which data the current call accessed (to refuse a datum twice), by a stamp per datum.
+    private var seen: [Int32]
+
+    /// The arrays a plan is made of, filled in program order.
+    struct Parts {
+        var catalogueKey: [UInt64] = []
+        var cost: [Int64] = []
+        var outputBytes: [UInt64] = []
+        var accessStart: [Int32] = [0]
+        var accessDatum: [Int32] = []
+        var accessDirection: [Direction] = []
+        var accessRead: [Int32] = []
+        var accessWritten: [Int32] = []
+        var inputStart: [Int32] = [0]
+        var inputs: [Int32] = []
+        var producer: [Int32] = []
+        var datumOf: [Int32] = []
+        var groups: [PlanGroup] = []
+        var groupOf: [Int32: Int32] = [:]
+        var groupOfBase: [Int32: Int32] = [:]
+    }
+
+    /// Most versions (and accesses) a plan may have: its indices are 32-bit.
+    static let maxIndex = Int(Int32.max) - 1
+
+    init(dataCount: Int, taskCount: Int) throws(WorkflowPlan.Invalid) {
+        guard dataCount >= 0, dataCount <= Self.maxIndex, taskCount <= Self.maxIndex else {
+            throw WorkflowPlan.Invalid(description: "\(dataCount) data and \(taskCount) tasks do not fit a plan")
+        }
+        self.dataCount = dataCount
+        data = Array(repeating: DatumVersions(), count: dataCount)
+        seen = Array(repeating: -1, count: dataCount)
+        plan.catalogueKey.reserveCapacity(taskCount)
+        plan.cost.reserveCapacity(taskCount)
+        plan.outputBytes.reserveCapacity(taskCount)
+        plan.accessStart.reserveCapacity(taskCount + 1)
+        plan.inputStart.reserveCapacity(taskCount + 1)
+        // Every datum starts with its initial value: versions 0..<dataCount.
+        for d in 0..<dataCount {
+            plan.producer.append(-1)
+            plan.datumOf.append(Int32(d))
+            data[d].current = VersionID(raw: UInt32(d))
+        }
+    }
+
+    /// Renames the accesses of task `index` (the next in program order) and appends it.
+    mutating func append(_ call: WorkflowTaskSpec, index: Int) throws(WorkflowPlan.Invalid) {
+        task = Int32(index)
+        guard plan.accessDatum.count + call.accesses.count <= Self.maxIndex,
+            plan.producer.count + 2 * call.accesses.count <= Self.maxIndex
+        else { throw WorkflowPlan.Invalid(description: "task \(index): the plan outgrows its 32-bit indices") }
+        for a in call.accesses {
+            guard a.datum >= 0, Int(a.datum) < dataCount else {
+                throw WorkflowPlan.Invalid(
+                    description: "task \(index) accesses datum \(a.datum), but the workflow has \(dataCount) data")
+            }
+            guard seen[Int(a.datum)] != task else {
+                throw WorkflowPlan.Invalid(description: "task \(index) accesses datum \(a.datum) twice")
+            }
+            seen[Int(a.datum)] = task
+        }
+        var effects: Void = ()
+        for a in call.accesses {
+            let datum = DatumID(raw: UInt32(a.datum))
+            direction = a.direction
+            // Every datum is defined (initial values), so every read resolves.
+            let renamed = rename(datum, a.direction, by: task, effects: &effects)!
+            plan.accessDatum.append(a.datum)
+            plan.accessDirection.append(a.direction)
+            plan.accessRead.append(renamed.read.map { Int32($0.raw) } ?? -1)
+            guard let written = renamed.written.map({ Int32($0.raw) }) else {
+                plan.accessWritten.append(-1)
+                continue
+            }
+            if a.direction.isGroup {
+                // A member writes its own partial version; the group's version is made of them.
+                let g = plan.groupOf[written]!
+                let partial = newVersion(a.datum, producer: task)
+                plan.groups[Int(g)].members.append(task)
+                plan.groups[Int(g)].partials.append(partial)
+                plan.groupOf[partial] = g
+                plan.accessWritten.append(partial)
+            } else {
+                plan.accessWritten.append(written)
+            }
+        }
+        plan.accessStart.append(Int32(plan.accessDatum.count))
+        plan.inputStart.append(Int32(plan.inputs.count))
+        plan.catalogueKey.append(call.catalogueKey)
+        plan.cost.append(call.cost.nanoseconds)
+        plan.outputBytes.append(call.outputBytes)
+    }
+
+    /// Closes every open group (a whole plan ends with its program) and hands the arrays over.
+    consuming func finish(into p: inout WorkflowPlan) {
+        var effects: Void = ()
+        for d in 0..<dataCount { closeGroup(DatumID(raw: UInt32(d)), effects: &effects) }
+        p.adopt(plan, finalVersion: data.map { Int32($0.current.raw) })
+    }
+
+    private mutating func newVersion(_ datum: Int32, producer: Int32) -> Int32 {
+        plan.producer.append(producer)
+        plan.datumOf.append(datum)
+        return Int32(plan.producer.count - 1)
+    }
+
+    // MARK: VersionLedger
+
+    subscript(versionsOf datum: DatumID) -> DatumVersions {
+        get { data[Int(datum.raw)] }
+        set { data[Int(datum.raw)] = newValue }
+    }
+
+    mutating func makeVersion(of datum: DatumID, opensGroup: Bool, effects: inout Void) -> VersionID {
+        let d = Int32(datum.raw)
+        guard opensGroup else { return VersionID(raw: UInt32(newVersion(d, producer: task))) }
+        let base = Int32(data[Int(datum.raw)].current.raw)
+        let g = newVersion(d, producer: PlanGroup.producer)
+        plan.groupOf[g] = Int32(plan.groups.count)
+        plan.groupOfBase[base] = Int32(plan.groups.count)
+        plan.groups.append(PlanGroup(version: g, base: base, kind: direction))
+        return VersionID(raw: UInt32(g))
+    }
+
+    mutating func addReader(_ reader: Int32, of version: VersionID, datum: DatumID, effects: inout Void) {
+        // A member's read of its group is not a plain input: the owner gives it the group's
+        // current value when it runs (`PlanGroup`).
+        if direction.isGroup { return }
+        plan.inputs.append(Int32(version.raw))
+    }
+
+    mutating func addGroupWriter(_ group: VersionID) {}
+    mutating func holdGroupBase(_ base: VersionID) {}
+    mutating func supersede(_ old: VersionID, effects: inout Void) {}
+    mutating func groupClosed(_ group: VersionID, base: VersionID, effects: inout Void) {}
+}
