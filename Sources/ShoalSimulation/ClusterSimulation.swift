@@ -89,7 +89,7 @@ public struct ClusterSimulation {
         /// that crashed are lost with it.
         case deliver(to: PeerID, generation: UInt32, from: PeerID, message: PeerMessage)
         case timer(PeerID, generation: UInt32, PeerTimer)
-        case executed(PeerID, generation: UInt32, task: UInt64, outputs: [DataValue])
+        case executed(PeerID, generation: UInt32, task: TaskRef, outputs: [DataValue])
         case submit(Int)
         /// The n-th put of the object workload.
         case put(Int)
@@ -115,6 +115,8 @@ public struct ClusterSimulation {
         /// (what the machines are given).
         var spec: WorkflowSpec
         var plan: WorkflowPlan
+        /// The id its submitter drew for it, once submitted.
+        var id: WorkflowID? = nil
         var expected: [UInt64]?
         var outcome: WorkflowOutcome
         var submittedAt = Instant.zero
@@ -136,6 +138,7 @@ public struct ClusterSimulation {
     var report: SimulationReport
     var trace: TraceRecorder?
     var workflows: [Tracked] = []
+    var workflowIndex: [WorkflowID: Int] = [:]
     var violationCounts: [String: Int] = [:]
     /// Object workload: puts in flight (request id -> key, content) and the newest acknowledged
     /// (version, content) per key.
@@ -258,8 +261,8 @@ public struct ClusterSimulation {
                 // Where each workflow's record copies are when a fault strikes: what a takeover
                 // after it can start from.
                 for w in workflows.indices {
-                    let holders = peers.indices.filter {
-                        peers[$0].machine?.work.backedUpWorkflows.contains(UInt32(w + 1)) == true
+                    let holders = peers.indices.filter { i in
+                        workflows[w].id.map { peers[i].machine?.work.backedUpWorkflows.contains($0) == true } == true
                     }
                     let names = holders.map { "p\($0)" }.joined(separator: " ")
                     trace?.instant("backup records of workflow \(w + 1): \(names)", peer: nil, at: now)
@@ -289,17 +292,19 @@ public struct ClusterSimulation {
 
     mutating func submit(_ w: Int) {
         let spec = scenario.workflows[w]
-        let wf = UInt32(w + 1)
         workflows[w].submittedAt = now
         guard spec.submitter < peers.count, peers[spec.submitter].up else {
             workflows[w].outcome.status = .failed
             workflows[w].outcome.reason = "its submitter p\(spec.submitter) was down"
             return
         }
+        let wf = peers[spec.submitter].machine!.newWorkflowID()
+        workflows[w].id = wf
+        workflowIndex[wf] = w
         workflows[w].outcome.status = .unfinished
         let plan = workflows[w].plan
         let initial = (0..<plan.dataCount).map {
-            DataValue(bytes: plan.initialBytes, content: WorkflowPlan.initialContent(workflow: wf, datum: $0))
+            DataValue(bytes: plan.initialBytes, content: WorkflowPlan.initialContent(workflow: wf.raw, datum: $0))
         }
         trace?.instant("submit \(plan.name)", peer: PeerID(raw: UInt64(spec.submitter)), at: now)
         step(PeerID(raw: UInt64(spec.submitter)), .submit(workflow: wf, plan: plan, initial: initial))
@@ -341,15 +346,15 @@ public struct ClusterSimulation {
             case .execute(let task, let key, let inputs):
                 execute(task, catalogueKey: key, inputs: inputs, at: p, generation: generation)
             case .workflowCompleted(let wf, let results):
-                completed(Int(wf) - 1, results: results, at: p)
+                completed(workflowIndex[wf]!, results: results, at: p)
             case .workflowFailed(let wf, let reason):
-                let w = Int(wf) - 1
+                let w = workflowIndex[wf]!
                 guard workflows[w].outcome.status == .unfinished else { continue }
                 workflows[w].outcome.status = .failed
                 workflows[w].outcome.reason = reason
             case .resultApplied(let task):
-                let w = Int(WorkIDs.workflow(task)) - 1
-                let t = WorkIDs.index(task)
+                let w = workflowIndex[task.workflow]!
+                let t = task.task
                 let count = workflows[w].plan.taskCount
                 workflows[w].applied[i, default: Array(repeating: 0, count: count)][t] &+= 1
                 let applied = workflows[w].applied[i]![t]
@@ -360,9 +365,9 @@ public struct ClusterSimulation {
                         "task \(t) of \(workflows[w].plan.name): result applied \(applied) times by owner \(p) with \(reopened) re-openings")
                 }
             case .taskReopened(let task):
-                let w = Int(WorkIDs.workflow(task)) - 1
+                let w = workflowIndex[task.workflow]!
                 let count = workflows[w].plan.taskCount
-                workflows[w].reopened[i, default: Array(repeating: 0, count: count)][WorkIDs.index(task)] &+= 1
+                workflows[w].reopened[i, default: Array(repeating: 0, count: count)][task.task] &+= 1
             case .persist(let o):
                 // The shell writes before it carries out the next directive (the machine's ack).
                 try! peers[i].shard.put(ObjectRecord.key(o.key), ObjectRecord.encode(o), in: .values)
@@ -387,7 +392,7 @@ public struct ClusterSimulation {
                     try! shard.apply(batch)
                 }
             case .tookOver(let wf, let from):
-                let w = Int(wf) - 1
+                let w = workflowIndex[wf]!
                 workflows[w].outcome.owners.append(i)
                 // The checker counts per owner: the new owner starts from its record.
                 workflows[w].applied[i] = nil
@@ -398,10 +403,10 @@ public struct ClusterSimulation {
     }
 
     /// Runs a task body in virtual time: the outputs appear after the task's modelled cost.
-    mutating func execute(_ task: UInt64, catalogueKey: UInt64, inputs: [DataValue], at p: PeerID, generation: UInt32)
+    mutating func execute(_ task: TaskRef, catalogueKey: UInt64, inputs: [DataValue], at p: PeerID, generation: UInt32)
     {
-        let w = Int(WorkIDs.workflow(task)) - 1
-        let t = WorkIDs.index(task)
+        let w = workflowIndex[task.workflow]!
+        let t = task.task
         let plan = workflows[w].plan
         // The body runs the call as the program wrote it, from the values it was given.
         let call = workflows[w].spec.tasks[t]
@@ -416,7 +421,7 @@ public struct ClusterSimulation {
 
     mutating func completed(_ w: Int, results: [DataValue], at p: PeerID) {
         if workflows[w].expected == nil {
-            workflows[w].expected = ModelledProgram.results(of: workflows[w].spec, workflow: UInt32(w + 1))
+            workflows[w].expected = ModelledProgram.results(of: workflows[w].spec, workflow: workflows[w].id!.raw)
         }
         let match = results.map(\.content) == workflows[w].expected!
         if !match {
@@ -526,7 +531,7 @@ public struct ClusterSimulation {
         var unfinished: [Int: [String]] = [:]
         for i in peers.indices where peers[i].up {
             for w in workflows.indices {
-                if let p = peers[i].machine?.work.progress(of: UInt32(w + 1)) {
+                if let id = workflows[w].id, let p = peers[i].machine?.work.progress(of: id) {
                     unfinished[w, default: []].append("owner p\(i): \(p) [jobs: \(peers[i].machine!.work.runningJobs)]")
                 }
             }

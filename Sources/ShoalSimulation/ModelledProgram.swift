@@ -7,7 +7,7 @@ import ShoalCore
 /// body (`WorkflowPlan.modelledOutputs`), which is the program's code, not the machinery checked.
 enum ModelledProgram {
     /// The final content of every datum, in datum order.
-    static func results(of spec: WorkflowSpec, workflow: UInt32) -> [UInt64] {
+    static func results(of spec: WorkflowSpec, workflow: UInt64) -> [UInt64] {
         var content = (0..<spec.dataCount).map { WorkflowPlan.initialContent(workflow: workflow, datum: $0) }
         for (t, call) in spec.tasks.enumerated() {
             let reads = call.accesses.filter(\.direction.reads).map { content[Int($0.datum)] }

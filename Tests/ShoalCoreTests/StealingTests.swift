@@ -3,6 +3,15 @@ import Testing
 @testable import ShoalCore
 
 private func p(_ n: UInt64) -> PeerID { PeerID(raw: n) }
+
+// Tasks and versions of one workflow, written as numbers.
+extension TaskRef: ExpressibleByIntegerLiteral {
+    public init(integerLiteral n: UInt32) { self.init(WorkflowID(raw: 1), Int(n)) }
+}
+extension VersionRef: ExpressibleByIntegerLiteral {
+    public init(integerLiteral n: UInt32) { self.init(WorkflowID(raw: 1), Int(n)) }
+}
+private func t(_ n: UInt64) -> TaskRef { TaskRef(WorkflowID(raw: 1), Int(n)) }
 private let t0 = Instant.zero
 private func at(ms: Int64) -> Instant { t0 + .milliseconds(ms) }
 
@@ -14,7 +23,7 @@ private func member(_ n: UInt64, ready: UInt32, keys: [UInt64] = [1, 2], status:
 
 private func thief(
     _ n: UInt64 = 1, seed: UInt64 = 7, view: [MemberInfo], free: Int = 4, keys: [UInt64] = [1, 2],
-    holding: [UInt64] = [], settings: StealSettings = StealSettings()
+    holding: [VersionRef] = [], settings: StealSettings = StealSettings()
 ) -> StealMachine {
     var m = StealMachine(id: p(n), settings: settings, seed: seed)
     _ = m.on(.loadView(view), now: t0)
@@ -22,7 +31,7 @@ private func thief(
     return m
 }
 
-private func requests(_ out: [StealDirective]) -> [(to: PeerID, rid: UInt64, max: Int, catalogue: [UInt64], holding: [UInt64])] {
+private func requests(_ out: [StealDirective]) -> [(to: PeerID, rid: UInt64, max: Int, catalogue: [UInt64], holding: [VersionRef])] {
     out.compactMap {
         if case .send(.request(let rid, let max, let cat, let held), let to) = $0 { return (to, rid, max, cat, held) }
         return nil
@@ -30,7 +39,7 @@ private func requests(_ out: [StealDirective]) -> [(to: PeerID, rid: UInt64, max
 }
 
 private func task(_ id: UInt64, key: UInt64 = 1, inputs: [DataLocation] = []) -> StealableTask {
-    StealableTask(id: id, owner: p(9), catalogueKey: key, inputs: inputs)
+    StealableTask(id: t(id), owner: p(9), catalogueKey: key, inputs: inputs)
 }
 
 private func victim(_ n: UInt64 = 2, queue: [StealableTask], free: Int = 0, settings: StealSettings = StealSettings())
@@ -42,7 +51,7 @@ private func victim(_ n: UInt64 = 2, queue: [StealableTask], free: Int = 0, sett
     return m
 }
 
-private func granted(_ out: [StealDirective]) -> [UInt64]? {
+private func granted(_ out: [StealDirective]) -> [TaskRef]? {
     for d in out {
         if case .send(.reply(_, let g), _) = d { return g.map(\.id) }
         if case .send(.refused, _) = d { return [] }
@@ -50,15 +59,15 @@ private func granted(_ out: [StealDirective]) -> [UInt64]? {
     return nil
 }
 
-private func given(_ out: [StealDirective]) -> [UInt64] {
-    out.flatMap { d -> [UInt64] in
+private func given(_ out: [StealDirective]) -> [TaskRef] {
+    out.flatMap { d -> [TaskRef] in
         if case .give(let ids, _) = d { return ids }
         return []
     }
 }
 
-private func ran(_ out: [StealDirective]) -> [UInt64] {
-    out.flatMap { d -> [UInt64] in
+private func ran(_ out: [StealDirective]) -> [TaskRef] {
+    out.flatMap { d -> [TaskRef] in
         if case .run(let t) = d { return t.map(\.id) }
         return []
     }
@@ -348,15 +357,15 @@ private func ran(_ out: [StealDirective]) -> [UInt64] {
     /// Four peers over a network that delays (reorders), duplicates and optionally drops
     /// messages; thieves tick every 5 ms. No task is ever run twice or both run and kept; without
     /// drops every task is exactly somewhere.
-    func simulate(seed: UInt64, dropRate: Double, retransmits: Int) -> (kept: [UInt64], ran: [UInt64], tried: Int) {
+    func simulate(seed: UInt64, dropRate: Double, retransmits: Int) -> (kept: [TaskRef], ran: [TaskRef], tried: Int) {
         var s = StealSettings()
         s.requestRetransmits = retransmits
         let ids = (1...4).map { p($0) }
         var queues: [PeerID: [StealableTask]] = [
-            p(2): (1...40).map { StealableTask(id: $0, owner: p(2), catalogueKey: $0 % 3) },
-            p(3): (101...130).map { StealableTask(id: $0, owner: p(3), catalogueKey: 1) },
+            p(2): (1...40).map { StealableTask(id: t($0), owner: p(2), catalogueKey: $0 % 3) },
+            p(3): (101...130).map { StealableTask(id: t($0), owner: p(3), catalogueKey: 1) },
         ]
-        var runs: [PeerID: [UInt64]] = [:]
+        var runs: [PeerID: [TaskRef]] = [:]
         var machines: [PeerID: StealMachine] = [:]
         let view = ids.map { member($0.raw, ready: UInt32(queues[$0]?.count ?? 0), keys: [0, 1, 2]) }
         var events: [(at: Instant, seq: Int, peer: PeerID, event: StealEvent)] = []
@@ -421,7 +430,7 @@ private func ran(_ out: [StealDirective]) -> [UInt64] {
         let r = simulate(seed: seed, dropRate: 0, retransmits: 0)
         let all = r.kept + r.ran
         #expect(Set(all).count == all.count)  // nothing run twice, nothing both kept and run
-        #expect(Set(all) == Set(Array(1...40) + Array(101...130)))
+        #expect(Set(all) == Set((Array(1...40) + Array(101...130)).map { t(UInt64($0)) }))
         // Both thieves filled their 8 slots (late grants after a timeout may add more: they are
         // run rather than lost).
         #expect(r.ran.count >= 16 && r.tried > 0)
@@ -435,7 +444,7 @@ private func ran(_ out: [StealDirective]) -> [UInt64] {
         let r = simulate(seed: seed, dropRate: 0.2, retransmits: 3)
         let all = r.kept + r.ran
         #expect(Set(all).count == all.count)
-        #expect(Set(all).isSubset(of: Set(Array(1...40) + Array(101...130))))
+        #expect(Set(all).isSubset(of: Set((Array(1...40) + Array(101...130)).map { t(UInt64($0)) })))
         #expect(!r.ran.isEmpty)
     }
 }

@@ -13,21 +13,21 @@ struct WorkMachineTests {
             catalogueKey: 1, cost: .milliseconds(1), accesses: accesses.map { .init($0.0, $0.1) }, outputBytes: 8)
     }
 
-    static func initial(_ plan: WorkflowPlan, workflow: UInt32 = 1) -> [DataValue] {
+    static func initial(_ plan: WorkflowPlan, workflow: UInt64 = 1) -> [DataValue] {
         (0..<plan.dataCount).map {
             DataValue(bytes: 8, content: WorkflowPlan.initialContent(workflow: workflow, datum: $0))
         }
     }
 
     /// The outputs a task body makes (what the simulator's shell computes).
-    static func outputs(_ plan: WorkflowPlan, _ task: UInt64, _ inputs: [DataValue]) -> [DataValue] {
-        let t = WorkIDs.index(task)
+    static func outputs(_ plan: WorkflowPlan, _ task: TaskRef, _ inputs: [DataValue]) -> [DataValue] {
+        let t = task.task
         let directions = plan.accessRange(of: t).map { plan.accessDirection[$0] }
         return WorkflowPlan.modelledOutputs(task: t, catalogueKey: 1, directions: directions, inputs: inputs.map(\.content))
             .map { DataValue(bytes: 8, content: $0) }
     }
 
-    static func executions(_ ds: [WorkDirective]) -> [(UInt64, [DataValue])] {
+    static func executions(_ ds: [WorkDirective]) -> [(TaskRef, [DataValue])] {
         ds.compactMap { if case .execute(let t, _, let inputs) = $0 { return (t, inputs) } else { return nil } }
     }
 
@@ -73,15 +73,15 @@ struct WorkMachineTests {
     @Test func theFirstResultIsAppliedAndADuplicateIsDiscardedButAcknowledged() throws {
         let plan = try WorkflowPlan(WorkflowSpec(name: "two", dataCount: 2, tasks: [Self.task([(0, .out)]), Self.task([(1, .out)])]))
         var owner = Self.machine(1)
-        var out = owner.on(.submit(workflow: 1, plan: plan, initial: Self.initial(plan)), now: Self.t0)
-        #expect(Self.executions(out).map(\.0) == [WorkIDs.pack(1, 0)])  // one slot: task 0 runs here
+        var out = owner.on(.submit(workflow: WorkflowID(raw: 1), plan: plan, initial: Self.initial(plan)), now: Self.t0)
+        #expect(Self.executions(out).map(\.0) == [TaskRef(WorkflowID(raw: 1), 0)])  // one slot: task 0 runs here
         let stealable = owner.stealable()
-        #expect(stealable.map(\.id) == [WorkIDs.pack(1, 1)])
-        _ = owner.on(.gave([WorkIDs.pack(1, 1)], to: Self.p(2)), now: Self.t0)
-        let record = OutputRecord(version: WorkIDs.pack(1, 3), bytes: 8, checksum: 42)
+        #expect(stealable.map(\.id) == [TaskRef(WorkflowID(raw: 1), 1)])
+        _ = owner.on(.gave([TaskRef(WorkflowID(raw: 1), 1)], to: Self.p(2)), now: Self.t0)
+        let record = OutputRecord(version: VersionRef(WorkflowID(raw: 1), 3), bytes: 8, checksum: 42)
         for _ in 0..<2 {
-            out = owner.on(.message(.result(task: WorkIDs.pack(1, 1), outputs: [record], basis: 0), from: Self.p(2)), now: Self.t0)
-            #expect(out.contains { if case .send(.resultAck(let t), let to) = $0 { t == WorkIDs.pack(1, 1) && to == Self.p(2) } else { false } })
+            out = owner.on(.message(.result(task: TaskRef(WorkflowID(raw: 1), 1), outputs: [record], basis: 0), from: Self.p(2)), now: Self.t0)
+            #expect(out.contains { if case .send(.resultAck(let t), let to) = $0 { t == TaskRef(WorkflowID(raw: 1), 1) && to == Self.p(2) } else { false } })
         }
         #expect(owner.counters.resultsApplied == 1)
         #expect(owner.counters.duplicateResults == 1)
@@ -92,26 +92,26 @@ struct WorkMachineTests {
         let plan = try WorkflowPlan(WorkflowSpec(name: "chain", dataCount: 2, tasks: [Self.task([(0, .out)]), Self.task([(0, .in), (1, .out)])]))
         var owner = Self.machine(1)
         _ = owner.on(.peerUp(Self.p(2)), now: Self.t0)
-        var out = owner.on(.submit(workflow: 1, plan: plan, initial: Self.initial(plan)), now: Self.t0)
+        var out = owner.on(.submit(workflow: WorkflowID(raw: 1), plan: plan, initial: Self.initial(plan)), now: Self.t0)
         let first = Self.executions(out)[0]
-        #expect(first.0 == WorkIDs.pack(1, 0))
+        #expect(first.0 == TaskRef(WorkflowID(raw: 1), 0))
         // Pretend task 0 ran at p2 instead: its result says p2 holds version 2.
         out = owner.on(
-            .message(.result(task: first.0, outputs: [OutputRecord(version: WorkIDs.pack(1, 2), bytes: 8, checksum: 7)], basis: 0), from: Self.p(2)),
+            .message(.result(task: first.0, outputs: [OutputRecord(version: VersionRef(WorkflowID(raw: 1), 2), bytes: 8, checksum: 7)], basis: 0), from: Self.p(2)),
             now: Self.t0)
         #expect(owner.counters.resultsApplied == 1)
         out = owner.on(.peerDown(Self.p(2)), now: Self.t0)
         #expect(out.contains { if case .taskReopened(let t) = $0 { t == first.0 } else { false } })
         #expect(owner.counters.tasksRecomputed == 1)
-        #expect(owner.progress(of: 1)?.hasPrefix("2 tasks left") == true, "\(owner.progress(of: 1) ?? "-")")
+        #expect(owner.progress(of: WorkflowID(raw: 1))?.hasPrefix("2 tasks left") == true, "\(owner.progress(of: WorkflowID(raw: 1)) ?? "-")")
     }
 
     @Test func anInputFetchedWithTheWrongChecksumIsNotUsed() throws {
         var thief = Self.machine(2)
         let task = StealableTask(
-            id: WorkIDs.pack(1, 0), owner: Self.p(1), catalogueKey: 1,
-            inputs: [DataLocation(datum: WorkIDs.pack(1, 0), bytes: 8, holders: [Self.p(1)], checksum: 99)],
-            outputs: [WorkIDs.pack(1, 1)])
+            id: TaskRef(WorkflowID(raw: 1), 0), owner: Self.p(1), catalogueKey: 1,
+            inputs: [DataLocation(datum: VersionRef(WorkflowID(raw: 1), 0), bytes: 8, holders: [Self.p(1)], checksum: 99)],
+            outputs: [VersionRef(WorkflowID(raw: 1), 1)])
         var out = thief.on(.granted([task]), now: Self.t0)
         guard case .send(.fetch(let version, let rid), _)? = out.first(where: { if case .send(.fetch, _) = $0 { true } else { false } })
         else {
@@ -137,28 +137,28 @@ struct WorkMachineTests {
         var peer = Self.machine(2, replicas: 2)
         _ = peer.on(.peerUp(Self.p(1)), now: Self.t0)
         _ = peer.on(
-            .message(.recordCreate(workflow: 1, owner: Self.p(1), backups: [Self.p(2)], plan: plan, initial: Self.initial(plan)), from: Self.p(1)),
+            .message(.recordCreate(workflow: WorkflowID(raw: 1), owner: Self.p(1), backups: [Self.p(2)], plan: plan, initial: Self.initial(plan)), from: Self.p(1)),
             now: Self.t0)
-        let task = StealableTask(id: WorkIDs.pack(1, 0), owner: Self.p(1), catalogueKey: 1, outputs: [WorkIDs.pack(1, 1)])
+        let task = StealableTask(id: TaskRef(WorkflowID(raw: 1), 0), owner: Self.p(1), catalogueKey: 1, outputs: [VersionRef(WorkflowID(raw: 1), 1)])
         let started = peer.on(.granted([task]), now: Self.t0)
         #expect(Self.executions(started).count == 1)
         _ = peer.on(.peerDown(Self.p(1)), now: Self.t0)  // takes over; the task is already running here
-        #expect(peer.ownedWorkflows == [1])
+        #expect(peer.ownedWorkflows == [WorkflowID(raw: 1)])
         let out = peer.on(.executed(task: task.id, outputs: Self.outputs(plan, task.id, [])), now: Self.t0)
         #expect(out.contains { if case .resultApplied(let t) = $0 { t == task.id } else { false } })
-        #expect(out.contains { if case .workflowCompleted(1, _) = $0 { true } else { false } })
+        #expect(out.contains { if case .workflowCompleted(WorkflowID(raw: 1), _) = $0 { true } else { false } })
     }
 
     @Test func aRecordRoundTripsThroughTheShardLayout() throws {
         let plan = try WorkflowPlan(.stencil(width: 5, steps: 4, cost: .milliseconds(3), bytes: 77))
         let initial = Self.initial(plan, workflow: 9)
         let log = (0..<7).map {
-            RecordEntry(task: UInt32($0), version: WorkIDs.pack(9, 10 + $0), holder: Self.p(UInt64($0)), checksum: UInt64($0) * 3, bytes: 77)
+            RecordEntry(task: UInt32($0), version: UInt32(10 + $0), holder: Self.p(UInt64($0)), checksum: UInt64($0) * 3, bytes: 77)
         }
         let shard = MemoryShard()
         for write in [
-            RecordWrite.create(workflow: 9, owner: Self.p(4), backups: [Self.p(5), Self.p(6)], plan: plan, initial: initial),
-            .append(workflow: 9, first: 0, entries: Array(log[0..<3])), .append(workflow: 9, first: 3, entries: Array(log[3...])),
+            RecordWrite.create(workflow: WorkflowID(raw: 9), owner: Self.p(4), backups: [Self.p(5), Self.p(6)], plan: plan, initial: initial),
+            .append(workflow: WorkflowID(raw: 9), first: 0, entries: Array(log[0..<3])), .append(workflow: WorkflowID(raw: 9), first: 3, entries: Array(log[3...])),
         ] {
             let (key, value) = try #require(RecordCodec.entry(write))
             try shard.put(key, value, in: .workflows)
@@ -166,12 +166,12 @@ struct WorkMachineTests {
         let records = RecordCodec.records(try shard.scan(.workflows, prefix: [], after: nil, limit: 100))
         #expect(records.count == 1)
         let r = try #require(records.first)
-        #expect(r.workflow == 9 && r.owner == Self.p(4) && r.backups == [Self.p(5), Self.p(6)])
+        #expect(r.workflow == WorkflowID(raw: 9) && r.owner == Self.p(4) && r.backups == [Self.p(5), Self.p(6)])
         #expect(r.initial == initial && r.log == log)
         #expect(r.plan.name == plan.name && r.plan.inputs == plan.inputs && r.plan.consumers == plan.consumers)
         #expect(r.plan.finalVersion == plan.finalVersion && r.plan.producer == plan.producer && r.plan.cost == plan.cost)
         // A log batch with a gap before it is not taken (nothing after a hole is trusted).
-        let (key, value) = try #require(RecordCodec.entry(.append(workflow: 9, first: 20, entries: log)))
+        let (key, value) = try #require(RecordCodec.entry(.append(workflow: WorkflowID(raw: 9), first: 20, entries: log)))
         try shard.put(key, value, in: .workflows)
         #expect(RecordCodec.records(try shard.scan(.workflows, prefix: [], after: nil, limit: 100))[0].log == log)
     }
@@ -181,15 +181,15 @@ struct WorkMachineTests {
         var backup = Self.machine(2, replicas: 2)
         _ = backup.on(.peerUp(Self.p(1)), now: Self.t0)
         _ = backup.on(
-            .message(.recordCreate(workflow: 1, owner: Self.p(1), backups: [Self.p(2)], plan: plan, initial: Self.initial(plan)), from: Self.p(1)),
+            .message(.recordCreate(workflow: WorkflowID(raw: 1), owner: Self.p(1), backups: [Self.p(2)], plan: plan, initial: Self.initial(plan)), from: Self.p(1)),
             now: Self.t0)
-        let entry = RecordEntry(task: 0, version: WorkIDs.pack(1, 2), holder: Self.p(2), checksum: 3, bytes: 8)
-        _ = backup.on(.message(.recordAppend(workflow: 1, owner: Self.p(1), first: 0, entries: [entry]), from: Self.p(1)), now: Self.t0)
-        #expect(backup.backedUpWorkflows == [1])
+        let entry = RecordEntry(task: 0, version: UInt32(2), holder: Self.p(2), checksum: 3, bytes: 8)
+        _ = backup.on(.message(.recordAppend(workflow: WorkflowID(raw: 1), owner: Self.p(1), first: 0, entries: [entry]), from: Self.p(1)), now: Self.t0)
+        #expect(backup.backedUpWorkflows == [WorkflowID(raw: 1)])
         let out = backup.on(.peerDown(Self.p(1)), now: Self.t0)
-        #expect(out.contains { if case .tookOver(1, let from) = $0 { from == Self.p(1) } else { false } })
-        #expect(backup.ownedWorkflows == [1])
+        #expect(out.contains { if case .tookOver(WorkflowID(raw: 1), let from) = $0 { from == Self.p(1) } else { false } })
+        #expect(backup.ownedWorkflows == [WorkflowID(raw: 1)])
         // Task 0 is done per the record (its output lives here); only task 1 runs.
-        #expect(Self.executions(out).map(\.0) == [WorkIDs.pack(1, 1)])
+        #expect(Self.executions(out).map(\.0) == [TaskRef(WorkflowID(raw: 1), 1)])
     }
 }

@@ -12,7 +12,7 @@ struct ModelledProgramTests {
 
     /// Runs `plan` by hand: the plain tasks in program order, then each group's members in
     /// reverse program order (the gathers of the cross-correlation DAG are read by no later call).
-    static func run(_ plan: WorkflowPlan, workflow: UInt32, fault: Fault) -> [UInt64] {
+    static func run(_ plan: WorkflowPlan, workflow: UInt64, fault: Fault) -> [UInt64] {
         var content = [UInt64](repeating: 0, count: plan.versionCount)
         for d in 0..<plan.dataCount { content[d] = WorkflowPlan.initialContent(workflow: workflow, datum: d) }
         var current = plan.groups.map { Int($0.base) }

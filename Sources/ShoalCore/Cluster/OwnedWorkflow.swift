@@ -9,7 +9,7 @@ final class OwnedWorkflow: @unchecked Sendable {
     enum TaskState: UInt8 { case waiting, ready, assigned, done }
     static let nobody = PeerID(raw: .max)
 
-    let workflow: UInt32
+    let workflow: WorkflowID
     private(set) var plan: WorkflowPlan
     private(set) var initial: [DataValue]
     private(set) var state: [TaskState]
@@ -68,7 +68,7 @@ final class OwnedWorkflow: @unchecked Sendable {
     var results: [DataValue?] = []
     var resultsMissing = 0
 
-    init(workflow: UInt32, plan: WorkflowPlan, initial: [DataValue], owner: PeerID) {
+    init(workflow: WorkflowID, plan: WorkflowPlan, initial: [DataValue], owner: PeerID) {
         self.workflow = workflow
         self.plan = plan
         self.initial = initial
@@ -104,14 +104,22 @@ final class OwnedWorkflow: @unchecked Sendable {
         var completed = [Bool](repeating: false, count: plan.taskCount)
         for e in entries {
             if e.task == RecordEntry.lost {
-                let v = WorkIDs.index(e.version)
+                let v = Int(e.version)
                 if v < holder.count { holder[v] = OwnedWorkflow.nobody }
+                continue
+            }
+            if e.task == RecordEntry.cut {
+                if let g = plan.groupOf[Int32(truncatingIfNeeded: e.version)],
+                    let i = groupRuns[Int(g)].chain.firstIndex(of: Int32(truncatingIfNeeded: e.version))
+                {
+                    groupRuns[Int(g)].chain.removeSubrange(i...)
+                }
                 continue
             }
             guard Int(e.task) < plan.taskCount else { continue }
             completed[Int(e.task)] = true
             guard e.version != RecordEntry.none else { continue }
-            let v = WorkIDs.index(e.version)
+            let v = Int(e.version)
             guard v < holder.count, plan.writes(Int(e.task), Int32(v)) else { continue }
             holder[v] = e.holder
             checksum[v] = e.checksum
@@ -124,32 +132,60 @@ final class OwnedWorkflow: @unchecked Sendable {
         for v in plan.dataCount..<holder.count where holder[v] != OwnedWorkflow.nobody && !isLive(holder[v]) {
             holder[v] = OwnedWorkflow.nobody
         }
-        var inChain = Set<Int32>()
+        let logged = groupRuns.map(\.chain)
         for g in groupRuns.indices {
             while let last = groupRuns[g].chain.last, holder[Int(last)] == OwnedWorkflow.nobody {
                 groupRuns[g].chain.removeLast()
             }
-            inChain.formUnion(groupRuns[g].chain)
+        }
+        // A task is done if the log says so and its plain outputs have a live holder; a member,
+        // if its partial is in its group's chain too. A member not done cuts its chains where it
+        // stands: the partials after it hold its part, and it runs again (an earlier owner cut
+        // them the same way, but cuts are not logged). Cutting can undo another member, in
+        // another group, so this runs until nothing changes.
+        var done = (0..<plan.taskCount).map { t in
+            completed[t]
+                && plan.accessRange(of: t).allSatisfy { a in
+                    let v = plan.accessWritten[a]
+                    return v < 0 || plan.accessDirection[a].isGroup || holder[Int(v)] != OwnedWorkflow.nobody
+                }
+        }
+        var changed = true
+        while changed {
+            changed = false
+            for g in groupRuns.indices {
+                let chain = groupRuns[g].chain
+                guard let cut = chain.firstIndex(where: { !done[Int(plan.producer[Int($0)])] }) else { continue }
+                for p in chain[cut...] where done[Int(plan.producer[Int(p)])] {
+                    done[Int(plan.producer[Int(p)])] = false
+                }
+                groupRuns[g].chain.removeSubrange(cut...)
+                changed = true
+            }
+            // A member whose partial is in no chain (cut, or never made) is not done either.
+            for g in plan.groups.indices {
+                for (m, p) in zip(plan.groups[g].members, plan.groups[g].partials)
+                where done[Int(m)] && !groupRuns[g].chain.contains(p) {
+                    done[Int(m)] = false
+                    changed = true
+                }
+            }
         }
         remaining = 0
         for t in 0..<plan.taskCount {
-            // A member is done while its partial is in its group's chain (its contribution is in
-            // the group's value, even if a later member's partial replaced its own).
-            let made =
-                completed[t]
-                && plan.accessRange(of: t).allSatisfy { a in
-                    let v = plan.accessWritten[a]
-                    guard v >= 0 else { return true }
-                    return plan.accessDirection[a].isGroup ? inChain.contains(v) : holder[Int(v)] != OwnedWorkflow.nobody
-                }
-            state[t] = made ? .done : .waiting
-            if !made { remaining += 1 }
+            state[t] = done[t] ? .done : .waiting
+            if !done[t] { remaining += 1 }
         }
-        // A member not done is out of every chain (it runs again and adds its part once).
-        for g in groupRuns.indices {
-            groupRuns[g].chain.removeAll { state[Int(plan.producer[Int($0)])] != .done }
-            settleIfComplete(g)
+        // The cuts made here are logged, as the live ones are: a later owner replaying this log,
+        // when the holders counted dead here are back, must not count again the partials this
+        // owner set aside (their members run again here and add their parts anew).
+        for g in groupRuns.indices where groupRuns[g].chain.count < logged[g].count {
+            log.append(
+                RecordEntry(
+                    task: RecordEntry.cut, version: UInt32(logged[g][groupRuns[g].chain.count]),
+                    holder: OwnedWorkflow.nobody, checksum: 0, bytes: 0))
         }
+        for g in groupRuns.indices { settleIfComplete(g) }
         recountAll()
     }
 
@@ -290,11 +326,11 @@ final class OwnedWorkflow: @unchecked Sendable {
             let v = storedVersion(read)
             inputs.append(
                 DataLocation(
-                    datum: WorkIDs.pack(workflow, v), bytes: bytes[v], holders: [holder[v]], checksum: checksum[v]))
+                    datum: VersionRef(workflow, v), bytes: bytes[v], holders: [holder[v]], checksum: checksum[v]))
         }
-        let outputs = plan.outputs(of: t).map { WorkIDs.pack(workflow, Int($0)) }
+        let outputs = plan.outputs(of: t).map { VersionRef(workflow, Int($0)) }
         return StealableTask(
-            id: WorkIDs.pack(workflow, t), owner: owner, catalogueKey: plan.catalogueKey[t], inputs: inputs,
+            id: TaskRef(workflow, t), owner: owner, catalogueKey: plan.catalogueKey[t], inputs: inputs,
             outputs: outputs)
     }
 
@@ -305,7 +341,7 @@ final class OwnedWorkflow: @unchecked Sendable {
     func accepts(_ t: Int, outputs: [OutputRecord], basis: UInt64) -> Bool {
         let mine = plan.outputs(of: t)
         guard outputs.count == mine.count,
-            zip(outputs, mine).allSatisfy({ WorkIDs.workflow($0.version) == workflow && WorkIDs.index($0.version) == Int($1) })
+            zip(outputs, mine).allSatisfy({ $0.version == VersionRef(workflow, Int($1)) })
         else { return false }
         guard !plan.groups.isEmpty, !plan.groups(of: t).isEmpty else { return true }
         return basis == OutputRecord.basis(stealable(t, owner: OwnedWorkflow.nobody).inputs.map(\.checksum))
@@ -345,11 +381,11 @@ final class OwnedWorkflow: @unchecked Sendable {
 
     /// Tasks assigned (anywhere, this peer included) since before `before`, by peer (sorted), at
     /// most `batch` each; their clocks restart, so a task is asked about once per audit interval.
-    func overdue(before: Instant, batch: Int) -> [(PeerID, [UInt64])] {
-        var byPeer: [PeerID: [UInt64]] = [:]
+    func overdue(before: Instant, batch: Int) -> [(PeerID, [TaskRef])] {
+        var byPeer: [PeerID: [TaskRef]] = [:]
         for t in state.indices where state[t] == .assigned && assignedAt[t] < before {
             guard byPeer[assignee[t], default: []].count < batch else { continue }
-            byPeer[assignee[t], default: []].append(WorkIDs.pack(workflow, t))
+            byPeer[assignee[t], default: []].append(TaskRef(workflow, t))
             assignedAt[t] = before
         }
         return byPeer.keys.sorted().map { ($0, byPeer[$0]!) }
@@ -387,12 +423,12 @@ final class OwnedWorkflow: @unchecked Sendable {
         }
         var touched: [Int] = []
         for o in outputs {
-            let v = WorkIDs.index(o.version)
+            let v = o.version.version
             let wasMissing = holder[v] == OwnedWorkflow.nobody
             holder[v] = at
             checksum[v] = o.checksum
             bytes[v] = o.bytes
-            log.append(RecordEntry(task: UInt32(t), version: o.version, holder: at, checksum: o.checksum, bytes: o.bytes))
+            log.append(RecordEntry(task: UInt32(t), version: o.version.index, holder: at, checksum: o.checksum, bytes: o.bytes))
             if let g = plan.groupOf[Int32(v)] {
                 let g = Int(g)
                 groupRuns[g].chain.removeAll { $0 == Int32(v) }
@@ -430,7 +466,7 @@ final class OwnedWorkflow: @unchecked Sendable {
         holder[v] = OwnedWorkflow.nobody
         log.append(
             RecordEntry(
-                task: RecordEntry.lost, version: WorkIDs.pack(workflow, v), holder: OwnedWorkflow.nobody, checksum: 0,
+                task: RecordEntry.lost, version: UInt32(v), holder: OwnedWorkflow.nobody, checksum: 0,
                 bytes: 0))
     }
 
@@ -460,14 +496,13 @@ final class OwnedWorkflow: @unchecked Sendable {
             markLost(version)
             demoteReaders(of: version)
         }
-        var members: [Int] = []
-        while let last = groupRuns[g].chain.last,
-            holder[Int(last)] == OwnedWorkflow.nobody || holder[Int(last)] == peer
-        {
-            if holder[Int(last)] != OwnedWorkflow.nobody { markLost(Int(last)) }
-            groupRuns[g].chain.removeLast()
-            members.append(Int(plan.producer[Int(last)]))
+        let chain = groupRuns[g].chain
+        var cut = chain.count
+        while cut > 0, holder[Int(chain[cut - 1])] == OwnedWorkflow.nobody || holder[Int(chain[cut - 1])] == peer {
+            if holder[Int(chain[cut - 1])] != OwnedWorkflow.nobody { markLost(Int(chain[cut - 1])) }
+            cut -= 1
         }
+        let members = cutChain(g, at: cut)
         let lock = Int(groupRuns[g].lock)
         if lock >= 0, state[lock] == .ready, holder[currentValue(of: g)] == OwnedWorkflow.nobody {
             state[lock] = .waiting
@@ -478,6 +513,18 @@ final class OwnedWorkflow: @unchecked Sendable {
         let base = Int(plan.groups[g].base)
         if groupRuns[g].chain.isEmpty && holder[base] == OwnedWorkflow.nobody { lostBase.append(base) }
         return reopen(lostBase, tasks: members)
+    }
+
+    /// Removes the partials of group `g`'s chain from `index` on, logging the cut (a takeover
+    /// replays it), and returns their members, which run again.
+    private func cutChain(_ g: Int, at index: Int) -> [Int] {
+        let chain = groupRuns[g].chain
+        guard index < chain.count else { return [] }
+        log.append(
+            RecordEntry(
+                task: RecordEntry.cut, version: UInt32(chain[index]), holder: OwnedWorkflow.nobody, checksum: 0, bytes: 0))
+        groupRuns[g].chain.removeSubrange(index...)
+        return chain[index...].map { Int(plan.producer[Int($0)]) }
     }
 
     /// Whether version `v` is still wanted: a result, or read by a task not done.
@@ -514,8 +561,7 @@ final class OwnedWorkflow: @unchecked Sendable {
             for g in plan.groups(of: p) {
                 let mine = plan.groups[g].partials[plan.groups[g].members.firstIndex(of: Int32(p))!]
                 if let i = groupRuns[g].chain.lastIndex(of: mine) {
-                    for later in groupRuns[g].chain[(i + 1)...] { openTasks.append(Int(plan.producer[Int(later)])) }
-                    groupRuns[g].chain.removeSubrange(i...)
+                    openTasks += cutChain(g, at: i).filter { $0 != p }
                 }
                 let version = Int(plan.groups[g].version)
                 if holder[version] != OwnedWorkflow.nobody {

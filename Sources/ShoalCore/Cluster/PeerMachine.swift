@@ -39,9 +39,9 @@ public enum PeerEvent: Sendable {
     case message(PeerMessage, from: PeerID)
     case timer(PeerTimer)
     /// A workflow submitted at this peer (it becomes the owner).
-    case submit(workflow: UInt32, plan: WorkflowPlan, initial: [DataValue])
+    case submit(workflow: WorkflowID, plan: WorkflowPlan, initial: [DataValue])
     /// The shell ran a task body.
-    case executed(task: UInt64, outputs: [DataValue])
+    case executed(task: TaskRef, outputs: [DataValue])
     case leave
     /// A client's put of persistent object `key` at this peer (the coordinator).
     case put(requestID: UInt64, key: UInt64, value: ObjectValue)
@@ -57,12 +57,12 @@ public enum PeerDirective: Sendable {
     case schedule(PeerTimer, after: Interval)
     case statusChanged(PeerID, MemberStatus)
     /// Run a task body; answer with `.executed`.
-    case execute(task: UInt64, catalogueKey: UInt64, inputs: [DataValue])
-    case workflowCompleted(workflow: UInt32, results: [DataValue])
-    case workflowFailed(workflow: UInt32, reason: String)
-    case resultApplied(task: UInt64)
-    case taskReopened(task: UInt64)
-    case tookOver(workflow: UInt32, from: PeerID)
+    case execute(task: TaskRef, catalogueKey: UInt64, inputs: [DataValue])
+    case workflowCompleted(workflow: WorkflowID, results: [DataValue])
+    case workflowFailed(workflow: WorkflowID, reason: String)
+    case resultApplied(task: TaskRef)
+    case taskReopened(task: TaskRef)
+    case tookOver(workflow: WorkflowID, from: PeerID)
     /// Write this object to the shard durably before carrying out the directives after it.
     case persist(StoredObject)
     /// Write this change of a workflow record to the shard (laid out by `RecordCodec`).
@@ -105,6 +105,8 @@ public struct PeerMachine: Sendable {
     private let catalogueSummary: UInt64
     private var lastLoad = PeerLoad()
     private var candidatesEpoch = UInt64.max
+    /// Draws the ids of workflows submitted here (`newWorkflowID`).
+    private var workflowIDs: SeededGenerator
 
     /// Directive buffers are reused, but one that grew large (a join reply's thousand status
     /// changes) is given back: kept, it cost every idle peer tens of kilobytes.
@@ -122,6 +124,14 @@ public struct PeerMachine: Sendable {
         placement = PlacementMachine(id: id, settings: settings.placement)
         catalogue = Array(Set(settings.catalogue)).sorted()
         catalogueSummary = StealCatalogue.summary(catalogue)
+        workflowIDs = SeededGenerator(seed: seed ^ 0x776F_726B_666C_6F77)
+    }
+
+    /// An id for a workflow about to be submitted here: drawn from this peer's seeded generator, so
+    /// ids are unique across peers and restarts without coordination (a collision needs about 2^32
+    /// workflows alive at once) and a seeded run replays them.
+    public mutating func newWorkflowID() -> WorkflowID {
+        WorkflowID(raw: workflowIDs.next())
     }
 
     public mutating func on(_ event: PeerEvent, now: Instant, into out: inout [PeerDirective]) {

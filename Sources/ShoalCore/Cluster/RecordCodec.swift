@@ -1,16 +1,16 @@
 /// A change of a workflow record on this peer's disk (`WorkDirective.persistRecord`): the owner
 /// writes its own record, and each backup the copy it keeps.
 public enum RecordWrite: Sendable {
-    indirect case create(workflow: UInt32, owner: PeerID, backups: [PeerID], plan: WorkflowPlan, initial: [DataValue])
+    indirect case create(workflow: WorkflowID, owner: PeerID, backups: [PeerID], plan: WorkflowPlan, initial: [DataValue])
     /// Log entries `first..<first + entries.count`.
-    case append(workflow: UInt32, first: Int, entries: [RecordEntry])
+    case append(workflow: WorkflowID, first: Int, entries: [RecordEntry])
     /// The workflow ended (or its record moved): forget it.
-    case drop(workflow: UInt32)
+    case drop(workflow: WorkflowID)
 }
 
 /// A workflow record as a restarted peer's shard held it.
 public struct RecoveredRecord: Sendable {
-    public var workflow: UInt32
+    public var workflow: WorkflowID
     public var owner: PeerID
     public var backups: [PeerID]
     public var plan: WorkflowPlan
@@ -19,13 +19,17 @@ public struct RecoveredRecord: Sendable {
 }
 
 /// How workflow records are laid out in the shard's `workflows` table: one entry per record
-/// (`R` + workflow + `C`: owner, backups, plan, initial values) and one per appended batch of log
-/// entries (`R` + workflow + `L` + first index). Fixed-width little-endian fields; the shard adds
+/// (`R` + workflow (8 bytes, big-endian) + `C`: owner, backups, the plan's calls, initial values)
+/// and one per appended batch of log entries (`R` + workflow + `L` + first index). Fixed-width little-endian fields; the shard adds
 /// and checks its BLAKE2b per entry.
 public enum RecordCodec {
     /// The key prefix of one workflow's entries (a `drop` deletes them all).
-    public static func prefix(_ workflow: UInt32) -> [UInt8] {
-        [0x52] + (0..<4).map { UInt8(truncatingIfNeeded: workflow >> (8 * (3 - UInt32($0)))) }
+    public static func prefix(_ workflow: WorkflowID) -> [UInt8] {
+        [0x52] + bigEndian(workflow.raw)
+    }
+
+    static func bigEndian(_ x: UInt64) -> [UInt8] {
+        (0..<8).map { UInt8(truncatingIfNeeded: x >> (8 * (7 - UInt64($0)))) }
     }
 
     /// The (key, value) a create or append writes; nil for a drop.
@@ -57,13 +61,12 @@ public enum RecordCodec {
             w.u64(UInt64(entries.count))
             for e in entries {
                 w.u64(UInt64(e.task))
-                w.u64(e.version)
+                w.u64(UInt64(e.version))
                 w.u64(e.holder.raw)
                 w.u64(e.checksum)
                 w.u64(e.bytes)
             }
-            let index = (0..<8).map { UInt8(truncatingIfNeeded: UInt64(first) >> (8 * (7 - UInt64($0)))) }
-            return (prefix(wf) + [0x4C] + index, w.out)
+            return (prefix(wf) + [0x4C] + bigEndian(UInt64(first)), w.out)
         case .drop:
             return nil
         }
@@ -73,10 +76,10 @@ public enum RecordCodec {
     /// are skipped, and a log is kept only up to its first gap.
     public static func records(_ entries: [ShardEntry]) -> [RecoveredRecord] {
         var found: [RecoveredRecord] = []
-        for e in entries where e.key.count >= 6 && e.key[0] == 0x52 {
-            let wf = e.key[1..<5].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        for e in entries where e.key.count >= 10 && e.key[0] == 0x52 {
+            let wf = WorkflowID(raw: e.key[1..<9].reduce(UInt64(0)) { $0 << 8 | UInt64($1) })
             var r = Reader(e.value)
-            if e.key[5] == 0x43 {
+            if e.key[9] == 0x43 {
                 guard let owner = r.u64(), let backups = r.u64s(), let name = r.bytes(), let dataCount = r.u64(),
                     let initialBytes = r.u64(), let keys = r.u64s(), let cost = r.u64s(), let outBytes = r.u64s(),
                     let accessStart = r.u32s(), let accessDatum = r.u32s(), let directions = r.bytes(),
@@ -113,13 +116,13 @@ public enum RecordCodec {
                     RecoveredRecord(
                         workflow: wf, owner: PeerID(raw: owner), backups: backups.map { PeerID(raw: $0) }, plan: plan,
                         initial: initial, log: []))
-            } else if e.key[5] == 0x4C, e.key.count == 14, let i = found.indices.last, found[i].workflow == wf {
-                let first = e.key[6..<14].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            } else if e.key[9] == 0x4C, e.key.count == 18, let i = found.indices.last, found[i].workflow == wf {
+                let first = e.key[10..<18].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
                 guard first == UInt64(found[i].log.count), let n = r.u64(), n < 1 << 32 else { continue }
                 for _ in 0..<n {
                     guard let t = r.u64(), let v = r.u64(), let h = r.u64(), let c = r.u64(), let b = r.u64() else { break }
                     found[i].log.append(
-                        RecordEntry(task: UInt32(truncatingIfNeeded: t), version: v, holder: PeerID(raw: h), checksum: c, bytes: b))
+                        RecordEntry(task: UInt32(truncatingIfNeeded: t), version: UInt32(truncatingIfNeeded: v), holder: PeerID(raw: h), checksum: c, bytes: b))
                 }
             }
         }

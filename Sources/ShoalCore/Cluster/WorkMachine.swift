@@ -1,15 +1,15 @@
 public enum WorkEvent: Sendable {
     /// A workflow submitted at this peer: this peer owns it. `initial` are the data's initial
     /// values (one per datum), which this peer holds.
-    case submit(workflow: UInt32, plan: WorkflowPlan, initial: [DataValue])
+    case submit(workflow: WorkflowID, plan: WorkflowPlan, initial: [DataValue])
     case message(WorkMessage, from: PeerID)
     case timer(WorkTimer)
     /// The shell ran a task body (`execute` directive): one value per output, in order.
-    case executed(task: UInt64, outputs: [DataValue])
+    case executed(task: TaskRef, outputs: [DataValue])
     /// The stealing machine granted this peer these tasks (thief side).
     case granted([StealableTask])
     /// The stealing machine gave these tasks of ours to `thief` (victim side).
-    case gave([UInt64], to: PeerID)
+    case gave([TaskRef], to: PeerID)
     /// Membership sees `peer` alive (a join, or a revival).
     case peerUp(PeerID)
     /// Membership declared `peer` dead or departed.
@@ -23,16 +23,16 @@ public enum WorkDirective: Sendable {
     case send(WorkMessage, to: PeerID)
     case schedule(WorkTimer, after: Interval)
     /// Run the body of `task` on these input values; answer with `.executed`.
-    case execute(task: UInt64, catalogueKey: UInt64, inputs: [DataValue])
+    case execute(task: TaskRef, catalogueKey: UInt64, inputs: [DataValue])
     /// This peer owns `workflow` and it finished: its results (the final version of each datum,
     /// fetched to the owner and checksum-verified), in datum order.
-    case workflowCompleted(workflow: UInt32, results: [DataValue])
-    case workflowFailed(workflow: UInt32, reason: String)
+    case workflowCompleted(workflow: WorkflowID, results: [DataValue])
+    case workflowFailed(workflow: WorkflowID, reason: String)
     /// Observability for checkers: the owner applied a result of `task` / re-opened it.
-    case resultApplied(task: UInt64)
-    case taskReopened(task: UInt64)
+    case resultApplied(task: TaskRef)
+    case taskReopened(task: TaskRef)
     /// This peer took over `workflow` from its dead owner.
-    case tookOver(workflow: UInt32, from: PeerID)
+    case tookOver(workflow: WorkflowID, from: PeerID)
     /// Write this change of a workflow record to the shard (`RecordCodec` lays it out).
     case persistRecord(RecordWrite)
 }
@@ -71,7 +71,7 @@ public struct WorkMachine: Sendable {
 
     // Owner.
     private var owned: [OwnedWorkflow] = []
-    private var ownedIndex: [UInt32: Int] = [:]
+    private var ownedIndex: [WorkflowID: Int] = [:]
     private var leaseCheckScheduled = false
     private var auditScheduled = false
     private var flushScheduled = false
@@ -83,15 +83,16 @@ public struct WorkMachine: Sendable {
         var waiting: Int
     }
     private var queue = RingBuffer<StealableTask>()
-    private var running: [UInt64: Job] = [:]  // by task id
+    private var running: [TaskRef: Job] = [:]
     /// The task index under which an owner fetches its final results (no task has it).
     private static let collection = Int(UInt32.max)
+    private static func collecting(_ wf: WorkflowID) -> TaskRef { TaskRef(wf, collection) }
     private struct Fetch {
-        var task: UInt64  // the job (or, for a collecting owner, the workflow's id with index max)
+        var task: TaskRef  // the job (or, for a collecting owner, the workflow's id with index max)
         var input: Int
         var holder: PeerID
         var attempts: Int
-        var version: UInt64
+        var version: VersionRef
     }
     private var fetches: [UInt64: Fetch] = [:]
     private var nextRequestID: UInt64 = 1
@@ -101,15 +102,15 @@ public struct WorkMachine: Sendable {
     private struct TaskResult { var outputs: [OutputRecord]; var basis: UInt64 }
     /// Owners other than the one in the task that asked about a running or queued task (after a
     /// takeover, or on both sides of a partition): they get the result too.
-    private var alsoTell: [UInt64: [PeerID]] = [:]
-    private var unacknowledged: [UInt64: PendingResult] = [:]
+    private var alsoTell: [TaskRef: [PeerID]] = [:]
+    private var unacknowledged: [TaskRef: PendingResult] = [:]
     /// Tasks granted here and waiting for a slot (for audits).
-    private var queuedIDs: Set<UInt64> = []
+    private var queuedIDs: Set<TaskRef> = []
     /// The last `resultMemory` results this peer made for other owners, to answer audits.
-    private var recentResults: [UInt64: TaskResult] = [:]
-    private var recentOrder = RingBuffer<UInt64>()
+    private var recentResults: [TaskRef: TaskResult] = [:]
+    private var recentOrder = RingBuffer<TaskRef>()
     /// The versions this peer holds (its produced outputs, fetched copies, owned initial data).
-    private var store: [UInt64: DataValue] = [:]
+    private var store: [VersionRef: DataValue] = [:]
 
     // Backup.
     private struct BackupRecord {
@@ -122,7 +123,7 @@ public struct WorkMachine: Sendable {
         var disowned = false
     }
     private var ownerCheckScheduled = false
-    private var records: [UInt32: BackupRecord] = [:]
+    private var records: [WorkflowID: BackupRecord] = [:]
 
     public init(id: PeerID, settings: WorkSettings = WorkSettings()) {
         self.id = id
@@ -137,9 +138,9 @@ public struct WorkMachine: Sendable {
     public var readyTasks: Int { owned.reduce(queue.count) { $0 + $1.readyCount } }
     public private(set) var storedBytes: UInt64 = 0
     /// Workflows this peer owns and has not finished.
-    public var ownedWorkflows: [UInt32] { owned.filter { !$0.finished }.map(\.workflow) }
+    public var ownedWorkflows: [WorkflowID] { owned.filter { !$0.finished }.map(\.workflow) }
     /// How far an owned workflow is, in words (for reports of a workflow that did not finish).
-    public func progress(of wf: UInt32) -> String? {
+    public func progress(of wf: WorkflowID) -> String? {
         guard let w = ownedIndex[wf] else { return nil }
         return owned[w].progress
     }
@@ -150,14 +151,14 @@ public struct WorkMachine: Sendable {
             let job = running[id]!
             let waits = fetches.keys.sorted().compactMap { rid -> String? in
                 guard let f = fetches[rid], f.task == id else { return nil }
-                return "\(WorkIDs.index(f.version))@\(f.holder)x\(f.attempts)"
+                return "\(f.version.index)@\(f.holder)x\(f.attempts)"
             }
-            return "task \(WorkIDs.index(id)) of workflow \(WorkIDs.workflow(id)) for \(job.task.owner) waiting on \(job.waiting) \(waits)"
+            return "\(id) for \(job.task.owner) waiting on \(job.waiting) \(waits)"
         }.joined(separator: "; ")
     }
 
     /// Workflows whose record this peer keeps as a backup.
-    public var backedUpWorkflows: [UInt32] { records.keys.sorted() }
+    public var backedUpWorkflows: [WorkflowID] { records.keys.sorted() }
 
     /// The tasks this peer offers to thieves, in queue order (at most `stealWindow`). Mutating:
     /// it drops stale entries from the ready queues on the way.
@@ -183,7 +184,7 @@ public struct WorkMachine: Sendable {
         case .timer(let timer): fire(timer, into: &out)
         case .executed(let task, let outputs): executed(task, outputs: outputs, into: &out)
         case .granted(let tasks):
-            var byOwner: [PeerID: [UInt64]] = [:]
+            var byOwner: [PeerID: [TaskRef]] = [:]
             for t in tasks {
                 if queuedIDs.insert(t.id).inserted { queue.append(t) }
                 byOwner[t.owner, default: []].append(t.id)
@@ -194,9 +195,9 @@ public struct WorkMachine: Sendable {
             fill(into: &out)
         case .gave(let ids, let thief):
             for taskID in ids {
-                guard let w = ownedIndex[WorkIDs.workflow(taskID)] else { continue }
+                guard let w = ownedIndex[taskID.workflow] else { continue }
                 owned[w].assign(
-                    WorkIDs.index(taskID), to: thief, confirmed: false, now: now, deadline: now + settings.grantLease)
+                    taskID.task, to: thief, confirmed: false, now: now, deadline: now + settings.grantLease)
             }
             scheduleLeaseCheck(into: &out)
             scheduleAudit(into: &out)
@@ -244,12 +245,12 @@ public struct WorkMachine: Sendable {
     // MARK: Owner
 
     private mutating func submit(
-        _ wf: UInt32, plan: WorkflowPlan, initial: [DataValue], log: [RecordEntry],
+        _ wf: WorkflowID, plan: WorkflowPlan, initial: [DataValue], log: [RecordEntry],
         into out: inout [WorkDirective]
     ) {
         guard ownedIndex[wf] == nil else { return }
         precondition(initial.count == plan.dataCount, "one initial value per datum")
-        for (d, value) in initial.enumerated() { keep(WorkIDs.pack(wf, d), value) }
+        for (d, value) in initial.enumerated() { keep(VersionRef(wf, d), value) }
         let workflow = OwnedWorkflow(workflow: wf, plan: plan, initial: initial, owner: id)
         let liveNow = sortedLive()
         workflow.replay(log, isLive: { liveNow.binarySearchContains($0) })
@@ -266,17 +267,17 @@ public struct WorkMachine: Sendable {
         fill(into: &out)
     }
 
-    private mutating func chooseBackups(_ wf: UInt32, excluding: [PeerID]) -> [PeerID] {
+    private mutating func chooseBackups(_ wf: WorkflowID, excluding: [PeerID]) -> [PeerID] {
         let candidates = sortedLive().filter { $0 != id && !excluding.contains($0) }
-        return Rendezvous.replicas(of: UInt64(wf), among: candidates, count: settings.recordReplicas - 1)
+        return Rendezvous.replicas(of: wf.raw, among: candidates, count: settings.recordReplicas - 1)
     }
 
     private mutating func applyResult(
-        _ taskID: UInt64, _ result: TaskResult, from executor: PeerID, into out: inout [WorkDirective]
+        _ taskID: TaskRef, _ result: TaskResult, from executor: PeerID, into out: inout [WorkDirective]
     ) {
         if executor != id { out.append(.send(.resultAck(task: taskID), to: executor)) }
-        guard let w = ownedIndex[WorkIDs.workflow(taskID)], !owned[w].finished else { return }
-        let t = WorkIDs.index(taskID)
+        guard let w = ownedIndex[taskID.workflow], !owned[w].finished else { return }
+        let t = taskID.task
         guard t < owned[w].plan.taskCount else { return }
         if owned[w].state[t] == .done {
             counters.duplicateResults += 1
@@ -311,13 +312,13 @@ public struct WorkMachine: Sendable {
         for (i, v) in finals.enumerated() {
             // A group's result is stored as its last member's partial.
             let stored = owned[w].storedVersion(Int(v))
-            let version = WorkIDs.pack(wf, stored)
+            let version = VersionRef(wf, stored)
             if let value = store[version], value.checksum == owned[w].checksum[Int(v)] {
                 owned[w].results[i] = value
             } else {
                 owned[w].resultsMissing += 1
                 let holder = owned[w].holder[stored]
-                fetch(version, for: WorkIDs.pack(wf, Self.collection), input: i, from: holder, into: &out)
+                fetch(version, for: Self.collecting(wf), input: i, from: holder, into: &out)
             }
         }
         finishIfCollected(w, into: &out)
@@ -376,7 +377,7 @@ public struct WorkMachine: Sendable {
 
     /// The owner of a record kept here is gone: the first live backup takes over at once, the
     /// k-th after k grace periods if nobody has announced itself by then.
-    private mutating func considerTakeover(_ wf: UInt32, into out: inout [WorkDirective]) {
+    private mutating func considerTakeover(_ wf: WorkflowID, into out: inout [WorkDirective]) {
         guard let record = records[wf] else { return }
         let liveNow = sortedLive()
         let rank = record.backups.filter { $0 == id || liveNow.binarySearchContains($0) }.firstIndex(of: id) ?? 0
@@ -393,7 +394,7 @@ public struct WorkMachine: Sendable {
         out.append(.schedule(.ownerCheck, after: settings.ownerCheckInterval))
     }
 
-    private mutating func takeOver(_ wf: UInt32, into out: inout [WorkDirective]) {
+    private mutating func takeOver(_ wf: WorkflowID, into out: inout [WorkDirective]) {
         guard let record = records.removeValue(forKey: wf) else { return }
         counters.takeovers += 1
         out.append(.tookOver(workflow: wf, from: record.owner))
@@ -403,7 +404,7 @@ public struct WorkMachine: Sendable {
     /// Counts and reports the tasks a lost version re-opened.
     private mutating func noteReopened(_ tasks: [Int], in w: Int, into out: inout [WorkDirective]) {
         counters.tasksRecomputed += tasks.count
-        for t in tasks { out.append(.taskReopened(task: WorkIDs.pack(owned[w].workflow, t))) }
+        for t in tasks { out.append(.taskReopened(task: TaskRef(owned[w].workflow, t))) }
     }
 
     private mutating func restartCollection(_ w: Int, into out: inout [WorkDirective]) {
@@ -415,12 +416,12 @@ public struct WorkMachine: Sendable {
     }
 
     private mutating func inputLost(
-        task taskID: UInt64, version: UInt64, holder: PeerID, definite: Bool, into out: inout [WorkDirective]
+        task taskID: TaskRef, version: VersionRef, holder: PeerID, definite: Bool, into out: inout [WorkDirective]
     ) {
-        guard let w = ownedIndex[WorkIDs.workflow(taskID)], !owned[w].finished else { return }
-        let t = WorkIDs.index(taskID)
+        guard let w = ownedIndex[taskID.workflow], !owned[w].finished else { return }
+        let t = taskID.task
         guard t < owned[w].plan.taskCount else { return }
-        let v = WorkIDs.index(version)
+        let v = version.version
         if definite || !isLive(holder) {
             noteReopened(owned[w].lose(version: v, heldBy: holder), in: w, into: &out)
         }
@@ -540,13 +541,13 @@ public struct WorkMachine: Sendable {
         }
     }
 
-    private mutating func run(_ taskID: UInt64, into out: inout [WorkDirective]) {
+    private mutating func run(_ taskID: TaskRef, into out: inout [WorkDirective]) {
         guard let job = running[taskID] else { return }
         counters.tasksRun += 1
         out.append(.execute(task: taskID, catalogueKey: job.task.catalogueKey, inputs: job.values.map { $0! }))
     }
 
-    private mutating func executed(_ taskID: UInt64, outputs: [DataValue], into out: inout [WorkDirective]) {
+    private mutating func executed(_ taskID: TaskRef, outputs: [DataValue], into out: inout [WorkDirective]) {
         guard let job = running.removeValue(forKey: taskID) else { return }
         var records: [OutputRecord] = []
         for (version, value) in zip(job.task.outputs, outputs) {
@@ -558,7 +559,7 @@ public struct WorkMachine: Sendable {
         // this peer owns the workflow now (it took it over while running the task for the old
         // owner): an owner that never hears of a result waits forever.
         var owners = [job.task.owner] + (alsoTell.removeValue(forKey: taskID) ?? [])
-        if ownedIndex[WorkIDs.workflow(taskID)] != nil { owners.append(id) }
+        if ownedIndex[taskID.workflow] != nil { owners.append(id) }
         var remote: [PeerID] = []
         for owner in owners where !remote.contains(owner) && owner != id { remote.append(owner) }
         if owners.contains(id) { applyResult(taskID, result, from: id, into: &out) }
@@ -579,7 +580,7 @@ public struct WorkMachine: Sendable {
     }
 
     /// Drops a job that cannot run (an input is unreachable) and tells its owner.
-    private mutating func abandon(_ taskID: UInt64, version: UInt64, holder: PeerID, definite: Bool, into out: inout [WorkDirective]) {
+    private mutating func abandon(_ taskID: TaskRef, version: VersionRef, holder: PeerID, definite: Bool, into out: inout [WorkDirective]) {
         guard let job = running.removeValue(forKey: taskID) else { return }
         alsoTell[taskID] = nil  // they will ask again and hear `unknown`
         if job.task.owner != id {
@@ -588,14 +589,14 @@ public struct WorkMachine: Sendable {
         }
         // Here too if this peer owns the workflow (now): found by swarm seed 5965, where a peer
         // that took a workflow over kept waiting for a job it had abandoned for the old owner.
-        if ownedIndex[WorkIDs.workflow(taskID)] != nil {
+        if ownedIndex[taskID.workflow] != nil {
             inputLost(task: taskID, version: version, holder: holder, definite: definite, into: &out)
         }
         fill(into: &out)
     }
 
     private mutating func fetch(
-        _ version: UInt64, for task: UInt64, input: Int, from holder: PeerID, into out: inout [WorkDirective]
+        _ version: VersionRef, for task: TaskRef, input: Int, from holder: PeerID, into out: inout [WorkDirective]
     ) {
         let rid = nextRequestID
         nextRequestID += 1
@@ -606,7 +607,7 @@ public struct WorkMachine: Sendable {
     }
 
     private mutating func received(
-        _ value: DataValue?, version: UInt64, requestID rid: UInt64, from: PeerID, into out: inout [WorkDirective]
+        _ value: DataValue?, version: VersionRef, requestID rid: UInt64, from: PeerID, into out: inout [WorkDirective]
     ) {
         guard let f = fetches[rid], f.holder == from, f.version == version else { return }  // stale or duplicate
         guard let value else {
@@ -620,8 +621,8 @@ public struct WorkMachine: Sendable {
         }
         fetches[rid] = nil
         counters.bytesFetched &+= value.bytes
-        let wf = WorkIDs.workflow(f.task)
-        if WorkIDs.index(f.task) == Self.collection {
+        let wf = f.task.workflow
+        if f.task.task == Self.collection {
             guard let w = ownedIndex[wf], owned[w].collecting, !owned[w].finished, owned[w].results[f.input] == nil
             else { return }
             let v = Int(owned[w].plan.finalVersion[f.input])
@@ -650,8 +651,8 @@ public struct WorkMachine: Sendable {
     }
 
     private mutating func fetchFailed(_ f: Fetch, definite: Bool, into out: inout [WorkDirective]) {
-        let wf = WorkIDs.workflow(f.task)
-        if WorkIDs.index(f.task) == Self.collection {
+        let wf = f.task.workflow
+        if f.task.task == Self.collection {
             guard let w = ownedIndex[wf], owned[w].collecting, !owned[w].finished else { return }
             let v = Int(owned[w].plan.finalVersion[f.input])
             if definite || !isLive(f.holder) {
@@ -666,13 +667,13 @@ public struct WorkMachine: Sendable {
         abandon(f.task, version: f.version, holder: f.holder, definite: definite, into: &out)
     }
 
-    private mutating func keep(_ version: UInt64, _ value: DataValue) {
+    private mutating func keep(_ version: VersionRef, _ value: DataValue) {
         if let old = store.updateValue(value, forKey: version) { storedBytes &-= old.bytes }
         storedBytes &+= value.bytes
     }
 
-    private mutating func dropWorkflowData(_ wf: UInt32) {
-        store = store.filter { WorkIDs.workflow($0.key) != wf }
+    private mutating func dropWorkflowData(_ wf: WorkflowID) {
+        store = store.filter { $0.key.workflow != wf }
         storedBytes = store.values.reduce(0) { $0 &+ $1.bytes }
     }
 
@@ -692,8 +693,8 @@ public struct WorkMachine: Sendable {
             received(nil, version: version, requestID: rid, from: from, into: &out)
         case .started(let tasks):
             for taskID in tasks {
-                guard let w = ownedIndex[WorkIDs.workflow(taskID)] else { continue }
-                owned[w].confirm(WorkIDs.index(taskID), by: from)
+                guard let w = ownedIndex[taskID.workflow] else { continue }
+                owned[w].confirm(taskID.task, by: from)
             }
         case .result(let task, let outputs, let basis):
             applyResult(task, TaskResult(outputs: outputs, basis: basis), from: from, into: &out)
@@ -701,8 +702,8 @@ public struct WorkMachine: Sendable {
             unacknowledged[task]?.owners.removeAll { $0 == from }
             if unacknowledged[task]?.owners.isEmpty == true { unacknowledged[task] = nil }
         case .query(let tasks):
-            var here: [UInt64] = []
-            var unknown: [UInt64] = []
+            var here: [TaskRef] = []
+            var unknown: [TaskRef] = []
             for task in tasks {
                 if running[task] != nil || queuedIDs.contains(task) {
                     here.append(task)
@@ -717,8 +718,8 @@ public struct WorkMachine: Sendable {
             if !unknown.isEmpty { out.append(.send(.unknown(tasks: unknown), to: from)) }
         case .unknown(let tasks):
             for taskID in tasks {
-                guard let w = ownedIndex[WorkIDs.workflow(taskID)], !owned[w].finished else { continue }
-                if owned[w].unknown(WorkIDs.index(taskID), at: from) {
+                guard let w = ownedIndex[taskID.workflow], !owned[w].finished else { continue }
+                if owned[w].unknown(taskID.task, at: from) {
                     counters.tasksUnknown += 1
                     counters.tasksRequeued += 1
                 }
@@ -843,7 +844,7 @@ public struct WorkMachine: Sendable {
                     if peer == id {
                         // Our own executor: a task it neither runs nor queues is lost here.
                         for task in tasks where running[task] == nil && !queuedIDs.contains(task) {
-                            if owned[w].unknown(WorkIDs.index(task), at: id) {
+                            if owned[w].unknown(task.task, at: id) {
                                 counters.tasksUnknown += 1
                                 counters.tasksRequeued += 1
                             }

@@ -1,12 +1,38 @@
-/// Ids of a cluster workflow's tasks and data versions: the workflow in the high 32 bits, the
-/// index in its plan in the low 32, so any peer can tell which workflow (and owner record) a task
-/// or version belongs to.
-public enum WorkIDs {
-    @inline(__always) public static func pack(_ workflow: UInt32, _ index: Int) -> UInt64 {
-        UInt64(workflow) << 32 | UInt64(UInt32(truncatingIfNeeded: index))
+/// A cluster workflow, for its whole life and on every peer. 64-bit, unique across peers without
+/// coordination: the submitting peer draws it from its seeded generator (`PeerMachine`), so a
+/// restarted peer never reuses one, and a seeded simulation replays the same ids.
+public struct WorkflowID: Hashable, Comparable, Sendable, Codable, CustomStringConvertible {
+    public let raw: UInt64
+    public init(raw: UInt64) { self.raw = raw }
+    public static func < (a: WorkflowID, b: WorkflowID) -> Bool { a.raw < b.raw }
+    public var description: String { "w" + String(raw, radix: 16) }
+}
+
+/// One task of a cluster workflow: its workflow and its index in the plan (program order), so any
+/// peer can tell which workflow (and owner record) a task belongs to.
+public struct TaskRef: Hashable, Comparable, Sendable, Codable, CustomStringConvertible {
+    public let workflow: WorkflowID
+    public let index: UInt32
+    public init(_ workflow: WorkflowID, _ index: Int) {
+        self.workflow = workflow
+        self.index = UInt32(truncatingIfNeeded: index)
     }
-    @inline(__always) public static func workflow(_ id: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: id >> 32) }
-    @inline(__always) public static func index(_ id: UInt64) -> Int { Int(UInt32(truncatingIfNeeded: id)) }
+    public var task: Int { Int(index) }
+    public static func < (a: TaskRef, b: TaskRef) -> Bool { (a.workflow, a.index) < (b.workflow, b.index) }
+    public var description: String { "task \(index) of \(workflow)" }
+}
+
+/// One version of a datum of a cluster workflow: its workflow and its number in the plan.
+public struct VersionRef: Hashable, Comparable, Sendable, Codable, CustomStringConvertible {
+    public let workflow: WorkflowID
+    public let index: UInt32
+    public init(_ workflow: WorkflowID, _ index: Int) {
+        self.workflow = workflow
+        self.index = UInt32(truncatingIfNeeded: index)
+    }
+    public var version: Int { Int(index) }
+    public static func < (a: VersionRef, b: VersionRef) -> Bool { (a.workflow, a.index) < (b.workflow, b.index) }
+    public var description: String { "version \(index) of \(workflow)" }
 }
 
 /// One data value as the work protocol carries it: the same shape (size, modelled content,
@@ -16,11 +42,11 @@ public typealias DataValue = ObjectValue
 /// An output a task produced, as reported to the workflow's owner (the value stays with the
 /// executor: outputs stay where they were produced).
 public struct OutputRecord: Sendable, Hashable, Codable {
-    public var version: UInt64
+    public var version: VersionRef
     public var bytes: UInt64
     public var checksum: UInt64
 
-    public init(version: UInt64, bytes: UInt64, checksum: UInt64) {
+    public init(version: VersionRef, bytes: UInt64, checksum: UInt64) {
         self.version = version
         self.bytes = bytes
         self.checksum = checksum
@@ -38,17 +64,22 @@ public struct OutputRecord: Sendable, Hashable, Codable {
 
 /// One change of an owner's workflow record, replicated to its backups: task `task` is done and
 /// its output `version` is held by `holder` with `checksum`; or (`task == RecordEntry.lost`)
-/// `version` was lost. A task with no outputs logs one entry with `version == RecordEntry.none`.
+/// `version` was lost; or (`task == RecordEntry.cut`) a group's chain of partials was cut at
+/// `version`: it and the partials made after it no longer count, and their members run again. A
+/// task with no outputs logs one entry with `version == RecordEntry.none`.
 public struct RecordEntry: Sendable, Hashable, Codable {
     public static let lost = UInt32.max
-    public static let none = UInt64.max
+    public static let cut = UInt32.max - 1
+    public static let none = UInt32.max
+    /// The task's index in the plan, or `lost`.
     public var task: UInt32
-    public var version: UInt64
+    /// The version's number in the plan, or `none`.
+    public var version: UInt32
     public var holder: PeerID
     public var checksum: UInt64
     public var bytes: UInt64
 
-    public init(task: UInt32, version: UInt64, holder: PeerID, checksum: UInt64, bytes: UInt64) {
+    public init(task: UInt32, version: UInt32, holder: PeerID, checksum: UInt64, bytes: UInt64) {
         self.task = task
         self.version = version
         self.holder = holder
@@ -63,39 +94,39 @@ public struct RecordEntry: Sendable, Hashable, Codable {
 /// idempotent.
 public enum WorkMessage: Sendable {
     /// "Send me your copy of `version`."
-    case fetch(version: UInt64, requestID: UInt64)
-    case data(version: UInt64, requestID: UInt64, value: DataValue)
+    case fetch(version: VersionRef, requestID: UInt64)
+    case data(version: VersionRef, requestID: UInt64, value: DataValue)
     /// The peer does not hold `version` (an authoritative loss: it was restarted without its store).
-    case noData(version: UInt64, requestID: UInt64)
+    case noData(version: VersionRef, requestID: UInt64)
     /// Thief to owner: it received these granted tasks (ends their grant lease).
-    case started(tasks: [UInt64])
+    case started(tasks: [TaskRef])
     /// Executor to owner: the task ran on inputs whose checksums fold to `basis`
     /// (`OutputRecord.basis`); its outputs stay with the executor.
-    case result(task: UInt64, outputs: [OutputRecord], basis: UInt64)
-    case resultAck(task: UInt64)
+    case result(task: TaskRef, outputs: [OutputRecord], basis: UInt64)
+    case resultAck(task: TaskRef)
     /// Owner to executor: "what became of these tasks I believe you run?" (an audit of tasks
     /// assigned for longer than `auditInterval`). The executor answers `started` for those it
     /// runs or queues, `result` for those it finished (from its recent results), and `unknown`
     /// for the rest, which the owner queues again.
-    case query(tasks: [UInt64])
-    case unknown(tasks: [UInt64])
+    case query(tasks: [TaskRef])
+    case unknown(tasks: [TaskRef])
     /// Executor to owner: `version` could not be fetched from `holder` (`definite`: the holder said
     /// it does not have it; otherwise every attempt timed out).
-    case inputLost(task: UInt64, version: UInt64, holder: PeerID, definite: Bool)
+    case inputLost(task: TaskRef, version: VersionRef, holder: PeerID, definite: Bool)
     /// Owner to backup: the workflow's plan and initial data; the backup keeps the record.
     /// `backups` in takeover order (the first live one takes over).
-    indirect case recordCreate(workflow: UInt32, owner: PeerID, backups: [PeerID], plan: WorkflowPlan, initial: [DataValue])
+    indirect case recordCreate(workflow: WorkflowID, owner: PeerID, backups: [PeerID], plan: WorkflowPlan, initial: [DataValue])
     /// Owner to backup: entries `first..<first+entries.count` of the record's log.
-    case recordAppend(workflow: UInt32, owner: PeerID, first: Int, entries: [RecordEntry])
+    case recordAppend(workflow: WorkflowID, owner: PeerID, first: Int, entries: [RecordEntry])
     /// Backup to owner: it holds the log up to `count` entries (and the create); -1: it holds no
     /// record of the workflow (the owner sends the create again).
-    case recordAck(workflow: UInt32, count: Int)
+    case recordAck(workflow: WorkflowID, count: Int)
     /// The workflow ended: holders may drop its intermediate versions; backups drop the record.
-    case release(workflow: UInt32)
+    case release(workflow: WorkflowID)
     /// Backup to owner, every `ownerCheckInterval`: "do you still own this workflow?" An owner
     /// that restarted without its store answers `notOwner`, and the backups take it over.
-    case ownerCheck(workflow: UInt32)
-    case notOwner(workflow: UInt32)
+    case ownerCheck(workflow: WorkflowID)
+    case notOwner(workflow: WorkflowID)
 
     /// Estimated encoded size, for a simulated network's bandwidth model (values count their
     /// bytes: that is what moving data costs).
@@ -117,14 +148,14 @@ public enum WorkMessage: Sendable {
 /// Timers of the work machine; each comes back as `.timer(_)`. Stale ones are ignored.
 public enum WorkTimer: Sendable, Hashable {
     case fetchTimeout(requestID: UInt64)
-    case resultRetry(task: UInt64)
+    case resultRetry(task: TaskRef)
     /// Owner: re-queue granted tasks whose thief never confirmed them.
     case leaseCheck
     /// Owner: ask executors about tasks assigned to them for a long time.
     case audit
     /// Backup: the owner of `workflow` died and the backups before this one have not taken it
     /// over (they may have lost the record): take it over if still nobody has.
-    case takeoverCheck(workflow: UInt32)
+    case takeoverCheck(workflow: WorkflowID)
     /// Backup: ask the owners of the records kept here whether they still own them.
     case ownerCheck
     /// Owner: send unacknowledged record entries to the backups.

@@ -197,8 +197,8 @@ public struct WorkflowPlan: Sendable {
     // MARK: The modelled values
 
     /// The content of an initial value (the simulator's stand-in for the submitter's data).
-    public static func initialContent(workflow: UInt32, datum: Int) -> UInt64 {
-        mix(UInt64(workflow) &* 0x100_0000_01B3 ^ UInt64(datum) &+ 0x5EED)
+    public static func initialContent(workflow: UInt64, datum: Int) -> UInt64 {
+        mix(workflow &* 0x100_0000_01B3 ^ UInt64(datum) &+ 0x5EED)
     }
 
     /// What a modelled body computes: the contents of the versions task `task` writes (in access

@@ -34,7 +34,7 @@ public struct StealMachine: Sendable {
     private var readyTasks = 0
     private var catalogue: [UInt64] = []  // sorted, unique
     private var catalogueSummary: UInt64 = 0
-    private var holding: [UInt64] = []
+    private var holding: [VersionRef] = []
     private var view: [MemberInfo] = []  // sorted by peer
 
     // Thief.
@@ -247,7 +247,7 @@ public struct StealMachine: Sendable {
     // MARK: Victim
 
     private mutating func onRequest(
-        from thief: PeerID, requestID rid: UInt64, max asked: Int, catalogue cat: [UInt64], holding held: [UInt64],
+        from thief: PeerID, requestID rid: UInt64, max asked: Int, catalogue cat: [UInt64], holding held: [VersionRef],
         into out: inout [StealDirective]
     ) {
         guard thief != id else { return }

@@ -76,15 +76,15 @@ public struct StealSettings: Sendable, Hashable {
 
 /// Where one input of a task lives.
 public struct DataLocation: Sendable, Hashable, Codable {
-    /// Global datum (version) id.
-    public var datum: UInt64
+    /// The version.
+    public var datum: VersionRef
     public var bytes: UInt64
     /// Peers holding a copy, as the owner knows them.
     public var holders: [PeerID]
     /// The checksum the owner recorded for this version: a fetched copy must match it.
     public var checksum: UInt64
 
-    public init(datum: UInt64, bytes: UInt64, holders: [PeerID], checksum: UInt64 = 0) {
+    public init(datum: VersionRef, bytes: UInt64, holders: [PeerID], checksum: UInt64 = 0) {
         self.datum = datum
         self.bytes = bytes
         self.holders = holders
@@ -94,18 +94,17 @@ public struct DataLocation: Sendable, Hashable, Codable {
 
 /// A ready task that may move to another peer.
 public struct StealableTask: Sendable, Hashable, Codable {
-    /// Global task id.
-    public var id: UInt64
+    public var id: TaskRef
     /// The peer owning the task's workflow: results go there.
     public var owner: PeerID
     /// Which registered task body it runs (a key of the peers' catalogues).
     public var catalogueKey: UInt64
     public var inputs: [DataLocation]
-    /// The version ids the task writes (consecutive in a cluster workflow).
-    public var outputs: [UInt64]
+    /// The versions the task writes, in access order.
+    public var outputs: [VersionRef]
 
     public init(
-        id: UInt64, owner: PeerID, catalogueKey: UInt64, inputs: [DataLocation] = [], outputs: [UInt64] = []
+        id: TaskRef, owner: PeerID, catalogueKey: UInt64, inputs: [DataLocation] = [], outputs: [VersionRef] = []
     ) {
         self.id = id
         self.owner = owner
@@ -120,7 +119,7 @@ public struct StealableTask: Sendable, Hashable, Codable {
 public enum StealMessage: Sendable, Hashable {
     /// "Give me up to `max` ready tasks I can run." `catalogue` is sorted; `holding` lists datum
     /// ids the thief holds.
-    case request(requestID: UInt64, max: Int, catalogue: [UInt64], holding: [UInt64])
+    case request(requestID: UInt64, max: Int, catalogue: [UInt64], holding: [VersionRef])
     /// The tasks now belong to the thief (never empty; an empty grant is sent as `refused`).
     case reply(requestID: UInt64, granted: [StealableTask])
     case refused(requestID: UInt64)
@@ -143,8 +142,8 @@ public enum StealEvent: Sendable, Hashable {
     /// This peer's own state: free slots, ready queue length, the task keys it can run (any
     /// order; the machine sorts and dedups) and the datum ids it holds (the shell passes the
     /// most relevant first; at most `maxHoldingAdvertised` are advertised).
-    case localState(freeSlots: Int, readyTasks: Int, catalogue: [UInt64], holding: [UInt64])
-    case stealRequest(from: PeerID, requestID: UInt64, max: Int, catalogue: [UInt64], holding: [UInt64])
+    case localState(freeSlots: Int, readyTasks: Int, catalogue: [UInt64], holding: [VersionRef])
+    case stealRequest(from: PeerID, requestID: UInt64, max: Int, catalogue: [UInt64], holding: [VersionRef])
     case stealReply(from: PeerID, requestID: UInt64, granted: [StealableTask])
     case stealRefused(from: PeerID, requestID: UInt64)
     case timer(StealTimer)
@@ -166,7 +165,7 @@ public enum StealDirective: Sendable, Hashable {
     case send(StealMessage, to: PeerID)
     case schedule(StealTimer, after: Interval)
     /// Victim: remove these tasks from the local ready queue; they now belong to the thief `to`.
-    case give([UInt64], to: PeerID)
+    case give([TaskRef], to: PeerID)
     /// Thief: enqueue the granted tasks locally.
     case run([StealableTask])
 }
