@@ -10,11 +10,27 @@
 ///   with it and verified on every read; a mismatch throws `ShardError.checksumMismatch` naming the
 ///   table and key, never returns bad bytes. A record found under another key than the one it was
 ///   written under (a flipped bit in a stored key) fails the same way.
+/// - `update(_:)` is a read-modify-write: its reads and its batch are one transaction, serialised
+///   with every other write to the same store, in this process and in others (LMDB's writer lock
+///   lives in the store's lock file). A value computed from what was read (the next version
+///   number) can therefore never be computed twice from the same state.
 public protocol KeyValueShard: AnyObject, Sendable {
     /// The value stored under `key`, or nil. Throws `ShardError.checksumMismatch` on corruption.
     func get(_ key: [UInt8], in table: ShardTable) throws -> [UInt8]?
     /// Applies every operation of `batch` in one atomic, durable transaction.
     func apply(_ batch: WriteBatch) throws
+    /// Runs `body` inside one write transaction and applies the batch it returns in that same
+    /// transaction, atomically and durably, as `apply` does.
+    ///
+    /// `body` reads through the `ShardReader` it is given, which sees the latest committed state
+    /// (no other write, from this process or another, can commit between those reads and this
+    /// batch) and verifies every record as `get` does. When `body` throws, or the batch is
+    /// invalid (`ShardError.invalidKey`), nothing is written and the error is rethrown.
+    ///
+    /// `body` must not write to the shard itself (`apply`, `put`, `delete`, another `update`):
+    /// the write transaction is already held, so that would deadlock. It should be short, since
+    /// every other writer waits for it. The reader is valid only while `body` runs.
+    func update(_ body: (any ShardReader) throws -> WriteBatch) throws
     /// Up to `limit` entries whose key starts with `prefix`, in key order, starting after `after`.
     ///
     /// Throws at the first entry whose record fails verification (`checksumMismatch`,
@@ -45,6 +61,14 @@ extension KeyValueShard {
     public func delete(_ key: [UInt8], in table: ShardTable) throws {
         try apply(WriteBatch([.delete(table, key: key)]))
     }
+}
+
+/// Reads inside a shard's write transaction (`KeyValueShard.update`): every read sees the state
+/// the transaction's batch will be applied to. Valid only while the body it was passed to runs.
+public protocol ShardReader {
+    /// The value stored under `key`, or nil; verified like `KeyValueShard.get` (throws
+    /// `ShardError.checksumMismatch` or `.malformedRecord` on corruption, `.invalidKey` for a bad key).
+    func get(_ key: [UInt8], in table: ShardTable) throws -> [UInt8]?
 }
 
 /// The named databases of a shard.
