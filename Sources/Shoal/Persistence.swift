@@ -23,22 +23,32 @@ public enum PersistentObjects {
     static func key(_ name: String) -> [UInt8] { Array(name.utf8) }
 
     /// Stores `value` under `name` (atomically with its metadata); returns the new version.
+    ///
+    /// The previous version is read and the new one written in one transaction
+    /// (`KeyValueShard.update`), so two writers of one name, in this process or in two processes
+    /// sharing the store, never both write the same version: each version number is given out
+    /// once, and the last one written is the highest.
     @discardableResult
     public static func store<T: Encodable>(
         _ value: T, as name: String, in shard: any KeyValueShard, writer: String? = nil
     ) throws -> PersistentObjectInfo {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
+        // Encoded before the transaction: every other writer waits while it is open.
         let bytes = Array(try encoder.encode(value))
-        let previous = try info(name, in: shard)
-        let info = PersistentObjectInfo(
-            version: (previous?.version ?? 0) + 1, type: String(reflecting: T.self), bytes: bytes.count, codec: "json",
-            writer: writer)
-        var batch = WriteBatch()
-        batch.put(key(name), bytes, in: .values)
-        batch.put(key(name), Array(try encoder.encode(info)), in: .versions)
-        try shard.apply(batch)
-        return info
+        var stored: PersistentObjectInfo?
+        try shard.update { reader in
+            let previous = try info(name, in: reader)
+            let info = PersistentObjectInfo(
+                version: (previous?.version ?? 0) + 1, type: String(reflecting: T.self), bytes: bytes.count,
+                codec: "json", writer: writer)
+            var batch = WriteBatch()
+            batch.put(key(name), bytes, in: .values)
+            batch.put(key(name), Array(try encoder.encode(info)), in: .versions)
+            stored = info
+            return batch
+        }
+        return stored!
     }
 
     /// The value stored under `name`, decoded as `T`.
@@ -54,7 +64,16 @@ public enum PersistentObjects {
 
     /// The metadata of `name`, or nil when it was never persisted (or written by `shoal kv put`).
     public static func info(_ name: String, in shard: any KeyValueShard) throws -> PersistentObjectInfo? {
-        guard let bytes = try shard.get(key(name), in: .versions) else { return nil }
+        try decodeInfo(shard.get(key(name), in: .versions))
+    }
+
+    /// `info(_:in:)` read inside a transaction.
+    static func info(_ name: String, in reader: any ShardReader) throws -> PersistentObjectInfo? {
+        try decodeInfo(reader.get(key(name), in: .versions))
+    }
+
+    private static func decodeInfo(_ bytes: [UInt8]?) throws -> PersistentObjectInfo? {
+        guard let bytes else { return nil }
         return try JSONDecoder().decode(PersistentObjectInfo.self, from: Data(bytes))
     }
 }
