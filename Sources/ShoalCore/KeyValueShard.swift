@@ -73,12 +73,15 @@ public protocol ShardReader {
 
 /// The named databases of a shard.
 public enum ShardTable: String, CaseIterable, Sendable, Codable {
-    /// User values: persistent objects and `shoal kv` entries, by name.
+    /// User values: persistent objects (`PersistentObjects`) and `shoal kv` entries, by name.
     case values
     /// Version metadata of persistent objects (version number, size, type, writer).
     case versions
     /// Workflow records: the DAG and each task's state, for recovery and takeover.
     case workflows
+    /// Replicas of persistent objects held for the cluster's placement, by object key
+    /// (`ObjectRecord`). Added after the first three: `LMDBShard` creates it in a store that lacks it.
+    case objects
 }
 
 public struct ShardEntry: Sendable, Equatable {
