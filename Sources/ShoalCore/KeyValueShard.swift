@@ -31,6 +31,14 @@ public protocol KeyValueShard: AnyObject, Sendable {
     /// the write transaction is already held, so that would deadlock. It should be short, since
     /// every other writer waits for it. The reader is valid only while `body` runs.
     func update(_ body: (any ShardReader) throws -> WriteBatch) throws
+    /// Runs `body` with a reader on one committed state: all its reads see the same batches, so
+    /// two values written together (a persistent object and its metadata) are read together,
+    /// never one from before a write and one from after. Writes may commit meanwhile; the
+    /// reader does not see them. Returns what `body` returns.
+    ///
+    /// Like `update`'s, the reader verifies every record and is valid only while `body` runs;
+    /// `body` must not write to the shard (`MemoryShard` holds its writer lock for it).
+    func read<R>(_ body: (any ShardReader) throws -> R) throws -> R
     /// Up to `limit` entries whose key starts with `prefix`, in key order, starting after `after`.
     ///
     /// Throws at the first entry whose record fails verification (`checksumMismatch`,
@@ -63,8 +71,9 @@ extension KeyValueShard {
     }
 }
 
-/// Reads inside a shard's write transaction (`KeyValueShard.update`): every read sees the state
-/// the transaction's batch will be applied to. Valid only while the body it was passed to runs.
+/// Reads inside one transaction of a shard: in `KeyValueShard.update`, the state its batch will be
+/// applied to; in `KeyValueShard.read`, one committed state. Valid only while the body it was
+/// passed to runs.
 public protocol ShardReader {
     /// The value stored under `key`, or nil; verified like `KeyValueShard.get` (throws
     /// `ShardError.checksumMismatch` or `.malformedRecord` on corruption, `.invalidKey` for a bad key).

@@ -58,7 +58,16 @@ public final class MemoryShard: KeyValueShard {
         }
     }
 
-    /// The reader `update` passes its body; refuses to read once the body has returned.
+    /// Holds the writer lock, so no batch commits while `body` reads: the reads see one state.
+    public func read<R>(_ body: (any ShardReader) throws -> R) throws -> R {
+        try writer.withLock { _ in
+            let reader = Reader(shard: self)
+            defer { reader.close() }
+            return try body(reader)
+        }
+    }
+
+    /// The reader `update` and `read` pass their body; refuses to read once the body has returned.
     private final class Reader: ShardReader {
         private let shard: MemoryShard
         private var open = true
@@ -66,7 +75,7 @@ public final class MemoryShard: KeyValueShard {
         func close() { open = false }
 
         func get(_ key: [UInt8], in table: ShardTable) throws -> [UInt8]? {
-            precondition(open, "a ShardReader was used after the update it was given to ended")
+            precondition(open, "a ShardReader was used after the update or read it was given to ended")
             return try shard.get(key, in: table)
         }
     }

@@ -185,8 +185,17 @@ public final class LMDBShard: KeyValueShard, @unchecked Sendable {
         }
     }
 
-    /// The reader `update` passes its body: `get` inside the write transaction, verified as
-    /// `LMDBShard.get` is. Refuses to read once the body has returned (the transaction is gone).
+    /// One read-only transaction: LMDB gives it one snapshot, the latest committed when it began.
+    public func read<R>(_ body: (any ShardReader) throws -> R) throws -> R {
+        try withReadTransaction("read") { txn in
+            let reader = TransactionReader(shard: self, txn: txn)
+            defer { reader.close() }
+            return try body(reader)
+        }
+    }
+
+    /// The reader `update` and `read` pass their body: `get` inside their transaction, verified
+    /// as `LMDBShard.get` is. Refuses to read once the body has returned (the transaction is gone).
     private final class TransactionReader: ShardReader {
         private let shard: LMDBShard
         private let txn: OpaquePointer
@@ -198,7 +207,7 @@ public final class LMDBShard: KeyValueShard, @unchecked Sendable {
         func close() { open = false }
 
         func get(_ key: [UInt8], in table: ShardTable) throws -> [UInt8]? {
-            precondition(open, "a ShardReader was used after the update it was given to ended")
+            precondition(open, "a ShardReader was used after the update or read it was given to ended")
             try ShardRecord.validate(key: key, maxLength: shard.maxKeyLength)
             return try shard.verifiedValue(txn, table, key)
         }

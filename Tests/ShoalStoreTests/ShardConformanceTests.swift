@@ -564,4 +564,58 @@ import Testing
             #expect(numbers == Array(1...total))
         }
     }
+
+    // MARK: - read: one consistent snapshot
+
+    @Test(arguments: ShardKind.allCases)
+    func readSeesOneCommittedState(kind: ShardKind) throws {
+        try withShard(kind) { f in
+            try f.shard.put(bytes("a"), bytes("1"), in: .values)
+            let (a, missing) = try f.shard.read { reader in
+                (try reader.get(bytes("a"), in: .values), try reader.get(bytes("a"), in: .versions))
+            }
+            #expect(a == bytes("1"))
+            #expect(missing == nil)
+            struct Refused: Error, Equatable {}
+            #expect(throws: Refused()) { try f.shard.read { _ in throw Refused() } }
+            // A damaged record fails the read as get does.
+            var raw = try #require(try f.overwriteRawRecord(bytes("a"), in: .values, with: nil))
+            raw[raw.count - 1] ^= 0x01
+            try f.overwriteRawRecord(bytes("a"), in: .values, with: raw)
+            #expect(throws: ShardError.checksumMismatch(table: .values, key: bytes("a"))) {
+                try f.shard.read { reader in try reader.get(bytes("a"), in: .values) }
+            }
+        }
+    }
+
+    /// A writer puts one round number under two keys in two tables, in one batch; a reader that
+    /// reads both in one `read` must always find the same round (two plain gets need not).
+    @Test(arguments: ShardKind.allCases)
+    func readNeverMixesTwoBatches(kind: ShardKind) throws {
+        try withShard(kind, settings: LMDBShard.Settings(noSync: true)) { f in
+            let shard = f.shard
+            let rounds = 300
+            DispatchQueue.concurrentPerform(iterations: 2) { worker in
+                if worker == 0 {
+                    for round in 1...rounds {
+                        var batch = WriteBatch()
+                        batch.put(bytes("x"), bigEndian(UInt64(round)), in: .values)
+                        batch.put(bytes("x"), bigEndian(UInt64(round)), in: .versions)
+                        do { try shard.apply(batch) } catch { Issue.record("apply failed: \(error)") }
+                    }
+                } else {
+                    for _ in 0..<rounds {
+                        do {
+                            let (value, meta) = try shard.read { reader in
+                                (try reader.get(bytes("x"), in: .values), try reader.get(bytes("x"), in: .versions))
+                            }
+                            #expect(value == meta)
+                        } catch {
+                            Issue.record("read failed: \(error)")
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
