@@ -158,7 +158,7 @@ extension KV {
                 let (stored, info) = try shard.read { reader in
                     (
                         try reader.get(keyBytes(key), in: table),
-                        table == .values ? try PersistentObjects.info(key, in: reader) : nil
+                        table == .values ? try Self.objectInfo(key, reader) : nil
                     )
                 }
                 guard let value = stored else {
@@ -176,6 +176,17 @@ extension KV {
                 } else {
                     FileHandle.standardOutput.write(Data(bytes))
                 }
+            }
+        }
+
+        /// The persistent-object info stored beside `key`, or nil when there is none or it is not
+        /// an info record (a `kv put` into `versions`): the value is then written as stored, as
+        /// `kv get` always did. A damaged record still fails (`ShardError`).
+        static func objectInfo(_ key: String, _ reader: any ShardReader) throws -> PersistentObjectInfo? {
+            do {
+                return try PersistentObjects.info(key, in: reader)
+            } catch is DecodingError {
+                return nil
             }
         }
 

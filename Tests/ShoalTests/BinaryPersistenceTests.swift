@@ -207,6 +207,9 @@ struct BinaryPersistenceTests {
             let bad = PersistentObjectInfo(version: 1, type: "T", bytes: 3, codec: "binary", writer: nil)
             batch.put(Array("bad".utf8), Array("abc".utf8), in: .values)
             batch.put(Array("bad".utf8), Array(try JSONEncoder().encode(bad)), in: .versions)
+            // A value beside something in `versions` that is not an info record: shown as stored.
+            batch.put(Array("plain".utf8), [0x01, 0x02], in: .values)
+            batch.put(Array("plain".utf8), Array("not info".utf8), in: .versions)
             try shard.apply(batch)
         }
         let shown = try ChildProcess.shoal(["kv", "get", "r", "--data-dir", data])
@@ -231,6 +234,11 @@ struct BinaryPersistenceTests {
             bad.stderr.contains(
                 "error: 'bad' is recorded as a binary persistent object, but its value is not a binary value"),
             "stderr: \(bad.stderr)")
+        let plainFile = dir.appending("plain.bin").path
+        let plain = try ChildProcess.shoal(["kv", "get", "plain", "--output", plainFile, "--data-dir", data])
+        #expect(plain.status == 0, "stderr: \(plain.stderr)")
+        #expect([UInt8](try Data(contentsOf: URL(fileURLWithPath: plainFile))) == [0x01, 0x02])
+
         let badRaw = try ChildProcess.shoal(["kv", "get", "bad", "--raw", "--data-dir", data])
         #expect(badRaw.status == 0)
         #expect(badRaw.stdout == "abc")
