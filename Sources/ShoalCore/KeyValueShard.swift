@@ -10,11 +10,35 @@
 ///   with it and verified on every read; a mismatch throws `ShardError.checksumMismatch` naming the
 ///   table and key, never returns bad bytes. A record found under another key than the one it was
 ///   written under (a flipped bit in a stored key) fails the same way.
+/// - `update(_:)` is a read-modify-write: its reads and its batch are one transaction, serialised
+///   with every other write to the same store, in this process and in others (LMDB's writer lock
+///   lives in the store's lock file). A value computed from what was read (the next version
+///   number) can therefore never be computed twice from the same state.
 public protocol KeyValueShard: AnyObject, Sendable {
     /// The value stored under `key`, or nil. Throws `ShardError.checksumMismatch` on corruption.
     func get(_ key: [UInt8], in table: ShardTable) throws -> [UInt8]?
     /// Applies every operation of `batch` in one atomic, durable transaction.
     func apply(_ batch: WriteBatch) throws
+    /// Runs `body` inside one write transaction and applies the batch it returns in that same
+    /// transaction, atomically and durably, as `apply` does.
+    ///
+    /// `body` reads through the `ShardReader` it is given, which sees the latest committed state
+    /// (no other write, from this process or another, can commit between those reads and this
+    /// batch) and verifies every record as `get` does. When `body` throws, or the batch is
+    /// invalid (`ShardError.invalidKey`), nothing is written and the error is rethrown.
+    ///
+    /// `body` must not write to the shard itself (`apply`, `put`, `delete`, another `update`):
+    /// the write transaction is already held, so that would deadlock. It should be short, since
+    /// every other writer waits for it. The reader is valid only while `body` runs.
+    func update(_ body: (any ShardReader) throws -> WriteBatch) throws
+    /// Runs `body` with a reader on one committed state: all its reads see the same batches, so
+    /// two values written together (a persistent object and its metadata) are read together,
+    /// never one from before a write and one from after. Writes may commit meanwhile; the
+    /// reader does not see them. Returns what `body` returns.
+    ///
+    /// Like `update`'s, the reader verifies every record and is valid only while `body` runs;
+    /// `body` must not write to the shard (`MemoryShard` holds its writer lock for it).
+    func read<R>(_ body: (any ShardReader) throws -> R) throws -> R
     /// Up to `limit` entries whose key starts with `prefix`, in key order, starting after `after`.
     ///
     /// Throws at the first entry whose record fails verification (`checksumMismatch`,
@@ -47,14 +71,26 @@ extension KeyValueShard {
     }
 }
 
+/// Reads inside one transaction of a shard: in `KeyValueShard.update`, the state its batch will be
+/// applied to; in `KeyValueShard.read`, one committed state. Valid only while the body it was
+/// passed to runs.
+public protocol ShardReader {
+    /// The value stored under `key`, or nil; verified like `KeyValueShard.get` (throws
+    /// `ShardError.checksumMismatch` or `.malformedRecord` on corruption, `.invalidKey` for a bad key).
+    func get(_ key: [UInt8], in table: ShardTable) throws -> [UInt8]?
+}
+
 /// The named databases of a shard.
 public enum ShardTable: String, CaseIterable, Sendable, Codable {
-    /// User values: persistent objects and `shoal kv` entries, by name.
+    /// User values: persistent objects (`PersistentObjects`) and `shoal kv` entries, by name.
     case values
     /// Version metadata of persistent objects (version number, size, type, writer).
     case versions
     /// Workflow records: the DAG and each task's state, for recovery and takeover.
     case workflows
+    /// Replicas of persistent objects held for the cluster's placement, by object key
+    /// (`ObjectRecord`). Added after the first three: `LMDBShard` creates it in a store that lacks it.
+    case objects
 }
 
 public struct ShardEntry: Sendable, Equatable {

@@ -8,8 +8,10 @@ import Synchronization
 /// on disk. Keys are limited to `ShardRecord.maxKeyLength` bytes, as in LMDB.
 ///
 /// Thread-safe: every operation holds one lock; `apply(_:)` validates the whole batch before
-/// changing anything, so a batch is applied entirely or not at all. "Durable" here means "until
-/// this object is released".
+/// changing anything, so a batch is applied entirely or not at all. Writes (`apply`, `update`)
+/// are also serialised by a writer lock, held by `update` from its first read to its commit, as
+/// LMDB's writer lock is, so nothing commits between an update's reads and its batch. "Durable"
+/// here means "until this object is released".
 public final class MemoryShard: KeyValueShard {
     private struct Entry: Sendable {
         var key: [UInt8]
@@ -22,6 +24,9 @@ public final class MemoryShard: KeyValueShard {
     }
 
     private let state = Mutex(State())
+    /// Held by every write: `apply` for its commit, `update` for its whole body and commit.
+    /// Reads take only `state`, so a body may read through its reader (or `get`) while holding it.
+    private let writer = Mutex(())
 
     /// The longest key accepted (the same limit as LMDB's default build).
     public let maxKeyLength = ShardRecord.maxKeyLength
@@ -41,19 +46,59 @@ public final class MemoryShard: KeyValueShard {
     }
 
     public func apply(_ batch: WriteBatch) throws {
+        let encoded = try encode(batch)
+        writer.withLock { _ in commit(encoded) }
+    }
+
+    public func update(_ body: (any ShardReader) throws -> WriteBatch) throws {
+        try writer.withLock { _ in
+            let reader = Reader(shard: self)
+            defer { reader.close() }
+            commit(try encode(try body(reader)))
+        }
+    }
+
+    /// Holds the writer lock, so no batch commits while `body` reads: the reads see one state.
+    public func read<R>(_ body: (any ShardReader) throws -> R) throws -> R {
+        try writer.withLock { _ in
+            let reader = Reader(shard: self)
+            defer { reader.close() }
+            return try body(reader)
+        }
+    }
+
+    /// The reader `update` and `read` pass their body; refuses to read once the body has returned.
+    private final class Reader: ShardReader {
+        private let shard: MemoryShard
+        private var open = true
+        init(shard: MemoryShard) { self.shard = shard }
+        func close() { open = false }
+
+        func get(_ key: [UInt8], in table: ShardTable) throws -> [UInt8]? {
+            precondition(open, "a ShardReader was used after the update or read it was given to ended")
+            return try shard.get(key, in: table)
+        }
+    }
+
+    /// `batch` with every value replaced by its record, after checking every key: the part of a
+    /// write that can fail, done before anything changes (and, for `apply`, outside the locks).
+    private func encode(_ batch: WriteBatch) throws -> [WriteBatch.Operation] {
         for operation in batch.operations {
             switch operation {
             case .put(_, let key, _), .delete(_, let key):
                 try ShardRecord.validate(key: key, maxLength: maxKeyLength)
             }
         }
-        // Encode (and checksum) outside the lock; nothing below can fail.
-        let encoded: [WriteBatch.Operation] = batch.operations.map { operation in
+        return batch.operations.map { operation in
             if case .put(let table, let key, let value) = operation {
                 return .put(table, key: key, value: ShardRecord.encode(key: key, value: value))
             }
             return operation
         }
+    }
+
+    /// Stores operations `encode` made; cannot fail. Call with `writer` held.
+    private func commit(_ encoded: [WriteBatch.Operation]) {
         state.withLock { state in
             for operation in encoded {
                 switch operation {

@@ -370,7 +370,7 @@ public struct ClusterSimulation {
                 workflows[w].reopened[i, default: Array(repeating: 0, count: count)][task.task] &+= 1
             case .persist(let o):
                 // The shell writes before it carries out the next directive (the machine's ack).
-                try! peers[i].shard.put(ObjectRecord.key(o.key), ObjectRecord.encode(o), in: .values)
+                try! peers[i].shard.put(ObjectRecord.key(o.key), ObjectRecord.encode(o), in: .objects)
             case .putAcknowledged(let rid, let key, let version):
                 guard let put = pendingPuts.removeValue(forKey: rid), put.key == key else { continue }
                 report.objects?.putsAcknowledged += 1
@@ -452,8 +452,8 @@ public struct ClusterSimulation {
                 peers[i].emptyUntil = now + .seconds(5)
             }
             startPeer(p)
-            let kept = (try? peers[i].shard.scan(.values, prefix: [], after: nil, limit: Int.max)) ?? []
-            let objects = kept.compactMap { ObjectRecord.decode($0.value) }
+            let kept = (try? peers[i].shard.scan(.objects, prefix: [], after: nil, limit: Int.max)) ?? []
+            let objects = kept.compactMap { ObjectRecord.decode($0) }
             if !objects.isEmpty {
                 trace?.instant("recovered \(objects.count) objects from the store", peer: p, at: now)
                 step(p, .recovered(objects))
@@ -606,7 +606,7 @@ public struct ClusterSimulation {
             if holders.isEmpty {
                 let copies = peers.indices.compactMap { i -> String? in
                     let held = peers[i].machine?.placement.held(key).map { "\($0.version)" }
-                    let disk = (try? peers[i].shard.get(ObjectRecord.key(key), in: .values)).flatMap { $0 }
+                    let disk = (try? peers[i].shard.get(ObjectRecord.key(key), in: .objects)).flatMap { $0 }
                         .flatMap(ObjectRecord.decode).map { "\($0.version)" }
                     return held == nil && disk == nil ? nil : "p\(i): \(held ?? "-") (disk \(disk ?? "-"))"
                 }

@@ -101,28 +101,3 @@ public struct ObjectStatistics: Sendable, Codable, Hashable {
 
     public init() {}
 }
-
-/// The shard record of a persistent object: 48 bytes, little-endian.
-enum ObjectRecord {
-    static func key(_ key: UInt64) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: key >> (8 * (7 - UInt64($0)))) } }
-
-    static func encode(_ o: StoredObject) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(48)
-        for word in [o.key, o.version.stamp, o.version.writer.raw, o.value.bytes, o.value.content, o.value.checksum] {
-            for i in 0..<8 { out.append(UInt8(truncatingIfNeeded: word >> (8 * UInt64(i)))) }
-        }
-        return out
-    }
-
-    static func decode(_ bytes: [UInt8]) -> StoredObject? {
-        guard bytes.count == 48 else { return nil }
-        var w = [UInt64](repeating: 0, count: 6)
-        for k in 0..<6 {
-            for i in 0..<8 { w[k] |= UInt64(bytes[8 * k + i]) << (8 * UInt64(i)) }
-        }
-        return StoredObject(
-            key: w[0], version: ObjectVersion(stamp: w[1], writer: PeerID(raw: w[2])),
-            value: ObjectValue(bytes: w[3], content: w[4], checksum: w[5]))
-    }
-}

@@ -10,9 +10,10 @@ import Synchronization
 /// Contract (beyond `KeyValueShard`):
 /// - The environment is opened with `MDB_NOTLS`, so read transactions may be used from any thread
 ///   (Swift tasks hop threads). Reads use short read-only transactions from a small pool.
-/// - `apply(_:)` is one write transaction (group commit: one fsync for the whole batch), run
-///   synchronously on the calling thread and serialized by a lock. Call it from a thread that may
-///   block, not from Swift's cooperative pool on a hot path.
+/// - `apply(_:)` and `update(_:)` are one write transaction each (group commit: one fsync for the
+///   whole batch), run synchronously on the calling thread and serialized by a lock in this
+///   process and by LMDB's writer lock across processes. Call them from a thread that may block,
+///   not from Swift's cooperative pool on a hot path.
 /// - Every record is `ShardRecord` bytes (format byte, BLAKE2b checksum of key and value, value),
 ///   verified on every `get` and `scan`.
 /// - A damaged store is reported, never crashed on and never re-created: `init` refuses, with
@@ -162,44 +163,53 @@ public final class LMDBShard: KeyValueShard, @unchecked Sendable {
 
     public func get(_ key: [UInt8], in table: ShardTable) throws -> [UInt8]? {
         try ShardRecord.validate(key: key, maxLength: maxKeyLength)
-        let dbi = tables[table]!
-        return try withReadTransaction("get") { txn -> [UInt8]? in
-            try key.withUnsafeBytes { keyBytes -> [UInt8]? in
-                var k = MDB_val(
-                    mv_size: keyBytes.count, mv_data: UnsafeMutableRawPointer(mutating: keyBytes.baseAddress))
-                var v = MDB_val()
-                let rc = mdb_get(txn, dbi, &k, &v)
-                if rc == MDB_NOTFOUND { return nil }
-                try Self.check(rc, "mdb_get in '\(table.rawValue)'")
-                return try ShardRecord.decode(Self.bytes(v), table: table, key: key)
-            }
-        }
+        return try withReadTransaction("get") { txn in try verifiedValue(txn, table, key) }
     }
 
     public func apply(_ batch: WriteBatch) throws {
-        for operation in batch.operations {
-            switch operation {
-            case .put(_, let key, _), .delete(_, let key):
-                try ShardRecord.validate(key: key, maxLength: maxKeyLength)
-            }
-        }
+        try validateKeys(batch)
         guard !batch.isEmpty else { return }
-        try write("apply") { txn, storedBytes in
-            for operation in batch.operations {
-                switch operation {
-                case .put(let table, let key, let value):
-                    try value.withUnsafeBytes { valueBytes in
-                        try self.putRecord(
-                            txn, table, key, byteCount: ShardRecord.headerByteCount + valueBytes.count,
-                            storedBytes: &storedBytes
-                        ) {
-                            ShardRecord.encode(key: key, value: valueBytes, into: $0)
-                        }
-                    }
-                case .delete(let table, let key):
-                    try self.deleteRecord(txn, table, key, storedBytes: &storedBytes)
-                }
-            }
+        try write("apply") { txn, storedBytes in try self.applyOperations(batch, txn, &storedBytes) }
+    }
+
+    /// One write transaction (`write`): LMDB's writer lock, taken by `mdb_txn_begin` and shared
+    /// through `lock.mdb` by every process with this store open, is held from `body`'s first read
+    /// to the commit, so the reads see the latest committed state and nothing commits in between.
+    public func update(_ body: (any ShardReader) throws -> WriteBatch) throws {
+        try write("update") { txn, storedBytes in
+            let reader = TransactionReader(shard: self, txn: txn)
+            defer { reader.close() }
+            let batch = try body(reader)
+            try self.validateKeys(batch)
+            try self.applyOperations(batch, txn, &storedBytes)
+        }
+    }
+
+    /// One read-only transaction: LMDB gives it one snapshot, the latest committed when it began.
+    public func read<R>(_ body: (any ShardReader) throws -> R) throws -> R {
+        try withReadTransaction("read") { txn in
+            let reader = TransactionReader(shard: self, txn: txn)
+            defer { reader.close() }
+            return try body(reader)
+        }
+    }
+
+    /// The reader `update` and `read` pass their body: `get` inside their transaction, verified
+    /// as `LMDBShard.get` is. Refuses to read once the body has returned (the transaction is gone).
+    private final class TransactionReader: ShardReader {
+        private let shard: LMDBShard
+        private let txn: OpaquePointer
+        private var open = true
+        init(shard: LMDBShard, txn: OpaquePointer) {
+            self.shard = shard
+            self.txn = txn
+        }
+        func close() { open = false }
+
+        func get(_ key: [UInt8], in table: ShardTable) throws -> [UInt8]? {
+            precondition(open, "a ShardReader was used after the update or read it was given to ended")
+            try ShardRecord.validate(key: key, maxLength: shard.maxKeyLength)
+            return try shard.verifiedValue(txn, table, key)
         }
     }
 
@@ -357,7 +367,48 @@ public final class LMDBShard: KeyValueShard, @unchecked Sendable {
         return try body(reader)
     }
 
-    // MARK: - Record operations inside a write transaction
+    // MARK: - Record operations inside a transaction
+
+    /// The verified value under `key` in `txn` (read-only or write), or nil.
+    private func verifiedValue(_ txn: OpaquePointer, _ table: ShardTable, _ key: [UInt8]) throws -> [UInt8]? {
+        try key.withUnsafeBytes { keyBytes -> [UInt8]? in
+            var k = MDB_val(mv_size: keyBytes.count, mv_data: UnsafeMutableRawPointer(mutating: keyBytes.baseAddress))
+            var v = MDB_val()
+            let rc = mdb_get(txn, tables[table]!, &k, &v)
+            if rc == MDB_NOTFOUND { return nil }
+            try Self.check(rc, "mdb_get in '\(table.rawValue)'")
+            return try ShardRecord.decode(Self.bytes(v), table: table, key: key)
+        }
+    }
+
+    /// Throws `ShardError.invalidKey` for the first key of `batch` this environment cannot store.
+    private func validateKeys(_ batch: WriteBatch) throws {
+        for operation in batch.operations {
+            switch operation {
+            case .put(_, let key, _), .delete(_, let key):
+                try ShardRecord.validate(key: key, maxLength: maxKeyLength)
+            }
+        }
+    }
+
+    /// Carries out every operation of `batch` in the write transaction `txn`, in order.
+    private func applyOperations(_ batch: WriteBatch, _ txn: OpaquePointer, _ storedBytes: inout Int) throws {
+        for operation in batch.operations {
+            switch operation {
+            case .put(let table, let key, let value):
+                try value.withUnsafeBytes { valueBytes in
+                    try putRecord(
+                        txn, table, key, byteCount: ShardRecord.headerByteCount + valueBytes.count,
+                        storedBytes: &storedBytes
+                    ) {
+                        ShardRecord.encode(key: key, value: valueBytes, into: $0)
+                    }
+                }
+            case .delete(let table, let key):
+                try deleteRecord(txn, table, key, storedBytes: &storedBytes)
+            }
+        }
+    }
 
     private func rawRecord(_ txn: OpaquePointer, _ table: ShardTable, _ key: [UInt8]) throws -> [UInt8]? {
         try key.withUnsafeBytes { keyBytes -> [UInt8]? in

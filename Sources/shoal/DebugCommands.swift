@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Shoal
 import ShoalCore
 import ShoalStore
 
@@ -9,7 +10,7 @@ struct Debug: ParsableCommand {
         commandName: "debug",
         abstract: "Developer and test helpers.",
         shouldDisplay: false,
-        subcommands: [WriteBatches.self])
+        subcommands: [WriteBatches.self, PersistRepeatedly.self])
 }
 
 extension Debug {
@@ -62,6 +63,42 @@ extension Debug {
 
         static func bigEndian(_ number: UInt64) -> [UInt8] {
             withUnsafeBytes(of: number.bigEndian) { Array($0) }
+        }
+    }
+
+    /// Persists one name over and over through `PersistentObjects.store` (what `wf.persist` runs),
+    /// printing `version V` after each store returns, so a test can run two of these at once on
+    /// one store and check that every version number was given out exactly once.
+    ///
+    /// The value of store `i` is `[i]` as `[Double]`; the writer is `--writer`.
+    struct PersistRepeatedly: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "persist-repeatedly",
+            abstract: "Persist NAME --times times, printing 'version V' after each store.",
+            shouldDisplay: false)
+
+        @Argument(help: "The persistent object's name.") var name: String
+
+        @Option(name: .customLong("data-dir"), help: "The store's data directory (created if missing).")
+        var dataDirectory: String
+
+        @Option(help: "How many times to persist it.") var times: Int
+
+        @Option(help: "The writer recorded with each version.") var writer: String = "persist-repeatedly"
+
+        func validate() throws {
+            guard times >= 0 else { throw ValidationError("--times must be 0 or more, got \(times)") }
+        }
+
+        func run() throws {
+            try exitOnError {
+                let shard = try LMDBShard(directory: dataDirectory)
+                let out = FileHandle.standardOutput
+                for i in 0..<times {
+                    let info = try PersistentObjects.store([Double(i)], as: name, in: shard, writer: writer)
+                    out.write(Data("version \(info.version)\n".utf8))
+                }
+            }
         }
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Shoal
 import ShoalCore
 import ShoalStore
 
@@ -136,26 +137,76 @@ extension KV {
     struct Get: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract:
-                "Write the value under KEY to standard output (raw bytes) or --output; exit 1 if missing or damaged.")
+                "Write the value under KEY to standard output or --output; exit 1 if missing or damaged.",
+            discussion: """
+                A value is written as stored (raw bytes), except a persistent object in Shoal's binary \
+                encoding (one whose info in table 'versions' says codec 'binary'): that is shown as its \
+                structure, field names, strings, numbers and summarised arrays, read without its Swift \
+                type (see docs/value-encoding.md). --raw writes its stored bytes instead.
+                """)
 
         @Argument(help: "The key (UTF-8 text).") var key: String
         @Option(help: "Write the value to this file instead of standard output.") var output: String?
+        @Flag(help: "Write the stored bytes even for a persistent object in the binary encoding.") var raw = false
         @OptionGroup var store: StoreOptions
 
         func run() throws {
             try runKV(key: key) {
                 let shard = try store.open(create: false)
-                guard let value = try shard.get(keyBytes(key), in: store.table) else {
+                let table = store.table
+                // The value and its object info from one snapshot, so they are of one version.
+                let (stored, info) = try shard.read { reader in
+                    (
+                        try reader.get(keyBytes(key), in: table),
+                        table == .values ? try Self.objectInfo(key, reader) : nil
+                    )
+                }
+                guard let value = stored else {
                     throw CommandFailure(
                         "no key '\(key)' in table '\(store.table.rawValue)' of '\(store.dataDirectory)'")
                 }
+                var bytes = value
+                if let info, info.codec == PersistentObjectInfo.binaryCodec, !raw {
+                    bytes = Array(try Self.structure(of: value, key: key, info: info).utf8)
+                }
                 if let output {
-                    guard FileManager.default.createFile(atPath: output, contents: Data(value)) else {
+                    guard FileManager.default.createFile(atPath: output, contents: Data(bytes)) else {
                         throw CommandFailure("cannot write file '\(output)'")
                     }
                 } else {
-                    FileHandle.standardOutput.write(Data(value))
+                    FileHandle.standardOutput.write(Data(bytes))
                 }
+            }
+        }
+
+        /// The persistent-object info stored beside `key`, or nil when there is none or it is not
+        /// an info record (a `kv put` into `versions`): the value is then written as stored, as
+        /// `kv get` always did. A damaged record still fails (`ShardError`).
+        static func objectInfo(_ key: String, _ reader: any ShardReader) throws -> PersistentObjectInfo? {
+            do {
+                return try PersistentObjects.info(key, in: reader)
+            } catch is DecodingError {
+                return nil
+            }
+        }
+
+        /// What `kv get` shows for a binary persistent object: a line saying what it is and how
+        /// the view is made, then `BinaryStructure`'s view of it.
+        static func structure(of value: [UInt8], key: String, info: PersistentObjectInfo) throws -> String {
+            let writer = info.writer.map { ", written by '\($0)'" } ?? ""
+            let header = """
+                # '\(KeyText.escaped(Array(key.utf8)))': persistent object version \(info.version) of type \(info.type)\(writer), \
+                \(value.count) bytes in Shoal's binary encoding.
+                # The encoding records lengths, not types: this is its structure read from the lengths, \
+                numbers with the readings they may have (the more plausible first). --raw writes the stored bytes.
+
+                """
+            do {
+                return header + (try BinaryStructure.describe(value))
+            } catch let error as BinaryStructure.Malformed {
+                throw CommandFailure(
+                    "'\(KeyText.escaped(Array(key.utf8)))' is recorded as a binary persistent object, but its value is "
+                        + "\(error) (--raw writes the stored bytes)")
             }
         }
     }

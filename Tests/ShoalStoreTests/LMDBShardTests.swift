@@ -32,6 +32,57 @@ import Testing
         #expect(try reopened.storedBytes() == 99 * 8 + 17 + 2)
     }
 
+    /// A store written before the `objects` table existed (only `values`, `versions` and
+    /// `workflows`, and no stored-bytes counter) opens: the missing tables are created
+    /// (`MDB_CREATE` in the open transaction), its records read back, and it is not taken for
+    /// damaged.
+    @Test func storeWithoutTheObjectsTableOpensAndGainsIt() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let oldTables = ["values", "versions", "workflows"]
+        do {
+            var envPointer: OpaquePointer?
+            try #require(mdb_env_create(&envPointer) == 0)
+            let env = try #require(envPointer)
+            defer { mdb_env_close(env) }
+            _ = mdb_env_set_maxdbs(env, 4)
+            try #require(mdb_env_open(env, directory.path, UInt32(MDB_NOTLS), 0o644) == 0)
+            var txn: OpaquePointer?
+            try #require(mdb_txn_begin(env, nil, 0, &txn) == 0)
+            for table in oldTables {
+                var dbi: MDB_dbi = 0
+                try #require(mdb_dbi_open(txn, table, UInt32(MDB_CREATE), &dbi) == 0)
+                var record = ShardRecord.encode(key: bytes("k"), value: bytes("from \(table)"))
+                var key = bytes("k")
+                let rc = key.withUnsafeMutableBytes { k in
+                    record.withUnsafeMutableBytes { v in
+                        var kv = MDB_val(mv_size: k.count, mv_data: k.baseAddress)
+                        var vv = MDB_val(mv_size: v.count, mv_data: v.baseAddress)
+                        return mdb_put(txn, dbi, &kv, &vv, 0)
+                    }
+                }
+                try #require(rc == 0)
+            }
+            var missing: MDB_dbi = 0
+            #expect(mdb_dbi_open(txn, ShardTable.objects.rawValue, 0, &missing) == MDB_NOTFOUND)
+            try #require(mdb_txn_commit(txn) == 0)
+        }
+
+        do {
+            let shard = try LMDBShard(directory: directory.path)
+            for table in oldTables {
+                #expect(
+                    try shard.get(bytes("k"), in: try #require(ShardTable(rawValue: table))) == bytes("from \(table)"))
+            }
+            #expect(try shard.count(.objects) == 0)
+            #expect(try shard.storedBytes() == "from values".count + "from versions".count + "from workflows".count)
+            try shard.put(ObjectRecord.key(7), [UInt8](repeating: 1, count: ObjectRecord.byteCount), in: .objects)
+        }
+        let reopened = try LMDBShard(directory: directory.path)
+        #expect(try reopened.count(.objects) == 1)
+        #expect(try reopened.get(bytes("k"), in: .values) == bytes("from values"))
+    }
+
     @Test func createsMissingDirectories() throws {
         let root = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: root) }

@@ -417,4 +417,205 @@ import Testing
             #expect(last.allSatisfy { $0.value == bigEndian(UInt64(batchesPerWriter - 1)) })
         }
     }
+
+    // MARK: - update: one read-modify-write transaction
+
+    @Test(arguments: ShardKind.allCases)
+    func updateReadsAndWritesInOneTransaction(kind: ShardKind) throws {
+        try withShard(kind) { f in
+            try f.shard.put(bytes("n"), bigEndian(41), in: .values)
+            try f.shard.put(bytes("gone"), bytes("old"), in: .versions)
+            var seen: (UInt64?, [UInt8]??, [UInt8]??) = (nil, nil, nil)
+            try f.shard.update { reader in
+                let n = try #require(try reader.get(bytes("n"), in: .values))
+                seen = (
+                    uint64(bigEndian: n), try reader.get(bytes("missing"), in: .values),
+                    try reader.get(bytes("n"), in: .versions)
+                )
+                var batch = WriteBatch()
+                batch.put(bytes("n"), bigEndian(uint64(bigEndian: n) + 1), in: .values)
+                batch.put(bytes("n"), bytes("meta"), in: .versions)
+                batch.delete(bytes("gone"), in: .versions)
+                return batch
+            }
+            #expect(seen.0 == 41)
+            #expect(seen.1 == .some(nil), "a missing key reads as nil")
+            #expect(seen.2 == .some(nil), "tables are separate inside an update too")
+            #expect(try f.shard.get(bytes("n"), in: .values) == bigEndian(42))
+            #expect(try f.shard.get(bytes("n"), in: .versions) == bytes("meta"))
+            #expect(try f.shard.get(bytes("gone"), in: .versions) == nil)
+            #expect(try f.shard.storedBytes() == 8 + 4)
+            // An empty batch changes nothing.
+            try f.shard.update { _ in WriteBatch() }
+            #expect(try f.shard.get(bytes("n"), in: .values) == bigEndian(42))
+            #expect(try f.shard.count(.values) == 1)
+        }
+    }
+
+    @Test(arguments: ShardKind.allCases)
+    func throwingUpdateBodyWritesNothing(kind: ShardKind) throws {
+        struct Refused: Error, Equatable {}
+        try withShard(kind) { f in
+            try f.shard.put(bytes("keep"), bytes("before"), in: .values)
+            #expect(throws: Refused()) {
+                try f.shard.update { reader in
+                    #expect(try reader.get(bytes("keep"), in: .values) == bytes("before"))
+                    throw Refused()
+                }
+            }
+            // A body that builds a batch and then throws writes none of it either.
+            #expect(throws: Refused()) {
+                try f.shard.update { _ in
+                    var batch = WriteBatch()
+                    batch.put(bytes("keep"), bytes("after"), in: .values)
+                    batch.put(bytes("new"), bytes("value"), in: .versions)
+                    if !batch.isEmpty { throw Refused() }
+                    return batch
+                }
+            }
+            #expect(try f.shard.get(bytes("keep"), in: .values) == bytes("before"))
+            #expect(try f.shard.get(bytes("new"), in: .versions) == nil)
+            #expect(try f.shard.storedBytes() == 6)
+            // The shard is usable afterwards: the transaction was given back.
+            try f.shard.update { _ in WriteBatch([.put(.values, key: bytes("keep"), value: bytes("after"))]) }
+            #expect(try f.shard.get(bytes("keep"), in: .values) == bytes("after"))
+        }
+    }
+
+    @Test(arguments: ShardKind.allCases)
+    func updateWithAnInvalidKeyWritesNothing(kind: ShardKind) throws {
+        try withShard(kind) { f in
+            try f.shard.put(bytes("keep"), bytes("before"), in: .values)
+            #expect(throws: ShardError.invalidKey(length: 0, maxLength: 511)) {
+                try f.shard.update { _ in
+                    var batch = WriteBatch()
+                    batch.put(bytes("keep"), bytes("after"), in: .values)
+                    batch.put([], bytes("empty key fails the whole batch"), in: .values)
+                    return batch
+                }
+            }
+            #expect(throws: ShardError.invalidKey(length: 600, maxLength: 511)) {
+                try f.shard.update { reader in
+                    _ = try reader.get([UInt8](repeating: 1, count: 600), in: .values)
+                    return WriteBatch([.put(.values, key: bytes("keep"), value: bytes("after"))])
+                }
+            }
+            #expect(try f.shard.get(bytes("keep"), in: .values) == bytes("before"))
+        }
+    }
+
+    @Test(arguments: ShardKind.allCases)
+    func updateVerifiesWhatItReads(kind: ShardKind) throws {
+        try withShard(kind) { f in
+            try f.shard.put(bytes("n"), bigEndian(7), in: .values)
+            var raw = try #require(try f.overwriteRawRecord(bytes("n"), in: .values, with: nil))
+            raw[raw.count - 1] ^= 0x01
+            try f.overwriteRawRecord(bytes("n"), in: .values, with: raw)
+            #expect(throws: ShardError.checksumMismatch(table: .values, key: bytes("n"))) {
+                try f.shard.update { reader in
+                    let n = try reader.get(bytes("n"), in: .values)
+                    return WriteBatch([
+                        .put(.values, key: bytes("n"), value: bigEndian(uint64(bigEndian: n ?? [])) + [1])
+                    ])
+                }
+            }
+            try f.overwriteRawRecord(bytes("n"), in: .values, with: [ShardRecord.currentFormat])
+            #expect(throws: ShardError.malformedRecord(table: .values, key: bytes("n"))) {
+                try f.shard.update { reader in
+                    _ = try reader.get(bytes("n"), in: .values)
+                    return WriteBatch()
+                }
+            }
+            // Nothing was written over the damaged record.
+            #expect(try f.overwriteRawRecord(bytes("n"), in: .values, with: nil) == [ShardRecord.currentFormat])
+        }
+    }
+
+    /// Many threads incrementing one counter through `update`: none may read a value another
+    /// has already incremented from, so every increment survives. (Two processes doing the same
+    /// through `PersistentObjects.store` are tested in `ConcurrentPersistTests`.)
+    @Test(arguments: ShardKind.allCases)
+    func concurrentUpdatesLoseNoIncrement(kind: ShardKind) throws {
+        try withShard(kind, settings: LMDBShard.Settings(noSync: true)) { f in
+            let shard = f.shard
+            let threads = 4
+            let incrementsPerThread = 100
+            DispatchQueue.concurrentPerform(iterations: threads) { thread in
+                for i in 0..<incrementsPerThread {
+                    do {
+                        try shard.update { reader in
+                            let n = try reader.get(bytes("counter"), in: .values).map { uint64(bigEndian: $0) } ?? 0
+                            var batch = WriteBatch()
+                            batch.put(bytes("counter"), bigEndian(n + 1), in: .values)
+                            // Each increment also records who made it, under the number it wrote.
+                            batch.put(bigEndian(n + 1), bytes("\(thread)/\(i)"), in: .versions)
+                            return batch
+                        }
+                    } catch {
+                        Issue.record("update failed: \(error)")
+                    }
+                }
+            }
+            let total = UInt64(threads * incrementsPerThread)
+            #expect(try shard.get(bytes("counter"), in: .values) == bigEndian(total))
+            let numbers = try shard.scan(.versions, prefix: [], after: nil, limit: 1_000).map {
+                uint64(bigEndian: $0.key)
+            }
+            #expect(numbers == Array(1...total))
+        }
+    }
+
+    // MARK: - read: one consistent snapshot
+
+    @Test(arguments: ShardKind.allCases)
+    func readSeesOneCommittedState(kind: ShardKind) throws {
+        try withShard(kind) { f in
+            try f.shard.put(bytes("a"), bytes("1"), in: .values)
+            let (a, missing) = try f.shard.read { reader in
+                (try reader.get(bytes("a"), in: .values), try reader.get(bytes("a"), in: .versions))
+            }
+            #expect(a == bytes("1"))
+            #expect(missing == nil)
+            struct Refused: Error, Equatable {}
+            #expect(throws: Refused()) { try f.shard.read { _ in throw Refused() } }
+            // A damaged record fails the read as get does.
+            var raw = try #require(try f.overwriteRawRecord(bytes("a"), in: .values, with: nil))
+            raw[raw.count - 1] ^= 0x01
+            try f.overwriteRawRecord(bytes("a"), in: .values, with: raw)
+            #expect(throws: ShardError.checksumMismatch(table: .values, key: bytes("a"))) {
+                try f.shard.read { reader in try reader.get(bytes("a"), in: .values) }
+            }
+        }
+    }
+
+    /// A writer puts one round number under two keys in two tables, in one batch; a reader that
+    /// reads both in one `read` must always find the same round (two plain gets need not).
+    @Test(arguments: ShardKind.allCases)
+    func readNeverMixesTwoBatches(kind: ShardKind) throws {
+        try withShard(kind, settings: LMDBShard.Settings(noSync: true)) { f in
+            let shard = f.shard
+            let rounds = 300
+            DispatchQueue.concurrentPerform(iterations: 2) { worker in
+                if worker == 0 {
+                    for round in 1...rounds {
+                        var batch = WriteBatch()
+                        batch.put(bytes("x"), bigEndian(UInt64(round)), in: .values)
+                        batch.put(bytes("x"), bigEndian(UInt64(round)), in: .versions)
+                        do { try shard.apply(batch) } catch { Issue.record("apply failed: \(error)") }
+                    }
+                } else {
+                    for _ in 0..<rounds {
+                        do {
+                            let (value, meta) = try shard.read { reader in
+                                (try reader.get(bytes("x"), in: .values), try reader.get(bytes("x"), in: .versions))
+                            }
+                            #expect(value == meta)
+                        } catch {
+                            Issue.record("read failed: \(error)")
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

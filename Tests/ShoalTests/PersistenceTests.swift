@@ -1,6 +1,7 @@
 import Foundation
-import ShoalTestSupport
+import ShoalCore
 import ShoalStore
+import ShoalTestSupport
 import Testing
 
 @testable import Shoal
@@ -54,7 +55,7 @@ struct PersistenceTests {
         try withShard(data) { shard throws in
             let info = try #require(try PersistentObjects.info("it/probe", in: shard))
             #expect(info.version == 1)
-            #expect(info.codec == "json")
+            #expect(info.codec == "binary")
             #expect(info.writer == "writer")
             #expect(info.type.hasSuffix("Probe"))
             #expect(info.bytes == (try shard.get(Array("it/probe".utf8), in: .values))?.count)
@@ -162,24 +163,39 @@ struct PersistenceTests {
             try wf.persist(wf.value(samples), as: "shared/samples")
         }
 
+        // The stored bytes (--raw) are the binary encoding, which another program decodes.
+        let rawFile = dir.appending("probe.bin")
+        let raw = try ChildProcess.shoal([
+            "kv", "get", "shared/probe", "--raw", "--output", rawFile.path, "--data-dir", data.path,
+        ])
+        #expect(raw.status == 0, "stderr: \(raw.stderr)")
+        let stored = [UInt8](try Data(contentsOf: rawFile))
+        #expect(try BinaryDecoder().decode(Probe.self, from: stored) == probe)
+        #expect(stored == (try BinaryEncoder().encode(probe)))
+
+        // Without --raw, people get the structure: names, strings, numbers, arrays.
         let got = try ChildProcess.shoal(["kv", "get", "shared/probe", "--data-dir", data.path])
         #expect(got.status == 0, "stderr: \(got.stderr)")
-        #expect(try JSONDecoder().decode(Probe.self, from: Data(got.stdout.utf8)) == probe)
-        // The JSON is the sorted-keys encoding, readable by any language.
-        let object = try #require(try JSONSerialization.jsonObject(with: Data(got.stdout.utf8)) as? [String: Any])
-        #expect(object["name"] as? String == "probe-α")
-        #expect(object["count"] as? Int == 42)
-        #expect(got.stdout.hasPrefix("{\"count\":42,"), "stdout: \(got.stdout)")
+        #expect(got.stdout.contains("persistent object version 1 of type"), "stdout: \(got.stdout)")
+        #expect(got.stdout.contains("name: \"probe-α\""), "stdout: \(got.stdout)")
+        #expect(got.stdout.contains("count: 2a 00 00 00 00 00 00 00 (Int64 42 or Double"), "stdout: \(got.stdout)")
+        #expect(
+            got.stdout.contains("weights: 3 × 8-byte scalars: as Double [0.5, -1.25, 30000000000.0]"),
+            "stdout: \(got.stdout)")
+        #expect(got.stdout.contains("a: 01 00 00 00 00 00 00 00 (Int64 1 or"), "stdout: \(got.stdout)")
 
         let array = try ChildProcess.shoal(["kv", "get", "shared/samples", "--data-dir", data.path])
         #expect(array.status == 0, "stderr: \(array.stderr)")
-        #expect(try JSONDecoder().decode([Double].self, from: Data(array.stdout.utf8)) == samples)
+        #expect(
+            array.stdout.contains("5 × 8-byte scalars: as Double [1.5, -2.25, 0.0, 1e-09, 123456.75]"),
+            "stdout: \(array.stdout)")
 
         let meta = try ChildProcess.shoal(["kv", "get", "shared/probe", "--table", "versions", "--data-dir", data.path])
         #expect(meta.status == 0, "stderr: \(meta.stderr)")
         let info = try JSONDecoder().decode(PersistentObjectInfo.self, from: Data(meta.stdout.utf8))
         #expect(info.version == 1)
-        #expect(info.bytes == got.stdout.utf8.count)
+        #expect(info.codec == "binary")
+        #expect(info.bytes == stored.count)
     }
 
     @Test func persistingADatumWhoseWriterFailedSurfacesAtTheBarrier() async throws {
