@@ -59,6 +59,19 @@ public struct FailurePolicy: Sendable, Hashable, Codable {
         self.action = action
     }
     public static let `default` = FailurePolicy()
+
+    /// What follows a failed attempt, `failedAttempts` counting it: run again while retries are
+    /// left (and the workflow is not aborting), else apply `action`. The one decision the local
+    /// graph and a cluster workflow's owner both take.
+    public func decision(afterFailedAttempts failedAttempts: Int, aborting: Bool = false) -> FailureDecision {
+        failedAttempts <= Int(retries) && !aborting ? .retry : .apply(action)
+    }
+}
+
+/// See `FailurePolicy.decision`.
+public enum FailureDecision: Sendable, Hashable {
+    case retry
+    case apply(FailureAction)
 }
 
 /// One access of a task after dependency analysis: which version it reads and which it writes.
@@ -426,7 +439,7 @@ public struct DataflowGraph: Sendable {
         precondition(tasks[ti].state == .running, "fail(\(t)) in state \(tasks[ti].state)")
         running -= 1
         let policy = tasks[ti].policy
-        if tasks[ti].attempts <= policy.retries, abortCause == nil {
+        if policy.decision(afterFailedAttempts: Int(tasks[ti].attempts), aborting: abortCause != nil) == .retry {
             tasks[ti].state = .ready
             readyQueue.append(t)
             out.append(.retrying(t, attempt: Int(tasks[ti].attempts) + 1))

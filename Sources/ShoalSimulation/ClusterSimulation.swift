@@ -90,6 +90,7 @@ public struct ClusterSimulation {
         case deliver(to: PeerID, generation: UInt32, from: PeerID, message: PeerMessage)
         case timer(PeerID, generation: UInt32, PeerTimer)
         case executed(PeerID, generation: UInt32, task: TaskRef, outputs: [DataValue])
+        case failed(PeerID, generation: UInt32, task: TaskRef, failure: TaskFailure)
         case submit(Int)
         /// The n-th put of the object workload.
         case put(Int)
@@ -117,7 +118,7 @@ public struct ClusterSimulation {
         var plan: WorkflowPlan
         /// The id its submitter drew for it, once submitted.
         var id: WorkflowID? = nil
-        var expected: [UInt64]?
+        var expected: ModelledProgram.Outcome?
         var outcome: WorkflowOutcome
         var submittedAt = Instant.zero
         /// Results applied and re-openings per task, by each owner (a peer index; a takeover or a
@@ -251,6 +252,9 @@ public struct ClusterSimulation {
         case .executed(let p, let generation, let task, let outputs):
             guard isRunning(p, generation) else { return }
             step(p, .executed(task: task, outputs: outputs))
+        case .failed(let p, let generation, let task, let failure):
+            guard isRunning(p, generation) else { return }
+            step(p, .failed(task: task, failure: failure))
         case .submit(let w):
             submit(w)
         case .put(let n):
@@ -333,7 +337,10 @@ public struct ClusterSimulation {
         for d in directives {
             switch d {
             case .send(let message, let to):
-                guard Int(to.raw) < peers.count else { continue }
+                guard to.raw < UInt64(peers.count) else {
+                    violation("message to no peer", "\(p) sent \(message) to \(to)")
+                    continue
+                }
                 for at in network.send(from: p, to: to, bytes: message.byteSize, now: now) {
                     queue.schedule(
                         .deliver(to: to, generation: peers[Int(to.raw)].generation, from: p, message: message), at: at)
@@ -343,12 +350,19 @@ public struct ClusterSimulation {
             case .statusChanged(let peer, let status):
                 report.statusChanges += 1
                 trace?.instant("\(p) sees \(peer) \(status)", peer: p, at: now)
-            case .execute(let task, let key, let inputs):
-                execute(task, catalogueKey: key, inputs: inputs, at: p, generation: generation)
-            case .workflowCompleted(let wf, let results):
+            case .execute(let task, let key, let inputs, let attempt):
+                execute(task, catalogueKey: key, inputs: inputs, attempt: attempt, at: p, generation: generation)
+            case .workflowCompleted(let wf, let results, _):
                 completed(workflowIndex[wf]!, results: results, at: p)
-            case .workflowFailed(let wf, let reason):
+            case .workflowFailed(let wf, let reason, let cause):
                 let w = workflowIndex[wf]!
+                // Failing is allowed when the cluster cannot recover an input; a task failure
+                // that fails the workflow must be one the program has.
+                if let cause, !expectedOutcome(w).failingTasks.contains(cause.task) {
+                    violation(
+                        "failed by a task the program does not fail",
+                        "\(workflows[w].plan.name) failed at \(p): \(reason)")
+                }
                 guard workflows[w].outcome.status == .unfinished else { continue }
                 workflows[w].outcome.status = .failed
                 workflows[w].outcome.reason = reason
@@ -402,29 +416,58 @@ public struct ClusterSimulation {
         }
     }
 
-    /// Runs a task body in virtual time: the outputs appear after the task's modelled cost.
-    mutating func execute(_ task: TaskRef, catalogueKey: UInt64, inputs: [DataValue], at p: PeerID, generation: UInt32)
-    {
+    /// Runs a task body in virtual time: the outputs (or the failure) appear after the task's
+    /// modelled cost. A modelled body fails its first `failingAttempts` attempts, and whenever it
+    /// reads a value that is absent.
+    mutating func execute(
+        _ task: TaskRef, catalogueKey: UInt64, inputs: [DataValue?], attempt: Int, at p: PeerID, generation: UInt32
+    ) {
         let w = workflowIndex[task.workflow]!
         let t = task.task
         let plan = workflows[w].plan
         // The body runs the call as the program wrote it, from the values it was given.
         let call = workflows[w].spec.tasks[t]
-        let contents = WorkflowPlan.modelledOutputs(
-            task: t, catalogueKey: catalogueKey, directions: call.accesses.map(\.direction), inputs: inputs.map(\.content))
-        let outputs = contents.map { DataValue(bytes: plan.outputBytes[t], content: $0) }
         let cost = Interval(nanoseconds: plan.cost[t])
         peers[Int(p.raw)].tasksRun += 1
         trace?.complete("task \(t)", peer: p, at: now, duration: cost)
+        let failure: TaskFailure? =
+            if inputs.contains(where: { $0 == nil }) {
+                TaskFailure(message: "reads an input that has no value (its writer failed and the failure was ignored)")
+            } else if attempt <= Int(call.failingAttempts) {
+                TaskFailure(message: "modelled failure of attempt \(attempt)", exitStatus: 1, stderrTail: "attempt \(attempt) failed")
+            } else {
+                nil
+            }
+        if let failure {
+            queue.schedule(.failed(p, generation: generation, task: task, failure: failure), at: now + cost)
+            return
+        }
+        let contents = WorkflowPlan.modelledOutputs(
+            task: t, catalogueKey: catalogueKey, directions: call.accesses.map(\.direction), inputs: inputs.map { $0!.content })
+        let outputs = contents.map { DataValue(bytes: plan.outputBytes[t], content: $0) }
         queue.schedule(.executed(p, generation: generation, task: task, outputs: outputs), at: now + cost)
     }
 
-    mutating func completed(_ w: Int, results: [DataValue], at p: PeerID) {
+    /// The program's outcome, interpreted on its own (`ModelledProgram`), once per workflow.
+    mutating func expectedOutcome(_ w: Int) -> ModelledProgram.Outcome {
         if workflows[w].expected == nil {
-            workflows[w].expected = ModelledProgram.results(of: workflows[w].spec, workflow: workflows[w].id!.raw)
+            workflows[w].expected = ModelledProgram.run(workflows[w].spec, workflow: workflows[w].id!.raw)
         }
-        let match = results.map(\.content) == workflows[w].expected!
-        if !match {
+        return workflows[w].expected!
+    }
+
+    mutating func completed(_ w: Int, results: [DataValue?], at p: PeerID) {
+        let expected = expectedOutcome(w)
+        // A datum without a result failed or has no value; the program says which.
+        let got: [ModelledProgram.Value] = results.enumerated().map { d, value in
+            value.map { .content($0.content) } ?? (expected.results[d] == .absent ? .absent : .failed)
+        }
+        let match = !expected.fails && got == expected.results
+        if expected.fails {
+            violation(
+                "completed a failing program",
+                "\(workflows[w].plan.name) completed at \(p), but task \(expected.failingTasks[0]) fails it")
+        } else if !match {
             violation(
                 "wrong results", "\(workflows[w].plan.name) completed at \(p) with results different from its sequential program's")
         }

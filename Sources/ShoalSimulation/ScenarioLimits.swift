@@ -30,6 +30,8 @@ public enum ScenarioLimits {
     public static let maxTasks = 10_000_000
     /// Workflows in a scenario.
     public static let maxWorkflows = 1_000
+    /// Retries of a modelled failing task (as a workflow file's `retries`).
+    public static let maxRetries: UInt16 = 100
     /// Modelled run time of one task, in microseconds (one day).
     public static let maxTaskMicros: Int64 = 86_400_000_000
     /// Puts of the object workload (each is scheduled when the run starts).

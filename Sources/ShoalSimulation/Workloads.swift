@@ -22,17 +22,48 @@ public struct ScenarioWorkflow: Sendable, Codable, Hashable {
     /// Size of each task's output (cross-correlation: of a fragment's result; the trains and the
     /// matrices are 4 times that).
     public var bytes: UInt64
+    /// Modelled task failures, if any.
+    public var failures: Failures?
 
-    public init(shape: Shape, atSeconds: Double = 0, submitter: Int = 0, taskMicros: Int64 = 1_000, bytes: UInt64 = 1_024)
-    {
+    /// Every `every`-th task (tasks `every - 1`, `2 * every - 1`, ...) fails its first `attempts`
+    /// attempts. Every task of the workflow has the policy (`retries`, then `action`): with
+    /// `attempts > retries` the action applies, and a task that reads a value an ignored failure
+    /// left absent fails every attempt.
+    public struct Failures: Sendable, Codable, Hashable {
+        public var every: Int
+        public var attempts: UInt16
+        public var policy: FailurePolicy
+        public init(every: Int, attempts: UInt16, policy: FailurePolicy) {
+            self.every = every
+            self.attempts = attempts
+            self.policy = policy
+        }
+    }
+
+    public init(
+        shape: Shape, atSeconds: Double = 0, submitter: Int = 0, taskMicros: Int64 = 1_000, bytes: UInt64 = 1_024,
+        failures: Failures? = nil
+    ) {
         self.shape = shape
         self.atSeconds = atSeconds
         self.submitter = submitter
         self.taskMicros = taskMicros
         self.bytes = bytes
+        self.failures = failures
     }
 
     public var spec: WorkflowSpec {
+        var spec = shapeSpec
+        if let failures, failures.every > 0 {
+            for t in spec.tasks.indices { spec.tasks[t].policy = failures.policy }
+            for t in stride(from: failures.every - 1, to: spec.tasks.count, by: failures.every) {
+                spec.tasks[t].failingAttempts = failures.attempts
+            }
+        }
+        return spec
+    }
+
+    private var shapeSpec: WorkflowSpec {
         let cost = Interval.microseconds(taskMicros)
         switch shape {
         case .stencil(let width, let steps): return .stencil(width: width, steps: steps, cost: cost, bytes: bytes)

@@ -200,6 +200,9 @@ struct ScenarioFileError: Error, Sendable, Hashable, CustomStringConvertible {
 ///   - { at: 12, duplicate: 0.05 }
 /// workflows:              # each names one shape: stencil, independent or crossCorrelation
 ///   - { stencil: { width: 64, steps: 100 }, at: 3, submitter: 0, taskMicros: 10000, bytes: 4096 }
+///     # optional: every 7th task fails its first 2 attempts; 1 retry, then the action
+///     # (fail, ignore or cancel-successors)
+///     failures: { every: 7, attempts: 2, retries: 1, action: ignore }
 /// objects: { keys: 200, puts: 600, start: 2, every: 0.05, bytes: 16384, replicas: 3 }
 /// ```
 ///
@@ -213,7 +216,8 @@ enum ScenarioFile {
     static let faultKinds = ["crash", "restart", "split", "partition", "heal", "drop", "duplicate"]
     static let faultKeys = ["at"] + faultKinds + ["keepStore"]
     static let workflowShapes = ["stencil", "independent", "crossCorrelation"]
-    static let workflowKeys = workflowShapes + ["at", "submitter", "taskMicros", "bytes"]
+    static let workflowKeys = workflowShapes + ["at", "submitter", "taskMicros", "bytes", "failures"]
+    static let failureKeys = ["every", "attempts", "retries", "action"]
     static let stencilKeys = ["width", "steps"]
     static let objectKeys = ["keys", "puts", "start", "every", "bytes", "replicas"]
 
@@ -699,10 +703,41 @@ struct ScenarioFileReader {
             Int64(try int(n, w.path("taskMicros"), 0...maxMicros, "must be 0 to \(maxMicros) µs (one day)"))
         } ?? 1_000
         let bytes = try w.value("bytes").map { (n) throws(ScenarioFileError) in try valueBytes(n, w.path("bytes")) } ?? 1_024
+        let failures = try w.value("failures").map { (n) throws(ScenarioFileError) in
+            try self.failures(n, w.path("failures"))
+        }
         return (
-            ScenarioWorkflow(shape: shape, atSeconds: at, submitter: submitter, taskMicros: taskMicros, bytes: bytes),
+            ScenarioWorkflow(
+                shape: shape, atSeconds: at, submitter: submitter, taskMicros: taskMicros, bytes: bytes,
+                failures: failures),
             tasks
         )
+    }
+
+    /// `failures: { every: N, attempts: K, retries: R, action: A }` of a workflow.
+    func failures(_ node: Node, _ field: String) throws(ScenarioFileError) -> ScenarioWorkflow.Failures {
+        let f = try fields(node, field, allowed: ScenarioFile.failureKeys, what: "'failures'")
+        let maxTasks = ScenarioLimits.maxTasks
+        let every = try int(
+            try require(f, "every", what: "which tasks fail"), f.path("every"), 1...maxTasks, "must be 1 to \(maxTasks)")
+        let maxRetries = Int(ScenarioLimits.maxRetries)
+        let attempts = try f.value("attempts").map { (n) throws(ScenarioFileError) in
+            try int(n, f.path("attempts"), 0...Int(UInt16.max), "must be 0 to \(UInt16.max)")
+        } ?? 1
+        let retries = try f.value("retries").map { (n) throws(ScenarioFileError) in
+            try int(n, f.path("retries"), 0...maxRetries, "must be 0 to \(maxRetries)")
+        } ?? 0
+        let action = try f.value("action").map { (n) throws(ScenarioFileError) in
+            let name = try string(n, f.path("action"))
+            guard let action = FailureAction(name: name) else {
+                throw fail(
+                    n, f.path("action"),
+                    "must be one of \(FailureAction.allCases.map(\.description).joined(separator: ", ")), got '\(name)'")
+            }
+            return action
+        } ?? .fail
+        return ScenarioWorkflow.Failures(
+            every: every, attempts: UInt16(attempts), policy: FailurePolicy(retries: UInt16(retries), action: action))
     }
 
     func valueBytes(_ node: Node, _ field: String) throws(ScenarioFileError) -> UInt64 {

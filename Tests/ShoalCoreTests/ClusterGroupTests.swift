@@ -68,7 +68,7 @@ struct ClusterGroupTests {
             out = owner.on(.executed(task: task, outputs: outputs), now: W.t0)
         }
         #expect(Set(ran) == [0, 1, 2])
-        let results = out.compactMap { if case .workflowCompleted(WorkflowID(raw: 1), let r) = $0 { r } else { nil } }
+        let results = out.compactMap { if case .workflowCompleted(WorkflowID(raw: 1), let r, _) = $0 { r } else { nil } }
         #expect(results == [[value]])
     }
 
@@ -156,7 +156,7 @@ struct ClusterGroupTests {
         let second = OwnedWorkflow(workflow: wf, plan: plan, initial: W.initial(plan), owner: W.p(2))
         second.replay(first, isLive: { $0 != W.p(3) })
         #expect(second.remaining == 2)
-        #expect(second.log.last?.task == RecordEntry.cut && second.log.last?.version == UInt32(p0))
+        #expect(second.log.last?.kind == .cut && second.log.last?.version == UInt32(p0))
         let log = second.log + [RecordEntry(task: 1, version: UInt32(p1), holder: W.p(2), checksum: 3, bytes: 8)]
         // A later takeover with p3 back: member 1's second run is the only part in the value.
         let third = OwnedWorkflow(workflow: wf, plan: plan, initial: W.initial(plan), owner: W.p(4))

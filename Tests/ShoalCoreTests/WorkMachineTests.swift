@@ -28,7 +28,7 @@ struct WorkMachineTests {
     }
 
     static func executions(_ ds: [WorkDirective]) -> [(TaskRef, [DataValue])] {
-        ds.compactMap { if case .execute(let t, _, let inputs) = $0 { return (t, inputs) } else { return nil } }
+        ds.compactMap { if case .execute(let t, _, let inputs, _) = $0 { return (t, inputs.map { $0! }) } else { return nil } }
     }
 
     static func machine(_ id: UInt64, slots: Int = 1, replicas: Int = 1) -> WorkMachine {
@@ -146,7 +146,7 @@ struct WorkMachineTests {
         #expect(peer.ownedWorkflows == [WorkflowID(raw: 1)])
         let out = peer.on(.executed(task: task.id, outputs: Self.outputs(plan, task.id, [])), now: Self.t0)
         #expect(out.contains { if case .resultApplied(let t) = $0 { t == task.id } else { false } })
-        #expect(out.contains { if case .workflowCompleted(WorkflowID(raw: 1), _) = $0 { true } else { false } })
+        #expect(out.contains { if case .workflowCompleted(WorkflowID(raw: 1), _, _) = $0 { true } else { false } })
     }
 
     @Test func aRecordRoundTripsThroughTheShardLayout() throws {

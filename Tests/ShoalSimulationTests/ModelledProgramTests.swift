@@ -54,4 +54,38 @@ struct ModelledProgramTests {
         }
         #expect(ModelledProgram.results(of: spec, workflow: 5) != expected)
     }
+
+    @Test func failuresFollowTheLocalRules() {
+        func call(_ accesses: [(Int, Direction)], failing: UInt16, _ policy: FailurePolicy) -> WorkflowTaskSpec {
+            WorkflowTaskSpec(
+                catalogueKey: 1, cost: .milliseconds(1), accesses: accesses.map { .init($0.0, $0.1) }, outputBytes: 8,
+                policy: policy, failingAttempts: failing)
+        }
+        let ok = FailurePolicy()
+        // Retried enough: as if it never failed.
+        let retried = WorkflowSpec(name: "r", dataCount: 1, tasks: [call([(0, .inout)], failing: 2, .init(retries: 2))])
+        let clean = WorkflowSpec(name: "r", dataCount: 1, tasks: [call([(0, .inout)], failing: 0, ok)])
+        #expect(ModelledProgram.run(retried, workflow: 1).results == ModelledProgram.run(clean, workflow: 1).results)
+        // Ignored: the inout keeps its value, the out has none, and its reader fails (ignored too).
+        let ignore = FailurePolicy(action: .ignore)
+        let ignored = ModelledProgram.run(
+            WorkflowSpec(
+                name: "i", dataCount: 3,
+                tasks: [call([(0, .inout), (1, .out)], failing: 1, ignore), call([(1, .in), (2, .inout)], failing: 0, ignore)]),
+            workflow: 1)
+        #expect(ignored.results[0] == .content(WorkflowPlan.initialContent(workflow: 1, datum: 0)))
+        #expect(ignored.results[1] == .absent)
+        #expect(ignored.results[2] == .content(WorkflowPlan.initialContent(workflow: 1, datum: 2)))
+        #expect(!ignored.fails)
+        // Cancel-successors spreads to readers; fail fails the workflow.
+        let cancel = ModelledProgram.run(
+            WorkflowSpec(
+                name: "c", dataCount: 2,
+                tasks: [call([(0, .inout)], failing: 1, .init(action: .cancelSuccessors)), call([(0, .in), (1, .inout)], failing: 0, ok)]),
+            workflow: 1)
+        #expect(cancel.results == [.failed, .failed] && !cancel.fails)
+        let fail = ModelledProgram.run(
+            WorkflowSpec(name: "f", dataCount: 1, tasks: [call([(0, .inout)], failing: 1, ok)]), workflow: 1)
+        #expect(fail.fails && fail.failingTasks == [0])
+    }
 }

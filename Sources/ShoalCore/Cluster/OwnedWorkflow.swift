@@ -6,10 +6,16 @@
 /// an array, every access copied it (twenty retains and releases), a tenth of the simulator's
 /// time at a million tasks. The machine stays deterministic; it is only not copyable while in use.
 final class OwnedWorkflow: @unchecked Sendable {
-    enum TaskState: UInt8 { case waiting, ready, assigned, done }
+    /// `done` includes a task whose failure was ignored; `failed` is a task that failed for good
+    /// (`cancel-successors`) or was cancelled because an input failed.
+    enum TaskState: UInt8 { case waiting, ready, assigned, done, failed }
+    /// A version's value: there, absent (its writer's failure was ignored), or failed.
+    enum ValueState: UInt8 { case normal, absent, failed }
     static let nobody = PeerID(raw: .max)
 
     let workflow: WorkflowID
+    /// This peer: it stands as the holder of absent and failed versions (there is nothing to fetch).
+    let owner: PeerID
     private(set) var plan: WorkflowPlan
     private(set) var initial: [DataValue]
     private(set) var state: [TaskState]
@@ -18,7 +24,18 @@ final class OwnedWorkflow: @unchecked Sendable {
     private(set) var assignee: [PeerID]
     private var assignedAt: [Instant]
     private var confirmed: [Bool]
+    /// Times a task could not start (an input unreachable), and attempts of it that failed.
     var attempts: [UInt16]
+    private(set) var failedAttempts: [UInt16]
+    /// The failures applied (ignored or for good), for the workflow's report.
+    private(set) var reports: [FailureReport] = []
+    private(set) var valueState: [ValueState]
+    /// A version that takes another's value (an ignored failure's pass-through): the one stored,
+    /// and the other way round. An alias has no value of its own: its holder, checksum and size
+    /// follow its source's (`follow`), it is lost when the source is, and the lineage remakes the
+    /// source, never the failed task.
+    private var aliasOf: [Int32: Int32] = [:]
+    private var aliases: [Int32: [Int32]] = [:]
     /// Per version: who holds it (`nobody`: not made yet, or lost), its checksum and size.
     private(set) var holder: [PeerID]
     private(set) var checksum: [UInt64]
@@ -40,6 +57,8 @@ final class OwnedWorkflow: @unchecked Sendable {
         var lock: Int32 = -1
         /// Members whose plain inputs are there and that wait for the lock or the current value.
         var waiters: [Int32] = []
+        /// Members that failed for good: the group's version fails once the others are done.
+        var failedMembers = 0
     }
     private var groupRuns: [GroupRun]
 
@@ -79,6 +98,9 @@ final class OwnedWorkflow: @unchecked Sendable {
         assignedAt = Array(repeating: .zero, count: tasks)
         confirmed = Array(repeating: false, count: tasks)
         attempts = Array(repeating: 0, count: tasks)
+        failedAttempts = Array(repeating: 0, count: tasks)
+        valueState = Array(repeating: .normal, count: plan.versionCount)
+        self.owner = owner
         holder = Array(repeating: OwnedWorkflow.nobody, count: plan.versionCount)
         checksum = Array(repeating: 0, count: plan.versionCount)
         bytes = Array(repeating: 0, count: plan.versionCount)
@@ -102,28 +124,48 @@ final class OwnedWorkflow: @unchecked Sendable {
         // The locks and waiters of the first count (in `init`) are recounted from the log too.
         groupRuns = Array(repeating: GroupRun(), count: plan.groups.count)
         var completed = [Bool](repeating: false, count: plan.taskCount)
+        var failedForGood = Set<Int>()
+        var absent: [Int] = []
+        var ignored = Set<Int>()
+        var aliased: [Int] = []
         for e in entries {
-            if e.task == RecordEntry.lost {
-                let v = Int(e.version)
+            let v = Int(e.version)
+            switch e.kind {
+            case .lost:
                 if v < holder.count { holder[v] = OwnedWorkflow.nobody }
                 continue
-            }
-            if e.task == RecordEntry.cut {
+            case .cut:
                 if let g = plan.groupOf[Int32(truncatingIfNeeded: e.version)],
                     let i = groupRuns[Int(g)].chain.firstIndex(of: Int32(truncatingIfNeeded: e.version))
                 {
                     groupRuns[Int(g)].chain.removeSubrange(i...)
                 }
                 continue
+            case .failed:
+                if Int(e.task) < plan.taskCount { failedForGood.insert(Int(e.task)) }
+                continue
+            case .made, .passedThrough, .absent:
+                break
             }
             guard Int(e.task) < plan.taskCount else { continue }
             completed[Int(e.task)] = true
-            guard e.version != RecordEntry.none else { continue }
-            let v = Int(e.version)
-            guard v < holder.count, plan.writes(Int(e.task), Int32(v)) else { continue }
+            guard e.version != RecordEntry.none, v < holder.count, plan.writes(Int(e.task), Int32(v)) else { continue }
             holder[v] = e.holder
             checksum[v] = e.checksum
             bytes[v] = e.bytes
+            if e.kind != .passedThrough, aliasOf.removeValue(forKey: Int32(v)) != nil { aliased.removeAll { $0 == v } }
+            valueState[v] = .normal
+            switch e.kind {
+            case .passedThrough where Int(e.source) < holder.count:
+                if aliasOf[Int32(v)] == nil { aliased.append(v) }
+                aliasOf[Int32(v)] = Int32(e.source)
+                ignored.insert(Int(e.task))
+            case .absent:
+                absent.append(v)
+                ignored.insert(Int(e.task))
+            default:
+                break
+            }
             if let g = plan.groupOf[Int32(v)] {
                 groupRuns[Int(g)].chain.removeAll { $0 == Int32(v) }
                 groupRuns[Int(g)].chain.append(Int32(v))
@@ -131,6 +173,24 @@ final class OwnedWorkflow: @unchecked Sendable {
         }
         for v in plan.dataCount..<holder.count where holder[v] != OwnedWorkflow.nobody && !isLive(holder[v]) {
             holder[v] = OwnedWorkflow.nobody
+        }
+        // Nothing to fetch for these: this peer stands as their holder now.
+        for v in absent where valueState[v] == .absent { setAbsent(v) }
+        // Aliases follow their sources as they are now, in the order they were made.
+        for v in aliased {
+            let source = Int(aliasOf[Int32(v)]!)
+            aliases[Int32(source), default: []].append(Int32(v))
+            holder[v] = holder[source]
+            checksum[v] = checksum[source]
+            bytes[v] = bytes[source]
+            valueState[v] = valueState[source]
+        }
+        for t in failedForGood { completed[t] = false }
+        for t in ignored.union(failedForGood).sorted() {
+            reports.append(
+                FailureReport(
+                    task: t, label: plan.name(of: t), failure: TaskFailure(message: "failed (reported to an earlier owner)"),
+                    attempts: 0, action: failedForGood.contains(t) ? .cancelSuccessors : .ignore))
         }
         let logged = groupRuns.map(\.chain)
         for g in groupRuns.indices {
@@ -176,14 +236,14 @@ final class OwnedWorkflow: @unchecked Sendable {
             state[t] = done[t] ? .done : .waiting
             if !done[t] { remaining += 1 }
         }
+        // Failed for good: what they write fails (their readers are cancelled when admitted).
+        for t in failedForGood.sorted() { finishFailed(t) }
         // The cuts made here are logged, as the live ones are: a later owner replaying this log,
         // when the holders counted dead here are back, must not count again the partials this
         // owner set aside (their members run again here and add their parts anew).
         for g in groupRuns.indices where groupRuns[g].chain.count < logged[g].count {
             log.append(
-                RecordEntry(
-                    task: RecordEntry.cut, version: UInt32(logged[g][groupRuns[g].chain.count]),
-                    holder: OwnedWorkflow.nobody, checksum: 0, bytes: 0))
+                RecordEntry.about(.cut, version: Int(logged[g][groupRuns[g].chain.count])))
         }
         for g in groupRuns.indices { settleIfComplete(g) }
         recountAll()
@@ -194,7 +254,7 @@ final class OwnedWorkflow: @unchecked Sendable {
         ready.removeAll(keepingCapacity: true)
         readyHead = 0
         readyCount = 0
-        for t in 0..<plan.taskCount where state[t] != .done { wait(t) }
+        for t in 0..<plan.taskCount where state[t] != .done && state[t] != .failed { wait(t) }
     }
 
     /// Task `t` waits for its plain inputs that have no holder, or is admitted if there are none.
@@ -209,6 +269,12 @@ final class OwnedWorkflow: @unchecked Sendable {
     /// holder: then it waits for the group (`wake`). A member takes the locks of all its groups at
     /// once, and keeps them until it is done, so no two members wait on each other.
     private func admit(_ t: Int) {
+        if plan.inputs(of: t).contains(where: { valueState[Int($0)] == .failed })
+            || plan.groups(of: t).contains(where: { valueState[currentValue(of: $0)] == .failed })
+        {
+            finishFailed(t)  // an input failed: the task is cancelled, and so are its readers
+            return
+        }
         if !plan.groups.isEmpty {
             let groups = plan.groups(of: t)
             for g in groups where !mayRun(t, in: g) {
@@ -239,8 +305,16 @@ final class OwnedWorkflow: @unchecked Sendable {
 
     /// The version a holder stores for `v`: a group's version is its last member's partial.
     func storedVersion(_ v: Int) -> Int {
-        guard plan.producer[v] == PlanGroup.producer, let g = plan.groupOf[Int32(v)] else { return v }
-        return currentValue(of: Int(g))
+        var v = v
+        while true {
+            if let a = aliasOf[Int32(v)] {
+                v = Int(a)
+            } else if plan.producer[v] == PlanGroup.producer, let g = plan.groupOf[Int32(v)] {
+                v = currentValue(of: Int(g))
+            } else {
+                return v
+            }
+        }
     }
 
     /// When every member of group `g` is done, its version takes the last partial's holder and
@@ -248,13 +322,23 @@ final class OwnedWorkflow: @unchecked Sendable {
     @discardableResult
     private func settleIfComplete(_ g: Int) -> Bool {
         let group = plan.groups[g]
-        guard groupRuns[g].chain.count == group.members.count, let last = groupRuns[g].chain.last else { return false }
+        guard groupRuns[g].chain.count + groupRuns[g].failedMembers == group.members.count else { return false }
         let v = Int(group.version)
+        guard groupRuns[g].failedMembers == 0, let last = groupRuns[g].chain.last else {
+            // A member failed for good: the group's version fails, and its readers are cancelled.
+            if valueState[v] != .failed {
+                valueState[v] = .failed
+                holder[v] = owner
+                madeAvailable(v)
+            }
+            return true
+        }
         let wasMissing = holder[v] == OwnedWorkflow.nobody
         holder[v] = holder[Int(last)]
         checksum[v] = checksum[Int(last)]
         bytes[v] = bytes[Int(last)]
         if wasMissing && holder[v] != OwnedWorkflow.nobody { madeAvailable(v) }
+        follow(v)
         return true
     }
 
@@ -326,12 +410,15 @@ final class OwnedWorkflow: @unchecked Sendable {
             let v = storedVersion(read)
             inputs.append(
                 DataLocation(
-                    datum: VersionRef(workflow, v), bytes: bytes[v], holders: [holder[v]], checksum: checksum[v]))
+                    datum: VersionRef(workflow, v), bytes: bytes[v], holders: [holder[v]], checksum: checksum[v],
+                    absent: valueState[v] == .absent))
         }
         let outputs = plan.outputs(of: t).map { VersionRef(workflow, Int($0)) }
-        return StealableTask(
+        var task = StealableTask(
             id: TaskRef(workflow, t), owner: owner, catalogueKey: plan.catalogueKey[t], inputs: inputs,
             outputs: outputs)
+        task.attempt = failedAttempts[t] &+ 1
+        return task
     }
 
     /// Whether a result of task `t` with `outputs`, computed from inputs whose checksums combine
@@ -411,7 +498,7 @@ final class OwnedWorkflow: @unchecked Sendable {
     /// partial joins its group's chain and the member releases the group's lock.
     func complete(_ t: Int, outputs: [OutputRecord], holder at: PeerID) {
         switch state[t] {
-        case .done: return
+        case .done, .failed: return
         case .ready: readyCount -= 1
         case .waiting, .assigned: break
         }
@@ -429,6 +516,7 @@ final class OwnedWorkflow: @unchecked Sendable {
             checksum[v] = o.checksum
             bytes[v] = o.bytes
             log.append(RecordEntry(task: UInt32(t), version: o.version.index, holder: at, checksum: o.checksum, bytes: o.bytes))
+            follow(v)
             if let g = plan.groupOf[Int32(v)] {
                 let g = Int(g)
                 groupRuns[g].chain.removeAll { $0 == Int32(v) }
@@ -437,6 +525,142 @@ final class OwnedWorkflow: @unchecked Sendable {
                 touched.append(g)
             } else if wasMissing {
                 madeAvailable(v)
+            }
+        }
+        for g in touched where !settleIfComplete(g) { wake(g) }
+    }
+
+    /// What a failed attempt led to (`fail(_:attempt:failure:from:)`).
+    enum FailureOutcome { case retried, handled, workflowFails(String) }
+
+    /// Attempt `attempt` of task `t`, run at `peer`, failed with `failure`. Ignored (nil) unless
+    /// the task is assigned there and this is its current attempt: a duplicated report counts
+    /// once. The task runs again while its policy has retries left (`FailurePolicy.decision`,
+    /// as the local graph decides), else the policy's action applies.
+    func fail(_ t: Int, attempt: UInt16, failure: TaskFailure, from peer: PeerID) -> FailureOutcome? {
+        guard t < state.count, state[t] == .assigned, assignee[t] == peer, attempt == failedAttempts[t] &+ 1 else {
+            return nil
+        }
+        failedAttempts[t] = attempt
+        switch plan.policy[t].decision(afterFailedAttempts: Int(attempt)) {
+        case .retry:
+            requeue(t)
+            return .retried
+        case .apply(let action):
+            reports.append(
+                FailureReport(task: t, label: plan.name(of: t), failure: failure, attempts: Int(attempt), action: action))
+            switch action {
+            case .fail:
+                return .workflowFails("task '\(plan.name(of: t))' failed after \(attempt) attempts: \(failure)")
+            case .ignore:
+                passThrough(t)
+            case .cancelSuccessors:
+                log.append(RecordEntry(.failed, task: UInt32(t), version: RecordEntry.none, holder: owner, checksum: 0, bytes: 0))
+                finishFailed(t)
+            }
+            return .handled
+        }
+    }
+
+    /// Task `t` failed and its failure is ignored: what it should have written takes the value
+    /// it read (an `inout` datum keeps its value; a member adds nothing to its group), and an
+    /// `out` has no value, so a task reading it fails when it reads it (as in the local engine).
+    private func passThrough(_ t: Int) {
+        if state[t] == .ready { readyCount -= 1 }
+        state[t] = .done
+        assignee[t] = OwnedWorkflow.nobody
+        remaining -= 1
+        var touched: [Int] = []
+        for a in plan.accessRange(of: t) where plan.accessWritten[a] >= 0 {
+            let w = Int(plan.accessWritten[a])
+            let group = plan.group(ofAccess: a)
+            let source = group.map(currentValue(of:)) ?? (plan.accessRead[a] >= 0 ? Int(plan.accessRead[a]) : nil)
+            if let source {
+                alias(w, to: source)
+                log.append(
+                    RecordEntry(
+                        .passedThrough, task: UInt32(t), version: UInt32(w), holder: holder[w], checksum: checksum[w],
+                        bytes: bytes[w], source: UInt32(source)))
+            } else {
+                setAbsent(w)
+                log.append(RecordEntry(.absent, task: UInt32(t), version: UInt32(w), holder: owner, checksum: 0, bytes: 0))
+            }
+            if let g = group {
+                groupRuns[g].chain.removeAll { $0 == Int32(w) }
+                groupRuns[g].chain.append(Int32(w))
+                if groupRuns[g].lock == Int32(t) { groupRuns[g].lock = -1 }
+                touched.append(g)
+            } else if holder[w] != OwnedWorkflow.nobody {
+                madeAvailable(w)
+            }
+        }
+        for g in touched where !settleIfComplete(g) { wake(g) }
+    }
+
+    /// `w` takes `source`'s value from now on.
+    private func alias(_ w: Int, to source: Int) {
+        aliasOf[Int32(w)] = Int32(source)
+        aliases[Int32(source), default: []].append(Int32(w))
+        holder[w] = holder[source]
+        checksum[w] = checksum[source]
+        bytes[w] = bytes[source]
+        valueState[w] = valueState[source]
+    }
+
+    /// `v` got a holder (it was made, or remade): its aliases follow, and may be read now.
+    private func follow(_ v: Int) {
+        guard let list = aliases[Int32(v)] else { return }
+        for a in list.map(Int.init) {
+            let wasMissing = holder[a] == OwnedWorkflow.nobody
+            holder[a] = holder[v]
+            checksum[a] = checksum[v]
+            bytes[a] = bytes[v]
+            valueState[a] = valueState[v]
+            if wasMissing && holder[a] != OwnedWorkflow.nobody { madeAvailable(a) }
+            follow(a)
+        }
+    }
+
+    private func setAbsent(_ v: Int) {
+        valueState[v] = .absent
+        holder[v] = owner
+        checksum[v] = 0
+        bytes[v] = 0
+    }
+
+    /// Task `t` ends without running again: it failed for good, or an input of it failed. What
+    /// it writes fails, so its readers end the same way when they are admitted; a member releases
+    /// its group's lock and its group's version fails once the other members are done.
+    private func finishFailed(_ t: Int) {
+        // A failure can cancel a long line of dependants: they are finished from a queue here,
+        // not by recursion (admitting a reader of a failed version comes back to this function).
+        failing.append(t)
+        guard !drainingFailures else { return }
+        drainingFailures = true
+        defer { drainingFailures = false }
+        while let next = failing.popLast() { finishFailedNow(next) }
+    }
+
+    private var failing: [Int] = []
+    private var drainingFailures = false
+
+    private func finishFailedNow(_ t: Int) {
+        guard state[t] != .done && state[t] != .failed else { return }
+        if state[t] == .ready { readyCount -= 1 }
+        state[t] = .failed
+        assignee[t] = OwnedWorkflow.nobody
+        remaining -= 1
+        var touched: [Int] = []
+        for a in plan.accessRange(of: t) where plan.accessWritten[a] >= 0 {
+            let w = Int(plan.accessWritten[a])
+            valueState[w] = .failed
+            holder[w] = owner
+            if let g = plan.group(ofAccess: a) {
+                groupRuns[g].failedMembers += 1
+                if groupRuns[g].lock == Int32(t) { groupRuns[g].lock = -1 }
+                touched.append(g)
+            } else {
+                madeAvailable(w)
             }
         }
         for g in touched where !settleIfComplete(g) { wake(g) }
@@ -465,9 +689,11 @@ final class OwnedWorkflow: @unchecked Sendable {
     private func markLost(_ v: Int) {
         holder[v] = OwnedWorkflow.nobody
         log.append(
-            RecordEntry(
-                task: RecordEntry.lost, version: UInt32(v), holder: OwnedWorkflow.nobody, checksum: 0,
-                bytes: 0))
+            RecordEntry.about(.lost, version: v))
+        for a in aliases[Int32(v)] ?? [] where holder[Int(a)] != OwnedWorkflow.nobody {
+            markLost(Int(a))
+            demoteReaders(of: Int(a))
+        }
     }
 
     /// The tasks reading `v`, which lost its holder, wait for it again; so does a ready member
@@ -481,7 +707,7 @@ final class OwnedWorkflow: @unchecked Sendable {
                 state[c] = .waiting
                 readyCount -= 1
                 missing[c] = 1
-            case .assigned, .done: break
+            case .assigned, .done, .failed: break
             }
         }
     }
@@ -521,8 +747,7 @@ final class OwnedWorkflow: @unchecked Sendable {
         let chain = groupRuns[g].chain
         guard index < chain.count else { return [] }
         log.append(
-            RecordEntry(
-                task: RecordEntry.cut, version: UInt32(chain[index]), holder: OwnedWorkflow.nobody, checksum: 0, bytes: 0))
+            RecordEntry.about(.cut, version: Int(chain[index])))
         groupRuns[g].chain.removeSubrange(index...)
         return chain[index...].map { Int(plan.producer[Int($0)]) }
     }
@@ -530,6 +755,8 @@ final class OwnedWorkflow: @unchecked Sendable {
     /// Whether version `v` is still wanted: a result, or read by a task not done.
     private func needed(_ v: Int) -> Bool {
         plan.isFinal(v) || plan.consumers(of: v).contains { state[Int($0)] != .done }
+            || (aliases[Int32(v)] ?? []).contains { needed(Int($0)) }
+            || (plan.groupOf[Int32(v)].map { g in currentValue(of: Int(g)) == v } ?? false)
     }
 
     /// Re-opens the producers of the lost `versions` and the done `tasks`, and up the lineage
@@ -541,6 +768,11 @@ final class OwnedWorkflow: @unchecked Sendable {
         var openTasks = tasks
         while !lostVersions.isEmpty || !openTasks.isEmpty {
             if let version = lostVersions.popLast() {
+                if let source = aliasOf[Int32(version)] {
+                    // An ignored failure's pass-through: remake what it passes on.
+                    if holder[Int(source)] == OwnedWorkflow.nobody { lostVersions.append(Int(source)) }
+                    continue
+                }
                 let p = Int(plan.producer[version])
                 if p == Int(PlanGroup.producer), let g = plan.groupOf[Int32(version)] {
                     // A group version lost with its last partial: cut back (done by `lose`) and,

@@ -42,6 +42,8 @@ public enum PeerEvent: Sendable {
     case submit(workflow: WorkflowID, plan: WorkflowPlan, initial: [DataValue])
     /// The shell ran a task body.
     case executed(task: TaskRef, outputs: [DataValue])
+    /// A task body failed (see `WorkEvent.failed`).
+    case failed(task: TaskRef, failure: TaskFailure)
     case leave
     /// A client's put of persistent object `key` at this peer (the coordinator).
     case put(requestID: UInt64, key: UInt64, value: ObjectValue)
@@ -56,10 +58,10 @@ public enum PeerDirective: Sendable {
     case send(PeerMessage, to: PeerID)
     case schedule(PeerTimer, after: Interval)
     case statusChanged(PeerID, MemberStatus)
-    /// Run a task body; answer with `.executed`.
-    case execute(task: TaskRef, catalogueKey: UInt64, inputs: [DataValue])
-    case workflowCompleted(workflow: WorkflowID, results: [DataValue])
-    case workflowFailed(workflow: WorkflowID, reason: String)
+    /// Run a task body; answer with `.executed` or `.failed` (see `WorkDirective.execute`).
+    case execute(task: TaskRef, catalogueKey: UInt64, inputs: [DataValue?], attempt: Int)
+    case workflowCompleted(workflow: WorkflowID, results: [DataValue?], failures: [FailureReport])
+    case workflowFailed(workflow: WorkflowID, reason: String, cause: FailureReport?)
     case resultApplied(task: TaskRef)
     case taskReopened(task: TaskRef)
     case tookOver(workflow: WorkflowID, from: PeerID)
@@ -176,6 +178,7 @@ public struct PeerMachine: Sendable {
         case .submit(let wf, let plan, let initial):
             onWork(.submit(workflow: wf, plan: plan, initial: initial), now: now, into: &out)
         case .executed(let task, let outputs): onWork(.executed(task: task, outputs: outputs), now: now, into: &out)
+        case .failed(let task, let failure): onWork(.failed(task: task, failure: failure), now: now, into: &out)
         case .leave: onMembership(.leave, now: now, into: &out)
         }
     }
@@ -321,9 +324,12 @@ public struct PeerMachine: Sendable {
             switch d {
             case .send(let m, let to): out.append(.send(.work(m), to: to))
             case .schedule(let t, let after): out.append(.schedule(.work(t), after: after))
-            case .execute(let task, let key, let inputs): out.append(.execute(task: task, catalogueKey: key, inputs: inputs))
-            case .workflowCompleted(let wf, let results): out.append(.workflowCompleted(workflow: wf, results: results))
-            case .workflowFailed(let wf, let reason): out.append(.workflowFailed(workflow: wf, reason: reason))
+            case .execute(let task, let key, let inputs, let attempt):
+                out.append(.execute(task: task, catalogueKey: key, inputs: inputs, attempt: attempt))
+            case .workflowCompleted(let wf, let results, let failures):
+                out.append(.workflowCompleted(workflow: wf, results: results, failures: failures))
+            case .workflowFailed(let wf, let reason, let cause):
+                out.append(.workflowFailed(workflow: wf, reason: reason, cause: cause))
             case .resultApplied(let task): out.append(.resultApplied(task: task))
             case .taskReopened(let task): out.append(.taskReopened(task: task))
             case .tookOver(let wf, let from): out.append(.tookOver(workflow: wf, from: from))
@@ -332,6 +338,9 @@ public struct PeerMachine: Sendable {
         }
         swap(&directives, &workOut)
         // Out of work after this step: try to steal at once rather than at the next period.
-        if case .executed = event { tryToSteal(now: now, into: &out) }
+        switch event {
+        case .executed, .failed: tryToSteal(now: now, into: &out)
+        default: break
+        }
     }
 }

@@ -49,6 +49,14 @@ public enum RecordCodec {
             w.u32s(plan.accessStart)
             w.u32s(plan.accessDatum)
             w.bytes(plan.accessDirection.map(\.rawValue))
+            // Per task: retries, action, failing attempts (modelled), and its label.
+            w.u64(UInt64(plan.taskCount))
+            for t in 0..<plan.taskCount {
+                w.u32(UInt32(plan.policy[t].retries))
+                w.u32(UInt32(plan.policy[t].action.rawValue))
+                w.u32(UInt32(plan.failingAttempts[t]))
+                w.bytes(Array(plan.label[t].utf8))
+            }
             w.u64(UInt64(initial.count))
             for v in initial {
                 w.u64(v.bytes)
@@ -60,6 +68,8 @@ public enum RecordCodec {
             var w = Writer()
             w.u64(UInt64(entries.count))
             for e in entries {
+                w.u32(UInt32(e.kind.rawValue))
+                w.u32(e.source)
                 w.u64(UInt64(e.task))
                 w.u64(UInt64(e.version))
                 w.u64(e.holder.raw)
@@ -83,7 +93,8 @@ public enum RecordCodec {
                 guard let owner = r.u64(), let backups = r.u64s(), let name = r.bytes(), let dataCount = r.u64(),
                     let initialBytes = r.u64(), let keys = r.u64s(), let cost = r.u64s(), let outBytes = r.u64s(),
                     let accessStart = r.u32s(), let accessDatum = r.u32s(), let directions = r.bytes(),
-                    let n = r.u64(), n < 1 << 32, dataCount < 1 << 31,
+                    let policies = r.taskPolicies(), let n = r.u64(), n < 1 << 32, dataCount < 1 << 31,
+                    policies.count == keys.count,
                     keys.count == cost.count, keys.count == outBytes.count, accessStart.count == keys.count + 1,
                     accessDatum.count == directions.count
                 else { continue }
@@ -106,7 +117,8 @@ public enum RecordCodec {
                 let tasks = keys.indices.map { t in
                     WorkflowTaskSpec(
                         catalogueKey: keys[t], cost: Interval(nanoseconds: Int64(bitPattern: cost[t])),
-                        accesses: Array(accesses[Int(accessStart[t])..<Int(accessStart[t + 1])]), outputBytes: outBytes[t])
+                        accesses: Array(accesses[Int(accessStart[t])..<Int(accessStart[t + 1])]), outputBytes: outBytes[t],
+                        policy: policies[t].policy, label: policies[t].label, failingAttempts: policies[t].failing)
                 }
                 let spec = WorkflowSpec(
                     name: String(decoding: name, as: UTF8.self), dataCount: Int(dataCount), initialBytes: initialBytes,
@@ -120,9 +132,14 @@ public enum RecordCodec {
                 let first = e.key[10..<18].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
                 guard first == UInt64(found[i].log.count), let n = r.u64(), n < 1 << 32 else { continue }
                 for _ in 0..<n {
-                    guard let t = r.u64(), let v = r.u64(), let h = r.u64(), let c = r.u64(), let b = r.u64() else { break }
+                    guard let k = r.u32(), let kind = RecordEntry.Kind(rawValue: UInt8(truncatingIfNeeded: k)),
+                        let source = r.u32(), let t = r.u64(), let v = r.u64(), let h = r.u64(), let c = r.u64(),
+                        let b = r.u64()
+                    else { break }
                     found[i].log.append(
-                        RecordEntry(task: UInt32(truncatingIfNeeded: t), version: UInt32(truncatingIfNeeded: v), holder: PeerID(raw: h), checksum: c, bytes: b))
+                        RecordEntry(
+                            kind, task: UInt32(truncatingIfNeeded: t), version: UInt32(truncatingIfNeeded: v),
+                            holder: PeerID(raw: h), checksum: c, bytes: b, source: UInt32(bitPattern: source)))
                 }
             }
         }
@@ -178,6 +195,22 @@ public enum RecordCodec {
         mutating func u32s() -> [Int32]? {
             guard let n = count(4) else { return nil }
             return (0..<n).map { _ in u32()! }
+        }
+        /// Per task: retries, action, failing attempts and label (`entry(.create)`).
+        mutating func taskPolicies() -> [(policy: FailurePolicy, label: String, failing: UInt16)]? {
+            guard let n = count(16) else { return nil }
+            var out: [(policy: FailurePolicy, label: String, failing: UInt16)] = []
+            for _ in 0..<n {
+                guard let retries = u32().map({ UInt32(bitPattern: $0) }), retries <= UInt16.max,
+                    let a = u32().map({ UInt32(bitPattern: $0) }), a <= UInt8.max,
+                    let action = FailureAction(rawValue: UInt8(a)),
+                    let failing = u32().map({ UInt32(bitPattern: $0) }), failing <= UInt16.max, let label = bytes()
+                else { return nil }
+                out.append(
+                    (FailurePolicy(retries: UInt16(retries), action: action), String(decoding: label, as: UTF8.self),
+                        UInt16(failing)))
+            }
+            return out
         }
         mutating func bytes() -> [UInt8]? {
             guard let n = count(1) else { return nil }

@@ -6,6 +6,8 @@ public enum WorkEvent: Sendable {
     case timer(WorkTimer)
     /// The shell ran a task body (`execute` directive): one value per output, in order.
     case executed(task: TaskRef, outputs: [DataValue])
+    /// The body of `task` failed (it threw, exited non-zero, or read a value that is absent).
+    case failed(task: TaskRef, failure: TaskFailure)
     /// The stealing machine granted this peer these tasks (thief side).
     case granted([StealableTask])
     /// The stealing machine gave these tasks of ours to `thief` (victim side).
@@ -22,12 +24,16 @@ public enum WorkEvent: Sendable {
 public enum WorkDirective: Sendable {
     case send(WorkMessage, to: PeerID)
     case schedule(WorkTimer, after: Interval)
-    /// Run the body of `task` on these input values; answer with `.executed`.
-    case execute(task: TaskRef, catalogueKey: UInt64, inputs: [DataValue])
+    /// Run the body of `task` (its attempt `attempt`) on these input values, nil for a value
+    /// that is absent (its writer's failure was ignored); answer with `.executed` or `.failed`.
+    case execute(task: TaskRef, catalogueKey: UInt64, inputs: [DataValue?], attempt: Int)
     /// This peer owns `workflow` and it finished: its results (the final version of each datum,
-    /// fetched to the owner and checksum-verified), in datum order.
-    case workflowCompleted(workflow: WorkflowID, results: [DataValue])
-    case workflowFailed(workflow: WorkflowID, reason: String)
+    /// fetched to the owner and checksum-verified, nil where it failed or has no value), in datum
+    /// order, and the failures ignored or applied on the way.
+    case workflowCompleted(workflow: WorkflowID, results: [DataValue?], failures: [FailureReport])
+    /// The workflow failed: `cause` is the task failure that ended it (a `fail` policy), nil when
+    /// the cluster could not run it (an input lost beyond recovery).
+    case workflowFailed(workflow: WorkflowID, reason: String, cause: FailureReport?)
     /// Observability for checkers: the owner applied a result of `task` / re-opened it.
     case resultApplied(task: TaskRef)
     case taskReopened(task: TaskRef)
@@ -99,7 +105,18 @@ public struct WorkMachine: Sendable {
     /// A result not yet acknowledged by every owner it was sent to.
     private struct PendingResult { var owners: [PeerID]; var result: TaskResult; var attempts: Int }
     /// A task's outputs and what they were computed from (`OutputRecord.basis`).
-    private struct TaskResult { var outputs: [OutputRecord]; var basis: UInt64 }
+    private struct TaskResult {
+        var outputs: [OutputRecord]
+        var basis: UInt64
+        /// A failed attempt instead: which, and why.
+        var failure: TaskFailure? = nil
+        var attempt: UInt16 = 1
+
+        func message(_ task: TaskRef) -> WorkMessage {
+            if let failure { return .failure(task: task, attempt: attempt, failure: failure) }
+            return .result(task: task, outputs: outputs, basis: basis)
+        }
+    }
     /// Owners other than the one in the task that asked about a running or queued task (after a
     /// takeover, or on both sides of a partition): they get the result too.
     private var alsoTell: [TaskRef: [PeerID]] = [:]
@@ -183,6 +200,7 @@ public struct WorkMachine: Sendable {
         case .message(let message, let from): receive(message, from: from, into: &out)
         case .timer(let timer): fire(timer, into: &out)
         case .executed(let task, let outputs): executed(task, outputs: outputs, into: &out)
+        case .failed(let task, let failure): executed(task, failure: failure, into: &out)
         case .granted(let tasks):
             var byOwner: [PeerID: [TaskRef]] = [:]
             for t in tasks {
@@ -272,14 +290,31 @@ public struct WorkMachine: Sendable {
         return Rendezvous.replicas(of: wf.raw, among: candidates, count: settings.recordReplicas - 1)
     }
 
-    private mutating func applyResult(
+    private mutating func apply(
         _ taskID: TaskRef, _ result: TaskResult, from executor: PeerID, into out: inout [WorkDirective]
     ) {
         if executor != id { out.append(.send(.resultAck(task: taskID), to: executor)) }
         guard let w = ownedIndex[taskID.workflow], !owned[w].finished else { return }
         let t = taskID.task
         guard t < owned[w].plan.taskCount else { return }
-        if owned[w].state[t] == .done {
+        if let failure = result.failure {
+            switch owned[w].fail(t, attempt: result.attempt, failure: failure, from: executor) {
+            case nil: return  // a duplicate, or about a run the owner no longer counts on
+            case .retried:
+                counters.tasksRetried += 1
+            case .handled:
+                counters.tasksFailed += 1
+                scheduleFlush(into: &out)
+                checkFinished(w, into: &out)
+            case .workflowFails(let reason):
+                counters.tasksFailed += 1
+                fail(w, reason: reason, cause: owned[w].reports.last, into: &out)
+                return
+            }
+            fill(into: &out)
+            return
+        }
+        if owned[w].state[t] == .done || owned[w].state[t] == .failed {
             counters.duplicateResults += 1
             return
         }
@@ -313,6 +348,9 @@ public struct WorkMachine: Sendable {
             // A group's result is stored as its last member's partial.
             let stored = owned[w].storedVersion(Int(v))
             let version = VersionRef(wf, stored)
+            if owned[w].valueState[stored] != .normal || owned[w].valueState[Int(v)] != .normal {
+                continue  // failed, or absent: no value to collect
+            }
             if let value = store[version], value.checksum == owned[w].checksum[Int(v)] {
                 owned[w].results[i] = value
             } else {
@@ -328,7 +366,7 @@ public struct WorkMachine: Sendable {
         guard owned[w].collecting, owned[w].resultsMissing == 0, !owned[w].finished else { return }
         owned[w].finished = true
         let wf = owned[w].workflow
-        out.append(.workflowCompleted(workflow: wf, results: owned[w].results.map { $0! }))
+        out.append(.workflowCompleted(workflow: wf, results: owned[w].results, failures: owned[w].reports))
         release(w, into: &out)
     }
 
@@ -343,10 +381,12 @@ public struct WorkMachine: Sendable {
         owned[w].dropState()
     }
 
-    private mutating func fail(_ w: Int, reason: String, into out: inout [WorkDirective]) {
+    private mutating func fail(
+        _ w: Int, reason: String, cause: FailureReport? = nil, into out: inout [WorkDirective]
+    ) {
         guard !owned[w].finished else { return }
         owned[w].finished = true
-        out.append(.workflowFailed(workflow: owned[w].workflow, reason: reason))
+        out.append(.workflowFailed(workflow: owned[w].workflow, reason: reason, cause: cause))
         release(w, into: &out)
     }
 
@@ -524,7 +564,7 @@ public struct WorkMachine: Sendable {
     private mutating func start(_ task: StealableTask, into out: inout [WorkDirective]) {
         guard running[task.id] == nil else { return }  // already running here (a duplicate grant)
         var job = Job(task: task, values: Array(repeating: nil, count: task.inputs.count), waiting: 0)
-        for (i, input) in task.inputs.enumerated() {
+        for (i, input) in task.inputs.enumerated() where !input.absent {
             if let value = store[input.datum], input.checksum == 0 || value.checksum == input.checksum {
                 job.values[i] = value
             } else {
@@ -536,7 +576,7 @@ public struct WorkMachine: Sendable {
             run(task.id, into: &out)
             return
         }
-        for (i, input) in task.inputs.enumerated() where job.values[i] == nil {
+        for (i, input) in task.inputs.enumerated() where job.values[i] == nil && !input.absent {
             fetch(input.datum, for: task.id, input: i, from: input.holders.first ?? task.owner, into: &out)
         }
     }
@@ -544,17 +584,25 @@ public struct WorkMachine: Sendable {
     private mutating func run(_ taskID: TaskRef, into out: inout [WorkDirective]) {
         guard let job = running[taskID] else { return }
         counters.tasksRun += 1
-        out.append(.execute(task: taskID, catalogueKey: job.task.catalogueKey, inputs: job.values.map { $0! }))
+        out.append(
+            .execute(task: taskID, catalogueKey: job.task.catalogueKey, inputs: job.values, attempt: Int(job.task.attempt)))
     }
 
-    private mutating func executed(_ taskID: TaskRef, outputs: [DataValue], into out: inout [WorkDirective]) {
+    /// The shell ran a job: it made `outputs`, or it failed with `failure`.
+    private mutating func executed(
+        _ taskID: TaskRef, outputs: [DataValue] = [], failure: TaskFailure? = nil, into out: inout [WorkDirective]
+    ) {
         guard let job = running.removeValue(forKey: taskID) else { return }
         var records: [OutputRecord] = []
-        for (version, value) in zip(job.task.outputs, outputs) {
-            keep(version, value)
-            records.append(OutputRecord(version: version, bytes: value.bytes, checksum: value.checksum))
+        if failure == nil {
+            for (version, value) in zip(job.task.outputs, outputs) {
+                keep(version, value)
+                records.append(OutputRecord(version: version, bytes: value.bytes, checksum: value.checksum))
+            }
         }
-        let result = TaskResult(outputs: records, basis: OutputRecord.basis(job.values.map { $0!.checksum }))
+        let result = TaskResult(
+            outputs: records, basis: OutputRecord.basis(job.values.map { $0?.checksum ?? 0 }), failure: failure,
+            attempt: job.task.attempt)
         // The result goes to the task's owner, to any other peer that asked about it, and here if
         // this peer owns the workflow now (it took it over while running the task for the old
         // owner): an owner that never hears of a result waits forever.
@@ -562,7 +610,7 @@ public struct WorkMachine: Sendable {
         if ownedIndex[taskID.workflow] != nil { owners.append(id) }
         var remote: [PeerID] = []
         for owner in owners where !remote.contains(owner) && owner != id { remote.append(owner) }
-        if owners.contains(id) { applyResult(taskID, result, from: id, into: &out) }
+        if owners.contains(id) { apply(taskID, result, from: id, into: &out) }
         if !remote.isEmpty {
             unacknowledged[taskID] = PendingResult(owners: remote, result: result, attempts: 1)
             if recentResults.updateValue(result, forKey: taskID) == nil {
@@ -571,9 +619,7 @@ public struct WorkMachine: Sendable {
                     recentResults[old] = nil
                 }
             }
-            for owner in remote {
-                out.append(.send(.result(task: taskID, outputs: records, basis: result.basis), to: owner))
-            }
+            for owner in remote { out.append(.send(result.message(taskID), to: owner)) }
             out.append(.schedule(.resultRetry(task: taskID), after: settings.resultRetry))
         }
         fill(into: &out)
@@ -697,7 +743,9 @@ public struct WorkMachine: Sendable {
                 owned[w].confirm(taskID.task, by: from)
             }
         case .result(let task, let outputs, let basis):
-            applyResult(task, TaskResult(outputs: outputs, basis: basis), from: from, into: &out)
+            apply(task, TaskResult(outputs: outputs, basis: basis), from: from, into: &out)
+        case .failure(let task, let attempt, let failure):
+            apply(task, TaskResult(outputs: [], basis: 0, failure: failure, attempt: attempt), from: from, into: &out)
         case .resultAck(let task):
             unacknowledged[task]?.owners.removeAll { $0 == from }
             if unacknowledged[task]?.owners.isEmpty == true { unacknowledged[task] = nil }
@@ -709,7 +757,7 @@ public struct WorkMachine: Sendable {
                     here.append(task)
                     if !alsoTell[task, default: []].contains(from) { alsoTell[task, default: []].append(from) }
                 } else if let result = recentResults[task] {
-                    out.append(.send(.result(task: task, outputs: result.outputs, basis: result.basis), to: from))
+                    out.append(.send(result.message(task), to: from))
                 } else {
                     unknown.append(task)
                 }
@@ -806,10 +854,7 @@ public struct WorkMachine: Sendable {
             }
             pending.attempts += 1
             unacknowledged[task] = pending
-            for owner in pending.owners {
-                out.append(
-                    .send(.result(task: task, outputs: pending.result.outputs, basis: pending.result.basis), to: owner))
-            }
+            for owner in pending.owners { out.append(.send(pending.result.message(task), to: owner)) }
             out.append(.schedule(.resultRetry(task: task), after: settings.resultRetry))
         case .leaseCheck:
             leaseCheckScheduled = false

@@ -62,30 +62,107 @@ public struct OutputRecord: Sendable, Hashable, Codable {
     }
 }
 
-/// One change of an owner's workflow record, replicated to its backups: task `task` is done and
-/// its output `version` is held by `holder` with `checksum`; or (`task == RecordEntry.lost`)
-/// `version` was lost; or (`task == RecordEntry.cut`) a group's chain of partials was cut at
-/// `version`: it and the partials made after it no longer count, and their members run again. A
-/// task with no outputs logs one entry with `version == RecordEntry.none`.
+/// One change of an owner's workflow record, replicated to its backups (and written to its shard),
+/// from which a backup that takes over, or the owner after a restart, rebuilds the workflow.
 public struct RecordEntry: Sendable, Hashable, Codable {
-    public static let lost = UInt32.max
-    public static let cut = UInt32.max - 1
+    public enum Kind: UInt8, Sendable, Hashable, Codable {
+        /// Task `task` made `version`, held by `holder` with `checksum` (a task with no outputs
+        /// logs one entry with `version == none`).
+        case made = 0
+        /// `version` was lost.
+        case lost = 1
+        /// A group's chain of partials was cut at `version`: it and the partials made after it no
+        /// longer count, and their members run again.
+        case cut = 2
+        /// Task `task` failed and its failure was ignored: `version`, which it should have
+        /// written, takes the value of version `source` (what the task read: an `inout` datum
+        /// keeps its value, a member adds nothing to its group), held by `holder`.
+        case passedThrough = 3
+        /// Task `task` failed and its failure was ignored: `version` (an `out`) has no value.
+        case absent = 4
+        /// Task `task` failed for good (`cancel-successors`): what it writes fails, and so do the
+        /// tasks that read it.
+        case failed = 5
+    }
     public static let none = UInt32.max
-    /// The task's index in the plan, or `lost`.
+    public var kind: Kind
+    /// The task's index in the plan (`none` for a loss or a cut).
     public var task: UInt32
     /// The version's number in the plan, or `none`.
     public var version: UInt32
     public var holder: PeerID
     public var checksum: UInt64
     public var bytes: UInt64
+    /// For `passedThrough`: the version whose value `version` takes.
+    public var source: UInt32
 
-    public init(task: UInt32, version: UInt32, holder: PeerID, checksum: UInt64, bytes: UInt64) {
+    public init(
+        _ kind: Kind = .made, task: UInt32, version: UInt32, holder: PeerID, checksum: UInt64, bytes: UInt64,
+        source: UInt32 = RecordEntry.none
+    ) {
+        self.kind = kind
         self.task = task
         self.version = version
         self.holder = holder
         self.checksum = checksum
         self.bytes = bytes
+        self.source = source
     }
+
+    /// An entry about `version` alone (`lost`, `cut`).
+    public static func about(_ kind: Kind, version: Int) -> RecordEntry {
+        RecordEntry(kind, task: none, version: UInt32(version), holder: PeerID(raw: .max), checksum: 0, bytes: 0)
+    }
+}
+
+/// Why a task failed, as its executor reports it to the owner and the owner to the program:
+/// the error text, and for an exec task its exit status and the tail of its standard error.
+/// Bounded (`maxText` bytes each), so a failure report is a small message.
+public struct TaskFailure: Sendable, Hashable, Codable, CustomStringConvertible {
+    public static let maxText = 4_096
+    public private(set) var message: String
+    public private(set) var exitStatus: Int32?
+    public private(set) var stderrTail: String
+
+    public init(message: String, exitStatus: Int32? = nil, stderrTail: String = "") {
+        self.message = Self.bounded(message, keepEnd: false)
+        self.exitStatus = exitStatus
+        self.stderrTail = Self.bounded(stderrTail, keepEnd: true)
+    }
+
+    static func bounded(_ text: String, keepEnd: Bool) -> String {
+        let utf8 = Array(text.utf8)
+        guard utf8.count > maxText else { return text }
+        let kept = keepEnd ? utf8.suffix(maxText) : utf8.prefix(maxText)
+        return String(decoding: kept, as: UTF8.self)
+    }
+
+    public var description: String {
+        var s = message
+        if let exitStatus { s += " (exit status \(exitStatus))" }
+        if !stderrTail.isEmpty { s += "; stderr: " + stderrTail }
+        return s
+    }
+}
+
+/// A task's failure as the workflow's owner applied it: reported with the workflow's end.
+public struct FailureReport: Sendable, Hashable, Codable, CustomStringConvertible {
+    public var task: Int
+    public var label: String
+    public var failure: TaskFailure
+    public var attempts: Int
+    /// `ignore` or `cancelSuccessors` (a `fail` ends the workflow with the failure as its reason).
+    public var action: FailureAction
+
+    public init(task: Int, label: String, failure: TaskFailure, attempts: Int, action: FailureAction) {
+        self.task = task
+        self.label = label
+        self.failure = failure
+        self.attempts = attempts
+        self.action = action
+    }
+
+    public var description: String { "task '\(label)' failed after \(attempts) attempts (\(action)): \(failure)" }
 }
 
 /// Messages of the work protocol: data transfer, task results and the replicated owner record.
@@ -103,6 +180,8 @@ public enum WorkMessage: Sendable {
     /// Executor to owner: the task ran on inputs whose checksums fold to `basis`
     /// (`OutputRecord.basis`); its outputs stay with the executor.
     case result(task: TaskRef, outputs: [OutputRecord], basis: UInt64)
+    /// Executor to owner: attempt `attempt` of the task failed (acknowledged by `resultAck`).
+    case failure(task: TaskRef, attempt: UInt16, failure: TaskFailure)
     case resultAck(task: TaskRef)
     /// Owner to executor: "what became of these tasks I believe you run?" (an audit of tasks
     /// assigned for longer than `auditInterval`). The executor answers `started` for those it
@@ -136,6 +215,7 @@ public enum WorkMessage: Sendable {
         case .data(_, _, let value): return 40 + Int(clamping: value.bytes)
         case .started(let tasks), .query(let tasks), .unknown(let tasks): return 16 + 8 * tasks.count
         case .result(_, let outputs, _): return 32 + 24 * outputs.count
+        case .failure(_, _, let failure): return 40 + failure.message.utf8.count + failure.stderrTail.utf8.count
         case .inputLost: return 40
         case .recordCreate(_, _, _, let plan, let initial):
             return 64 + 24 * plan.taskCount + 8 * plan.inputs.count
@@ -250,6 +330,10 @@ public struct WorkCounters: Sendable, Hashable, Codable {
     public var tasksRecomputed = 0
     /// Owner: tasks queued again after their executor died or a grant lease expired.
     public var tasksRequeued = 0
+    /// Owner: failed attempts run again, and tasks whose failure was applied (ignored or for
+    /// good; a `fail` ends the workflow).
+    public var tasksRetried = 0
+    public var tasksFailed = 0
     /// Owner: results refused because they do not name the task's outputs, or because a group
     /// member ran on a value that is no longer its group's current one.
     public var resultsRefused = 0
@@ -274,6 +358,8 @@ public struct WorkCounters: Sendable, Hashable, Codable {
         tasksRecomputed += o.tasksRecomputed
         tasksRequeued += o.tasksRequeued
         resultsRefused += o.resultsRefused
+        tasksRetried += o.tasksRetried
+        tasksFailed += o.tasksFailed
         fetches += o.fetches
         bytesFetched &+= o.bytesFetched
         corruptTransfers += o.corruptTransfers

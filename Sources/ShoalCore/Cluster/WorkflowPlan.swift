@@ -9,6 +9,13 @@ public struct WorkflowTaskSpec: Sendable, Hashable, Codable {
     public var accesses: [Access]
     /// Size of each version this task writes.
     public var outputBytes: UInt64
+    /// Retries, then what a failure does (the local engine's policy, `FailurePolicy`).
+    public var policy: FailurePolicy
+    /// The task's name in failure reports ("task 'label' failed ...").
+    public var label: String
+    /// A modelled body fails its first `failingAttempts` attempts (scenarios only; a real body
+    /// fails when it throws or exits non-zero).
+    public var failingAttempts: UInt16
 
     public struct Access: Sendable, Hashable, Codable {
         public var datum: Int32
@@ -19,11 +26,17 @@ public struct WorkflowTaskSpec: Sendable, Hashable, Codable {
         }
     }
 
-    public init(catalogueKey: UInt64, cost: Interval, accesses: [Access], outputBytes: UInt64) {
+    public init(
+        catalogueKey: UInt64, cost: Interval, accesses: [Access], outputBytes: UInt64, policy: FailurePolicy = .default,
+        label: String = "", failingAttempts: UInt16 = 0
+    ) {
         self.catalogueKey = catalogueKey
         self.cost = cost
         self.accesses = accesses
         self.outputBytes = outputBytes
+        self.policy = policy
+        self.label = label
+        self.failingAttempts = failingAttempts
     }
 }
 
@@ -71,6 +84,9 @@ public struct WorkflowPlan: Sendable {
     public private(set) var catalogueKey: [UInt64] = []
     public private(set) var cost: [Int64] = []
     public private(set) var outputBytes: [UInt64] = []
+    public private(set) var policy: [FailurePolicy] = []
+    public private(set) var label: [String] = []
+    public private(set) var failingAttempts: [UInt16] = []
     /// Task t's accesses are `accessStart[t]..<accessStart[t+1]` of the per-access arrays.
     public private(set) var accessStart: [Int32] = [0]
     public private(set) var accessDatum: [Int32] = []
@@ -145,6 +161,9 @@ public struct WorkflowPlan: Sendable {
         catalogueKey = parts.catalogueKey
         cost = parts.cost
         outputBytes = parts.outputBytes
+        policy = parts.policy
+        label = parts.label
+        failingAttempts = parts.failingAttempts
         accessStart = parts.accessStart
         accessDatum = parts.accessDatum
         accessDirection = parts.accessDirection
@@ -184,10 +203,13 @@ public struct WorkflowPlan: Sendable {
             WorkflowTaskSpec(
                 catalogueKey: catalogueKey[t], cost: Interval(nanoseconds: cost[t]),
                 accesses: accessRange(of: t).map { WorkflowTaskSpec.Access(Int(accessDatum[$0]), accessDirection[$0]) },
-                outputBytes: outputBytes[t])
+                outputBytes: outputBytes[t], policy: policy[t], label: label[t], failingAttempts: failingAttempts[t])
         }
         return WorkflowSpec(name: name, dataCount: dataCount, initialBytes: initialBytes, tasks: tasks)
     }
+
+    /// How task t is named in reports: its label, or its index.
+    public func name(of t: Int) -> String { label[t].isEmpty ? "\(t)" : label[t] }
 
     /// Why a spec has no plan.
     public struct Invalid: Error, Sendable, Hashable, CustomStringConvertible {

@@ -37,6 +37,9 @@ struct WorkflowPlanBuilder: VersionLedger {
         var catalogueKey: [UInt64] = []
         var cost: [Int64] = []
         var outputBytes: [UInt64] = []
+        var policy: [FailurePolicy] = []
+        var label: [String] = []
+        var failingAttempts: [UInt16] = []
         var accessStart: [Int32] = [0]
         var accessDatum: [Int32] = []
         var accessDirection: [Direction] = []
@@ -53,6 +56,8 @@ struct WorkflowPlanBuilder: VersionLedger {
 
     /// Most versions (and accesses) a plan may have: its indices are 32-bit.
     static let maxIndex = Int(Int32.max) - 1
+    /// Longest task label (it travels in every failure report).
+    static let maxLabel = 1_024
 
     init(dataCount: Int, taskCount: Int) throws(WorkflowPlan.Invalid) {
         guard dataCount >= 0, dataCount <= Self.maxIndex, taskCount <= Self.maxIndex else {
@@ -77,6 +82,9 @@ struct WorkflowPlanBuilder: VersionLedger {
     /// Renames the accesses of task `index` (the next in program order) and appends it.
     mutating func append(_ call: WorkflowTaskSpec, index: Int) throws(WorkflowPlan.Invalid) {
         task = Int32(index)
+        guard call.label.utf8.count <= Self.maxLabel else {
+            throw WorkflowPlan.Invalid(description: "task \(index): its label is over \(Self.maxLabel) bytes")
+        }
         guard plan.accessDatum.count + call.accesses.count <= Self.maxIndex,
             plan.producer.count + 2 * call.accesses.count <= Self.maxIndex
         else { throw WorkflowPlan.Invalid(description: "task \(index): the plan outgrows its 32-bit indices") }
@@ -120,6 +128,9 @@ struct WorkflowPlanBuilder: VersionLedger {
         plan.catalogueKey.append(call.catalogueKey)
         plan.cost.append(call.cost.nanoseconds)
         plan.outputBytes.append(call.outputBytes)
+        plan.policy.append(call.policy)
+        plan.label.append(call.label)
+        plan.failingAttempts.append(call.failingAttempts)
     }
 
     /// Closes every open group (a whole plan ends with its program) and hands the arrays over.

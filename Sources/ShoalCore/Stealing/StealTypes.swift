@@ -83,12 +83,16 @@ public struct DataLocation: Sendable, Hashable, Codable {
     public var holders: [PeerID]
     /// The checksum the owner recorded for this version: a fetched copy must match it.
     public var checksum: UInt64
+    /// The version has no value (its writer failed and the failure was ignored): nothing to
+    /// fetch; the body fails if it reads it.
+    public var absent: Bool
 
-    public init(datum: VersionRef, bytes: UInt64, holders: [PeerID], checksum: UInt64 = 0) {
+    public init(datum: VersionRef, bytes: UInt64, holders: [PeerID], checksum: UInt64 = 0, absent: Bool = false) {
         self.datum = datum
         self.bytes = bytes
         self.holders = holders
         self.checksum = checksum
+        self.absent = absent
     }
 }
 
@@ -102,6 +106,8 @@ public struct StealableTask: Sendable, Hashable, Codable {
     public var inputs: [DataLocation]
     /// The versions the task writes, in access order.
     public var outputs: [VersionRef]
+    /// Which attempt this run is (1 for the first; the owner counts failed ones).
+    public var attempt: UInt16 = 1
 
     public init(
         id: TaskRef, owner: PeerID, catalogueKey: UInt64, inputs: [DataLocation] = [], outputs: [VersionRef] = []
