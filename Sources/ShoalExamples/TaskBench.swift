@@ -13,6 +13,9 @@ public enum TaskBench {
         /// Point x reads x of the previous step.
         case noComm = "no_comm"
 
+        /// The points of the previous step that point x reads, or nil for none. Reads are
+        /// symmetric (y reads x exactly when x reads y) and include x itself; the reference
+        /// scheduler relies on both to reuse its per-task slots every two steps.
         func inputs(of x: Int, width: Int) -> ClosedRange<Int>? {
             switch self {
             case .trivial: nil
@@ -115,6 +118,82 @@ public enum TaskBench {
             seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18,
             checksum: checksum)
     }
+
+    /// Runs what `run` runs on the bare `ReferenceScheduler` instead of the engine: the same
+    /// pattern, the same kernel on the same inputs (the checksum is the engine's, to the bit), an
+    /// empty `@convention(c)` body for the trivial pattern without iterations. The values live in
+    /// two rows of `Double`s, step t writing row t % 2 as the program's two buffers do (the
+    /// scheduler's dependences make that safe: every reader of (t, x) runs before (t + 2, x)).
+    public static func runReference(
+        pattern: Pattern, width: Int, steps: Int, iterations: Int, runtime: RuntimeSettings = RuntimeSettings()
+    ) -> Measurement {
+        precondition(width > 0 && steps > 0 && iterations >= 0, "bad Task Bench shape \(width)x\(steps)/\(iterations)")
+        let rows = ReferenceRows(pattern: pattern, width: width, steps: steps, iterations: iterations)
+        let body: ReferenceScheduler.Body =
+            pattern == .trivial && iterations == 0 ? { _, _, _ in } : { rows, t, x in ReferenceRows.point(rows!, t, x) }
+        let seconds = withExtendedLifetime(rows) {
+            ReferenceScheduler(
+                pattern: pattern, width: width, steps: steps, workers: runtime.workers,
+                takeBatchMax: runtime.takeBatchMax, submitBatchMax: runtime.submitBatchMax,
+                spinMicros: runtime.spinMicros, body: body, context: Unmanaged.passUnretained(rows).toOpaque()
+            ).run()
+        }
+        return Measurement(tasks: width * steps, iterations: iterations, seconds: seconds, checksum: rows.checksum)
+    }
+
+    /// The reference's values: what `point` reads and writes through the engine, kept as two rows.
+    final class ReferenceRows: @unchecked Sendable {
+        let pattern: Pattern
+        let width: Int
+        let steps: Int
+        let iterations: Int
+        /// Row `t % 2` holds step t's values; row 1 starts with the initial ones (step -1). Raw
+        /// memory, not an array: workers write different points of it at once.
+        let values: UnsafeMutablePointer<Double>
+
+        init(pattern: Pattern, width: Int, steps: Int, iterations: Int) {
+            self.pattern = pattern
+            self.width = width
+            self.steps = steps
+            self.iterations = iterations
+            values = .allocate(capacity: 2 * width)
+            for x in 0..<width {
+                values[x] = 0
+                values[width + x] = Double(x)
+            }
+        }
+
+        deinit { values.deallocate() }
+
+        /// The sum of the last step's values, as `run` sums the last values it waits on.
+        var checksum: Double {
+            guard pattern != .trivial || iterations > 0 else { return 0 }
+            let row = (steps - 1) % 2 * width
+            return (0..<width).reduce(0) { $0 + values[row + $1] }
+        }
+
+        /// Task (t, x): `point`'s work. Without dependences steps may run in any order and at
+        /// once, so only the last step writes its row; the others' results are consumed unseen.
+        static func point(_ context: UnsafeMutableRawPointer, _ t: Int, _ x: Int) {
+            let rows = Unmanaged<ReferenceRows>.fromOpaque(context).takeUnretainedValue()
+            let width = rows.width
+            var acc = 0.0
+            if let r = rows.pattern.inputs(of: x, width: width) {
+                let previous = (t + 1) % 2 * width
+                for y in r { acc += rows.values[previous + y] }
+            }
+            let out = kernel(iterations: rows.iterations, seed: acc.truncatingRemainder(dividingBy: 1) + 1)
+            if rows.pattern == .trivial && t < rows.steps - 1 {
+                consume(out)
+            } else {
+                rows.values[t % 2 * width + x] = out
+            }
+        }
+    }
+
+    /// Keeps a result the optimiser cannot prove unused, so the kernel call that made it stays.
+    @inline(never) @_optimize(none)
+    static func consume(_ x: Double) {}
 
     /// One point of a METG sweep.
     public struct EfficiencyPoint: Sendable {
