@@ -205,34 +205,68 @@ public enum TaskBench {
         public var tasksPerSecond: Double
     }
 
+    /// One granularity of a METG sweep, on the engine and on the reference scheduler in the same
+    /// run (their repeats interleaved, so both see the same noise).
+    public struct SweepPoint: Sendable {
+        public var engine: EfficiencyPoint
+        public var reference: EfficiencyPoint
+    }
+
+    /// A METG sweep of the engine beside the reference scheduler.
+    public struct METGSweep: Sendable {
+        public var engineMicros: Double?
+        public var referenceMicros: Double?
+        public var points: [SweepPoint]
+        public var nsPerIteration: Double
+
+        /// Reference METG / engine METG: the fraction of the bare scheduler's granularity the
+        /// engine reaches (1 = as fine-grained as the bare scheduler; 0.5 = its tasks must be twice
+        /// as long to be run as efficiently). Nil if either METG was not reached.
+        public var ratio: Double? {
+            guard let e = engineMicros, let r = referenceMicros, e > 0 else { return nil }
+            return r / e
+        }
+    }
+
     /// Task Bench's METG: sweeps task granularity downwards and reports the smallest granularity
-    /// whose efficiency is still at least `threshold` (interpolated between sweep points).
+    /// whose efficiency is still at least `threshold` (interpolated between sweep points), for the
+    /// engine and for `ReferenceScheduler` running the same pattern and kernel. The sweep goes on
+    /// until both fall below half the threshold.
     public static func metg(
         pattern: Pattern, width: Int, steps: Int, threshold: Double = 0.5, runtime: RuntimeSettings = RuntimeSettings(),
-        startIterations: Int = 1 << 16, repeats: Int = 3, progress: (@Sendable (EfficiencyPoint) -> Void)? = nil
-    ) async throws -> (metgMicros: Double?, points: [EfficiencyPoint], nsPerIteration: Double) {
+        startIterations: Int = 1 << 16, repeats: Int = 3, progress: (@Sendable (SweepPoint) -> Void)? = nil
+    ) async throws -> METGSweep {
         precondition(repeats > 0, "repeats must be positive, got \(repeats)")
         let nsPerIteration = calibrate()
         let cores = Double(runtime.workers)
-        var points: [EfficiencyPoint] = []
+        func point(_ m: Measurement) -> EfficiencyPoint {
+            let ideal = Double(m.tasks) * Double(m.iterations) * nsPerIteration * 1e-9 / cores
+            return EfficiencyPoint(
+                iterations: m.iterations, granularityMicros: m.seconds * cores / Double(m.tasks) * 1e6,
+                efficiency: min(1, ideal / m.seconds), tasksPerSecond: m.tasksPerSecond)
+        }
+        var points: [SweepPoint] = []
         var iterations = startIterations
         while true {
-            // The best of `repeats` runs: the machine's noise only ever slows a run down.
-            var m = try await run(pattern: pattern, width: width, steps: steps, iterations: iterations, runtime: runtime)
-            for _ in 1..<repeats {
-                let again = try await run(pattern: pattern, width: width, steps: steps, iterations: iterations, runtime: runtime)
-                if again.seconds < m.seconds { m = again }
+            // The best of `repeats` runs each: the machine's noise only ever slows a run down.
+            var engine: Measurement?
+            var reference: Measurement?
+            for _ in 0..<repeats {
+                let e = try await run(pattern: pattern, width: width, steps: steps, iterations: iterations, runtime: runtime)
+                if e.seconds < engine?.seconds ?? .infinity { engine = e }
+                let r = runReference(pattern: pattern, width: width, steps: steps, iterations: iterations, runtime: runtime)
+                if r.seconds < reference?.seconds ?? .infinity { reference = r }
             }
-            let ideal = Double(m.tasks) * Double(iterations) * nsPerIteration * 1e-9 / cores
-            let p = EfficiencyPoint(
-                iterations: iterations, granularityMicros: m.seconds * cores / Double(m.tasks) * 1e6,
-                efficiency: min(1, ideal / m.seconds), tasksPerSecond: m.tasksPerSecond)
+            let p = SweepPoint(engine: point(engine!), reference: point(reference!))
             points.append(p)
             progress?(p)
-            if p.efficiency < threshold * 0.5 || iterations == 0 { break }
+            if max(p.engine.efficiency, p.reference.efficiency) < threshold * 0.5 || iterations == 0 { break }
             iterations = iterations > 1 ? iterations / 2 : 0
         }
-        return (metgFromSweep(points, threshold: threshold), points, nsPerIteration)
+        return METGSweep(
+            engineMicros: metgFromSweep(points.map(\.engine), threshold: threshold),
+            referenceMicros: metgFromSweep(points.map(\.reference), threshold: threshold),
+            points: points, nsPerIteration: nsPerIteration)
     }
 
     /// The smallest granularity with efficiency ≥ threshold, interpolating (in log granularity)
