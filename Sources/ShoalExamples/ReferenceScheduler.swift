@@ -74,8 +74,9 @@ public final class ReferenceScheduler: @unchecked Sendable {
     private var callerWaitsForRoom = false
     private var done = false
 
-    /// A scheduler for `width × steps` tasks of `pattern`. `settings` gives the worker count and
-    /// the engine's batch sizes and spin time, which the reference shares.
+    /// A scheduler for `width × steps` tasks of `pattern` on `workers` threads. The batch sizes
+    /// and the spin time default to the engine's (`RuntimeSettings`); `TaskBench.runReference`
+    /// passes the run's own, so both schedulers share them.
     public init(
         pattern: TaskBench.Pattern, width: Int, steps: Int, workers: Int, takeBatchMax: Int = 64,
         submitBatchMax: Int = 256, spinMicros: Int = 50, body: Body, context: UnsafeMutableRawPointer?

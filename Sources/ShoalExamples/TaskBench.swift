@@ -124,6 +124,8 @@ public enum TaskBench {
     /// empty `@convention(c)` body for the trivial pattern without iterations. The values live in
     /// two rows of `Double`s, step t writing row t % 2 as the program's two buffers do (the
     /// scheduler's dependences make that safe: every reader of (t, x) runs before (t + 2, x)).
+    /// Blocks the calling thread until the last task ran; `runtime` gives the workers, batch
+    /// sizes and spin time, the engine's own.
     public static func runReference(
         pattern: Pattern, width: Int, steps: Int, iterations: Int, runtime: RuntimeSettings = RuntimeSettings()
     ) -> Measurement {
