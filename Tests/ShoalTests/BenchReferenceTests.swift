@@ -43,10 +43,14 @@ struct BenchReferenceTests {
         #expect(metg.contains(", reference "), "\(out)")
         // Either both were reached and the ratio is printed with what it means, or it says why not.
         #expect(metg.contains("reference METG / engine METG") || metg.contains("no ratio"), "\(out)")
-        // Every sweep row holds both schedulers' three figures.
+        // Every sweep row holds both schedulers' three figures and the ratio of their tasks/s.
         let rows = out.split(separator: "\n").filter { $0.first?.isNumber == true }
         #expect(!rows.isEmpty, "\(out)")
-        for row in rows { #expect(Self.numbers(row).count == 7, "\(row)") }
+        for row in rows {
+            let n = Self.numbers(row)
+            #expect(n.count == 8, "\(row)")
+            if n.count == 8 { #expect(abs(n[7] - n[3] / n[6]) <= 0.01 + 0.01 * n[7], "\(row)") }
+        }
     }
 
     @Test func stencilAtAGranularityPrintsTheReference() throws {
