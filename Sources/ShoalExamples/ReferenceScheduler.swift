@@ -103,6 +103,7 @@ public final class ReferenceScheduler: @unchecked Sendable {
                 for x in 0..<width { waitingFor.append(Int32(pattern.inputs(of: x, width: width)!.count)) }
             }
         }
+        // The engine's lock, made the same way (its `ThreadLock` is internal to the Shoal module).
         mutex = .allocate(capacity: 1)
         mutex.initialize(to: pthread_mutex_t())
         var attr = pthread_mutexattr_t()
