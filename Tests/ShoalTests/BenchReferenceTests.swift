@@ -7,6 +7,14 @@ import Testing
 /// with each other are checked (the figures depend on the machine).
 @Suite("shoal bench trivial and stencil: the engine beside the reference scheduler")
 struct BenchReferenceTests {
+    /// Runs `shoal` on a thread of its own: waiting for a benchmark child would otherwise hold one
+    /// of the few cooperative threads that the engine tests' programs need to go on.
+    static func shoal(_ arguments: [String], timeoutSeconds: Double) async throws -> ChildProcess.Result {
+        try await withCheckedThrowingContinuation { c in
+            Thread { c.resume(with: Result { try ChildProcess.shoal(arguments, timeoutSeconds: timeoutSeconds) }) }.start()
+        }
+    }
+
     /// The numbers in `line`, in order (a word that parses as a number, trailing punctuation cut).
     static func numbers(_ line: Substring) -> [Double] {
         line.split(separator: " ").compactMap { Double($0.trimmingCharacters(in: CharacterSet(charactersIn: ",;()"))) }
@@ -16,8 +24,8 @@ struct BenchReferenceTests {
         output.split(separator: "\n").first { $0.hasPrefix(prefix) }
     }
 
-    @Test func trivialPrintsTheReferenceAndTheRatio() throws {
-        let r = try ChildProcess.shoal(["bench", "trivial", "--tasks", "20000", "--runs", "3", "--workers", "2"], timeoutSeconds: 120)
+    @Test func trivialPrintsTheReferenceAndTheRatio() async throws {
+        let r = try await Self.shoal(["bench", "trivial", "--tasks", "20000", "--runs", "3", "--workers", "2"], timeoutSeconds: 120)
         #expect(r.status == 0, "stdout: \(r.stdout) stderr: \(r.stderr)")
         let out = r.stdout
         // Each run: the engine's line, then the reference's with the run's ratio.
@@ -33,8 +41,8 @@ struct BenchReferenceTests {
         for pair in [e, ref, q] where pair.count >= 2 { #expect(pair[0] >= pair[1] && pair[1] > 0, "\(out)") }
     }
 
-    @Test func stencilMETGPrintsTheEngineTheReferenceAndTheirRatio() throws {
-        let r = try ChildProcess.shoal(
+    @Test func stencilMETGPrintsTheEngineTheReferenceAndTheirRatio() async throws {
+        let r = try await Self.shoal(
             ["bench", "stencil", "--metg", "--steps", "20", "--repeats", "1", "--workers", "2"], timeoutSeconds: 120)
         #expect(r.status == 0, "stdout: \(r.stdout) stderr: \(r.stderr)")
         let out = r.stdout
@@ -53,8 +61,8 @@ struct BenchReferenceTests {
         }
     }
 
-    @Test func stencilAtAGranularityPrintsTheReference() throws {
-        let r = try ChildProcess.shoal(["bench", "stencil", "--steps", "50", "--iterations", "10"], timeoutSeconds: 60)
+    @Test func stencilAtAGranularityPrintsTheReference() async throws {
+        let r = try await Self.shoal(["bench", "stencil", "--steps", "50", "--iterations", "10"], timeoutSeconds: 60)
         #expect(r.status == 0, "stdout: \(r.stdout) stderr: \(r.stderr)")
         let line = try #require(Self.line(r.stdout, startingWith: "reference: 100 tasks in "), "\(r.stdout)")
         #expect(line.contains("engine/reference"), "\(r.stdout)")
