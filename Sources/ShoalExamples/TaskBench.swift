@@ -13,6 +13,9 @@ public enum TaskBench {
         /// Point x reads x of the previous step.
         case noComm = "no_comm"
 
+        /// The points of the previous step that point x reads, or nil for none. Reads are
+        /// symmetric (y reads x exactly when x reads y) and include x itself; the reference
+        /// scheduler relies on both to reuse its per-task slots every two steps.
         func inputs(of x: Int, width: Int) -> ClosedRange<Int>? {
             switch self {
             case .trivial: nil
@@ -116,6 +119,84 @@ public enum TaskBench {
             checksum: checksum)
     }
 
+    /// Runs what `run` runs on the bare `ReferenceScheduler` instead of the engine: the same
+    /// pattern, the same kernel on the same inputs (the checksum is the engine's, to the bit), an
+    /// empty `@convention(c)` body for the trivial pattern without iterations. The values live in
+    /// two rows of `Double`s, step t writing row t % 2 as the program's two buffers do (the
+    /// scheduler's dependences make that safe: every reader of (t, x) runs before (t + 2, x)).
+    /// Blocks the calling thread until the last task ran; `runtime` gives the workers, batch
+    /// sizes and spin time, the engine's own.
+    public static func runReference(
+        pattern: Pattern, width: Int, steps: Int, iterations: Int, runtime: RuntimeSettings = RuntimeSettings()
+    ) -> Measurement {
+        precondition(width > 0 && steps > 0 && iterations >= 0, "bad Task Bench shape \(width)x\(steps)/\(iterations)")
+        let rows = ReferenceRows(pattern: pattern, width: width, steps: steps, iterations: iterations)
+        let body: ReferenceScheduler.Body =
+            pattern == .trivial && iterations == 0 ? { _, _, _ in } : { rows, t, x in ReferenceRows.point(rows!, t, x) }
+        let seconds = withExtendedLifetime(rows) {
+            ReferenceScheduler(
+                pattern: pattern, width: width, steps: steps, workers: runtime.workers,
+                takeBatchMax: runtime.takeBatchMax, submitBatchMax: runtime.submitBatchMax,
+                spinMicros: runtime.spinMicros, body: body, context: Unmanaged.passUnretained(rows).toOpaque()
+            ).run()
+        }
+        return Measurement(tasks: width * steps, iterations: iterations, seconds: seconds, checksum: rows.checksum)
+    }
+
+    /// The reference's values: what `point` reads and writes through the engine, kept as two rows.
+    final class ReferenceRows: @unchecked Sendable {
+        let pattern: Pattern
+        let width: Int
+        let steps: Int
+        let iterations: Int
+        /// Row `t % 2` holds step t's values; row 1 starts with the initial ones (step -1). Raw
+        /// memory, not an array: workers write different points of it at once.
+        let values: UnsafeMutablePointer<Double>
+
+        init(pattern: Pattern, width: Int, steps: Int, iterations: Int) {
+            self.pattern = pattern
+            self.width = width
+            self.steps = steps
+            self.iterations = iterations
+            values = .allocate(capacity: 2 * width)
+            for x in 0..<width {
+                values[x] = 0
+                values[width + x] = Double(x)
+            }
+        }
+
+        deinit { values.deallocate() }
+
+        /// The sum of the last step's values, as `run` sums the last values it waits on.
+        var checksum: Double {
+            guard pattern != .trivial || iterations > 0 else { return 0 }
+            let row = (steps - 1) % 2 * width
+            return (0..<width).reduce(0) { $0 + values[row + $1] }
+        }
+
+        /// Task (t, x): `point`'s work. Without dependences steps may run in any order and at
+        /// once, so only the last step writes its row; the others' results are consumed unseen.
+        static func point(_ context: UnsafeMutableRawPointer, _ t: Int, _ x: Int) {
+            let rows = Unmanaged<ReferenceRows>.fromOpaque(context).takeUnretainedValue()
+            let width = rows.width
+            var acc = 0.0
+            if let r = rows.pattern.inputs(of: x, width: width) {
+                let previous = (t + 1) % 2 * width
+                for y in r { acc += rows.values[previous + y] }
+            }
+            let out = kernel(iterations: rows.iterations, seed: acc.truncatingRemainder(dividingBy: 1) + 1)
+            if rows.pattern == .trivial && t < rows.steps - 1 {
+                consume(out)
+            } else {
+                rows.values[t % 2 * width + x] = out
+            }
+        }
+    }
+
+    /// Keeps a result the optimiser cannot prove unused, so the kernel call that made it stays.
+    @inline(never) @_optimize(none)
+    static func consume(_ x: Double) {}
+
     /// One point of a METG sweep.
     public struct EfficiencyPoint: Sendable {
         public var iterations: Int
@@ -126,34 +207,68 @@ public enum TaskBench {
         public var tasksPerSecond: Double
     }
 
+    /// One granularity of a METG sweep, on the engine and on the reference scheduler in the same
+    /// run (their repeats interleaved, so both see the same noise).
+    public struct SweepPoint: Sendable {
+        public var engine: EfficiencyPoint
+        public var reference: EfficiencyPoint
+    }
+
+    /// A METG sweep of the engine beside the reference scheduler.
+    public struct METGSweep: Sendable {
+        public var engineMicros: Double?
+        public var referenceMicros: Double?
+        public var points: [SweepPoint]
+        public var nsPerIteration: Double
+
+        /// Reference METG / engine METG: the fraction of the bare scheduler's granularity the
+        /// engine reaches (1 = as fine-grained as the bare scheduler; 0.5 = its tasks must be twice
+        /// as long to be run as efficiently). Nil if either METG was not reached.
+        public var ratio: Double? {
+            guard let e = engineMicros, let r = referenceMicros, e > 0 else { return nil }
+            return r / e
+        }
+    }
+
     /// Task Bench's METG: sweeps task granularity downwards and reports the smallest granularity
-    /// whose efficiency is still at least `threshold` (interpolated between sweep points).
+    /// whose efficiency is still at least `threshold` (interpolated between sweep points), for the
+    /// engine and for `ReferenceScheduler` running the same pattern and kernel. The sweep goes on
+    /// until both fall below half the threshold.
     public static func metg(
         pattern: Pattern, width: Int, steps: Int, threshold: Double = 0.5, runtime: RuntimeSettings = RuntimeSettings(),
-        startIterations: Int = 1 << 16, repeats: Int = 3, progress: (@Sendable (EfficiencyPoint) -> Void)? = nil
-    ) async throws -> (metgMicros: Double?, points: [EfficiencyPoint], nsPerIteration: Double) {
+        startIterations: Int = 1 << 16, repeats: Int = 3, progress: (@Sendable (SweepPoint) -> Void)? = nil
+    ) async throws -> METGSweep {
         precondition(repeats > 0, "repeats must be positive, got \(repeats)")
         let nsPerIteration = calibrate()
         let cores = Double(runtime.workers)
-        var points: [EfficiencyPoint] = []
+        func point(_ m: Measurement) -> EfficiencyPoint {
+            let ideal = Double(m.tasks) * Double(m.iterations) * nsPerIteration * 1e-9 / cores
+            return EfficiencyPoint(
+                iterations: m.iterations, granularityMicros: m.seconds * cores / Double(m.tasks) * 1e6,
+                efficiency: min(1, ideal / m.seconds), tasksPerSecond: m.tasksPerSecond)
+        }
+        var points: [SweepPoint] = []
         var iterations = startIterations
         while true {
-            // The best of `repeats` runs: the machine's noise only ever slows a run down.
-            var m = try await run(pattern: pattern, width: width, steps: steps, iterations: iterations, runtime: runtime)
-            for _ in 1..<repeats {
-                let again = try await run(pattern: pattern, width: width, steps: steps, iterations: iterations, runtime: runtime)
-                if again.seconds < m.seconds { m = again }
+            // The best of `repeats` runs each: the machine's noise only ever slows a run down.
+            var engine: Measurement?
+            var reference: Measurement?
+            for _ in 0..<repeats {
+                let e = try await run(pattern: pattern, width: width, steps: steps, iterations: iterations, runtime: runtime)
+                if e.seconds < engine?.seconds ?? .infinity { engine = e }
+                let r = runReference(pattern: pattern, width: width, steps: steps, iterations: iterations, runtime: runtime)
+                if r.seconds < reference?.seconds ?? .infinity { reference = r }
             }
-            let ideal = Double(m.tasks) * Double(iterations) * nsPerIteration * 1e-9 / cores
-            let p = EfficiencyPoint(
-                iterations: iterations, granularityMicros: m.seconds * cores / Double(m.tasks) * 1e6,
-                efficiency: min(1, ideal / m.seconds), tasksPerSecond: m.tasksPerSecond)
+            let p = SweepPoint(engine: point(engine!), reference: point(reference!))
             points.append(p)
             progress?(p)
-            if p.efficiency < threshold * 0.5 || iterations == 0 { break }
+            if max(p.engine.efficiency, p.reference.efficiency) < threshold * 0.5 || iterations == 0 { break }
             iterations = iterations > 1 ? iterations / 2 : 0
         }
-        return (metgFromSweep(points, threshold: threshold), points, nsPerIteration)
+        return METGSweep(
+            engineMicros: metgFromSweep(points.map(\.engine), threshold: threshold),
+            referenceMicros: metgFromSweep(points.map(\.reference), threshold: threshold),
+            points: points, nsPerIteration: nsPerIteration)
     }
 
     /// The smallest granularity with efficiency ≥ threshold, interpolating (in log granularity)
