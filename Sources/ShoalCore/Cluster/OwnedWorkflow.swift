@@ -516,6 +516,7 @@ final class OwnedWorkflow: @unchecked Sendable {
             checksum[v] = o.checksum
             bytes[v] = o.bytes
             log.append(RecordEntry(task: UInt32(t), version: o.version.index, holder: at, checksum: o.checksum, bytes: o.bytes))
+            unalias(v)
             follow(v)
             if let g = plan.groupOf[Int32(v)] {
                 let g = Int(g)
@@ -599,6 +600,7 @@ final class OwnedWorkflow: @unchecked Sendable {
 
     /// `w` takes `source`'s value from now on.
     private func alias(_ w: Int, to source: Int) {
+        unalias(w)
         aliasOf[Int32(w)] = Int32(source)
         aliases[Int32(source), default: []].append(Int32(w))
         holder[w] = holder[source]
@@ -607,17 +609,29 @@ final class OwnedWorkflow: @unchecked Sendable {
         valueState[w] = valueState[source]
     }
 
+    /// `w` has a value of its own again (it was remade, or passes on another value now).
+    private func unalias(_ w: Int) {
+        guard let old = aliasOf.removeValue(forKey: Int32(w)) else { return }
+        aliases[old]?.removeAll { $0 == Int32(w) }
+    }
+
     /// `v` got a holder (it was made, or remade): its aliases follow, and may be read now.
+    /// Iterative, with a bound: an alias is made from a value made before it, so there is no
+    /// cycle, but a long line of ignored failures must not exhaust the stack.
     private func follow(_ v: Int) {
-        guard let list = aliases[Int32(v)] else { return }
-        for a in list.map(Int.init) {
-            let wasMissing = holder[a] == OwnedWorkflow.nobody
-            holder[a] = holder[v]
-            checksum[a] = checksum[v]
-            bytes[a] = bytes[v]
-            valueState[a] = valueState[v]
-            if wasMissing && holder[a] != OwnedWorkflow.nobody { madeAvailable(a) }
-            follow(a)
+        var pending = [v]
+        var visited = Set<Int>()
+        while let source = pending.popLast() {
+            guard visited.insert(source).inserted, let list = aliases[Int32(source)] else { continue }
+            for a in list.map(Int.init) {
+                let wasMissing = holder[a] == OwnedWorkflow.nobody
+                holder[a] = holder[source]
+                checksum[a] = checksum[source]
+                bytes[a] = bytes[source]
+                valueState[a] = valueState[source]
+                if wasMissing && holder[a] != OwnedWorkflow.nobody { madeAvailable(a) }
+                pending.append(a)
+            }
         }
     }
 
