@@ -270,7 +270,7 @@ final class OwnedWorkflow: @unchecked Sendable {
     /// once, and keeps them until it is done, so no two members wait on each other.
     private func admit(_ t: Int) {
         if plan.inputs(of: t).contains(where: { valueState[Int($0)] == .failed })
-            || plan.groups(of: t).contains(where: { valueState[currentValue(of: $0)] == .failed })
+            || (!plan.groups.isEmpty && plan.groups(of: t).contains(where: { valueState[currentValue(of: $0)] == .failed }))
         {
             finishFailed(t)  // an input failed: the task is cancelled, and so are its readers
             return
@@ -305,6 +305,7 @@ final class OwnedWorkflow: @unchecked Sendable {
 
     /// The version a holder stores for `v`: a group's version is its last member's partial.
     func storedVersion(_ v: Int) -> Int {
+        guard !aliasOf.isEmpty || !plan.groups.isEmpty else { return v }  // the common case, first
         var v = v
         while true {
             if let a = aliasOf[Int32(v)] {
@@ -426,10 +427,14 @@ final class OwnedWorkflow: @unchecked Sendable {
     /// member's result was computed from the group's current value (a member that ran on a value
     /// since cut back by a loss, or a duplicate of such a run, would add its part twice).
     func accepts(_ t: Int, outputs: [OutputRecord], basis: UInt64) -> Bool {
-        let mine = plan.outputs(of: t)
-        guard outputs.count == mine.count,
-            zip(outputs, mine).allSatisfy({ $0.version == VersionRef(workflow, Int($1)) })
-        else { return false }
+        var i = 0
+        for a in plan.accessRange(of: t) where plan.accessWritten[a] >= 0 {
+            guard i < outputs.count, outputs[i].version == VersionRef(workflow, Int(plan.accessWritten[a])) else {
+                return false
+            }
+            i += 1
+        }
+        guard i == outputs.count else { return false }
         guard !plan.groups.isEmpty, !plan.groups(of: t).isEmpty else { return true }
         return basis == OutputRecord.basis(stealable(t, owner: OwnedWorkflow.nobody).inputs.map(\.checksum))
     }
@@ -518,7 +523,7 @@ final class OwnedWorkflow: @unchecked Sendable {
             log.append(RecordEntry(task: UInt32(t), version: o.version.index, holder: at, checksum: o.checksum, bytes: o.bytes))
             unalias(v)
             follow(v)
-            if let g = plan.groupOf[Int32(v)] {
+            if !plan.groups.isEmpty, let g = plan.groupOf[Int32(v)] {
                 let g = Int(g)
                 groupRuns[g].chain.removeAll { $0 == Int32(v) }
                 groupRuns[g].chain.append(Int32(v))
@@ -611,7 +616,7 @@ final class OwnedWorkflow: @unchecked Sendable {
 
     /// `w` has a value of its own again (it was remade, or passes on another value now).
     private func unalias(_ w: Int) {
-        guard let old = aliasOf.removeValue(forKey: Int32(w)) else { return }
+        guard !aliasOf.isEmpty, let old = aliasOf.removeValue(forKey: Int32(w)) else { return }
         aliases[old]?.removeAll { $0 == Int32(w) }
     }
 
@@ -619,6 +624,7 @@ final class OwnedWorkflow: @unchecked Sendable {
     /// Iterative, with a bound: an alias is made from a value made before it, so there is no
     /// cycle, but a long line of ignored failures must not exhaust the stack.
     private func follow(_ v: Int) {
+        guard !aliases.isEmpty else { return }
         var pending = [v]
         var visited = Set<Int>()
         while let source = pending.popLast() {
