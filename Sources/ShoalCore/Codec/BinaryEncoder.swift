@@ -5,7 +5,9 @@
 /// order, as `Codable` allows), then sizes it and writes it into one exactly sized buffer. Arrays
 /// of ``BinaryScalar`` and ``BinaryContiguous`` values are kept by reference until that final
 /// write, which copies them with one `memcpy` on little-endian hosts. Encoding is synchronous,
-/// pure and deterministic for a given value (a `Dictionary`'s entries follow its iteration order).
+/// pure and deterministic: one value, one encoding, in every process (`Dictionary` and `Set` are
+/// written in a canonical order, not their per-process iteration order; see
+/// `BinaryUnorderedEncodable`).
 public struct BinaryEncoder: Sendable {
     public init() {}
 
@@ -48,13 +50,15 @@ final class EncodingState {
     }
 
     /// Writes `value` into `slot`: Optionals as the slot's nil or their wrapped value, scalar
-    /// arrays and ``BinaryContiguous`` values by the fast path, anything else by its own
-    /// `encode(to:)`.
+    /// arrays and ``BinaryContiguous`` values by the fast path, dictionaries and sets in their
+    /// canonical order, anything else by its own `encode(to:)`.
     func encodeValue<T: Encodable>(_ value: T, into slot: EncodingSlot, path: [any CodingKey]) throws {
         if let optional = value as? any BinaryOptionalEncodable {
             try optional.encodeBinary(state: self, slot: slot, path: path)
         } else if let contiguous = value as? any BinaryContiguous {
             try encodeContiguous(contiguous, into: slot)
+        } else if let unordered = value as? any BinaryUnorderedEncodable {
+            try unordered.encodeCanonically(state: self, slot: slot, path: path)
         } else {
             try value.encode(to: BinaryValueEncoder(state: self, slot: slot, codingPath: path))
             // A value that wrote nothing becomes an empty keyed container, so that every non-nil
