@@ -259,6 +259,9 @@ final class DecodingState {
         if let contiguous = T.self as? any BinaryContiguous.Type {
             return try decodeContiguous(contiguous, slot: slot, path: path) as! T
         }
+        if let bytesType = T.self as? any BinaryBytes.Type {
+            return try decodeBytes(bytesType, slot: slot, path: path, depth: depth) as! T
+        }
         return try T(from: BinaryValueDecoder(state: self, slot: slot, codingPath: path, depth: depth))
     }
 
@@ -267,6 +270,28 @@ final class DecodingState {
     {
         let scalars = try scalarArray(C.Scalar.self, slot, path)
         return try C(binaryScalars: scalars)
+    }
+
+    /// A ``BinaryBytes`` value: the unkeyed container of one `UInt8` a byte that its `Codable`
+    /// form reads, its bytes handed over in one buffer. It accepts what the per-byte path would:
+    /// the container's header as ``unkeyed(_:path:depth:)`` checks it, no nil element (a nil
+    /// `UInt8` is an error), and bytes after the elements inside the container are skipped.
+    private func decodeBytes<B: BinaryBytes>(_ type: B.Type, slot: DecodingSlot, path: [any CodingKey], depth: Int)
+        throws -> B
+    {
+        let container = try unkeyed(slot, path: path, depth: depth)
+        let count = container.total
+        if let first = container.nils.first {
+            throw error(
+                .malformed, container.cursor.position, path + [BinaryIndexKey(first)], "found nil, expected UInt8")
+        }
+        let from = container.cursor.position
+        guard count <= container.cursor.end - from else {
+            throw error(.truncated, from, path, "\(count) bytes but \(container.cursor.end - from) left")
+        }
+        return try bytes.withUnsafeBytes {
+            try B(binaryBytes: UnsafeRawBufferPointer(rebasing: $0[from..<from + count]))
+        }
     }
 
     /// A fast-path array: count, then raw little-endian elements.

@@ -57,6 +57,8 @@ final class EncodingState {
             try optional.encodeBinary(state: self, slot: slot, path: path)
         } else if let contiguous = value as? any BinaryContiguous {
             try encodeContiguous(contiguous, into: slot)
+        } else if let bytes = value as? any BinaryBytes {
+            try encodeBytes(bytes, into: slot)
         } else if let unordered = value as? any BinaryUnorderedEncodable {
             try unordered.encodeCanonically(state: self, slot: slot, path: path)
         } else {
@@ -65,6 +67,18 @@ final class EncodingState {
             // value takes at least one byte (a keyed entry of length 0 means nil).
             if slot.isEmpty { _ = slot.openKeyed() }
         }
+    }
+
+    /// The unkeyed container of one `UInt8` a byte that the value's `Codable` form writes:
+    /// `byteCount count 0`, then the bytes, copied when the message is written.
+    private func encodeBytes<B: BinaryBytes>(_ value: B, into slot: EncodingSlot) throws {
+        let sink = try slot.beginValue()
+        let payload = BytesPayload(value: value)
+        let count = UInt64(payload.byteCount)
+        Varint.append(UInt64(Varint.size(count) + 1) + count, to: &sink.run)
+        Varint.append(count, to: &sink.run)
+        sink.run.append(0)
+        sink.append(.raw(payload))
     }
 
     private func encodeContiguous<C: BinaryContiguous>(_ value: C, into slot: EncodingSlot) throws {
@@ -100,6 +114,24 @@ extension Optional: BinaryOptionalEncodable where Wrapped: Encodable {
 protocol RawPayload {
     var byteCount: Int { get }
     func copyBytes(to destination: UnsafeMutableRawPointer)
+}
+
+/// A ``BinaryBytes`` value, held (not copied) until the message is written.
+struct BytesPayload<B: BinaryBytes>: RawPayload {
+    let value: B
+    let byteCount: Int
+
+    init(value: B) {
+        self.value = value
+        byteCount = value.withBinaryBytes { $0.count }
+    }
+
+    func copyBytes(to destination: UnsafeMutableRawPointer) {
+        value.withBinaryBytes { source in
+            precondition(source.count == byteCount, "a BinaryBytes value changed its length while being encoded")
+            if let base = source.baseAddress { destination.copyMemory(from: base, byteCount: byteCount) }
+        }
+    }
 }
 
 struct ScalarPayload<S: BinaryScalar>: RawPayload {
