@@ -81,7 +81,9 @@ struct BenchCodec: AsyncParsableCommand {
             while i < n {
                 var word = rng.next()
                 let k = min(8, n - i)
-                withUnsafeBytes(of: &word) { buffer.baseAddress!.advanced(by: i).copyMemory(from: $0.baseAddress!, byteCount: k) }
+                withUnsafeBytes(of: &word) {
+                    buffer.baseAddress!.advanced(by: i).copyMemory(from: $0.baseAddress!, byteCount: k)
+                }
                 i += k
             }
         }

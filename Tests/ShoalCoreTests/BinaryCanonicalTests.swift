@@ -91,7 +91,8 @@ struct BinaryCanonicalTests {
         #expect(try BinaryDecoder().decode([Int: String].self, from: bytes) == a)
         let inNumericOrder = keyTable(bytes) == a.keys.sorted().map { "\($0)" }
         #expect(inNumericOrder)
-        #expect(keyTable(try BinaryEncoder().encode([10: 0, -1: 0, 2: 0, Int.min: 0])) == ["\(Int.min)", "-1", "2", "10"])
+        #expect(
+            keyTable(try BinaryEncoder().encode([10: 0, -1: 0, 2: 0, Int.min: 0])) == ["\(Int.min)", "-1", "2", "10"])
     }
 
     @Test func codingKeyRepresentableKeys() throws {

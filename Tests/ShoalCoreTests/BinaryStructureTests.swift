@@ -37,7 +37,9 @@ struct BinaryStructureTests {
         for i in 0..<20_000 {
             let count = Int(rng.next() % 96)
             // Mostly small bytes, so that lengths, counts and key indices often fit; sometimes any byte.
-            var bytes = (0..<count).map { _ in UInt8(truncatingIfNeeded: rng.next() % 6 == 0 ? rng.next() : rng.next() % 5) }
+            var bytes = (0..<count).map { _ in
+                UInt8(truncatingIfNeeded: rng.next() % 6 == 0 ? rng.next() : rng.next() % 5)
+            }
             if i % 4 != 0 && !bytes.isEmpty { bytes[0] = BinaryCodec.version }
             let accepted = decoderAcceptsHeader(bytes)
             do {

@@ -84,7 +84,8 @@ struct DataBinaryBytesTests {
         for _ in 0..<3_000 {
             var bytes = valid
             for _ in 0..<Int(1 + rng.next() % 3) {
-                bytes[Int(rng.next() % UInt64(bytes.count))] = UInt8(truncatingIfNeeded: rng.next() % 8 == 0 ? rng.next() : rng.next() % 4)
+                bytes[Int(rng.next() % UInt64(bytes.count))] = UInt8(
+                    truncatingIfNeeded: rng.next() % 8 == 0 ? rng.next() : rng.next() % 4)
             }
             inputs.append(bytes)
         }
@@ -101,7 +102,10 @@ struct DataBinaryBytesTests {
             case (.failure, .failure): break
             default: Issue.record("fast \(fast), per-byte \(slow) on \(bytes)")
             }
-            let top = (Result { try BinaryDecoder().decode(Data.self, from: bytes) }, Result { try BinaryDecoder().decode(PerByte.self, from: bytes) })
+            let top = (
+                Result { try BinaryDecoder().decode(Data.self, from: bytes) },
+                Result { try BinaryDecoder().decode(PerByte.self, from: bytes) }
+            )
             switch top {
             case (.success(let f), .success(let s)): #expect(f == s.data, "\(bytes)")
             case (.failure, .failure): break
@@ -111,7 +115,9 @@ struct DataBinaryBytesTests {
         #expect(agreedOnValues > 100)
         #expect(try BinaryDecoder().decode(Data.self, from: [1, 0, 1, 5, 2, 0, 7, 8, 9]) == Data([7, 8]))
         let strict = BinaryDecoder(limits: BinaryDecodingLimits(maxElementCount: 3))
-        #expect(throws: BinaryDecodingError.self) { try strict.decode(Data.self, from: [1, 0, 1, 6, 4, 0, 1, 2, 3, 4]) }
+        #expect(throws: BinaryDecodingError.self) {
+            try strict.decode(Data.self, from: [1, 0, 1, 6, 4, 0, 1, 2, 3, 4])
+        }
         #expect(try strict.decode(Data.self, from: [1, 0, 1, 5, 3, 0, 1, 2, 3]) == Data([1, 2, 3]))
     }
 

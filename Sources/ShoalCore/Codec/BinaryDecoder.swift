@@ -186,7 +186,9 @@ final class DecodingState {
         let at = p
         let keyCount = try readCount(at: &p, end: end, limit: limits.maxKeyCount, what: "key", path: [])
         // Each name takes at least its length byte.
-        guard keyCount <= end - p else { throw error(.truncated, at, [], "\(keyCount) key names, \(end - p) bytes left") }
+        guard keyCount <= end - p else {
+            throw error(.truncated, at, [], "\(keyCount) key names, \(end - p) bytes left")
+        }
         keys.reserveCapacity(keyCount)
         for i in 0..<keyCount {
             let at = p

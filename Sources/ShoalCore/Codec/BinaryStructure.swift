@@ -44,8 +44,8 @@ public enum BinaryStructure {
         let isNil: Bool
         do {
             p = try parser.state.readHeader()
-            isNil = try parser.state.presenceSlot(cursor: DecodingCursor(position: p, end: bytes.count), at: p, path: [])
-                .isNil
+            let top = DecodingCursor(position: p, end: bytes.count)
+            isNil = try parser.state.presenceSlot(cursor: top, at: p, path: []).isNil
         } catch let error as BinaryDecodingError {
             throw Malformed(offset: error.offset, message: error.message)
         }
