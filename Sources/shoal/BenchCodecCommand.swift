@@ -4,14 +4,18 @@ import ShoalCore
 import ShoalExamples
 
 /// `shoal bench codec`: encode and decode throughput of the binary value encoding for a
-/// `[Double]` and the cross-correlation example's `Matrix` and `Tensor3`, beside a `memcpy` of
-/// the same bytes measured in the same run (the ceiling) and, for the matrix, JSON.
+/// `[Double]`, a `Data` and the cross-correlation example's `Matrix` and `Tensor3`, beside a
+/// `memcpy` of the same bytes measured in the same run (the ceiling); for `Data`, also its
+/// `Codable` form one byte a call (what it took before the fast path); for the matrix, JSON.
 struct BenchCodec: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "codec",
-        abstract: "Binary value encoding: encode/decode GB/s of [Double], Matrix and Tensor3 vs memcpy and JSON.")
+        abstract: "Binary value encoding: encode/decode GB/s of [Double], Data, Matrix and Tensor3 vs memcpy and JSON.")
 
     @Option(help: "Elements of the [Double] (default 8 Mi).") var doubles = 8 * 1024 * 1024
+    @Option(help: "Bytes of the Data (default 64 MiB).") var dataBytes = 64 * 1024 * 1024
+    @Option(help: "Bytes of the Data sent through its per-byte Codable form (default 4 MiB).")
+    var perByteBytes = 4 * 1024 * 1024
     @Option(help: "Rows of the matrix and first extent of the tensor.") var rows = 4_950
     @Option(help: "Columns of the matrix and second extent of the tensor.") var cols = 101
     @Option(help: "Third extent of the tensor.") var depth = 2
@@ -20,10 +24,18 @@ struct BenchCodec: AsyncParsableCommand {
 
     /// Largest element count of one benchmark value: 512 Mi doubles (4 GiB), plenty for a bench.
     static let maxElements = 1 << 29
+    /// Largest `Data`: 256 MiB, the decoder's default element limit (`maxElementCount`).
+    static let maxDataBytes = 1 << 28
 
     func validate() throws {
         guard doubles >= 1 && doubles <= Self.maxElements else {
             throw refuse("--doubles must be 1 to \(Self.maxElements), got \(doubles)")
+        }
+        guard dataBytes >= 1 && dataBytes <= Self.maxDataBytes else {
+            throw refuse("--data-bytes must be 1 to \(Self.maxDataBytes), got \(dataBytes)")
+        }
+        guard perByteBytes >= 1 && perByteBytes <= Self.maxDataBytes else {
+            throw refuse("--per-byte-bytes must be 1 to \(Self.maxDataBytes), got \(perByteBytes)")
         }
         guard rows >= 1 && rows <= Self.maxElements else {
             throw refuse("--rows must be 1 to \(Self.maxElements), got \(rows)")
@@ -52,9 +64,30 @@ struct BenchCodec: AsyncParsableCommand {
         let tensor = Tensor3(rows, cols, depth, values: randomDoubles(rows * cols * depth))
         print("binary value encoding, median of \(runs) runs; memcpy = same byte count copied in the same run")
         try measure("[Double] \(doubles)", array, payloadBytes: doubles * 8)
+        let data = randomBytes(dataBytes, &rng)
+        try measure("Data \(dataBytes)", data, payloadBytes: dataBytes)
+        try measure(
+            "Data \(perByteBytes) per byte (its Codable form, no fast path)", PerByteData(data.prefix(perByteBytes)),
+            payloadBytes: perByteBytes)
         try measure("Matrix \(rows)×\(cols)", matrix, payloadBytes: rows * cols * 8)
         try measure("Tensor3 \(rows)×\(cols)×\(depth)", tensor, payloadBytes: rows * cols * depth * 8)
         if !noJson { try measureJSON(matrix, payloadBytes: rows * cols * 8) }
+    }
+
+    private func randomBytes(_ n: Int, _ rng: inout SeededGenerator) -> Data {
+        var data = Data(count: n)
+        data.withUnsafeMutableBytes { buffer in
+            var i = 0
+            while i < n {
+                var word = rng.next()
+                let k = min(8, n - i)
+                withUnsafeBytes(of: &word) {
+                    buffer.baseAddress!.advanced(by: i).copyMemory(from: $0.baseAddress!, byteCount: k)
+                }
+                i += k
+            }
+        }
+        return data
     }
 
     /// Median seconds of `body` over `runs` runs.
@@ -84,6 +117,11 @@ struct BenchCodec: AsyncParsableCommand {
     }
 
     private func gbps(_ bytes: Int, _ seconds: Double) -> Double { Double(bytes) / seconds / 1e9 }
+    /// GB/s, or MB/s below 0.1 GB/s (the per-byte path).
+    private func rate(_ gbps: Double) -> String {
+        gbps >= 0.1 ? "\(format(gbps, 2)) GB/s" : "\(format(gbps * 1000, 1)) MB/s"
+    }
+    private func ratio(_ r: Double) -> String { format(r, r >= 0.1 ? 2 : 4) }
 
     private func measure<T: Codable & Equatable>(_ name: String, _ value: T, payloadBytes: Int) throws {
         let encoder = BinaryEncoder()
@@ -103,10 +141,10 @@ struct BenchCodec: AsyncParsableCommand {
         let dec = gbps(encoded.count, decodeSeconds)
         print(
             "\(name): \(encoded.count) bytes (\(encoded.count - payloadBytes) over the raw values); "
-                + "encode \(format(enc, 2)) GB/s (\(format(encodeSeconds * 1000, 2)) ms), "
-                + "decode \(format(dec, 2)) GB/s (\(format(decodeSeconds * 1000, 2)) ms); "
-                + "memcpy \(format(refRate, 2)) GB/s; "
-                + "ratio encode \(format(enc / refRate, 2)), decode \(format(dec / refRate, 2))"
+                + "encode \(rate(enc)) (\(format(encodeSeconds * 1000, 2)) ms), "
+                + "decode \(rate(dec)) (\(format(decodeSeconds * 1000, 2)) ms); "
+                + "memcpy \(rate(refRate)); "
+                + "ratio encode \(ratio(enc / refRate)), decode \(ratio(dec / refRate))"
                 + (same && size > 0 ? "" : " (decode check failed)"))
     }
 
@@ -129,4 +167,13 @@ struct BenchCodec: AsyncParsableCommand {
                 + "binary is \(format(jsonEncode / binaryEncode, 1))× faster to encode, "
                 + "\(format(jsonDecode / binaryDecode, 1))× to decode")
     }
+}
+
+/// `Data` through its own `Codable` conformance, one `UInt8` a container call: the same bytes as
+/// the fast path, the speed `Data` had before it.
+private struct PerByteData: Codable, Equatable {
+    var data: Data
+    init(_ data: Data) { self.data = data }
+    func encode(to encoder: any Encoder) throws { try data.encode(to: encoder) }
+    init(from decoder: any Decoder) throws { data = try Data(from: decoder) }
 }

@@ -26,7 +26,7 @@ public enum BinaryCodec {
     public static let version: UInt8 = 1
 
     /// Whether `encoder` is Shoal's binary encoder, so a type may pick its binary-friendly form
-    /// (e.g. `[Double]`, which takes the raw fast path, instead of `Data`, which is per-byte).
+    /// (e.g. `[Double]`, which takes the raw fast path, instead of base64 text).
     public static func isBinary(_ encoder: any Encoder) -> Bool { encoder is BinaryValueEncoder }
 
     /// Whether `decoder` is Shoal's binary decoder (see ``isBinary(_:)-(Encoder)``).
@@ -179,6 +179,19 @@ public protocol BinaryContiguous {
     var binaryScalars: [Scalar] { get }
     /// Rebuilds a value from the scalars ``binaryScalars`` gave; throws if they are not valid.
     init(binaryScalars: [Scalar]) throws
+}
+
+/// A byte container whose `Codable` form is an unkeyed container of its bytes, one `UInt8` each
+/// (as Foundation's `Data` encodes itself). The binary coder writes and reads exactly those bytes
+/// (`byteCount count nilCount=0 byte*`), but with one `memcpy` each way instead of one call a
+/// byte; so a value encodes identically whether or not its type conforms, and decoding accepts
+/// what the per-byte path accepts. It exists for byte containers that ShoalCore cannot name: the
+/// `Shoal` module conforms `Data`.
+public protocol BinaryBytes {
+    /// Calls `body` with the contents.
+    func withBinaryBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R
+    /// A value holding a copy of `bytes`; throws if they are not a valid value.
+    init(binaryBytes bytes: UnsafeRawBufferPointer) throws
 }
 
 /// Arrays of scalars: the built-in fast path.

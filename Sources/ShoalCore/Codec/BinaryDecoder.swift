@@ -16,22 +16,8 @@ public struct BinaryDecoder: Sendable {
     /// The value of type `type` encoded in `bytes` (all of them: trailing bytes are an error).
     public func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {
         let state = DecodingState(bytes: bytes, limits: limits)
-        var p = 0
+        let p = try state.readHeader()
         let end = bytes.count
-        let version = try state.readFixed(UInt8.self, at: &p, end: end, path: [])
-        guard version == BinaryCodec.version else {
-            throw state.error(.malformed, 0, [], "format version \(version), expected \(BinaryCodec.version)")
-        }
-        let keyCount = try state.readCount(at: &p, end: end, limit: limits.maxKeyCount, what: "key", path: [])
-        state.keys.reserveCapacity(keyCount)
-        for i in 0..<keyCount {
-            let at = p
-            let name = try state.readString(at: &p, end: end, path: [])
-            guard state.keyIndices.updateValue(i, forKey: name) == nil else {
-                throw state.error(.malformed, at, [], "key name '\(name)' twice in the key table")
-            }
-            state.keys.append(name)
-        }
         let cursor = DecodingCursor(position: p, end: end)
         let top = try state.presenceSlot(cursor: cursor, at: p, path: [])
         let value = try state.decodeValue(T.self, slot: top, path: [], depth: 0)
@@ -101,7 +87,8 @@ final class KeyedRegion {
     }
 }
 
-/// The input, the key table and the bounds-checked readers.
+/// The input, the key table and the bounds-checked readers: the one reader of the layout, used
+/// by the decoder and by ``BinaryStructure`` (which reads without the Swift type).
 final class DecodingState {
     let bytes: [UInt8]
     let limits: BinaryDecodingLimits
@@ -187,6 +174,33 @@ final class DecodingState {
         return s
     }
 
+    /// Reads the message's header, the version byte and the key table (into ``keys`` and
+    /// ``keyIndices``), and returns the offset of the top-level slot.
+    func readHeader() throws -> Int {
+        var p = 0
+        let end = bytes.count
+        let version = try readFixed(UInt8.self, at: &p, end: end, path: [])
+        guard version == BinaryCodec.version else {
+            throw error(.malformed, 0, [], "format version \(version), expected \(BinaryCodec.version)")
+        }
+        let at = p
+        let keyCount = try readCount(at: &p, end: end, limit: limits.maxKeyCount, what: "key", path: [])
+        // Each name takes at least its length byte.
+        guard keyCount <= end - p else {
+            throw error(.truncated, at, [], "\(keyCount) key names, \(end - p) bytes left")
+        }
+        keys.reserveCapacity(keyCount)
+        for i in 0..<keyCount {
+            let at = p
+            let name = try readString(at: &p, end: end, path: [])
+            guard keyIndices.updateValue(i, forKey: name) == nil else {
+                throw error(.malformed, at, [], "key name '\(name)' twice in the key table")
+            }
+            keys.append(name)
+        }
+        return p
+    }
+
     /// A presence byte at `at`: 0 nil, 1 a value follows.
     func presenceSlot(cursor: DecodingCursor, at: Int, path: @autoclosure () -> [any CodingKey]) throws -> DecodingSlot
     {
@@ -259,6 +273,9 @@ final class DecodingState {
         if let contiguous = T.self as? any BinaryContiguous.Type {
             return try decodeContiguous(contiguous, slot: slot, path: path) as! T
         }
+        if let bytesType = T.self as? any BinaryBytes.Type {
+            return try decodeBytes(bytesType, slot: slot, path: path, depth: depth) as! T
+        }
         return try T(from: BinaryValueDecoder(state: self, slot: slot, codingPath: path, depth: depth))
     }
 
@@ -267,6 +284,28 @@ final class DecodingState {
     {
         let scalars = try scalarArray(C.Scalar.self, slot, path)
         return try C(binaryScalars: scalars)
+    }
+
+    /// A ``BinaryBytes`` value: the unkeyed container of one `UInt8` a byte that its `Codable`
+    /// form reads, its bytes handed over in one buffer. It accepts what the per-byte path would:
+    /// the container's header as ``unkeyed(_:path:depth:)`` checks it, no nil element (a nil
+    /// `UInt8` is an error), and bytes after the elements inside the container are skipped.
+    private func decodeBytes<B: BinaryBytes>(_ type: B.Type, slot: DecodingSlot, path: [any CodingKey], depth: Int)
+        throws -> B
+    {
+        let container = try unkeyed(slot, path: path, depth: depth)
+        let count = container.total
+        if let first = container.nils.first {
+            throw error(
+                .malformed, container.cursor.position, path + [BinaryIndexKey(first)], "found nil, expected UInt8")
+        }
+        let from = container.cursor.position
+        guard count <= container.cursor.end - from else {
+            throw error(.truncated, from, path, "\(count) bytes but \(container.cursor.end - from) left")
+        }
+        return try bytes.withUnsafeBytes {
+            try B(binaryBytes: UnsafeRawBufferPointer(rebasing: $0[from..<from + count]))
+        }
     }
 
     /// A fast-path array: count, then raw little-endian elements.
@@ -318,6 +357,19 @@ final class DecodingState {
         var p = slot.start
         let length = try readLength(at: &p, end: slot.cursor.end, path: path)
         let end = p + length
+        let entries = try keyedEntries(p..<end, path: path)
+        if slot.exact && end != slot.cursor.end {
+            throw error(.malformed, end, path, "\(slot.cursor.end - end) bytes after a keyed container")
+        }
+        slot.cursor.position = end
+        return KeyedRegion(entries: entries)
+    }
+
+    /// The entries of a keyed container whose entries fill `body` (after its byte count): each
+    /// names a key of the table, at most once, and its value's bytes lie inside `body`.
+    func keyedEntries(_ body: Range<Int>, path: [any CodingKey]) throws -> [KeyedEntry] {
+        var p = body.lowerBound
+        let end = body.upperBound
         var entries: [KeyedEntry] = []
         while p < end {
             let at = p
@@ -333,11 +385,7 @@ final class DecodingState {
             p += n
         }
         try checkDistinct(entries, path: path)
-        if slot.exact && end != slot.cursor.end {
-            throw error(.malformed, end, path, "\(slot.cursor.end - end) bytes after a keyed container")
-        }
-        slot.cursor.position = end
-        return KeyedRegion(entries: entries)
+        return entries
     }
 
     /// A key written twice in one container could mean different things to different readers:
@@ -360,7 +408,28 @@ final class DecodingState {
         var p = slot.start
         let length = try readLength(at: &p, end: slot.cursor.end, path: path)
         let end = p + length
+        let (count, nils) = try unkeyedHeader(at: &p, end: end, path: path)
+        if slot.exact && end != slot.cursor.end {
+            throw error(.malformed, end, path, "\(slot.cursor.end - end) bytes after an unkeyed container")
+        }
+        slot.cursor.position = end
+        return BinaryUnkeyedDecoder(
+            state: self, cursor: DecodingCursor(position: p, end: end), total: count, nils: nils, codingPath: path,
+            depth: depth + 1)
+    }
+}
+
+extension DecodingState {
+    /// An unkeyed container's header after its byte count: `count nilCount nilIndex*`, read
+    /// from `p` (left at the first element) up to `end`, the container's end. Every element
+    /// takes at least one byte (a present value) or its nil index does, so a count larger than
+    /// the bytes left is refused before anyone reserves room for it.
+    func unkeyedHeader(at p: inout Int, end: Int, path: [any CodingKey]) throws -> (count: Int, nils: [Int]) {
+        let countAt = p
         let count = try readCount(at: &p, end: end, limit: limits.maxElementCount, what: "element", path: path)
+        guard count <= end - p else {
+            throw error(.truncated, countAt, path, "\(count) elements, \(end - p) bytes left")
+        }
         let at = p
         let nilCount = try readCount(at: &p, end: end, limit: count, what: "nil element", path: path)
         guard nilCount <= end - p else {
@@ -376,13 +445,7 @@ final class DecodingState {
             }
             nils.append(Int(i))
         }
-        if slot.exact && end != slot.cursor.end {
-            throw error(.malformed, end, path, "\(slot.cursor.end - end) bytes after an unkeyed container")
-        }
-        slot.cursor.position = end
-        return BinaryUnkeyedDecoder(
-            state: self, cursor: DecodingCursor(position: p, end: end), total: count, nils: nils, codingPath: path,
-            depth: depth + 1)
+        return (count, nils)
     }
 }
 

@@ -5,7 +5,9 @@
 /// order, as `Codable` allows), then sizes it and writes it into one exactly sized buffer. Arrays
 /// of ``BinaryScalar`` and ``BinaryContiguous`` values are kept by reference until that final
 /// write, which copies them with one `memcpy` on little-endian hosts. Encoding is synchronous,
-/// pure and deterministic for a given value (a `Dictionary`'s entries follow its iteration order).
+/// pure and deterministic: one value, one encoding, in every process (`Dictionary` and `Set` are
+/// written in a canonical order, not their per-process iteration order; see
+/// `BinaryUnorderedEncodable`).
 public struct BinaryEncoder: Sendable {
     public init() {}
 
@@ -48,19 +50,35 @@ final class EncodingState {
     }
 
     /// Writes `value` into `slot`: Optionals as the slot's nil or their wrapped value, scalar
-    /// arrays and ``BinaryContiguous`` values by the fast path, anything else by its own
-    /// `encode(to:)`.
+    /// arrays and ``BinaryContiguous`` values by the fast path, dictionaries and sets in their
+    /// canonical order, anything else by its own `encode(to:)`.
     func encodeValue<T: Encodable>(_ value: T, into slot: EncodingSlot, path: [any CodingKey]) throws {
         if let optional = value as? any BinaryOptionalEncodable {
             try optional.encodeBinary(state: self, slot: slot, path: path)
         } else if let contiguous = value as? any BinaryContiguous {
             try encodeContiguous(contiguous, into: slot)
+        } else if let bytes = value as? any BinaryBytes {
+            try encodeBytes(bytes, into: slot)
+        } else if let unordered = value as? any BinaryUnorderedEncodable {
+            try unordered.encodeCanonically(state: self, slot: slot, path: path)
         } else {
             try value.encode(to: BinaryValueEncoder(state: self, slot: slot, codingPath: path))
             // A value that wrote nothing becomes an empty keyed container, so that every non-nil
             // value takes at least one byte (a keyed entry of length 0 means nil).
             if slot.isEmpty { _ = slot.openKeyed() }
         }
+    }
+
+    /// The unkeyed container of one `UInt8` a byte that the value's `Codable` form writes:
+    /// `byteCount count 0`, then the bytes, copied when the message is written.
+    private func encodeBytes<B: BinaryBytes>(_ value: B, into slot: EncodingSlot) throws {
+        let sink = try slot.beginValue()
+        let payload = BytesPayload(value: value)
+        let count = UInt64(payload.byteCount)
+        Varint.append(UInt64(Varint.size(count) + 1) + count, to: &sink.run)
+        Varint.append(count, to: &sink.run)
+        sink.run.append(0)
+        sink.append(.raw(payload))
     }
 
     private func encodeContiguous<C: BinaryContiguous>(_ value: C, into slot: EncodingSlot) throws {
@@ -96,6 +114,24 @@ extension Optional: BinaryOptionalEncodable where Wrapped: Encodable {
 protocol RawPayload {
     var byteCount: Int { get }
     func copyBytes(to destination: UnsafeMutableRawPointer)
+}
+
+/// A ``BinaryBytes`` value, held (not copied) until the message is written.
+struct BytesPayload<B: BinaryBytes>: RawPayload {
+    let value: B
+    let byteCount: Int
+
+    init(value: B) {
+        self.value = value
+        byteCount = value.withBinaryBytes { $0.count }
+    }
+
+    func copyBytes(to destination: UnsafeMutableRawPointer) {
+        value.withBinaryBytes { source in
+            precondition(source.count == byteCount, "a BinaryBytes value changed its length while being encoded")
+            if let base = source.baseAddress { destination.copyMemory(from: base, byteCount: byteCount) }
+        }
+    }
 }
 
 struct ScalarPayload<S: BinaryScalar>: RawPayload {
