@@ -267,7 +267,14 @@ public struct WorkMachine: Sendable {
         into out: inout [WorkDirective]
     ) {
         guard ownedIndex[wf] == nil else { return }
-        precondition(initial.count == plan.dataCount, "one initial value per datum")
+        guard initial.count == plan.dataCount else {
+            // A record that says otherwise is refused when it arrives (`acceptable`); a shell that
+            // submits so is told, not trapped.
+            out.append(
+                .workflowFailed(
+                    workflow: wf, reason: "\(initial.count) initial values for \(plan.dataCount) data", cause: nil))
+            return
+        }
         for (d, value) in initial.enumerated() { keep(VersionRef(wf, d), value) }
         let workflow = OwnedWorkflow(workflow: wf, plan: plan, initial: initial, owner: id)
         let liveNow = sortedLive()
@@ -725,7 +732,36 @@ public struct WorkMachine: Sendable {
 
     // MARK: Messages and timers
 
+    /// Whether a message from another peer is within bounds. One that is not is dropped and
+    /// counted (`messagesDropped`), never trapped on: its sender may be buggy, or hostile.
+    /// Indices into a workflow (tasks, versions) are checked where they are used, against the
+    /// plan; this checks what would otherwise overflow, allocate without bound or break a
+    /// record's invariants.
+    private func acceptable(_ message: WorkMessage) -> Bool {
+        // A query asks about at most `maxAuditBatch` tasks; a grant holds at most 1,024 (the
+        // stealing machine's clamp); the answers are no longer.
+        let maxTasks = max(settings.maxAuditBatch, 1_024)
+        switch message {
+        case .started(let tasks), .query(let tasks), .unknown(let tasks):
+            return tasks.count <= maxTasks
+        case .result(_, let outputs, _):
+            return outputs.count <= WorkSettings.maxOutputsPerTask
+        case .recordCreate(_, _, let backups, let plan, let initial):
+            return initial.count == plan.dataCount && backups.count <= 16
+        case .recordAppend(_, _, let first, let entries):
+            return first >= 0 && first <= Int(Int32.max) && entries.count <= settings.maxRecordBatch
+        case .recordAck(_, let count):
+            return count >= -1
+        case .data, .fetch, .noData, .failure, .resultAck, .inputLost, .release, .ownerCheck, .notOwner:
+            return true
+        }
+    }
+
     private mutating func receive(_ message: WorkMessage, from: PeerID, into out: inout [WorkDirective]) {
+        guard acceptable(message) else {
+            counters.messagesDropped += 1
+            return
+        }
         switch message {
         case .fetch(let version, let rid):
             if let value = store[version] {

@@ -296,6 +296,9 @@ public struct WorkSettings: Sendable, Hashable {
         maxRecordBatch = 4_096
     }
 
+    /// Most versions one task may write (its accesses): what a result may name.
+    public static let maxOutputsPerTask = Int(UInt16.max)
+
     public var clamped: WorkSettings {
         var s = self
         s.slots = min(max(1, slots), 4_096)
@@ -337,6 +340,8 @@ public struct WorkCounters: Sendable, Hashable, Codable {
     /// Owner: results refused because they do not name the task's outputs, or because a group
     /// member ran on a value that is no longer its group's current one.
     public var resultsRefused = 0
+    /// Messages from other peers dropped as out of bounds (`WorkMachine.acceptable`).
+    public var messagesDropped = 0
     /// Fetches sent and bytes received by fetches.
     public var fetches = 0
     public var bytesFetched: UInt64 = 0
@@ -358,6 +363,7 @@ public struct WorkCounters: Sendable, Hashable, Codable {
         tasksRecomputed += o.tasksRecomputed
         tasksRequeued += o.tasksRequeued
         resultsRefused += o.resultsRefused
+        messagesDropped += o.messagesDropped
         tasksRetried += o.tasksRetried
         tasksFailed += o.tasksFailed
         fetches += o.fetches

@@ -82,6 +82,10 @@ struct WorkflowPlanBuilder: VersionLedger {
     /// Renames the accesses of task `index` (the next in program order) and appends it.
     mutating func append(_ call: WorkflowTaskSpec, index: Int) throws(WorkflowPlan.Invalid) {
         task = Int32(index)
+        guard call.accesses.count <= WorkSettings.maxOutputsPerTask else {
+            throw WorkflowPlan.Invalid(
+                description: "task \(index) has \(call.accesses.count) accesses; at most \(WorkSettings.maxOutputsPerTask)")
+        }
         guard call.label.utf8.count <= Self.maxLabel else {
             throw WorkflowPlan.Invalid(description: "task \(index): its label is over \(Self.maxLabel) bytes")
         }
