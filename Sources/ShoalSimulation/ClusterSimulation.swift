@@ -226,8 +226,10 @@ public struct ClusterSimulation {
     /// The Chrome trace-event JSON of the run (if recorded).
     public var traceJSON: String? { trace?.json() }
 
+    /// Asked after every event once membership converged: reads each status in place (a closure
+    /// over the elements copied every workflow's plan and program, a tenth of a million-task run).
     var allWorkflowsEnded: Bool {
-        workflows.allSatisfy { $0.outcome.status == .completed || $0.outcome.status == .failed }
+        workflows.indices.allSatisfy { workflows[$0].outcome.status == .completed || workflows[$0].outcome.status == .failed }
     }
 
     // MARK: Events
@@ -424,16 +426,19 @@ public struct ClusterSimulation {
     ) {
         let w = workflowIndex[task.workflow]!
         let t = task.task
-        let plan = workflows[w].plan
-        // The body runs the call as the program wrote it, from the values it was given.
-        let call = workflows[w].spec.tasks[t]
-        let cost = Interval(nanoseconds: plan.cost[t])
+        // The body runs the call as the program wrote it, from the values it was given. (Fields
+        // are read in place: copying a million-task plan or program per task costs dozens of
+        // reference counts.)
+        let directions = workflows[w].spec.tasks[t].accesses.lazy.map(\.direction)
+        let failingAttempts = workflows[w].spec.tasks[t].failingAttempts
+        let outputBytes = workflows[w].plan.outputBytes[t]
+        let cost = Interval(nanoseconds: workflows[w].plan.cost[t])
         peers[Int(p.raw)].tasksRun += 1
         trace?.complete("task \(t)", peer: p, at: now, duration: cost)
         let failure: TaskFailure? =
             if inputs.contains(where: { $0 == nil }) {
                 TaskFailure(message: "reads an input that has no value (its writer failed and the failure was ignored)")
-            } else if attempt <= Int(call.failingAttempts) {
+            } else if attempt <= Int(failingAttempts) {
                 TaskFailure(message: "modelled failure of attempt \(attempt)", exitStatus: 1, stderrTail: "attempt \(attempt) failed")
             } else {
                 nil
@@ -443,8 +448,8 @@ public struct ClusterSimulation {
             return
         }
         let contents = WorkflowPlan.modelledOutputs(
-            task: t, catalogueKey: catalogueKey, directions: call.accesses.map(\.direction), inputs: inputs.map { $0!.content })
-        let outputs = contents.map { DataValue(bytes: plan.outputBytes[t], content: $0) }
+            task: t, catalogueKey: catalogueKey, directions: directions, inputs: inputs.map { $0!.content })
+        let outputs = contents.map { DataValue(bytes: outputBytes, content: $0) }
         queue.schedule(.executed(p, generation: generation, task: task, outputs: outputs), at: now + cost)
     }
 

@@ -16,8 +16,8 @@ final class OwnedWorkflow: @unchecked Sendable {
     let workflow: WorkflowID
     /// This peer: it stands as the holder of absent and failed versions (there is nothing to fetch).
     let owner: PeerID
-    private(set) var plan: WorkflowPlan
-    private(set) var initial: [DataValue]
+    let plan: WorkflowPlan
+    let initial: [DataValue]
     private(set) var state: [TaskState]
     /// For a waiting or ready task: how many of its inputs have no holder.
     private var missing: [Int32]
@@ -405,8 +405,14 @@ final class OwnedWorkflow: @unchecked Sendable {
     /// Task `t` as an executor receives it: where each input is (in access order; a member reads
     /// its group's current value) and which versions it writes.
     func stealable(_ t: Int, owner: PeerID) -> StealableTask {
+        // Offered to thieves every protocol period: sized once, no growth.
+        let accesses = plan.accessRange(of: t)
         var inputs: [DataLocation] = []
-        for a in plan.accessRange(of: t) where plan.accessRead[a] >= 0 {
+        inputs.reserveCapacity(accesses.count)
+        var outputs: [VersionRef] = []
+        outputs.reserveCapacity(accesses.count)
+        for a in accesses where plan.accessWritten[a] >= 0 { outputs.append(VersionRef(workflow, Int(plan.accessWritten[a]))) }
+        for a in accesses where plan.accessRead[a] >= 0 {
             let read = plan.group(ofAccess: a).map(currentValue(of:)) ?? Int(plan.accessRead[a])
             let v = storedVersion(read)
             inputs.append(
@@ -414,7 +420,6 @@ final class OwnedWorkflow: @unchecked Sendable {
                     datum: VersionRef(workflow, v), bytes: bytes[v], holders: [holder[v]], checksum: checksum[v],
                     absent: valueState[v] == .absent))
         }
-        let outputs = plan.outputs(of: t).map { VersionRef(workflow, Int($0)) }
         var task = StealableTask(
             id: TaskRef(workflow, t), owner: owner, catalogueKey: plan.catalogueKey[t], inputs: inputs,
             outputs: outputs)

@@ -608,7 +608,7 @@ public struct WorkMachine: Sendable {
             }
         }
         let result = TaskResult(
-            outputs: records, basis: OutputRecord.basis(job.values.map { $0?.checksum ?? 0 }), failure: failure,
+            outputs: records, basis: OutputRecord.basis(job.values.lazy.map { $0?.checksum ?? 0 }), failure: failure,
             attempt: job.task.attempt)
         // The result goes to the task's owner, to any other peer that asked about it, and here if
         // this peer owns the workflow now (it took it over while running the task for the old

@@ -19,6 +19,9 @@ public struct TaskRef: Hashable, Comparable, Sendable, Codable, CustomStringConv
     }
     public var task: Int { Int(index) }
     public static func < (a: TaskRef, b: TaskRef) -> Bool { (a.workflow, a.index) < (b.workflow, b.index) }
+    /// One word into the hasher, not two: task and version references key the machines' busiest
+    /// tables.
+    public func hash(into hasher: inout Hasher) { hasher.combine(workflow.raw &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(index)) }
     public var description: String { "task \(index) of \(workflow)" }
 }
 
@@ -32,6 +35,7 @@ public struct VersionRef: Hashable, Comparable, Sendable, Codable, CustomStringC
     }
     public var version: Int { Int(index) }
     public static func < (a: VersionRef, b: VersionRef) -> Bool { (a.workflow, a.index) < (b.workflow, b.index) }
+    public func hash(into hasher: inout Hasher) { hasher.combine(workflow.raw &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(index)) }
     public var description: String { "version \(index) of \(workflow)" }
 }
 
@@ -181,7 +185,8 @@ public enum WorkMessage: Sendable {
     /// (`OutputRecord.basis`); its outputs stay with the executor.
     case result(task: TaskRef, outputs: [OutputRecord], basis: UInt64)
     /// Executor to owner: attempt `attempt` of the task failed (acknowledged by `resultAck`).
-    case failure(task: TaskRef, attempt: UInt16, failure: TaskFailure)
+    /// (Indirect: a failure is rare, and its text would make every message of the protocol larger.)
+    indirect case failure(task: TaskRef, attempt: UInt16, failure: TaskFailure)
     case resultAck(task: TaskRef)
     /// Owner to executor: "what became of these tasks I believe you run?" (an audit of tasks
     /// assigned for longer than `auditInterval`). The executor answers `started` for those it
