@@ -296,7 +296,7 @@ extension WorkflowSpec {
 
     /// The shape of the cross-correlation example (`shoal demo`): one task generates the spike
     /// trains; `fragments` tasks each correlate a block of pairs from them; each fragment is
-    /// gathered into the two result matrices (`commutative`, planned in program order).
+    /// gathered into the two result matrices (`commutative`: one group each, members in any order).
     public static func crossCorrelation(
         fragments: Int, generateCost: Interval, fragmentCost: Interval, gatherCost: Interval,
         trainsBytes: UInt64 = 4 << 20, fragmentBytes: UInt64 = 1 << 20, matrixBytes: UInt64 = 4 << 20
