@@ -89,4 +89,28 @@ struct WorkBoundaryTests {
         }
         #expect(finished)
     }
+
+    @Test func aFinishedWorkflowLeavesTheOwnersTableAndItsIdIsRemembered() throws {
+        let plan = try WorkflowPlan(WorkflowSpec(name: "one", dataCount: 1, tasks: [W.task([(0, .inout)])]))
+        var s = WorkSettings()
+        s.slots = 1
+        s.retiredMemory = 2
+        var m = WorkMachine(id: W.p(1), settings: s)
+        _ = m.on(.peerUp(W.p(2)), now: W.t0)
+        for n in 1...3 {
+            let wf = WorkflowID(raw: UInt64(n))
+            let out = m.on(.submit(workflow: wf, plan: plan, initial: W.initial(plan)), now: W.t0)
+            let (task, inputs) = try #require(W.executions(out).first)
+            _ = m.on(.executed(task: task, outputs: W.outputs(plan, task, inputs)), now: W.t0)
+        }
+        // The next event compacts: no record is kept, only the ids of the last two.
+        var out = m.on(.message(.ownerCheck(workflow: WorkflowID(raw: 3)), from: W.p(2)), now: W.t0)
+        #expect(m.ownedRecordCount == 0)
+        #expect(out.contains { if case .send(.release(WorkflowID(raw: 3)), _) = $0 { true } else { false } })
+        out = m.on(.message(.ownerCheck(workflow: WorkflowID(raw: 1)), from: W.p(2)), now: W.t0)
+        #expect(out.contains { if case .send(.notOwner(WorkflowID(raw: 1)), _) = $0 { true } else { false } })
+        // A finished workflow is not run again if it is submitted again.
+        out = m.on(.submit(workflow: WorkflowID(raw: 3), plan: plan, initial: W.initial(plan)), now: W.t0)
+        #expect(W.executions(out).isEmpty && m.ownedRecordCount == 0)
+    }
 }

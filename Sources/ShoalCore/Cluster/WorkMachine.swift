@@ -77,6 +77,13 @@ public struct WorkMachine: Sendable {
 
     // Owner.
     private var owned: [OwnedWorkflow] = []
+    /// A workflow ended since the last event: it leaves `owned` at the next one (not at once: the
+    /// code that ended it may still hold its index).
+    private var ownedFinished = false
+    /// The last `retiredMemory` workflows this peer owned to their end, to answer a backup that
+    /// still asks about one (`ownerCheck`) with `release` rather than `notOwner`.
+    private var retired: Set<WorkflowID> = []
+    private var retiredOrder = RingBuffer<WorkflowID>()
     private var ownedIndex: [WorkflowID: Int] = [:]
     private var leaseCheckScheduled = false
     private var auditScheduled = false
@@ -194,6 +201,7 @@ public struct WorkMachine: Sendable {
 
     public mutating func on(_ event: WorkEvent, now: Instant, into out: inout [WorkDirective]) {
         self.now = now
+        if ownedFinished { retireFinished() }
         switch event {
         case .submit(let wf, let plan, let initial):
             submit(wf, plan: plan, initial: initial, log: [], into: &out)
@@ -266,7 +274,7 @@ public struct WorkMachine: Sendable {
         _ wf: WorkflowID, plan: WorkflowPlan, initial: [DataValue], log: [RecordEntry],
         into out: inout [WorkDirective]
     ) {
-        guard ownedIndex[wf] == nil else { return }
+        guard ownedIndex[wf] == nil, !retired.contains(wf) else { return }
         guard initial.count == plan.dataCount else {
             // A record that says otherwise is refused when it arrives (`acceptable`); a shell that
             // submits so is told, not trapped.
@@ -377,7 +385,25 @@ public struct WorkMachine: Sendable {
         release(w, into: &out)
     }
 
+    /// Drops the workflows that ended from the owner's table, plan and all: a peer that owns
+    /// workflow after workflow keeps only the ids of the last `retiredMemory`.
+    private mutating func retireFinished() {
+        ownedFinished = false
+        for w in owned where w.finished {
+            guard retired.insert(w.workflow).inserted else { continue }
+            retiredOrder.append(w.workflow)
+            if retiredOrder.count > settings.retiredMemory, let old = retiredOrder.popFirst() { retired.remove(old) }
+        }
+        owned.removeAll { $0.finished }
+        ownedIndex = [:]
+        for (i, w) in owned.enumerated() { ownedIndex[w.workflow] = i }
+    }
+
+    /// Workflow records this peer keeps as an owner (finished ones leave at the next event).
+    public var ownedRecordCount: Int { owned.count }
+
     private mutating func release(_ w: Int, into out: inout [WorkDirective]) {
+        ownedFinished = true
         let wf = owned[w].workflow
         var peers = Set(owned[w].holder.filter { $0 != OwnedWorkflow.nobody })
         peers.formUnion(owned[w].backups)
@@ -812,7 +838,7 @@ public struct WorkMachine: Sendable {
         case .inputLost(let task, let version, let holder, let definite):
             inputLost(task: task, version: version, holder: holder, definite: definite, into: &out)
         case .recordCreate(let wf, let owner, let backups, let plan, let initial):
-            guard ownedIndex[wf] == nil else { return }
+            guard ownedIndex[wf] == nil, !retired.contains(wf) else { return }
             if records[wf] == nil || records[wf]!.owner != owner {
                 records[wf] = BackupRecord(owner: owner, backups: backups, plan: plan, initial: initial, log: [])
                 out.append(.persistRecord(.drop(workflow: wf)))  // an older owner's log, if any
@@ -856,6 +882,8 @@ public struct WorkMachine: Sendable {
         case .ownerCheck(let wf):
             if let w = ownedIndex[wf] {
                 if owned[w].finished { out.append(.send(.release(workflow: wf), to: from)) }
+            } else if retired.contains(wf) {
+                out.append(.send(.release(workflow: wf), to: from))
             } else {
                 out.append(.send(.notOwner(workflow: wf), to: from))
             }

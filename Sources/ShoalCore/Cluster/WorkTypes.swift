@@ -267,6 +267,9 @@ public struct WorkSettings: Sendable, Hashable {
     public var maxAuditBatch: Int
     /// Executor: how many recent results it remembers to answer an owner's audit.
     public var resultMemory: Int
+    /// Owner: how many ended workflows it remembers (their ids only), to tell a backup that asks
+    /// about one to drop its record.
+    public var retiredMemory: Int
     /// Most ready tasks the owner offers to thieves at once (the victim's window).
     public var stealWindow: Int
     /// A task that failed to start this many times (inputs unreachable) fails its workflow.
@@ -293,6 +296,7 @@ public struct WorkSettings: Sendable, Hashable {
         auditInterval = .seconds(2)
         maxAuditBatch = 256
         resultMemory = 4_096
+        retiredMemory = 4_096
         maxTaskAttempts = 20
         recordReplicas = 3
         takeoverGrace = .seconds(2)
@@ -316,6 +320,7 @@ public struct WorkSettings: Sendable, Hashable {
         s.auditInterval = max(.milliseconds(1), auditInterval)
         s.maxAuditBatch = min(max(1, maxAuditBatch), 65_536)
         s.resultMemory = min(max(1, resultMemory), 1 << 20)
+        s.retiredMemory = min(max(1, retiredMemory), 1 << 20)
         s.maxTaskAttempts = min(max(1, maxTaskAttempts), 1_000)
         s.recordReplicas = min(max(1, recordReplicas), 8)
         s.takeoverGrace = max(.milliseconds(1), takeoverGrace)
