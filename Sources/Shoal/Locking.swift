@@ -5,11 +5,12 @@ import Darwin
 #endif
 
 /// A pthread mutex with condition variables, for the runtime's worker threads. Swift's `Mutex`
-/// has no condition variable, and worker threads must sleep without spinning.
-final class ThreadLock: @unchecked Sendable {
+/// has no condition variable, and worker threads must sleep without spinning. `package`: the
+/// reference scheduler of the benchmarks (ShoalExamples) uses the engine's own lock.
+package final class ThreadLock: @unchecked Sendable {
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
 
-    init() {
+    package init() {
         mutex = .allocate(capacity: 1)
         mutex.initialize(to: pthread_mutex_t())
         var attr = pthread_mutexattr_t()
@@ -28,21 +29,21 @@ final class ThreadLock: @unchecked Sendable {
         mutex.deallocate()
     }
 
-    func lock() { pthread_mutex_lock(mutex) }
-    func unlock() { pthread_mutex_unlock(mutex) }
+    package func lock() { pthread_mutex_lock(mutex) }
+    package func unlock() { pthread_mutex_unlock(mutex) }
 
-    func withLock<R>(_ body: () throws -> R) rethrows -> R {
+    package func withLock<R>(_ body: () throws -> R) rethrows -> R {
         lock()
         defer { unlock() }
         return try body()
     }
 
     /// A condition variable bound to this lock.
-    final class Condition: @unchecked Sendable {
+    package final class Condition: @unchecked Sendable {
         private let cond: UnsafeMutablePointer<pthread_cond_t>
         private let lock: ThreadLock
 
-        init(_ lock: ThreadLock) {
+        package init(_ lock: ThreadLock) {
             self.lock = lock
             cond = .allocate(capacity: 1)
             cond.initialize(to: pthread_cond_t())
@@ -55,8 +56,8 @@ final class ThreadLock: @unchecked Sendable {
         }
 
         /// Waits; the lock must be held and is held again on return.
-        func wait() { pthread_cond_wait(cond, lock.mutex) }
-        func signal() { pthread_cond_signal(cond) }
-        func broadcast() { pthread_cond_broadcast(cond) }
+        package func wait() { pthread_cond_wait(cond, lock.mutex) }
+        package func signal() { pthread_cond_signal(cond) }
+        package func broadcast() { pthread_cond_broadcast(cond) }
     }
 }

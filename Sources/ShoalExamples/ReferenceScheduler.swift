@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import Shoal
 
 #if canImport(Glibc)
 import Glibc
@@ -50,11 +51,12 @@ public final class ReferenceScheduler: @unchecked Sendable {
     let body: Body
     let context: UnsafeMutableRawPointer?
 
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    /// The engine's lock (`ThreadLock`, adaptive on Linux).
+    private let mutex = ThreadLock()
     /// Workers sleep on `work`, the calling thread on `room` (ring full) and `allDone`.
-    private let work: UnsafeMutablePointer<pthread_cond_t>
-    private let room: UnsafeMutablePointer<pthread_cond_t>
-    private let allDone: UnsafeMutablePointer<pthread_cond_t>
+    private let work: ThreadLock.Condition
+    private let room: ThreadLock.Condition
+    private let allDone: ThreadLock.Condition
     private let exited = DispatchSemaphore(value: 0)
     /// Queued tasks as of the last change, for spinning workers (they check again under the lock).
     private let queuedHint = Atomic<Int>(0)
@@ -103,34 +105,9 @@ public final class ReferenceScheduler: @unchecked Sendable {
                 for x in 0..<width { waitingFor.append(Int32(pattern.inputs(of: x, width: width)!.count)) }
             }
         }
-        // The engine's lock, made the same way (its `ThreadLock` is internal to the Shoal module).
-        mutex = .allocate(capacity: 1)
-        mutex.initialize(to: pthread_mutex_t())
-        var attr = pthread_mutexattr_t()
-        pthread_mutexattr_init(&attr)
-        #if os(Linux)
-        pthread_mutexattr_settype(&attr, Int32(PTHREAD_MUTEX_ADAPTIVE_NP))
-        #endif
-        precondition(pthread_mutex_init(mutex, &attr) == 0, "pthread_mutex_init failed")
-        pthread_mutexattr_destroy(&attr)
-        func condition() -> UnsafeMutablePointer<pthread_cond_t> {
-            let c = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-            c.initialize(to: pthread_cond_t())
-            precondition(pthread_cond_init(c, nil) == 0, "pthread_cond_init failed")
-            return c
-        }
-        work = condition()
-        room = condition()
-        allDone = condition()
-    }
-
-    deinit {
-        for c in [work, room, allDone] {
-            pthread_cond_destroy(c)
-            c.deallocate()
-        }
-        pthread_mutex_destroy(mutex)
-        mutex.deallocate()
+        work = ThreadLock.Condition(mutex)
+        room = ThreadLock.Condition(mutex)
+        allDone = ThreadLock.Condition(mutex)
     }
 
     /// Runs every task once, each after its predecessors; returns the seconds from the first push
@@ -151,11 +128,11 @@ public final class ReferenceScheduler: @unchecked Sendable {
         // Tasks without predecessors: the first step, or every task of a pattern without reads.
         let sources = pattern.inputs(of: 0, width: width) == nil ? width * steps : width
         var next = 0
-        pthread_mutex_lock(mutex)
+        mutex.lock()
         while next < sources {
             while count == ring.count {
                 callerWaitsForRoom = true
-                pthread_cond_wait(room, mutex)
+                room.wait()
             }
             let end = min(sources, next + submitBatchMax, next + ring.count - count)
             while next < end {
@@ -164,12 +141,12 @@ public final class ReferenceScheduler: @unchecked Sendable {
             }
             if next < sources {
                 // Let the workers at the queue between batches.
-                pthread_mutex_unlock(mutex)
-                pthread_mutex_lock(mutex)
+                mutex.unlock()
+                mutex.lock()
             }
         }
-        while !done { pthread_cond_wait(allDone, mutex) }
-        pthread_mutex_unlock(mutex)
+        while !done { allDone.wait() }
+        mutex.unlock()
         let elapsed = ContinuousClock.now - start
         for _ in 0..<workers { exited.wait() }
         return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
@@ -182,7 +159,7 @@ public final class ReferenceScheduler: @unchecked Sendable {
         ring[(head + count) % ring.count] = id
         count += 1
         queuedHint.store(count, ordering: .relaxed)
-        if sleepers > 0 { pthread_cond_signal(work) }
+        if sleepers > 0 { work.signal() }
     }
 
     private func pop() -> Int {
@@ -214,14 +191,14 @@ public final class ReferenceScheduler: @unchecked Sendable {
     private func workerLoop() {
         var batch: [Int] = []
         batch.reserveCapacity(takeBatchMax)
-        pthread_mutex_lock(mutex)
+        mutex.lock()
         while true {
             for id in batch { record(id) }
             batch.removeAll(keepingCapacity: true)
             if completed == width * steps, !done {
                 done = true
-                pthread_cond_broadcast(work)
-                pthread_cond_signal(allDone)
+                work.broadcast()
+                allDone.signal()
             }
             if done { break }
             let share = min(takeBatchMax, max(1, (count + workers - 1) / workers))
@@ -230,28 +207,28 @@ public final class ReferenceScheduler: @unchecked Sendable {
                 // Wake the calling thread once half the ring is free, not on every pop.
                 if callerWaitsForRoom, count <= ring.count / 2 {
                     callerWaitsForRoom = false
-                    pthread_cond_signal(room)
+                    room.signal()
                 }
-                pthread_mutex_unlock(mutex)
+                mutex.unlock()
                 for id in batch {
                     let (t, x) = id.quotientAndRemainder(dividingBy: width)
                     body(context, t, x)
                 }
-                pthread_mutex_lock(mutex)
+                mutex.lock()
                 continue
             }
             // Nothing ready: spin a little (a futex wake-up costs more than the finest tasks
             // measured), then sleep until a push or the end.
-            pthread_mutex_unlock(mutex)
+            mutex.unlock()
             spinForWork()
-            pthread_mutex_lock(mutex)
+            mutex.lock()
             if count == 0 && !done {
                 sleepers += 1
-                pthread_cond_wait(work, mutex)
+                work.wait()
                 sleepers -= 1
             }
         }
-        pthread_mutex_unlock(mutex)
+        mutex.unlock()
     }
 
     /// Spins (yielding the core now and then) for up to `spinMicros` until the queue looks
