@@ -166,10 +166,7 @@ final class OwnedWorkflow: @unchecked Sendable {
             default:
                 break
             }
-            if let g = plan.groupOf[Int32(v)] {
-                groupRuns[Int(g)].chain.removeAll { $0 == Int32(v) }
-                groupRuns[Int(g)].chain.append(Int32(v))
-            }
+            if let g = plan.groupOf[Int32(v)] { join(Int(g), partial: v, of: Int(e.task)) }
         }
         for v in plan.dataCount..<holder.count where holder[v] != OwnedWorkflow.nobody && !isLive(holder[v]) {
             holder[v] = OwnedWorkflow.nobody
@@ -180,10 +177,7 @@ final class OwnedWorkflow: @unchecked Sendable {
         for v in aliased {
             let source = Int(aliasOf[Int32(v)]!)
             aliases[Int32(source), default: []].append(Int32(v))
-            holder[v] = holder[source]
-            checksum[v] = checksum[source]
-            bytes[v] = bytes[source]
-            valueState[v] = valueState[source]
+            takeValue(of: source, into: v)
         }
         for t in failedForGood { completed[t] = false }
         for t in ignored.union(failedForGood).sorted() {
@@ -507,14 +501,8 @@ final class OwnedWorkflow: @unchecked Sendable {
     /// Applies task `t`'s result (checked by `accepts`): its outputs now live at `at`. A member's
     /// partial joins its group's chain and the member releases the group's lock.
     func complete(_ t: Int, outputs: [OutputRecord], holder at: PeerID) {
-        switch state[t] {
-        case .done, .failed: return
-        case .ready: readyCount -= 1
-        case .waiting, .assigned: break
-        }
-        state[t] = .done
-        assignee[t] = OwnedWorkflow.nobody
-        remaining -= 1
+        guard state[t] != .done && state[t] != .failed else { return }
+        end(t, as: .done)
         if outputs.isEmpty {
             log.append(RecordEntry(task: UInt32(t), version: RecordEntry.none, holder: at, checksum: 0, bytes: 0))
         }
@@ -529,16 +517,33 @@ final class OwnedWorkflow: @unchecked Sendable {
             unalias(v)
             follow(v)
             if !plan.groups.isEmpty, let g = plan.groupOf[Int32(v)] {
-                let g = Int(g)
-                groupRuns[g].chain.removeAll { $0 == Int32(v) }
-                groupRuns[g].chain.append(Int32(v))
-                if groupRuns[g].lock == Int32(t) { groupRuns[g].lock = -1 }
-                touched.append(g)
+                join(Int(g), partial: v, of: t)
+                touched.append(Int(g))
             } else if wasMissing {
                 madeAvailable(v)
             }
         }
         for g in touched where !settleIfComplete(g) { wake(g) }
+    }
+
+    /// Task `t` reaches a final state (`done` or `failed`): it no longer counts as ready,
+    /// assigned or remaining.
+    private func end(_ t: Int, as final: TaskState) {
+        if state[t] == .ready { readyCount -= 1 }
+        state[t] = final
+        assignee[t] = OwnedWorkflow.nobody
+        remaining -= 1
+    }
+
+    /// Member `t` made `partial`: it is group `g`'s current value now, and `t` lets go of the lock.
+    private func join(_ g: Int, partial: Int, of t: Int) {
+        groupRuns[g].chain.removeAll { $0 == Int32(partial) }
+        groupRuns[g].chain.append(Int32(partial))
+        unlock(g, by: t)
+    }
+
+    private func unlock(_ g: Int, by t: Int) {
+        if groupRuns[g].lock == Int32(t) { groupRuns[g].lock = -1 }
     }
 
     /// What a failed attempt led to (`fail(_:attempt:failure:from:)`).
@@ -577,10 +582,7 @@ final class OwnedWorkflow: @unchecked Sendable {
     /// it read (an `inout` datum keeps its value; a member adds nothing to its group), and an
     /// `out` has no value, so a task reading it fails when it reads it (as in the local engine).
     private func passThrough(_ t: Int) {
-        if state[t] == .ready { readyCount -= 1 }
-        state[t] = .done
-        assignee[t] = OwnedWorkflow.nobody
-        remaining -= 1
+        end(t, as: .done)
         var touched: [Int] = []
         for a in plan.accessRange(of: t) where plan.accessWritten[a] >= 0 {
             let w = Int(plan.accessWritten[a])
@@ -597,9 +599,7 @@ final class OwnedWorkflow: @unchecked Sendable {
                 log.append(RecordEntry(.absent, task: UInt32(t), version: UInt32(w), holder: owner, checksum: 0, bytes: 0))
             }
             if let g = group {
-                groupRuns[g].chain.removeAll { $0 == Int32(w) }
-                groupRuns[g].chain.append(Int32(w))
-                if groupRuns[g].lock == Int32(t) { groupRuns[g].lock = -1 }
+                join(g, partial: w, of: t)
                 touched.append(g)
             } else if holder[w] != OwnedWorkflow.nobody {
                 madeAvailable(w)
@@ -613,6 +613,11 @@ final class OwnedWorkflow: @unchecked Sendable {
         unalias(w)
         aliasOf[Int32(w)] = Int32(source)
         aliases[Int32(source), default: []].append(Int32(w))
+        takeValue(of: source, into: w)
+    }
+
+    /// `w`, an alias, takes `source`'s holder, checksum, size and state.
+    private func takeValue(of source: Int, into w: Int) {
         holder[w] = holder[source]
         checksum[w] = checksum[source]
         bytes[w] = bytes[source]
@@ -636,10 +641,7 @@ final class OwnedWorkflow: @unchecked Sendable {
             guard visited.insert(source).inserted, let list = aliases[Int32(source)] else { continue }
             for a in list.map(Int.init) {
                 let wasMissing = holder[a] == OwnedWorkflow.nobody
-                holder[a] = holder[source]
-                checksum[a] = checksum[source]
-                bytes[a] = bytes[source]
-                valueState[a] = valueState[source]
+                takeValue(of: source, into: a)
                 if wasMissing && holder[a] != OwnedWorkflow.nobody { madeAvailable(a) }
                 pending.append(a)
             }
@@ -671,10 +673,7 @@ final class OwnedWorkflow: @unchecked Sendable {
 
     private func finishFailedNow(_ t: Int) {
         guard state[t] != .done && state[t] != .failed else { return }
-        if state[t] == .ready { readyCount -= 1 }
-        state[t] = .failed
-        assignee[t] = OwnedWorkflow.nobody
-        remaining -= 1
+        end(t, as: .failed)
         var touched: [Int] = []
         for a in plan.accessRange(of: t) where plan.accessWritten[a] >= 0 {
             let w = Int(plan.accessWritten[a])
@@ -682,7 +681,7 @@ final class OwnedWorkflow: @unchecked Sendable {
             holder[w] = owner
             if let g = plan.group(ofAccess: a) {
                 groupRuns[g].failedMembers += 1
-                if groupRuns[g].lock == Int32(t) { groupRuns[g].lock = -1 }
+                unlock(g, by: t)
                 touched.append(g)
             } else {
                 madeAvailable(w)

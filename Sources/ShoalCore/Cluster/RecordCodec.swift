@@ -132,14 +132,14 @@ public enum RecordCodec {
                 let first = e.key[10..<18].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
                 guard first == UInt64(found[i].log.count), let n = r.u64(), n < 1 << 32 else { continue }
                 for _ in 0..<n {
-                    guard let k = r.u32(), let kind = RecordEntry.Kind(rawValue: UInt8(truncatingIfNeeded: k)),
-                        let source = r.u32(), let t = r.u64(), let v = r.u64(), let h = r.u64(), let c = r.u64(),
+                    guard let k = r.unsigned32(), k <= UInt8.max, let kind = RecordEntry.Kind(rawValue: UInt8(k)),
+                        let source = r.unsigned32(), let t = r.u64(), let v = r.u64(), let h = r.u64(), let c = r.u64(),
                         let b = r.u64()
                     else { break }
                     found[i].log.append(
                         RecordEntry(
                             kind, task: UInt32(truncatingIfNeeded: t), version: UInt32(truncatingIfNeeded: v),
-                            holder: PeerID(raw: h), checksum: c, bytes: b, source: UInt32(bitPattern: source)))
+                            holder: PeerID(raw: h), checksum: c, bytes: b, source: source))
                 }
             }
         }
@@ -196,15 +196,16 @@ public enum RecordCodec {
             guard let n = count(4) else { return nil }
             return (0..<n).map { _ in u32()! }
         }
+        mutating func unsigned32() -> UInt32? { u32().map { UInt32(bitPattern: $0) } }
+
         /// Per task: retries, action, failing attempts and label (`entry(.create)`).
         mutating func taskPolicies() -> [(policy: FailurePolicy, label: String, failing: UInt16)]? {
             guard let n = count(16) else { return nil }
             var out: [(policy: FailurePolicy, label: String, failing: UInt16)] = []
             for _ in 0..<n {
-                guard let retries = u32().map({ UInt32(bitPattern: $0) }), retries <= UInt16.max,
-                    let a = u32().map({ UInt32(bitPattern: $0) }), a <= UInt8.max,
-                    let action = FailureAction(rawValue: UInt8(a)),
-                    let failing = u32().map({ UInt32(bitPattern: $0) }), failing <= UInt16.max, let label = bytes()
+                guard let retries = unsigned32(), retries <= UInt16.max, let a = unsigned32(), a <= UInt8.max,
+                    let action = FailureAction(rawValue: UInt8(a)), let failing = unsigned32(), failing <= UInt16.max,
+                    let label = bytes()
                 else { return nil }
                 out.append(
                     (FailurePolicy(retries: UInt16(retries), action: action), String(decoding: label, as: UTF8.self),
