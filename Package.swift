@@ -35,7 +35,9 @@ let package = Package(
         // Public API for workflow authors, local runtime, workflow files.
         .target(
             name: "Shoal",
-            dependencies: ["ShoalCore", "ShoalStore", "CProcess", .product(name: "Yams", package: "Yams")],
+            dependencies: [
+                "ShoalCore", "ShoalStore", "ShoalSimulation", "CProcess", .product(name: "Yams", package: "Yams"),
+            ],
             swiftSettings: strict),
         // The cross-correlation example, Task Bench kernels, example tasks.
         .target(name: "ShoalExamples", dependencies: ["Shoal"], swiftSettings: strict),

@@ -1,4 +1,5 @@
 import Foundation
+import ShoalCore
 
 /// The tasks a peer can run, by name: what a workflow file's `task: name` refers to, and (with the
 /// cluster) what a peer advertises in gossip so it is only given tasks it can run.
@@ -10,6 +11,8 @@ public struct TaskRegistry: Sendable {
     }
 
     private var entries: [String: Entry] = [:]
+    /// The name of each catalogue key (`CatalogueKey.of(task:)`), to refuse two names with one key.
+    private var nameOfKey: [UInt64: String] = [:]
 
     public init() {}
 
@@ -17,6 +20,11 @@ public struct TaskRegistry: Sendable {
     /// a workflow-file call.
     public mutating func register<Args, Result>(_ task: TaskDefinition<Args, Result>) {
         precondition(entries[task.name] == nil, "task '\(task.name)' is registered twice")
+        let key = CatalogueKey.of(task: task.name)
+        if let other = nameOfKey[key] {
+            preconditionFailure("tasks '\(other)' and '\(task.name)' have one catalogue key (\(key)): rename one")
+        }
+        nameOfKey[key] = task.name
         let body = task.body
         let returnsValue = Result.self != Void.self
         entries[task.name] = Entry(
@@ -32,6 +40,9 @@ public struct TaskRegistry: Sendable {
 
     /// The registered names, sorted.
     public var names: [String] { entries.keys.sorted() }
+
+    /// The catalogue keys of the registered tasks (what a peer advertises it can run).
+    public var catalogue: [UInt64] { nameOfKey.keys.sorted() }
 
     public func contains(_ name: String) -> Bool { entries[name] != nil }
 

@@ -72,6 +72,8 @@ public struct SimulationReport: Sendable, Codable, Hashable {
     /// Tasks run per peer: least, median, most (over peers that ever started).
     public var tasksPerPeer: [Int] = []
     public var objects: ObjectStatistics?
+    /// Real values whose attached bytes did not match their digest on receipt (dropped).
+    public var corruptPayloads = 0
 
     public var passed: Bool { violations.isEmpty }
 }
@@ -87,7 +89,9 @@ public struct ClusterSimulation {
         case start(PeerID)
         /// A message for one incarnation of a peer's process (`generation`): messages to a process
         /// that crashed are lost with it.
-        case deliver(to: PeerID, generation: UInt32, from: PeerID, message: PeerMessage)
+        /// `payloads`: the bytes of the real values the message carries, in its order of values
+        /// (none for modelled values).
+        case deliver(to: PeerID, generation: UInt32, from: PeerID, message: PeerMessage, payloads: [[UInt8]])
         case timer(PeerID, generation: UInt32, PeerTimer)
         case executed(PeerID, generation: UInt32, task: TaskRef, outputs: [DataValue])
         case failed(PeerID, generation: UInt32, task: TaskRef, failure: TaskFailure)
@@ -106,6 +110,8 @@ public struct ClusterSimulation {
         var tasksRun = 0
         /// Its disk: persistent objects survive a crash here unless it restarts without its store.
         var shard = MemoryShard()
+        /// The bytes of the real values it holds (memory) and persisted (disk).
+        var payloads = PayloadStore()
         /// Until when a restart without the store counts it as down (its copies are being re-made).
         var emptyUntil = Instant.zero
     }
@@ -116,6 +122,11 @@ public struct ClusterSimulation {
         /// (what the machines are given).
         var spec: WorkflowSpec
         var plan: WorkflowPlan
+        /// Real bodies, initial bytes and the reference outcome (a `file:` workflow), or nil for a
+        /// modelled one.
+        var program: ProgramWorkflow?
+        /// The results its owner reported when it completed.
+        var results: [DataValue?]?
         /// The id its submitter drew for it, once submitted.
         var id: WorkflowID? = nil
         var expected: ModelledProgram.Outcome?
@@ -138,6 +149,12 @@ public struct ClusterSimulation {
     var settings: PeerSettings
     var report: SimulationReport
     var trace: TraceRecorder?
+    /// Runs the real bodies of `file:` workflows.
+    let runner: (any TaskBodyRunner)?
+    /// Tests: flip a byte of every n-th payload sent (0: never), to see the receiver's digest
+    /// check catch it; and how many were sent.
+    var corruptEveryNthPayload = 0
+    var payloadsSent = 0
     var workflows: [Tracked] = []
     var workflowIndex: [WorkflowID: Int] = [:]
     var violationCounts: [String: Int] = [:]
@@ -151,13 +168,19 @@ public struct ClusterSimulation {
 
     /// The settings every peer runs with are derived from the scenario; `adjust` may change them
     /// (tests use it to break a rule on purpose and see a checker catch it).
+    /// `runner` runs the real bodies of the scenario's `file:` workflows (required when it has
+    /// any).
     public init(
-        scenario: Scenario, seed: UInt64, recordTrace: Bool = false,
+        scenario: Scenario, seed: UInt64, recordTrace: Bool = false, runner: (any TaskBodyRunner)? = nil,
         adjust: (inout PeerSettings) -> Void = { _ in }
     ) {
         precondition(scenario.peers > 0 && scenario.seeds > 0, "a scenario needs peers and seeds: \(scenario)")
+        precondition(
+            runner != nil || scenario.workflows.allSatisfy { $0.program == nil },
+            "a scenario with real task bodies needs a runner for them")
         self.scenario = scenario
         self.seed = seed
+        self.runner = runner
         generator = SeededGenerator(seed: seed)
         network = SimulatedNetwork(settings: scenario.network, seed: generator.next())
         peers = (0..<scenario.peers).map { _ in Peer() }  // each its own shard (a class: never `repeating:`)
@@ -166,7 +189,7 @@ public struct ClusterSimulation {
         settings.membership.pingTimeout = Interval(
             nanoseconds: settings.membership.protocolPeriod.nanoseconds * 3 / 10)
         settings.work.slots = scenario.slots
-        settings.catalogue = [1, 10, 11, 12]
+        settings.catalogue = ModelledKeys.all + (runner?.catalogue ?? [])
         if let objects = scenario.objects { settings.placement.replicas = objects.replicas }
         adjust(&settings)
         report = SimulationReport(
@@ -195,7 +218,7 @@ public struct ClusterSimulation {
             do { plan = try WorkflowPlan(spec) } catch { preconditionFailure("workflow \(spec.name): \(error)") }
             workflows.append(
                 Tracked(
-                    spec: spec, plan: plan, expected: nil,
+                    spec: spec, plan: plan, program: w.program, expected: nil,
                     outcome: WorkflowOutcome(
                         name: spec.name, tasks: plan.taskCount, status: .notSubmitted, owners: [w.submitter])))
             queue.schedule(.submit(i), at: Instant(nanoseconds: Int64(w.atSeconds * 1e9)))
@@ -245,8 +268,9 @@ public struct ClusterSimulation {
         switch event {
         case .start(let p):
             startPeer(p)
-        case .deliver(let to, let generation, let from, let message):
+        case .deliver(let to, let generation, let from, let message, let payloads):
             guard isRunning(to, generation) else { return }
+            guard let message = received(message, payloads, at: to) else { return }
             step(to, .message(message, from: from))
         case .timer(let p, let generation, let timer):
             guard isRunning(p, generation) else { return }
@@ -309,8 +333,14 @@ public struct ClusterSimulation {
         workflowIndex[wf] = w
         workflows[w].outcome.status = .unfinished
         let plan = workflows[w].plan
-        let initial = (0..<plan.dataCount).map {
-            DataValue(bytes: plan.initialBytes, content: WorkflowPlan.initialContent(workflow: wf.raw, datum: $0))
+        let initial: [DataValue]
+        if let program = workflows[w].program {
+            initial = program.initial.map(PayloadDigest.value(of:))
+            for (bytes, value) in zip(program.initial, initial) { peers[spec.submitter].payloads.keep(bytes, as: value) }
+        } else {
+            initial = (0..<plan.dataCount).map {
+                DataValue(bytes: plan.initialBytes, content: WorkflowPlan.initialContent(workflow: wf.raw, datum: $0))
+            }
         }
         trace?.instant("submit \(plan.name)", peer: PeerID(raw: UInt64(spec.submitter)), at: now)
         step(PeerID(raw: UInt64(spec.submitter)), .submit(workflow: wf, plan: plan, initial: initial))
@@ -343,9 +373,18 @@ public struct ClusterSimulation {
                     violation("message to no peer", "\(p) sent \(message) to \(to)")
                     continue
                 }
+                var payloads = attached(to: message, at: p)
+                if !payloads.isEmpty {
+                    payloadsSent += 1
+                    if corruptEveryNthPayload > 0, payloadsSent % corruptEveryNthPayload == 0, !payloads[0].isEmpty {
+                        payloads[0][0] ^= 0xFF
+                    }
+                }
                 for at in network.send(from: p, to: to, bytes: message.byteSize, now: now) {
                     queue.schedule(
-                        .deliver(to: to, generation: peers[Int(to.raw)].generation, from: p, message: message), at: at)
+                        .deliver(
+                            to: to, generation: peers[Int(to.raw)].generation, from: p, message: message,
+                            payloads: payloads), at: at)
                 }
             case .schedule(let timer, let after):
                 queue.schedule(.timer(p, generation: generation, timer), at: now + after)
@@ -360,7 +399,13 @@ public struct ClusterSimulation {
                 let w = workflowIndex[wf]!
                 // Failing is allowed when the cluster cannot recover an input; a task failure
                 // that fails the workflow must be one the program has.
-                if let cause, !expectedOutcome(w).failingTasks.contains(cause.task) {
+                if let program = workflows[w].program {
+                    if let expected = program.expected, !expected.fails, cause != nil {
+                        violation(
+                            "failed by a task the program does not fail",
+                            "\(workflows[w].plan.name) failed at \(p): \(reason), but its local run completed")
+                    }
+                } else if let cause, !expectedOutcome(w).failingTasks.contains(cause.task) {
                     violation(
                         "failed by a task the program does not fail",
                         "\(workflows[w].plan.name) failed at \(p): \(reason)")
@@ -398,6 +443,7 @@ public struct ClusterSimulation {
                 break
             case .persistRecord(let write):
                 let shard = peers[i].shard
+                if case .create(_, _, _, _, let initial) = write { peers[i].payloads.persist(initial) }
                 if let (key, value) = RecordCodec.entry(write) {
                     try! shard.put(key, value, in: .workflows)
                 } else if case .drop(let wf) = write {
@@ -435,6 +481,16 @@ public struct ClusterSimulation {
         let cost = Interval(nanoseconds: workflows[w].plan.cost[t])
         peers[Int(p.raw)].tasksRun += 1
         trace?.complete("task \(t)", peer: p, at: now, duration: cost)
+        if workflows[w].program != nil {
+            let outcome = runReal(task, inputs: inputs, attempt: attempt, at: p)
+            switch outcome {
+            case .success(let outputs):
+                queue.schedule(.executed(p, generation: generation, task: task, outputs: outputs), at: now + cost)
+            case .failure(let failure):
+                queue.schedule(.failed(p, generation: generation, task: task, failure: failure), at: now + cost)
+            }
+            return
+        }
         let failure: TaskFailure? =
             if inputs.contains(where: { $0 == nil }) {
                 TaskFailure(message: "reads an input that has no value (its writer failed and the failure was ignored)")
@@ -453,6 +509,79 @@ public struct ClusterSimulation {
         queue.schedule(.executed(p, generation: generation, task: task, outputs: outputs), at: now + cost)
     }
 
+    /// Runs a real body on the bytes this peer holds for its inputs; its outputs' bytes stay here.
+    mutating func runReal(_ task: TaskRef, inputs: [DataValue?], attempt: Int, at p: PeerID) -> Result<[DataValue], TaskFailure> {
+        let w = workflowIndex[task.workflow]!
+        let call = workflows[w].spec.tasks[task.task]
+        let i = Int(p.raw)
+        var bytes: [[UInt8]?] = []
+        for value in inputs {
+            guard let value else {
+                bytes.append(nil)
+                continue
+            }
+            guard let b = peers[i].payloads.bytes(of: value) else {
+                // The machine had the value (it checked its reference): the shell must have its bytes.
+                violation("payload missing", "\(p) runs task \(task.task) of \(workflows[w].plan.name) without the bytes of an input it holds")
+                return .failure(TaskFailure(message: "an input's bytes are missing on \(p)"))
+            }
+            bytes.append(b)
+        }
+        let result = runner!.run(
+            call.body, label: call.label, directions: call.accesses.map(\.direction), inputs: bytes, attempt: attempt)
+        return result.map { outputs in
+            outputs.map { b in
+                let value = PayloadDigest.value(of: b)
+                peers[i].payloads.keep(b, as: value)
+                return value
+            }
+        }
+    }
+
+    /// The bytes to send with `message` from `p`: those of the real values it carries (a fetched
+    /// version, a record's initial data), as `p` holds them.
+    func attached(to message: PeerMessage, at p: PeerID) -> [[UInt8]] {
+        guard case .work(let work) = message else { return [] }
+        let store = peers[Int(p.raw)].payloads
+        guard !store.memory.isEmpty else { return [] }
+        switch work {
+        case .data(_, _, let value): return store.bytes(of: value).map { [$0] } ?? []
+        case .recordCreate(_, _, _, _, let initial):
+            let found = initial.compactMap { store.bytes(of: $0) }
+            return found.count == initial.count ? found : []
+        default: return []
+        }
+    }
+
+    /// What the shell of `p` hands its machine of a received message: the attached bytes are
+    /// checked against the digests of the values they claim to be and kept; a value whose bytes do
+    /// not match is handed over with a broken checksum, so the machine drops it and fetches again
+    /// (`WorkCounters.corruptTransfers`); a record create whose initial data do not match is
+    /// dropped (nil), as if lost: the owner sends it again.
+    mutating func received(_ message: PeerMessage, _ payloads: [[UInt8]], at p: PeerID) -> PeerMessage? {
+        guard !payloads.isEmpty, case .work(let work) = message else { return message }
+        let i = Int(p.raw)
+        switch work {
+        case .data(let version, let rid, var value):
+            if PayloadDigest.matches(payloads[0], value) {
+                peers[i].payloads.keep(payloads[0], as: value)
+            } else {
+                report.corruptPayloads += 1
+                value.checksum = ~value.checksum
+            }
+            return .work(.data(version: version, requestID: rid, value: value))
+        case .recordCreate(_, _, _, _, let initial):
+            guard zip(payloads, initial).allSatisfy({ PayloadDigest.matches($0, $1) }) else {
+                report.corruptPayloads += 1
+                return nil
+            }
+            for (bytes, value) in zip(payloads, initial) { peers[i].payloads.keep(bytes, as: value) }
+            return message
+        default:
+            return message
+        }
+    }
+
     /// The program's outcome, interpreted on its own (`ModelledProgram`), once per workflow.
     mutating func expectedOutcome(_ w: Int) -> ModelledProgram.Outcome {
         if workflows[w].expected == nil {
@@ -462,6 +591,10 @@ public struct ClusterSimulation {
     }
 
     mutating func completed(_ w: Int, results: [DataValue?], at p: PeerID) {
+        if workflows[w].program != nil {
+            completedProgram(w, results: results, at: p)
+            return
+        }
         let expected = expectedOutcome(w)
         // A datum without a result failed or has no value; the program says which.
         let got: [ModelledProgram.Value] = results.enumerated().map { d, value in
@@ -483,6 +616,42 @@ public struct ClusterSimulation {
         trace?.instant("\(workflows[w].plan.name) completed", peer: p, at: now)
     }
 
+    /// A program with real bodies completed: its outputs must be the local engine's run's.
+    mutating func completedProgram(_ w: Int, results: [DataValue?], at p: PeerID) {
+        let program = workflows[w].program!
+        var match: Bool?
+        if let expected = program.expected {
+            let got = program.outputs.map { results[$0.datum] }
+            match = !expected.fails && got == expected.outputs
+            if expected.fails {
+                violation("completed a failing program", "\(workflows[w].plan.name) completed at \(p), but its local run failed")
+            } else if got != expected.outputs {
+                let differ = zip(program.outputs, zip(got, expected.outputs)).filter { $1.0 != $1.1 }.map(\.0.name)
+                violation(
+                    "wrong results",
+                    "\(workflows[w].plan.name) completed at \(p) with outputs different from the local run's: \(differ.joined(separator: ", "))")
+            }
+        }
+        guard workflows[w].outcome.status != .completed else { return }
+        workflows[w].outcome.status = .completed
+        workflows[w].outcome.resultsMatch = match
+        workflows[w].outcome.makespanSeconds = (now - workflows[w].submittedAt).seconds
+        workflows[w].results = results
+        trace?.instant("\(workflows[w].plan.name) completed", peer: p, at: now)
+    }
+
+    /// The bytes of workflow `w`'s outputs once it completed, by output name, from the live peers
+    /// that hold them (nil: no live peer holds it, or it has no value).
+    public func outputs(ofWorkflow w: Int) -> [(name: String, bytes: [UInt8]?)] {
+        guard let program = workflows[w].program, let results = workflows[w].results else { return [] }
+        return program.outputs.map { output in
+            let bytes = results[output.datum].flatMap { value in
+                peers.indices.lazy.filter { peers[$0].up }.compactMap { peers[$0].payloads.bytes(of: value) }.first
+            }
+            return (output.name, bytes)
+        }
+    }
+
     mutating func apply(_ fault: Fault) {
         report.faultsInjected.append("\(now): \(fault)")
         trace?.instant("fault: \(fault)", peer: nil, at: now)
@@ -492,6 +661,7 @@ public struct ClusterSimulation {
             guard i < peers.count, peers[i].up else { return }
             retire(i)
             peers[i].up = false
+            peers[i].payloads.memory = [:]
         case .restart(let p, let keepStore):
             let i = Int(p.raw)
             guard i < peers.count, !peers[i].up else { return }
@@ -499,6 +669,7 @@ public struct ClusterSimulation {
                 peers[i].shard = MemoryShard()
                 peers[i].emptyUntil = now + .seconds(5)
             }
+            peers[i].payloads.restart(keepingDisk: keepStore)
             startPeer(p)
             let kept = (try? peers[i].shard.scan(.objects, prefix: [], after: nil, limit: Int.max)) ?? []
             let objects = kept.compactMap { ObjectRecord.decode($0) }

@@ -9,6 +9,9 @@ public struct ScenarioWorkflow: Sendable, Codable, Hashable {
         case independent(count: Int)
         /// The cross-correlation example's DAG with `fragments` fragments.
         case crossCorrelation(fragments: Int)
+        /// A program with real bodies (a scenario's `file:` workflow): each task takes
+        /// `taskMicros` of virtual time.
+        case program(ProgramWorkflow)
     }
 
     public var shape: Shape
@@ -63,9 +66,18 @@ public struct ScenarioWorkflow: Sendable, Codable, Hashable {
         return spec
     }
 
+    /// The program, if the workflow has real bodies.
+    public var program: ProgramWorkflow? {
+        if case .program(let p) = shape { p } else { nil }
+    }
+
     private var shapeSpec: WorkflowSpec {
         let cost = Interval.microseconds(taskMicros)
         switch shape {
+        case .program(let p):
+            var spec = p.spec
+            for t in spec.tasks.indices { spec.tasks[t].cost = cost }
+            return spec
         case .stencil(let width, let steps): return .stencil(width: width, steps: steps, cost: cost, bytes: bytes)
         case .independent(let count): return .independent(count: count, cost: cost, bytes: bytes)
         case .crossCorrelation(let fragments):

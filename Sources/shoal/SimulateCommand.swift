@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Shoal
 import ShoalCore
+import ShoalExamples
 import ShoalSimulation
 import Yams
 
@@ -28,16 +29,21 @@ struct Simulate: AsyncParsableCommand {
     @Option(
         help: "Run this many consecutive seeds from --seed and summarise (swarm testing); past the largest seed they wrap to 0.")
     var seeds = 1
+    @Option(help: "Write each file workflow's outputs to DIR/<workflow name>/<output>, as `shoal run` writes them; one seed only.")
+    var outputDir: String?
 
     func validate() throws {
         guard seeds >= 1 else { throw refuse("--seeds must be at least 1, got \(seeds)") }
         if trace != nil && seeds != 1 {
             throw refuse("--trace records one run; it cannot be combined with --seeds \(seeds)")
         }
+        if outputDir != nil && seeds != 1 {
+            throw refuse("--output-dir writes one run's outputs; it cannot be combined with --seeds \(seeds)")
+        }
     }
 
     func run() async throws {
-        let loaded: Scenario
+        var loaded: Scenario
         do {
             loaded = try ScenarioFile.load(path: scenario)
         } catch {
@@ -45,6 +51,29 @@ struct Simulate: AsyncParsableCommand {
         }
         // After the scenario (so a bad scenario leaves no empty trace behind), before the run.
         if let trace, let problem = Self.cannotWrite(trace) { throw refuse("--trace \(trace): \(problem)") }
+        let programs = loaded.workflows.indices.filter { loaded.workflows[$0].program != nil }
+        if let outputDir {
+            do {
+                try WorkflowRunner.checkFolder(outputDir, role: "output folder (--output-dir)")
+            } catch {
+                throw refuse("\(error)")
+            }
+        }
+        // File workflows: their bodies run on real bytes, and the local engine's run of each is
+        // the reference their cluster runs are checked against.
+        var runner: CallRunner?
+        if !programs.isEmpty {
+            let work = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("shoal-simulate-\(getpid())")
+            defer { WorkflowRunner.removeFolder(work) }
+            for w in programs {
+                let program = loaded.workflows[w].program!
+                let file = try WorkflowFile.load(path: program.source)
+                var referenced = program
+                try await referenced.recordLocalRun(of: file, registry: ExampleTasks.registry, workDirectory: work)
+                loaded.workflows[w].shape = .program(referenced)
+            }
+            runner = try CallRunner(registry: ExampleTasks.registry)
+        }
         var failures: [UInt64] = []
         let clock = ContinuousClock()
         let started = clock.now
@@ -57,11 +86,12 @@ struct Simulate: AsyncParsableCommand {
                 let ids = (0..<sc.peers).map { PeerID(raw: UInt64($0)) }
                 sc.faults = FaultPlan.swarm(peers: ids, duration: sc.duration, generator: &g, intensity: 1)
             }
-            var simulation = ClusterSimulation(scenario: sc, seed: s, recordTrace: trace != nil)
+            var simulation = ClusterSimulation(scenario: sc, seed: s, recordTrace: trace != nil, runner: runner)
             let report = simulation.run()
             events += report.events
             if seeds == 1 {
                 print(Simulate.describe(report))
+                if let outputDir { try writeOutputs(of: simulation, programs: programs, to: outputDir) }
                 if let trace, let json = simulation.traceJSON {
                     do {
                         // Not atomically: `validate` checked this very file can be written, not
@@ -89,6 +119,34 @@ struct Simulate: AsyncParsableCommand {
         if let first = failures.first {
             printError("invariant violated with seed \(first); replay: shoal simulate \(scenario) --seed \(first)\(swarm ? " --swarm" : "")")
             throw ExitCode(1)
+        }
+    }
+
+    /// Writes each completed file workflow's outputs to `dir/<workflow name>/<output>`, as
+    /// `shoal run --output-dir` writes them; says which were not written, and why.
+    func writeOutputs(of simulation: ClusterSimulation, programs: [Int], to dir: String) throws {
+        for w in programs {
+            let name = simulation.scenario.workflows[w].program!.spec.name
+            let folder = URL(fileURLWithPath: dir).appendingPathComponent(name, isDirectory: true)
+            let outputs = simulation.outputs(ofWorkflow: w)
+            guard !outputs.isEmpty else {
+                print("outputs of \(name): not written (it did not complete)")
+                continue
+            }
+            do {
+                try WorkflowRunner.makeFolder(folder.path, role: "output folder (--output-dir)")
+                for (output, bytes) in outputs {
+                    guard let bytes else {
+                        print("output \(name)/\(output): not written (it has no value, or no live peer holds it)")
+                        continue
+                    }
+                    try WorkflowOutputs.write(bytes, to: folder.appendingPathComponent(output).path, name: output)
+                }
+                print("outputs of \(name): \(folder.path)")
+            } catch {
+                printError("error: \(error)")
+                throw ExitCode(1)
+            }
         }
     }
 
@@ -198,7 +256,8 @@ struct ScenarioFileError: Error, Sendable, Hashable, CustomStringConvertible {
 ///   - { at: 20, restart: 3, keepStore: false }  # only a crashed peer restarts
 ///   - { at: 10, drop: 0.1 }               # probabilities are 0 to 1
 ///   - { at: 12, duplicate: 0.05 }
-/// workflows:              # each names one shape: stencil, independent or crossCorrelation
+/// workflows:              # each names one shape: stencil, independent, crossCorrelation or file
+///   - { file: ../Examples/workflows/shout-twice.yaml, taskMicros: 2000 }   # real bodies, relative to this file
 ///   - { stencil: { width: 64, steps: 100 }, at: 3, submitter: 0, taskMicros: 10000, bytes: 4096 }
 ///     # optional: every 7th task fails its first 2 attempts; 1 retry, then the action
 ///     # (fail, ignore or cancel-successors)
@@ -215,7 +274,7 @@ enum ScenarioFile {
     static let networkKeys = ["latencyMicros", "jitterMicros", "bandwidthMbps", "drop", "duplicate", "reorder"]
     static let faultKinds = ["crash", "restart", "split", "partition", "heal", "drop", "duplicate"]
     static let faultKeys = ["at"] + faultKinds + ["keepStore"]
-    static let workflowShapes = ["stencil", "independent", "crossCorrelation"]
+    static let workflowShapes = ["stencil", "independent", "crossCorrelation", "file"]
     static let workflowKeys = workflowShapes + ["at", "submitter", "taskMicros", "bytes", "failures"]
     static let failureKeys = ["every", "attempts", "retries", "action"]
     static let stencilKeys = ["width", "steps"]
@@ -680,6 +739,16 @@ struct ScenarioFileReader {
         case "independent":
             tasks = try int(shapeNode, shapeField, 1...maxTasks, "must be 1 to \(maxTasks) tasks")
             shape = .independent(count: tasks)
+        case "file":
+            let program = try self.program(shapeNode, shapeField)
+            tasks = program.spec.tasks.count
+            guard tasks <= maxTasks else { throw fail(shapeNode, shapeField, "\(tasks) tasks; at most \(maxTasks)") }
+            guard !w.has("failures") else {
+                throw fail(
+                    shapeNode, shapeField,
+                    "a file workflow's tasks fail as their bodies do (and with their retries and onFailure); 'failures' models failures of a shape")
+            }
+            shape = .program(program)
         default:  // "crossCorrelation": one generating task, then a fragment and a gather per fragment
             let most = (maxTasks - 1) / 2
             let fragments = try int(shapeNode, shapeField, 1...most, "must be 1 to \(most) fragments")
@@ -712,6 +781,21 @@ struct ScenarioFileReader {
                 failures: failures),
             tasks
         )
+    }
+
+    /// `file: PATH` of a workflow: a workflow file, relative to the scenario file's folder, whose
+    /// registered tasks are the ones `shoal run` knows.
+    func program(_ node: Node, _ field: String) throws(ScenarioFileError) -> ProgramWorkflow {
+        let given = try string(node, field)
+        let base = URL(fileURLWithPath: file).deletingLastPathComponent()
+        let path = given.hasPrefix("/") ? given : base.appendingPathComponent(given).standardizedFileURL.path
+        do {
+            let workflow = try WorkflowFile.load(path: path)
+            try workflow.validate(knownTasks: Set(ExampleTasks.registry.names))
+            return try ProgramWorkflow(file: workflow)
+        } catch {
+            throw fail(node, field, "the workflow file does not load: \(error)")
+        }
     }
 
     /// `failures: { every: N, attempts: K, retries: R, action: A }` of a workflow.

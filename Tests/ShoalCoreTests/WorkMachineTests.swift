@@ -66,8 +66,6 @@ struct WorkMachineTests {
         }
         #expect(member(1, member(2, 100, 8), 9) == member(2, member(1, 100, 9), 8))
         #expect(member(1, 100, 9) != member(1, 101, 9))
-        let a = try WorkflowPlan(.stencil(width: 4, steps: 3, cost: .milliseconds(1)))
-        #expect(a.taskCount == 12 && a.inputs.count == 30)
     }
 
     @Test func theFirstResultIsAppliedAndADuplicateIsDiscardedButAcknowledged() throws {
@@ -150,7 +148,15 @@ struct WorkMachineTests {
     }
 
     @Test func aRecordRoundTripsThroughTheShardLayout() throws {
-        let plan = try WorkflowPlan(.stencil(width: 5, steps: 4, cost: .milliseconds(3), bytes: 77))
+        // Modelled calls and the two real kinds of body, each with its policy and label.
+        var calls = [Self.task([(0, .out)]), Self.task([(0, .in), (1, .inout)]), Self.task([(1, .in), (2, .commutative)])]
+        calls[1].body = .exec(command: "sort {in:a} > {out:b}")
+        calls[1].catalogueKey = CatalogueKey.exec
+        calls[2].body = .registered(name: "merge", arguments: Array(#"{"k":1}"#.utf8))
+        calls[2].catalogueKey = CatalogueKey.of(task: "merge")
+        calls[2].policy = FailurePolicy(retries: 2, action: .ignore)
+        calls[2].label = "merge 2"
+        let plan = try WorkflowPlan(WorkflowSpec(name: "bodies", dataCount: 3, initialBytes: 77, tasks: calls))
         let initial = Self.initial(plan, workflow: 9)
         let log = (0..<7).map {
             RecordEntry(task: UInt32($0), version: UInt32(10 + $0), holder: Self.p(UInt64($0)), checksum: UInt64($0) * 3, bytes: 77)
@@ -170,6 +176,7 @@ struct WorkMachineTests {
         #expect(r.initial == initial && r.log == log)
         #expect(r.plan.name == plan.name && r.plan.inputs == plan.inputs && r.plan.consumers == plan.consumers)
         #expect(r.plan.finalVersion == plan.finalVersion && r.plan.producer == plan.producer && r.plan.cost == plan.cost)
+        #expect(r.plan.spec == plan.spec && r.plan.bodies == calls.map(\.body))
         // A log batch with a gap before it is not taken (nothing after a hole is trusted).
         let (key, value) = try #require(RecordCodec.entry(.append(workflow: WorkflowID(raw: 9), first: 20, entries: log)))
         try shard.put(key, value, in: .workflows)

@@ -516,6 +516,16 @@ public struct WorkflowRunFailure: Error, Sendable, CustomStringConvertible {
     public var description: String { "\(cause)" }
 }
 
+/// Writing a workflow's outputs where `shoal run --output-dir` writes them, for runs elsewhere
+/// (a simulated cluster's outputs are bytes its peers hold).
+public enum WorkflowOutputs {
+    /// Replaces the regular file `target` (or creates it) with `bytes`, atomically, never through a
+    /// link (`OutputFiles`).
+    public static func write(_ bytes: [UInt8], to target: String, name: String) throws {
+        try OutputFiles.replace(target, with: bytes, name: name)
+    }
+}
+
 /// Writing outputs into the output folder: never through a link, never over anything but a
 /// regular file, and atomically (a file beside the target, then `rename`), so a reader sees the
 /// old output or the new one, and a directory or device that appeared at the target during the

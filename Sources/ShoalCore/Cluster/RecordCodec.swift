@@ -57,6 +57,15 @@ public enum RecordCodec {
                 w.u32(UInt32(plan.failingAttempts[t]))
                 w.bytes(Array(plan.label[t].utf8))
             }
+            // The bodies (none when every body is modelled): kind, then two byte strings.
+            w.u64(UInt64(plan.bodies.count))
+            for body in plan.bodies {
+                switch body {
+                case .modelled: w.u32(0); w.bytes([]); w.bytes([])
+                case .registered(let name, let arguments): w.u32(1); w.bytes(Array(name.utf8)); w.bytes(arguments)
+                case .exec(let command): w.u32(2); w.bytes(Array(command.utf8)); w.bytes([])
+                }
+            }
             w.u64(UInt64(initial.count))
             for v in initial {
                 w.u64(v.bytes)
@@ -93,8 +102,8 @@ public enum RecordCodec {
                 guard let owner = r.u64(), let backups = r.u64s(), let name = r.bytes(), let dataCount = r.u64(),
                     let initialBytes = r.u64(), let keys = r.u64s(), let cost = r.u64s(), let outBytes = r.u64s(),
                     let accessStart = r.u32s(), let accessDatum = r.u32s(), let directions = r.bytes(),
-                    let policies = r.taskPolicies(), let n = r.u64(), n < 1 << 32, dataCount < 1 << 31,
-                    policies.count == keys.count,
+                    let policies = r.taskPolicies(), let bodies = r.bodies(), bodies.isEmpty || bodies.count == keys.count,
+                    let n = r.u64(), n < 1 << 32, dataCount < 1 << 31, policies.count == keys.count,
                     keys.count == cost.count, keys.count == outBytes.count, accessStart.count == keys.count + 1,
                     accessDatum.count == directions.count
                 else { continue }
@@ -115,10 +124,12 @@ public enum RecordCodec {
                 }
                 guard accesses.count == accessDatum.count else { continue }
                 let tasks = keys.indices.map { t in
-                    WorkflowTaskSpec(
+                    var call = WorkflowTaskSpec(
                         catalogueKey: keys[t], cost: Interval(nanoseconds: Int64(bitPattern: cost[t])),
                         accesses: Array(accesses[Int(accessStart[t])..<Int(accessStart[t + 1])]), outputBytes: outBytes[t],
                         policy: policies[t].policy, label: policies[t].label, failingAttempts: policies[t].failing)
+                    if !bodies.isEmpty { call.body = bodies[t] }
+                    return call
                 }
                 let spec = WorkflowSpec(
                     name: String(decoding: name, as: UTF8.self), dataCount: Int(dataCount), initialBytes: initialBytes,
@@ -210,6 +221,22 @@ public enum RecordCodec {
                 out.append(
                     (FailurePolicy(retries: UInt16(retries), action: action), String(decoding: label, as: UTF8.self),
                         UInt16(failing)))
+            }
+            return out
+        }
+        /// The calls' bodies (`entry(.create)`): none, or one per task.
+        mutating func bodies() -> [TaskBody]? {
+            guard let n = count(20) else { return nil }
+            var out: [TaskBody] = []
+            out.reserveCapacity(n)
+            for _ in 0..<n {
+                guard let kind = unsigned32(), let a = bytes(), let b = bytes() else { return nil }
+                switch kind {
+                case 0: out.append(.modelled)
+                case 1: out.append(.registered(name: String(decoding: a, as: UTF8.self), arguments: b))
+                case 2: out.append(.exec(command: String(decoding: a, as: UTF8.self)))
+                default: return nil
+                }
             }
             return out
         }

@@ -122,7 +122,7 @@ public struct RecordEntry: Sendable, Hashable, Codable {
 /// Why a task failed, as its executor reports it to the owner and the owner to the program:
 /// the error text, and for an exec task its exit status and the tail of its standard error.
 /// Bounded (`maxText` bytes each), so a failure report is a small message.
-public struct TaskFailure: Sendable, Hashable, Codable, CustomStringConvertible {
+public struct TaskFailure: Error, Sendable, Hashable, Codable, CustomStringConvertible {
     public static let maxText = 4_096
     public private(set) var message: String
     public private(set) var exitStatus: Int32?

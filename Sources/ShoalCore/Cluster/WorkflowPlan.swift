@@ -1,7 +1,12 @@
-/// One task call of a cluster workflow, in program order: which body it runs, what it costs (a
-/// model for the simulator; real peers time the body), what it reads and writes.
+/// One task call of a cluster workflow, in program order: the one call type of every workflow
+/// (a Swift program's, a workflow file's, a scenario's). Its body, what it reads and writes (in
+/// argument order, with directions), its failure policy and its label; for a modelled body, what
+/// it costs and writes.
 public struct WorkflowTaskSpec: Sendable, Hashable, Codable {
-    /// The registered body (a key of the peers' catalogues).
+    /// What it runs.
+    public var body: TaskBody
+    /// Which peers can run it (a key of their catalogues): the body's key (`TaskBody.catalogueKey`),
+    /// or for a modelled body its shape's.
     public var catalogueKey: UInt64
     /// Modelled run time of the body.
     public var cost: Interval
@@ -26,10 +31,12 @@ public struct WorkflowTaskSpec: Sendable, Hashable, Codable {
         }
     }
 
+    /// A modelled call (scenarios).
     public init(
         catalogueKey: UInt64, cost: Interval, accesses: [Access], outputBytes: UInt64, policy: FailurePolicy = .default,
         label: String = "", failingAttempts: UInt16 = 0
     ) {
+        self.body = .modelled
         self.catalogueKey = catalogueKey
         self.cost = cost
         self.accesses = accesses
@@ -37,6 +44,19 @@ public struct WorkflowTaskSpec: Sendable, Hashable, Codable {
         self.policy = policy
         self.label = label
         self.failingAttempts = failingAttempts
+    }
+
+    /// A call of a real body (a registered task or an exec command). `cost` is what the simulator
+    /// advances virtual time by (real peers time the body); outputs have their real sizes.
+    public init(body: TaskBody, accesses: [Access], policy: FailurePolicy = .default, label: String = "", cost: Interval = .zero) {
+        self.body = body
+        self.catalogueKey = body.catalogueKey ?? 0
+        self.cost = cost
+        self.accesses = accesses
+        self.outputBytes = 0
+        self.policy = policy
+        self.label = label
+        self.failingAttempts = 0
     }
 }
 
@@ -80,8 +100,11 @@ public struct WorkflowPlan: Sendable {
     public let initialBytes: UInt64
 
     // The calls, in program order.
-    /// Per task: its body, modelled cost (nanoseconds) and output size.
+    /// Per task: its catalogue key, modelled cost (nanoseconds) and output size.
     public private(set) var catalogueKey: [UInt64] = []
+    /// Per task its body, or empty when every body is modelled (a million-task scenario carries no
+    /// array of them): see `body(of:)`.
+    public private(set) var bodies: [TaskBody] = []
     public private(set) var cost: [Int64] = []
     public private(set) var outputBytes: [UInt64] = []
     public private(set) var policy: [FailurePolicy] = []
@@ -119,6 +142,8 @@ public struct WorkflowPlan: Sendable {
     public private(set) var groupOfBase: [Int32: Int32] = [:]
 
     public var taskCount: Int { catalogueKey.count }
+    /// What task t runs.
+    public func body(of t: Int) -> TaskBody { bodies.isEmpty ? .modelled : bodies[t] }
     public var versionCount: Int { producer.count }
     public var accessCount: Int { accessDatum.count }
 
@@ -159,6 +184,7 @@ public struct WorkflowPlan: Sendable {
     /// Takes the builder's arrays and derives the consumers.
     mutating func adopt(_ parts: WorkflowPlanBuilder.Parts, finalVersion: [Int32]) {
         catalogueKey = parts.catalogueKey
+        bodies = parts.bodies
         cost = parts.cost
         outputBytes = parts.outputBytes
         policy = parts.policy
@@ -200,10 +226,12 @@ public struct WorkflowPlan: Sendable {
     /// The calls this plan was built from (what a record stores).
     public var spec: WorkflowSpec {
         let tasks = (0..<taskCount).map { t in
-            WorkflowTaskSpec(
+            var call = WorkflowTaskSpec(
                 catalogueKey: catalogueKey[t], cost: Interval(nanoseconds: cost[t]),
                 accesses: accessRange(of: t).map { WorkflowTaskSpec.Access(Int(accessDatum[$0]), accessDirection[$0]) },
                 outputBytes: outputBytes[t], policy: policy[t], label: label[t], failingAttempts: failingAttempts[t])
+            call.body = body(of: t)
+            return call
         }
         return WorkflowSpec(name: name, dataCount: dataCount, initialBytes: initialBytes, tasks: tasks)
     }
@@ -263,59 +291,5 @@ public struct WorkflowPlan: Sendable {
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
-    }
-}
-
-/// Workflow shapes for scenarios and benchmarks.
-extension WorkflowSpec {
-    /// Task Bench `stencil_1d`: `width` points over `steps` steps; point x of step s reads points
-    /// x-1, x, x+1 of step s-1. Each point is a datum written once per step.
-    public static func stencil(width: Int, steps: Int, cost: Interval, bytes: UInt64 = 64) -> WorkflowSpec {
-        var tasks: [WorkflowTaskSpec] = []
-        tasks.reserveCapacity(width * steps)
-        // Two data per point (even and odd steps) so a step reads the previous one's values.
-        for s in 0..<steps {
-            let (from, to) = s % 2 == 0 ? (0, width) : (width, 0)
-            for x in 0..<width {
-                var accesses: [WorkflowTaskSpec.Access] = []
-                for n in max(0, x - 1)...min(width - 1, x + 1) { accesses.append(.init(from + n, .in)) }
-                accesses.append(.init(to + x, .out))
-                tasks.append(WorkflowTaskSpec(catalogueKey: 1, cost: cost, accesses: accesses, outputBytes: bytes))
-            }
-        }
-        return WorkflowSpec(name: "stencil \(width)x\(steps)", dataCount: 2 * width, initialBytes: bytes, tasks: tasks)
-    }
-
-    /// `count` independent tasks, each writing its own datum.
-    public static func independent(count: Int, cost: Interval, bytes: UInt64 = 8) -> WorkflowSpec {
-        let tasks = (0..<count).map {
-            WorkflowTaskSpec(catalogueKey: 1, cost: cost, accesses: [.init($0, .out)], outputBytes: bytes)
-        }
-        return WorkflowSpec(name: "independent \(count)", dataCount: count, initialBytes: bytes, tasks: tasks)
-    }
-
-    /// The shape of the cross-correlation example (`shoal demo`): one task generates the spike
-    /// trains; `fragments` tasks each correlate a block of pairs from them; each fragment is
-    /// gathered into the two result matrices (`commutative`: one group each, members in any order).
-    public static func crossCorrelation(
-        fragments: Int, generateCost: Interval, fragmentCost: Interval, gatherCost: Interval,
-        trainsBytes: UInt64 = 4 << 20, fragmentBytes: UInt64 = 1 << 20, matrixBytes: UInt64 = 4 << 20
-    ) -> WorkflowSpec {
-        // Data: 0 trains, 1 ccOriginal, 2 ccSurrogates, 3... one result per fragment.
-        var tasks = [
-            WorkflowTaskSpec(catalogueKey: 10, cost: generateCost, accesses: [.init(0, .out)], outputBytes: trainsBytes)
-        ]
-        for f in 0..<fragments {
-            tasks.append(
-                WorkflowTaskSpec(
-                    catalogueKey: 11, cost: fragmentCost, accesses: [.init(0, .in), .init(3 + f, .out)],
-                    outputBytes: fragmentBytes))
-            tasks.append(
-                WorkflowTaskSpec(
-                    catalogueKey: 12, cost: gatherCost,
-                    accesses: [.init(3 + f, .in), .init(1, .commutative), .init(2, .commutative)],
-                    outputBytes: matrixBytes))
-        }
-        return WorkflowSpec(name: "cross-correlation \(fragments) fragments", dataCount: 3 + fragments, tasks: tasks)
     }
 }

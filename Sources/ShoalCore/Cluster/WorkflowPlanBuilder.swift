@@ -35,6 +35,7 @@ struct WorkflowPlanBuilder: VersionLedger {
     /// The arrays a plan is made of, filled in program order.
     struct Parts {
         var catalogueKey: [UInt64] = []
+        var bodies: [TaskBody] = []
         var cost: [Int64] = []
         var outputBytes: [UInt64] = []
         var policy: [FailurePolicy] = []
@@ -86,6 +87,12 @@ struct WorkflowPlanBuilder: VersionLedger {
             throw WorkflowPlan.Invalid(
                 description: "task \(index) has \(call.accesses.count) accesses; at most \(WorkSettings.maxOutputsPerTask)")
         }
+        if let problem = call.body.problem {
+            throw WorkflowPlan.Invalid(description: "task \(index): \(problem)")
+        }
+        if let key = call.body.catalogueKey, key != call.catalogueKey {
+            throw WorkflowPlan.Invalid(description: "task \(index): its catalogue key is not its body's")
+        }
         guard call.label.utf8.count <= Self.maxLabel else {
             throw WorkflowPlan.Invalid(description: "task \(index): its label is over \(Self.maxLabel) bytes")
         }
@@ -130,6 +137,10 @@ struct WorkflowPlanBuilder: VersionLedger {
         plan.accessStart.append(Int32(plan.accessDatum.count))
         plan.inputStart.append(Int32(plan.inputs.count))
         plan.catalogueKey.append(call.catalogueKey)
+        if call.body != .modelled && plan.bodies.isEmpty {
+            plan.bodies = Array(repeating: .modelled, count: index)
+        }
+        if !plan.bodies.isEmpty { plan.bodies.append(call.body) }
         plan.cost.append(call.cost.nanoseconds)
         plan.outputBytes.append(call.outputBytes)
         plan.policy.append(call.policy)

@@ -1,0 +1,89 @@
+/// What a task call runs: one type for every workflow on the cluster. A Swift program's or a
+/// workflow file's registered task (by name, with its encoded arguments), a workflow file's exec
+/// command, or, for scenarios only, a modelled body (the call's cost and output size stand for it).
+///
+/// The machines never look inside a body: they carry it with the call (plan, record) and hand it
+/// to the shell that runs the task. Which peers can run it is its catalogue key
+/// (`catalogueKey`), derived from the name.
+public enum TaskBody: Sendable, Hashable, Codable {
+    /// Scenarios: the call's `cost`, `outputBytes` and `failingAttempts` model the body, and the
+    /// simulator computes its outputs (`WorkflowPlan.modelledOutputs`).
+    case modelled
+    /// A registered task (`TaskRegistry`), by name, with its arguments as the program encoded them
+    /// (a workflow file's `args:` node as JSON).
+    indirect case registered(name: String, arguments: [UInt8])
+    /// A command template in its source syntax (`{in:x}` placeholders; see `CommandTemplate`),
+    /// run with `/bin/sh` by the exec runner on the accesses' files.
+    indirect case exec(command: String)
+
+    /// The catalogue key of the body, or nil for a modelled one (its call names its own key).
+    public var catalogueKey: UInt64? {
+        switch self {
+        case .modelled: nil
+        case .registered(let name, _): CatalogueKey.of(task: name)
+        case .exec: CatalogueKey.exec
+        }
+    }
+
+    /// The longest registered name and the largest arguments or command a body may have: a body
+    /// travels in every record create (and, on real peers, with the task to its executor).
+    public static let maxName = 1_024
+    public static let maxText = 1 << 20
+
+    /// Why the body is out of bounds, or nil.
+    var problem: String? {
+        switch self {
+        case .modelled: return nil
+        case .registered(let name, let arguments):
+            if name.isEmpty || name.utf8.count > Self.maxName { return "a registered task's name is empty or over \(Self.maxName) bytes" }
+            if arguments.count > Self.maxText { return "its arguments are over \(Self.maxText) bytes" }
+            return nil
+        case .exec(let command):
+            return command.utf8.count > Self.maxText ? "its command is over \(Self.maxText) bytes" : nil
+        }
+    }
+}
+
+/// Catalogue keys: which bodies a peer can run, as 64-bit keys that gossip and steal requests
+/// carry. A key is derived from a name (the first 8 bytes of the BLAKE2b digest of a kind prefix
+/// and the name, little-endian), so every peer computes the same key for the same task without
+/// coordination; a registry refuses two names with one key (`TaskRegistry.register`).
+public enum CatalogueKey {
+    /// The key of the registered task `name`.
+    public static func of(task name: String) -> UInt64 { derive("task:" + name) }
+
+    /// Every exec command runs on the one exec runner: one key for all of them.
+    public static let exec: UInt64 = derive("exec:/bin/sh")
+
+    /// The key of a scenario's modelled body `name` (a shape's kinds of task).
+    public static func modelled(_ name: String) -> UInt64 { derive("model:" + name) }
+
+    static func derive(_ text: String) -> UInt64 {
+        let digest = Checksum.blake2b(Array(text.utf8))
+        var key: UInt64 = 0
+        for i in 0..<8 { key |= UInt64(digest[i]) << (8 * UInt64(i)) }
+        return key
+    }
+}
+
+/// The 64-bit digest the machines carry for a value's real bytes (`DataValue.content`): the
+/// first 8 bytes of their BLAKE2b digest, little-endian. The shell that holds the bytes checks it
+/// on every transfer.
+public enum PayloadDigest {
+    public static func of(_ bytes: [UInt8]) -> UInt64 {
+        let digest = Checksum.blake2b(bytes)
+        var d: UInt64 = 0
+        for i in 0..<8 { d |= UInt64(digest[i]) << (8 * UInt64(i)) }
+        return d
+    }
+
+    /// The value reference of `bytes`: their size and digest.
+    public static func value(of bytes: [UInt8]) -> DataValue {
+        DataValue(bytes: UInt64(bytes.count), content: of(bytes))
+    }
+
+    /// Whether `bytes` are the value `value` refers to.
+    public static func matches(_ bytes: [UInt8], _ value: DataValue) -> Bool {
+        UInt64(bytes.count) == value.bytes && of(bytes) == value.content
+    }
+}

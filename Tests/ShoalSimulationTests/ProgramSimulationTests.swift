@@ -1,0 +1,137 @@
+import ShoalCore
+import Testing
+
+@testable import ShoalSimulation
+
+/// Workflows with real bodies on simulated clusters: the bytes of every value live in the peers'
+/// shells, travel with the messages that carry the values, are checked against their digests,
+/// and the outputs are checked against the program run on its own.
+@Suite("Program simulation")
+struct ProgramSimulationTests {
+    /// Test bodies, registered by name. `mix` writes, for each plain output, a digest of its label
+    /// and its plain inputs; for each group access it adds that digest to the group's 8-byte value
+    /// (bytewise, wrapping), so the members of a group commute. `drift` is `mix` that gives a
+    /// different answer from its second call on (a broken body, or a broken cluster, to catch).
+    final class TestBodies: TaskBodyRunner {
+        var calls = 0
+        var catalogue: [UInt64] { [CatalogueKey.of(task: "mix"), CatalogueKey.of(task: "drift")] }
+
+        func run(_ body: TaskBody, label: String, directions: [Direction], inputs: [[UInt8]?], attempt: Int)
+            -> Result<[[UInt8]], TaskFailure>
+        {
+            guard case .registered(let name, _) = body else { return .failure(TaskFailure(message: "not a test body")) }
+            calls += 1
+            guard !inputs.contains(where: { $0 == nil }) else { return .failure(TaskFailure(message: "absent input")) }
+            let salt: [UInt8] = name == "drift" && calls > 1 ? [UInt8(truncatingIfNeeded: calls)] : []
+            return .success(Self.mix(label: label, directions: directions, inputs: inputs.map { $0! }, salt: salt))
+        }
+
+        static func mix(label: String, directions: [Direction], inputs: [[UInt8]], salt: [UInt8] = []) -> [[UInt8]] {
+            var plain = Array(label.utf8) + salt
+            var groups: [[UInt8]] = []
+            var next = 0
+            for d in directions where d.reads {
+                if d.isGroup { groups.append(inputs[next]) } else { plain += [0xFF] + inputs[next] }
+                next += 1
+            }
+            let digest = Checksum.blake2b(plain)
+            var outputs: [[UInt8]] = []
+            var g = 0
+            for d in directions where d.writes {
+                if d.isGroup {
+                    var value = groups[g].count == 8 ? groups[g] : [UInt8](repeating: 0, count: 8)
+                    for i in 0..<8 { value[i] &+= digest[i] }
+                    outputs.append(value)
+                    g += 1
+                } else {
+                    outputs.append(Array(digest[0..<(16 + outputs.count)]))
+                }
+            }
+            return outputs
+        }
+    }
+
+    /// A stencil of `mix` calls over `width` points, with every point's value also added to a
+    /// commutative total; the outputs are the last row and the total.
+    static func program(width: Int, steps: Int, body: String = "mix") -> ProgramWorkflow {
+        var tasks: [WorkflowTaskSpec] = []
+        let total = 2 * width
+        for s in 0..<steps {
+            let (from, to) = s % 2 == 0 ? (0, width) : (width, 0)
+            for x in 0..<width {
+                var accesses = (max(0, x - 1)...min(width - 1, x + 1)).map { WorkflowTaskSpec.Access(from + $0, .in) }
+                accesses.append(.init(to + x, .out))
+                if s == steps - 1 { accesses.append(.init(total, .commutative)) }
+                tasks.append(
+                    WorkflowTaskSpec(
+                        body: .registered(name: body, arguments: []), accesses: accesses, label: "p\(s).\(x)"))
+            }
+        }
+        let initial = (0...total).map { d in d == total ? [UInt8](repeating: 0, count: 8) : Array("v\(d)".utf8) }
+        let last = steps % 2 == 0 ? 0 : width
+        let outputs = (0..<width).map { ProgramWorkflow.Output(name: "x\($0)", datum: last + $0) } + [.init(name: "total", datum: total)]
+        var program = ProgramWorkflow(
+            spec: WorkflowSpec(name: "mix stencil", dataCount: total + 1, tasks: tasks), initial: initial, outputs: outputs)
+        program.expected = ProgramWorkflow.Expected(fails: false, outputs: sequential(program).map(PayloadDigest.value(of:)))
+        return program
+    }
+
+    /// The program run on its own, call by call over datum values (no plan, no versions): the
+    /// oracle.
+    static func sequential(_ program: ProgramWorkflow) -> [[UInt8]] {
+        var values = program.initial
+        for call in program.spec.tasks {
+            let directions = call.accesses.map(\.direction)
+            let inputs = call.accesses.filter(\.direction.reads).map { values[Int($0.datum)] }
+            let outputs = TestBodies.mix(label: call.label, directions: directions, inputs: inputs)
+            for (access, value) in zip(call.accesses.filter(\.direction.writes), outputs) { values[Int(access.datum)] = value }
+        }
+        return program.outputs.map { values[$0.datum] }
+    }
+
+    static func scenario(_ program: ProgramWorkflow, faults: [ScheduledFault] = []) -> Scenario {
+        Scenario(
+            name: "programs", peers: 8, durationSeconds: 60, seeds: 2, joinSpreadSeconds: 0.5, faults: FaultPlan(faults),
+            workflows: [ScenarioWorkflow(shape: .program(program), atSeconds: 1, submitter: 1, taskMicros: 50_000)],
+            slots: 2)
+    }
+
+    @Test func realBytesCrossPeersAndTheOutputsAreTheProgramsUnderCrashes() throws {
+        let program = Self.program(width: 12, steps: 8)
+        let faults = [
+            ScheduledFault(at: .milliseconds(1_400), fault: .crash(peer: PeerID(raw: 1))),
+            ScheduledFault(at: .milliseconds(1_700), fault: .crash(peer: PeerID(raw: 5))),
+        ]
+        var simulation = ClusterSimulation(scenario: Self.scenario(program, faults: faults), seed: 3, runner: TestBodies())
+        let report = simulation.run()
+        #expect(report.passed, "seed 3: \(report.violations)")
+        #expect(report.workflows[0].status == .completed && report.workflows[0].resultsMatch == true, "seed 3")
+        #expect(report.work.bytesFetched > 0 && report.steal.tasksStolen > 0, "seed 3: \(report.work) \(report.steal)")
+        #expect(report.workflows[0].owners.count == 2, "seed 3: the owner crashed, a backup took over")
+        // The bytes are held by the live peers, as the program computed them.
+        let outputs = simulation.outputs(ofWorkflow: 0)
+        #expect(outputs.map(\.name) == program.outputs.map(\.name))
+        #expect(outputs.map(\.bytes) == Self.sequential(program).map { Optional($0) })
+    }
+
+    @Test func aPayloadCorruptedInTransitIsCaughtByItsDigestAndFetchedAgain() {
+        let program = Self.program(width: 12, steps: 6)
+        var simulation = ClusterSimulation(scenario: Self.scenario(program), seed: 4, runner: TestBodies())
+        simulation.corruptEveryNthPayload = 3
+        let report = simulation.run()
+        #expect(report.passed, "seed 4: \(report.violations)")
+        #expect(report.workflows[0].resultsMatch == true, "seed 4")
+        // Each corrupt fetched value is dropped by its machine; a corrupt record create by its shell.
+        #expect(report.work.corruptTransfers > 0 && report.work.corruptTransfers <= report.corruptPayloads, "seed 4: \(report.work)")
+    }
+
+    @Test func aBodyThatComputesSomethingElseIsCaught() {
+        var program = Self.program(width: 6, steps: 3)
+        let expected = program.expected
+        program = Self.program(width: 6, steps: 3, body: "drift")
+        program.expected = expected  // what `mix` computes: `drift` differs after its first call
+        var simulation = ClusterSimulation(scenario: Self.scenario(program), seed: 5, runner: TestBodies())
+        let report = simulation.run()
+        #expect(report.violations.contains { $0.contains("outputs different from the local run's") }, "seed 5: \(report.violations)")
+    }
+}
