@@ -50,12 +50,14 @@ simulate: build
 	@for f in Simulations/*.yaml; do echo "== $$f"; $(BIN) simulate $$f --seed 1 || exit 1; done
 
 ## ci-swarm: the fixed swarm seeds CI replays on every run (release build, about a minute):
-## membership under crashes and partitions, workflows (with failing tasks) and persistent objects under faults
+## membership under crashes and partitions, workflows (with failing tasks), workflow files with real
+## exec and registered bodies, and persistent objects under faults
 ci-swarm: build
 	$(BIN) simulate Simulations/crash-and-restart.yaml --swarm --seed 1 --seeds 200
 	$(BIN) simulate Simulations/partition-heals.yaml --swarm --seed 1 --seeds 200
 	$(BIN) simulate Simulations/swarm-workflows.yaml --swarm --seed 1 --seeds 200
 	$(BIN) simulate Simulations/failing-tasks.yaml --swarm --seed 1 --seeds 200
+	$(BIN) simulate Simulations/file-workflows.yaml --swarm --seed 1 --seeds 100
 	$(BIN) simulate Simulations/persistent-objects-churn.yaml --swarm --seed 1 --seeds 100
 
 ## swarm: thousands of seeds with faults drawn from each seed (SEEDS=N to change, FROM=first seed)
