@@ -58,6 +58,7 @@ ci-swarm: build
 	$(BIN) simulate Simulations/swarm-workflows.yaml --swarm --seed 1 --seeds 200
 	$(BIN) simulate Simulations/failing-tasks.yaml --swarm --seed 1 --seeds 200
 	$(BIN) simulate Simulations/file-workflows.yaml --swarm --seed 1 --seeds 100
+	$(BIN) simulate Simulations/growing-programs.yaml --swarm --seed 1 --seeds 200
 	$(BIN) simulate Simulations/persistent-objects-churn.yaml --swarm --seed 1 --seeds 100
 
 ## swarm: thousands of seeds with faults drawn from each seed (SEEDS=N to change, FROM=first seed)

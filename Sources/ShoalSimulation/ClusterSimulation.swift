@@ -96,6 +96,10 @@ public struct ClusterSimulation {
         case executed(PeerID, generation: UInt32, task: TaskRef, outputs: [DataValue])
         case failed(PeerID, generation: UInt32, task: TaskRef, failure: TaskFailure)
         case submit(Int)
+        /// The growing program of workflow w takes its next step, after a wait answered `value`
+        /// (nil: its first), or closes its workflow.
+        case programStep(Int, value: UInt64?)
+        case programClose(Int)
         /// The n-th put of the object workload.
         case put(Int)
         case fault(Fault)
@@ -127,6 +131,12 @@ public struct ClusterSimulation {
         var program: ProgramWorkflow?
         /// The results its owner reported when it completed.
         var results: [DataValue?]?
+        /// A program that grows the workflow as it runs (its calls so far are `spec`), the round
+        /// it is in and the wait it is blocked on.
+        var adaptive: AdaptiveProgram?
+        var round = 0
+        var pendingWait: (requestID: UInt64, datum: Int, closesAfter: Bool)?
+        var closed = false
         /// The id its submitter drew for it, once submitted.
         var id: WorkflowID? = nil
         var expected: ModelledProgram.Outcome?
@@ -136,6 +146,15 @@ public struct ClusterSimulation {
         /// restart starts the count again, from the record).
         var applied: [Int: [UInt8]] = [:]
         var reopened: [Int: [UInt16]] = [:]
+
+        /// Counts one more for `task` by `owner` of `tasks` (the program may have grown since the
+        /// count began).
+        static func count<N: FixedWidthInteger>(_ counts: inout [Int: [N]], owner: Int, task: Int, of tasks: Int) {
+            var list = counts.removeValue(forKey: owner) ?? []
+            if list.count < tasks { list += repeatElement(0, count: tasks - list.count) }
+            list[task] &+= 1
+            counts[owner] = list
+        }
     }
 
     public let scenario: Scenario
@@ -155,6 +174,8 @@ public struct ClusterSimulation {
     /// check catch it; and how many were sent.
     var corruptEveryNthPayload = 0
     var payloadsSent = 0
+    /// Tests: change the values programs' waits are answered with, to see the checker catch it.
+    var tamperWaitedValues = false
     var workflows: [Tracked] = []
     var workflowIndex: [WorkflowID: Int] = [:]
     var violationCounts: [String: Int] = [:]
@@ -215,10 +236,10 @@ public struct ClusterSimulation {
             let spec = w.spec
             // Scenario files and shapes are checked before a run; a plan that fails here is a bug.
             let plan: WorkflowPlan
-            do { plan = try WorkflowPlan(spec) } catch { preconditionFailure("workflow \(spec.name): \(error)") }
+            do { plan = try WorkflowPlan(spec, open: w.adaptive != nil) } catch { preconditionFailure("workflow \(spec.name): \(error)") }
             workflows.append(
                 Tracked(
-                    spec: spec, plan: plan, program: w.program, expected: nil,
+                    spec: spec, plan: plan, program: w.program, adaptive: w.adaptive, expected: nil,
                     outcome: WorkflowOutcome(
                         name: spec.name, tasks: plan.taskCount, status: .notSubmitted, owners: [w.submitter])))
             queue.schedule(.submit(i), at: Instant(nanoseconds: Int64(w.atSeconds * 1e9)))
@@ -283,6 +304,12 @@ public struct ClusterSimulation {
             step(p, .failed(task: task, failure: failure))
         case .submit(let w):
             submit(w)
+        case .programStep(let w, let value):
+            programStep(w, after: value)
+        case .programClose(let w):
+            guard workflows[w].outcome.status == .unfinished, let wf = workflows[w].id else { return }
+            workflows[w].closed = true
+            step(PeerID(raw: UInt64(scenario.workflows[w].submitter)), .close(workflow: wf))
         case .put(let n):
             put(n)
         case .fault(let fault):
@@ -344,6 +371,53 @@ public struct ClusterSimulation {
         }
         trace?.instant("submit \(plan.name)", peer: PeerID(raw: UInt64(spec.submitter)), at: now)
         step(PeerID(raw: UInt64(spec.submitter)), .submit(workflow: wf, plan: plan, initial: initial))
+        if workflows[w].adaptive != nil { programStep(w, after: nil) }
+    }
+
+    /// The growing program of workflow `w` submits its next batch and waits (it runs at its
+    /// submitter, which owns the workflow).
+    mutating func programStep(_ w: Int, after value: UInt64?) {
+        guard workflows[w].outcome.status == .unfinished, let wf = workflows[w].id, let program = workflows[w].adaptive else {
+            return
+        }
+        let submitter = scenario.workflows[w].submitter
+        let cost = Interval.microseconds(scenario.workflows[w].taskMicros)
+        let bytes = scenario.workflows[w].bytes
+        let dataCount = workflows[w].spec.dataCount
+        guard let next = program.step(round: workflows[w].round, dataCount: dataCount, after: value, cost: cost, bytes: bytes)
+        else { return }
+        workflows[w].round += 1
+        let initial = (dataCount..<dataCount + next.newData).map {
+            DataValue(bytes: bytes, content: WorkflowPlan.initialContent(workflow: wf.raw, datum: $0))
+        }
+        // The program as the checker knows it: its calls so far, with their data and waits.
+        let first = workflows[w].spec.tasks.count
+        workflows[w].spec.marks.append(.init(beforeTask: first, .newData(count: Int32(next.newData))))
+        workflows[w].spec.dataCount += next.newData
+        workflows[w].spec.tasks += next.calls
+        workflows[w].spec.marks.append(.init(beforeTask: workflows[w].spec.tasks.count, .wait(datum: Int32(next.waitOn))))
+        workflows[w].outcome.tasks = workflows[w].spec.tasks.count
+        let p = PeerID(raw: UInt64(submitter))
+        let rid = UInt64(workflows[w].round)
+        workflows[w].pendingWait = (rid, next.waitOn, next.closesAfter)
+        step(p, .extend(workflow: wf, calls: next.calls, initial: initial))
+        step(p, .wait(workflow: wf, datum: next.waitOn, requestID: rid))
+    }
+
+    /// A wait of workflow `w`'s program was answered: the value must be the program's own, then
+    /// the program goes on (a moment later) or closes.
+    mutating func answered(_ w: Int, requestID: UInt64, value: DataValue?, at p: PeerID) {
+        guard let pending = workflows[w].pendingWait, pending.requestID == requestID else { return }
+        workflows[w].pendingWait = nil
+        let expected = ModelledProgram.run(workflows[w].spec, workflow: workflows[w].id!.raw).results[pending.datum]
+        guard let value, expected == .content(value.content) else {
+            violation(
+                "wait answered wrongly",
+                "the program of \(workflows[w].plan.name) waited on datum \(pending.datum) and got \(value.map { "\($0.content)" } ?? "no value") at \(p), not its own \(expected)")
+            return
+        }
+        let next: Event = pending.closesAfter ? .programClose(w) : .programStep(w, value: value.content)
+        queue.schedule(next, at: now + .milliseconds(1))
     }
 
     mutating func put(_ n: Int) {
@@ -393,6 +467,9 @@ public struct ClusterSimulation {
                 trace?.instant("\(p) sees \(peer) \(status)", peer: p, at: now)
             case .execute(let task, let key, let inputs, let attempt):
                 execute(task, catalogueKey: key, inputs: inputs, attempt: attempt, at: p, generation: generation)
+            case .waited(let wf, let rid, var value):
+                if tamperWaitedValues { value?.content &+= 1 }
+                answered(workflowIndex[wf]!, requestID: rid, value: value, at: p)
             case .workflowCompleted(let wf, let results, _):
                 completed(workflowIndex[wf]!, results: results, at: p)
             case .workflowFailed(let wf, let reason, let cause):
@@ -416,10 +493,9 @@ public struct ClusterSimulation {
             case .resultApplied(let task):
                 let w = workflowIndex[task.workflow]!
                 let t = task.task
-                let count = workflows[w].plan.taskCount
-                workflows[w].applied[i, default: Array(repeating: 0, count: count)][t] &+= 1
+                Tracked.count(&workflows[w].applied, owner: i, task: t, of: workflows[w].spec.tasks.count)
                 let applied = workflows[w].applied[i]![t]
-                let reopened = workflows[w].reopened[i]?[t] ?? 0
+                let reopened = workflows[w].reopened[i].map { t < $0.count ? $0[t] : 0 } ?? 0
                 if Int(applied) > 1 + Int(reopened) {
                     violation(
                         "result applied twice",
@@ -427,8 +503,7 @@ public struct ClusterSimulation {
                 }
             case .taskReopened(let task):
                 let w = workflowIndex[task.workflow]!
-                let count = workflows[w].plan.taskCount
-                workflows[w].reopened[i, default: Array(repeating: 0, count: count)][task.task] &+= 1
+                Tracked.count(&workflows[w].reopened, owner: i, task: task.task, of: workflows[w].spec.tasks.count)
             case .persist(let o):
                 // The shell writes before it carries out the next directive (the machine's ack).
                 try! peers[i].shard.put(ObjectRecord.key(o.key), ObjectRecord.encode(o), in: .objects)
@@ -477,8 +552,8 @@ public struct ClusterSimulation {
         // reference counts.)
         let directions = workflows[w].spec.tasks[t].accesses.lazy.map(\.direction)
         let failingAttempts = workflows[w].spec.tasks[t].failingAttempts
-        let outputBytes = workflows[w].plan.outputBytes[t]
-        let cost = Interval(nanoseconds: workflows[w].plan.cost[t])
+        let outputBytes = workflows[w].spec.tasks[t].outputBytes
+        let cost = workflows[w].spec.tasks[t].cost
         peers[Int(p.raw)].tasksRun += 1
         trace?.complete("task \(t)", peer: p, at: now, duration: cost)
         if workflows[w].program != nil {
@@ -662,6 +737,14 @@ public struct ClusterSimulation {
             retire(i)
             peers[i].up = false
             peers[i].payloads.memory = [:]
+            // A growing program runs at its submitter: it dies with it, and its open workflow
+            // with it (it has no record anywhere until it closes).
+            for w in workflows.indices where workflows[w].outcome.status == .unfinished && workflows[w].adaptive != nil
+                && scenario.workflows[w].submitter == i && !workflows[w].closed
+            {
+                workflows[w].outcome.status = .failed
+                workflows[w].outcome.reason = "its program ran at p\(i), which crashed before it closed the workflow"
+            }
         case .restart(let p, let keepStore):
             let i = Int(p.raw)
             guard i < peers.count, !peers[i].up else { return }

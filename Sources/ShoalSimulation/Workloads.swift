@@ -12,6 +12,9 @@ public struct ScenarioWorkflow: Sendable, Codable, Hashable {
         /// A program with real bodies (a scenario's `file:` workflow): each task takes
         /// `taskMicros` of virtual time.
         case program(ProgramWorkflow)
+        /// A program that grows its workflow round by round, deciding from what it waits for
+        /// (`AdaptiveProgram`).
+        case adaptive(rounds: Int, maxWidth: Int)
     }
 
     public var shape: Shape
@@ -66,6 +69,11 @@ public struct ScenarioWorkflow: Sendable, Codable, Hashable {
         return spec
     }
 
+    /// The growing program, if the workflow is one.
+    public var adaptive: AdaptiveProgram? {
+        if case .adaptive(let rounds, let maxWidth) = shape { AdaptiveProgram(rounds: rounds, maxWidth: maxWidth) } else { nil }
+    }
+
     /// The program, if the workflow has real bodies.
     public var program: ProgramWorkflow? {
         if case .program(let p) = shape { p } else { nil }
@@ -74,6 +82,8 @@ public struct ScenarioWorkflow: Sendable, Codable, Hashable {
     private var shapeSpec: WorkflowSpec {
         let cost = Interval.microseconds(taskMicros)
         switch shape {
+        case .adaptive:
+            return adaptive!.start(name: "adaptive \(adaptive!.rounds) rounds", bytes: bytes)
         case .program(let p):
             var spec = p.spec
             for t in spec.tasks.indices { spec.tasks[t].cost = cost }

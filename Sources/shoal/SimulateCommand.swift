@@ -256,7 +256,8 @@ struct ScenarioFileError: Error, Sendable, Hashable, CustomStringConvertible {
 ///   - { at: 20, restart: 3, keepStore: false }  # only a crashed peer restarts
 ///   - { at: 10, drop: 0.1 }               # probabilities are 0 to 1
 ///   - { at: 12, duplicate: 0.05 }
-/// workflows:              # each names one shape: stencil, independent, crossCorrelation or file
+/// workflows:              # each names one shape: stencil, independent, crossCorrelation, adaptive or file
+///   - { adaptive: { rounds: 10, maxWidth: 16 }, at: 1 }   # submits round by round, deciding from what it waits for
 ///   - { file: ../Examples/workflows/shout-twice.yaml, taskMicros: 2000 }   # real bodies, relative to this file
 ///   - { stencil: { width: 64, steps: 100 }, at: 3, submitter: 0, taskMicros: 10000, bytes: 4096 }
 ///     # optional: every 7th task fails its first 2 attempts; 1 retry, then the action
@@ -274,10 +275,11 @@ enum ScenarioFile {
     static let networkKeys = ["latencyMicros", "jitterMicros", "bandwidthMbps", "drop", "duplicate", "reorder"]
     static let faultKinds = ["crash", "restart", "split", "partition", "heal", "drop", "duplicate"]
     static let faultKeys = ["at"] + faultKinds + ["keepStore"]
-    static let workflowShapes = ["stencil", "independent", "crossCorrelation", "file"]
+    static let workflowShapes = ["stencil", "independent", "crossCorrelation", "file", "adaptive"]
     static let workflowKeys = workflowShapes + ["at", "submitter", "taskMicros", "bytes", "failures"]
     static let failureKeys = ["every", "attempts", "retries", "action"]
     static let stencilKeys = ["width", "steps"]
+    static let adaptiveKeys = ["rounds", "maxWidth"]
     static let objectKeys = ["keys", "puts", "start", "every", "bytes", "replicas"]
 
     /// Reads and checks the scenario file at `path`; every problem is a `ScenarioFileError`.
@@ -739,6 +741,21 @@ struct ScenarioFileReader {
         case "independent":
             tasks = try int(shapeNode, shapeField, 1...maxTasks, "must be 1 to \(maxTasks) tasks")
             shape = .independent(count: tasks)
+        case "adaptive":
+            let a = try fields(shapeNode, shapeField, allowed: ScenarioFile.adaptiveKeys, what: "an adaptive program")
+            let rounds = try int(
+                try require(a, "rounds", what: "how many rounds"), a.path("rounds"), 1...10_000, "must be 1 to 10,000 rounds")
+            let maxWidth = try int(
+                try require(a, "maxWidth", what: "the widest round"), a.path("maxWidth"), 1...10_000,
+                "must be 1 to 10,000 tasks per round")
+            tasks = rounds * (2 * maxWidth + 2)  // at most: a round has 2 per datum, a fold and an extra
+            guard tasks <= maxTasks else {
+                throw fail(shapeNode, shapeField, "up to \(tasks) tasks; at most \(maxTasks)")
+            }
+            guard !w.has("failures") else {
+                throw fail(shapeNode, shapeField, "an adaptive program has no modelled failures")
+            }
+            shape = .adaptive(rounds: rounds, maxWidth: maxWidth)
         case "file":
             let program = try self.program(shapeNode, shapeField)
             tasks = program.spec.tasks.count

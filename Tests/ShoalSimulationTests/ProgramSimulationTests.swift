@@ -135,3 +135,58 @@ struct ProgramSimulationTests {
         #expect(report.violations.contains { $0.contains("outputs different from the local run's") }, "seed 5: \(report.violations)")
     }
 }
+
+/// Programs that grow their workflows as they run: batches, waits answered with the value as
+/// soon as it exists, decisions made from it, a close.
+@Suite("Growing programs")
+struct GrowingProgramTests {
+    static func scenario(rounds: Int, maxWidth: Int, faults: [ScheduledFault] = [], submitter: Int = 1) -> Scenario {
+        Scenario(
+            name: "adaptive", peers: 8, durationSeconds: 120, seeds: 2, joinSpreadSeconds: 0.5, faults: FaultPlan(faults),
+            workflows: [
+                ScenarioWorkflow(
+                    shape: .adaptive(rounds: rounds, maxWidth: maxWidth), atSeconds: 1, submitter: submitter,
+                    taskMicros: 40_000, bytes: 512)
+            ], slots: 2)
+    }
+
+    @Test func aProgramThatDecidesFromWhatItWaitsForEndsWithItsOwnResults() {
+        for seed: UInt64 in 1...6 {
+            var simulation = ClusterSimulation(scenario: Self.scenario(rounds: 6, maxWidth: 9), seed: seed)
+            let report = simulation.run()
+            #expect(report.passed, "seed \(seed): \(report.violations)")
+            let w = report.workflows[0]
+            #expect(w.status == .completed && w.resultsMatch == true, "seed \(seed): \(w)")
+            #expect(w.tasks > 6 * 3, "seed \(seed): \(w.tasks) tasks")
+            #expect(report.steal.tasksStolen > 0, "seed \(seed): its batches spread over the cluster")
+        }
+    }
+
+    @Test func crashesOfOtherPeersAreRecoveredWhileTheProgramRuns() {
+        let faults = [
+            ScheduledFault(at: .milliseconds(1_300), fault: .crash(peer: PeerID(raw: 4))),
+            ScheduledFault(at: .milliseconds(1_800), fault: .crash(peer: PeerID(raw: 6))),
+        ]
+        var simulation = ClusterSimulation(scenario: Self.scenario(rounds: 8, maxWidth: 12, faults: faults), seed: 9)
+        let report = simulation.run()
+        #expect(report.passed, "seed 9: \(report.violations)")
+        #expect(report.workflows[0].resultsMatch == true, "seed 9: \(report.workflows[0])")
+    }
+
+    @Test func theProgramDiesWithItsPeerAndSoDoesItsOpenWorkflow() {
+        let faults = [ScheduledFault(at: .milliseconds(1_500), fault: .crash(peer: PeerID(raw: 1)))]
+        var simulation = ClusterSimulation(scenario: Self.scenario(rounds: 30, maxWidth: 12, faults: faults), seed: 10)
+        let report = simulation.run()
+        #expect(report.passed, "seed 10: \(report.violations)")
+        #expect(report.workflows[0].status == .failed, "seed 10: \(report.workflows[0])")
+    }
+
+    @Test func aWaitAnsweredWithAnotherValueIsCaught() {
+        // The shell hands the program another value than the owner answered with: the checker
+        // must see that it is not the program's own.
+        var simulation = ClusterSimulation(scenario: Self.scenario(rounds: 3, maxWidth: 4), seed: 11)
+        simulation.tamperWaitedValues = true
+        let report = simulation.run()
+        #expect(report.violations.contains { $0.contains("waited on datum") }, "seed 11: \(report.violations)")
+    }
+}

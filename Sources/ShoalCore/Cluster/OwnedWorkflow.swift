@@ -16,8 +16,10 @@ final class OwnedWorkflow: @unchecked Sendable {
     let workflow: WorkflowID
     /// This peer: it stands as the holder of absent and failed versions (there is nothing to fetch).
     let owner: PeerID
-    let plan: WorkflowPlan
-    let initial: [DataValue]
+    /// The plan (growing while the workflow is open: `extend`, `wait`, `close`) and every datum's
+    /// initial value.
+    private(set) var plan: WorkflowPlan
+    private(set) var initial: [DataValue]
     private(set) var state: [TaskState]
     /// For a waiting or ready task: how many of its inputs have no holder.
     private var missing: [Int32]
@@ -104,14 +106,79 @@ final class OwnedWorkflow: @unchecked Sendable {
         holder = Array(repeating: OwnedWorkflow.nobody, count: plan.versionCount)
         checksum = Array(repeating: 0, count: plan.versionCount)
         bytes = Array(repeating: 0, count: plan.versionCount)
-        for (d, value) in initial.enumerated() {
-            holder[d] = owner
-            checksum[d] = value.checksum
-            bytes[d] = value.bytes
-        }
         groupRuns = Array(repeating: GroupRun(), count: plan.groups.count)
         remaining = tasks
+        for (d, value) in initial.enumerated() { define(Int(plan.initialVersion[d]), value) }
         recountAll()
+    }
+
+    /// The initial value of a datum is held here.
+    private func define(_ v: Int, _ value: DataValue) {
+        holder[v] = owner
+        checksum[v] = value.checksum
+        bytes[v] = value.bytes
+    }
+
+    // MARK: Growth (an open workflow)
+
+    /// A wait of the program on `version` (of a datum), answered once its value is here.
+    struct Wait {
+        var requestID: UInt64
+        var version: Int
+        /// A fetch of its value to this peer is on its way.
+        var fetching = false
+    }
+    var waits: [Wait] = []
+
+    /// A fetch for the waits on (the stored version) `v` ended: the next check answers them, or
+    /// fetches again.
+    func fetchedForWaits(_ v: Int) {
+        for i in waits.indices where storedVersion(waits[i].version) == v { waits[i].fetching = false }
+    }
+
+    /// Appends a batch of the program's calls, after new data with values `newValues` (held here).
+    /// Groups the batch closed settle; the new tasks wait for their inputs or are ready. Throws,
+    /// changing nothing, for a batch that does not fit the plan.
+    func extend(_ calls: [WorkflowTaskSpec], initial newValues: [DataValue]) throws(WorkflowPlan.Invalid) {
+        let (firstTask, firstData) = (plan.taskCount, plan.dataCount)
+        let closed = try plan.extend(calls, newData: newValues.count)
+        grow()
+        for (i, value) in newValues.enumerated() { define(Int(plan.initialVersion[firstData + i]), value) }
+        initial += newValues
+        for g in closed { settleIfComplete(g) }
+        remaining += calls.count
+        for t in firstTask..<plan.taskCount { wait(t) }
+    }
+
+    /// A wait of the program on `datum`: the version it is answered with (it closes the datum's
+    /// open group, which then settles as soon as its members are done).
+    func wait(on datum: Int) throws(WorkflowPlan.Invalid) -> Int {
+        let (version, closed) = try plan.wait(on: datum)
+        if let closed { settleIfComplete(closed) }
+        return version
+    }
+
+    /// The program ended: every open group closes.
+    func close() {
+        for g in plan.close() { settleIfComplete(g) }
+    }
+
+    /// Makes room in the per-task, per-version and per-group state for what the plan grew by.
+    private func grow() {
+        let tasks = plan.taskCount - state.count
+        state += repeatElement(.waiting, count: tasks)
+        missing += repeatElement(0, count: tasks)
+        assignee += repeatElement(OwnedWorkflow.nobody, count: tasks)
+        assignedAt += repeatElement(.zero, count: tasks)
+        confirmed += repeatElement(false, count: tasks)
+        attempts += repeatElement(0, count: tasks)
+        failedAttempts += repeatElement(0, count: tasks)
+        let versions = plan.versionCount - holder.count
+        valueState += repeatElement(.normal, count: versions)
+        holder += repeatElement(OwnedWorkflow.nobody, count: versions)
+        checksum += repeatElement(0, count: versions)
+        bytes += repeatElement(0, count: versions)
+        groupRuns += repeatElement(GroupRun(), count: plan.groups.count - groupRuns.count)
     }
 
     /// Rebuilds the state from a record log (a takeover): a task is done if the log says so and
@@ -168,7 +235,7 @@ final class OwnedWorkflow: @unchecked Sendable {
             }
             if let g = plan.groupOf[Int32(v)] { join(Int(g), partial: v, of: Int(e.task)) }
         }
-        for v in plan.dataCount..<holder.count where holder[v] != OwnedWorkflow.nobody && !isLive(holder[v]) {
+        for v in holder.indices where plan.producer[v] != -1 && holder[v] != OwnedWorkflow.nobody && !isLive(holder[v]) {
             holder[v] = OwnedWorkflow.nobody
         }
         // Nothing to fetch for these: this peer stands as their holder now.
@@ -317,7 +384,9 @@ final class OwnedWorkflow: @unchecked Sendable {
     @discardableResult
     private func settleIfComplete(_ g: Int) -> Bool {
         let group = plan.groups[g]
-        guard groupRuns[g].chain.count + groupRuns[g].failedMembers == group.members.count else { return false }
+        guard group.closed, groupRuns[g].chain.count + groupRuns[g].failedMembers == group.members.count else {
+            return false
+        }
         let v = Int(group.version)
         guard groupRuns[g].failedMembers == 0, let last = groupRuns[g].chain.last else {
             // A member failed for good: the group's version fails, and its readers are cancelled.
@@ -839,7 +908,7 @@ final class OwnedWorkflow: @unchecked Sendable {
     /// are queued again. Returns (tasks re-queued, tasks re-opened).
     func peerDown(_ peer: PeerID) -> (Int, [Int]) {
         var reopened: [Int] = []
-        for v in plan.dataCount..<holder.count where holder[v] == peer {
+        for v in holder.indices where holder[v] == peer && plan.producer[v] != -1 {
             reopened += lose(version: v, heldBy: peer)
         }
         var requeued = 0

@@ -40,6 +40,10 @@ public enum PeerEvent: Sendable {
     case timer(PeerTimer)
     /// A workflow submitted at this peer (it becomes the owner).
     case submit(workflow: WorkflowID, plan: WorkflowPlan, initial: [DataValue])
+    /// The program of an open workflow owned here: a batch, a wait, the close (`WorkEvent`).
+    case extend(workflow: WorkflowID, calls: [WorkflowTaskSpec], initial: [DataValue])
+    case wait(workflow: WorkflowID, datum: Int, requestID: UInt64)
+    case close(workflow: WorkflowID)
     /// The shell ran a task body.
     case executed(task: TaskRef, outputs: [DataValue])
     /// A task body failed (see `WorkEvent.failed`).
@@ -62,6 +66,8 @@ public enum PeerDirective: Sendable {
     case execute(task: TaskRef, catalogueKey: UInt64, inputs: [DataValue?], attempt: Int)
     case workflowCompleted(workflow: WorkflowID, results: [DataValue?], failures: [FailureReport])
     case workflowFailed(workflow: WorkflowID, reason: String, cause: FailureReport?)
+    /// The answer to a program's wait (`WorkDirective.waited`).
+    case waited(workflow: WorkflowID, requestID: UInt64, value: DataValue?)
     case resultApplied(task: TaskRef)
     case taskReopened(task: TaskRef)
     case tookOver(workflow: WorkflowID, from: PeerID)
@@ -177,6 +183,10 @@ public struct PeerMachine: Sendable {
             onPlacement(.recovered(objects), now: now, into: &out)
         case .submit(let wf, let plan, let initial):
             onWork(.submit(workflow: wf, plan: plan, initial: initial), now: now, into: &out)
+        case .extend(let wf, let calls, let initial):
+            onWork(.extend(workflow: wf, calls: calls, initial: initial), now: now, into: &out)
+        case .wait(let wf, let datum, let rid): onWork(.wait(workflow: wf, datum: datum, requestID: rid), now: now, into: &out)
+        case .close(let wf): onWork(.close(workflow: wf), now: now, into: &out)
         case .executed(let task, let outputs): onWork(.executed(task: task, outputs: outputs), now: now, into: &out)
         case .failed(let task, let failure): onWork(.failed(task: task, failure: failure), now: now, into: &out)
         case .leave: onMembership(.leave, now: now, into: &out)
@@ -330,6 +340,7 @@ public struct PeerMachine: Sendable {
                 out.append(.workflowCompleted(workflow: wf, results: results, failures: failures))
             case .workflowFailed(let wf, let reason, let cause):
                 out.append(.workflowFailed(workflow: wf, reason: reason, cause: cause))
+            case .waited(let wf, let rid, let value): out.append(.waited(workflow: wf, requestID: rid, value: value))
             case .resultApplied(let task): out.append(.resultApplied(task: task))
             case .taskReopened(let task): out.append(.taskReopened(task: task))
             case .tookOver(let wf, let from): out.append(.tookOver(workflow: wf, from: from))

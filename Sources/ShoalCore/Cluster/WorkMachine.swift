@@ -1,7 +1,16 @@
 public enum WorkEvent: Sendable {
     /// A workflow submitted at this peer: this peer owns it. `initial` are the data's initial
-    /// values (one per datum), which this peer holds.
+    /// values (one per datum), which this peer holds. An open plan (`WorkflowPlan.isOpen`) grows
+    /// while its program runs here: `extend`, `wait`, `close`.
     case submit(workflow: WorkflowID, plan: WorkflowPlan, initial: [DataValue])
+    /// The program of an open workflow owned here submits a batch of calls, after `initial.count`
+    /// new data with these initial values (held here).
+    case extend(workflow: WorkflowID, calls: [WorkflowTaskSpec], initial: [DataValue])
+    /// The program waits on `datum` (its current version): answered by `waited` with
+    /// `requestID` as soon as the version exists, its value fetched here.
+    case wait(workflow: WorkflowID, datum: Int, requestID: UInt64)
+    /// The program ended: no call follows.
+    case close(workflow: WorkflowID)
     case message(WorkMessage, from: PeerID)
     case timer(WorkTimer)
     /// The shell ran a task body (`execute` directive): one value per output, in order.
@@ -34,6 +43,9 @@ public enum WorkDirective: Sendable {
     /// The workflow failed: `cause` is the task failure that ended it (a `fail` policy), nil when
     /// the cluster could not run it (an input lost beyond recovery).
     case workflowFailed(workflow: WorkflowID, reason: String, cause: FailureReport?)
+    /// The answer to the program's `wait` `requestID`: the value, held here, or nil when it has
+    /// none (its writer failed: ignored, or for good).
+    case waited(workflow: WorkflowID, requestID: UInt64, value: DataValue?)
     /// Observability for checkers: the owner applied a result of `task` / re-opened it.
     case resultApplied(task: TaskRef)
     case taskReopened(task: TaskRef)
@@ -100,6 +112,8 @@ public struct WorkMachine: Sendable {
     /// The task index under which an owner fetches its final results (no task has it).
     private static let collection = Int(UInt32.max)
     private static func collecting(_ wf: WorkflowID) -> TaskRef { TaskRef(wf, collection) }
+    /// The task index under which an owner fetches a value its program waits for.
+    private static let waiting = collection - 1
     private struct Fetch {
         var task: TaskRef  // the job (or, for a collecting owner, the workflow's id with index max)
         var input: Int
@@ -205,6 +219,25 @@ public struct WorkMachine: Sendable {
         switch event {
         case .submit(let wf, let plan, let initial):
             submit(wf, plan: plan, initial: initial, log: [], into: &out)
+        case .extend(let wf, let calls, let initial):
+            extend(wf, calls: calls, initial: initial, into: &out)
+        case .wait(let wf, let datum, let rid):
+            guard let w = ownedIndex[wf], !owned[w].finished else {
+                out.append(.waited(workflow: wf, requestID: rid, value: nil))
+                break
+            }
+            do {
+                let v = try owned[w].wait(on: datum)
+                owned[w].waits.append(OwnedWorkflow.Wait(requestID: rid, version: v))
+            } catch {
+                fail(w, reason: "its program waited on an unknown datum: \(error)", into: &out)
+            }
+        case .close(let wf):
+            guard let w = ownedIndex[wf], !owned[w].finished, owned[w].plan.isOpen else { break }
+            owned[w].close()
+            startRecord(w, into: &out)
+            checkFinished(w, into: &out)
+            fill(into: &out)
         case .message(let message, let from): receive(message, from: from, into: &out)
         case .timer(let timer): fire(timer, into: &out)
         case .executed(let task, let outputs): executed(task, outputs: outputs, into: &out)
@@ -241,6 +274,43 @@ public struct WorkMachine: Sendable {
                         owner: r.owner, backups: r.backups, plan: r.plan, initial: r.initial, log: r.log)
                     scheduleOwnerCheck(into: &out)
                 }
+            }
+        }
+        if waitsPending { answerWaits(into: &out) }
+    }
+
+    /// Whether a program waits on a workflow owned here (most events need not look).
+    private var waitsPending: Bool { owned.contains { !$0.waits.isEmpty } }
+
+    /// Answers the waits of programs whose version is there now (tasks finish, values arrive,
+    /// versions are lost and remade: checked after every event, only for workflows with waits).
+    private mutating func answerWaits(into out: inout [WorkDirective]) {
+        for w in owned.indices where !owned[w].waits.isEmpty && !owned[w].finished {
+            let wf = owned[w].workflow
+            var i = 0
+            while i < owned[w].waits.count {
+                let wait = owned[w].waits[i]
+                let stored = owned[w].storedVersion(wait.version)
+                let state = max(owned[w].valueState[wait.version].rawValue, owned[w].valueState[stored].rawValue)
+                let holder = owned[w].holder[wait.version]
+                if state != OwnedWorkflow.ValueState.normal.rawValue {
+                    owned[w].waits.remove(at: i)
+                    out.append(.waited(workflow: wf, requestID: wait.requestID, value: nil))
+                    continue
+                }
+                if holder != OwnedWorkflow.nobody {
+                    let version = VersionRef(wf, stored)
+                    if let value = store[version], value.checksum == owned[w].checksum[stored] {
+                        owned[w].waits.remove(at: i)
+                        out.append(.waited(workflow: wf, requestID: wait.requestID, value: value))
+                        continue
+                    }
+                    if !wait.fetching {
+                        owned[w].waits[i].fetching = true
+                        fetch(version, for: TaskRef(wf, Self.waiting), input: 0, from: owned[w].holder[stored], into: &out)
+                    }
+                }
+                i += 1
             }
         }
     }
@@ -283,20 +353,49 @@ public struct WorkMachine: Sendable {
                     workflow: wf, reason: "\(initial.count) initial values for \(plan.dataCount) data", cause: nil))
             return
         }
-        for (d, value) in initial.enumerated() { keep(VersionRef(wf, d), value) }
+        for (d, value) in initial.enumerated() { keep(VersionRef(wf, Int(plan.initialVersion[d])), value) }
         let workflow = OwnedWorkflow(workflow: wf, plan: plan, initial: initial, owner: id)
         let liveNow = sortedLive()
         workflow.replay(log, isLive: { liveNow.binarySearchContains($0) })
-        workflow.backupLinks = chooseBackups(wf, excluding: []).map { OwnedWorkflow.Backup(peer: $0, sentAt: now) }
         ownedIndex[wf] = owned.count
         owned.append(workflow)
         // On disk: the record (a resumed or taken-over log is there already, under the same keys).
         workflow.persisted = log.count
+        startRecord(owned.count - 1, into: &out)
+        scheduleAudit(into: &out)
+        checkFinished(owned.count - 1, into: &out)
+        fill(into: &out)
+    }
+
+    /// Writes the record of a closed workflow and sends it to its backups. An open workflow has no
+    /// record yet: its program runs here and would die with this peer, so no backup could finish
+    /// it; the record is made when the program closes it (with the log so far).
+    private mutating func startRecord(_ w: Int, into out: inout [WorkDirective]) {
+        let workflow = owned[w]
+        guard !workflow.plan.isOpen else { return }
+        workflow.backupLinks = chooseBackups(workflow.workflow, excluding: []).map {
+            OwnedWorkflow.Backup(peer: $0, sentAt: now)
+        }
         out.append(.persistRecord(workflow.recordWrite(owner: id)))
         for b in workflow.backups { out.append(.send(workflow.recordCreate(owner: id), to: b)) }
         scheduleFlush(into: &out)
-        scheduleAudit(into: &out)
-        checkFinished(owned.count - 1, into: &out)
+    }
+
+    /// A batch of the program of open workflow `wf`.
+    private mutating func extend(
+        _ wf: WorkflowID, calls: [WorkflowTaskSpec], initial: [DataValue], into out: inout [WorkDirective]
+    ) {
+        guard let w = ownedIndex[wf], !owned[w].finished else { return }
+        let firstData = owned[w].plan.dataCount
+        do {
+            try owned[w].extend(calls, initial: initial)
+        } catch {
+            fail(w, reason: "its program submitted a batch that does not fit: \(error)", into: &out)
+            return
+        }
+        for (i, value) in initial.enumerated() {
+            keep(VersionRef(wf, Int(owned[w].plan.initialVersion[firstData + i])), value)
+        }
         fill(into: &out)
     }
 
@@ -352,7 +451,7 @@ public struct WorkMachine: Sendable {
     }
 
     private mutating func checkFinished(_ w: Int, into out: inout [WorkDirective]) {
-        guard owned[w].remaining == 0, !owned[w].finished, !owned[w].collecting else { return }
+        guard owned[w].remaining == 0, !owned[w].plan.isOpen, !owned[w].finished, !owned[w].collecting else { return }
         // Every task is done: collect the final versions here.
         owned[w].collecting = true
         let wf = owned[w].workflow
@@ -532,7 +631,7 @@ public struct WorkMachine: Sendable {
     private mutating func flushRecords(into out: inout [WorkDirective]) {
         flushScheduled = false
         var more = false
-        for w in owned.indices where !owned[w].finished {
+        for w in owned.indices where !owned[w].finished && !owned[w].plan.isOpen {
             if owned[w].log.count > owned[w].persisted {
                 let first = owned[w].persisted
                 out.append(
@@ -701,6 +800,17 @@ public struct WorkMachine: Sendable {
         fetches[rid] = nil
         counters.bytesFetched &+= value.bytes
         let wf = f.task.workflow
+        if f.task.task == Self.waiting {
+            guard let w = ownedIndex[wf], !owned[w].finished else { return }
+            let v = version.version
+            guard v < owned[w].checksum.count, value.checksum == owned[w].checksum[v] else {
+                fetchFailed(f, definite: true, into: &out)
+                return
+            }
+            keep(version, value)
+            owned[w].fetchedForWaits(v)
+            return
+        }
         if f.task.task == Self.collection {
             guard let w = ownedIndex[wf], owned[w].collecting, !owned[w].finished, owned[w].results[f.input] == nil
             else { return }
@@ -731,6 +841,15 @@ public struct WorkMachine: Sendable {
 
     private mutating func fetchFailed(_ f: Fetch, definite: Bool, into out: inout [WorkDirective]) {
         let wf = f.task.workflow
+        if f.task.task == Self.waiting {
+            guard let w = ownedIndex[wf], !owned[w].finished else { return }
+            owned[w].fetchedForWaits(f.version.version)  // fetched again once remade, or from the holder
+            if definite || !isLive(f.holder) {
+                noteReopened(owned[w].lose(version: f.version.version, heldBy: f.holder), in: w, into: &out)
+                fill(into: &out)
+            }
+            return
+        }
         if f.task.task == Self.collection {
             guard let w = ownedIndex[wf], owned[w].collecting, !owned[w].finished else { return }
             let v = Int(owned[w].plan.finalVersion[f.input])

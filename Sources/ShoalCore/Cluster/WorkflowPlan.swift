@@ -61,25 +61,60 @@ public struct WorkflowTaskSpec: Sendable, Hashable, Codable {
 }
 
 /// A workflow as its submitter writes it: a sequential program of task calls over `dataCount`
-/// data (indices `0..<dataCount`), each datum with an initial value of `initialBytes` held by the
-/// submitting peer.
+/// data (indices `0..<dataCount`), each datum with an initial value (modelled: of `initialBytes`)
+/// held by the submitting peer.
+///
+/// A program that grows its workflow while it runs (`WorkflowPlan.extend`, `wait`) also defines
+/// data and waits between its calls: `marks` say where, so that any peer rebuilds the very same
+/// plan from the spec. Without marks every datum is defined before the first call.
 public struct WorkflowSpec: Sendable, Hashable, Codable {
     public var name: String
     public var dataCount: Int
     public var initialBytes: UInt64
     public var tasks: [WorkflowTaskSpec]
+    /// In task order: data defined, and waits, between calls.
+    public var marks: [Mark] = []
 
-    public init(name: String, dataCount: Int, initialBytes: UInt64 = 8, tasks: [WorkflowTaskSpec]) {
+    /// Something the program did before task `beforeTask` (or at the end, `tasks.count`).
+    public struct Mark: Sendable, Hashable, Codable {
+        public enum Kind: Sendable, Hashable, Codable {
+            /// `count` new data (the next datum indices) with their initial values.
+            case newData(count: Int32)
+            /// A wait on `datum`: a read, so it closes the datum's open group.
+            case wait(datum: Int32)
+        }
+        public var beforeTask: Int32
+        public var kind: Kind
+        public init(beforeTask: Int, _ kind: Kind) {
+            self.beforeTask = Int32(clamping: beforeTask)
+            self.kind = kind
+        }
+    }
+
+    public init(name: String, dataCount: Int, initialBytes: UInt64 = 8, tasks: [WorkflowTaskSpec], marks: [Mark] = []) {
         self.name = name
         self.dataCount = dataCount
         self.initialBytes = initialBytes
         self.tasks = tasks
+        self.marks = marks
+    }
+
+    /// The data defined before the first call (the others by `newData` marks).
+    public var initialDataCount: Int {
+        marks.reduce(dataCount) { n, m in if case .newData(let c) = m.kind { n - Int(c) } else { n } }
     }
 }
 
 /// The versioned task graph of a `WorkflowSpec`, in flat arrays so that a million-task plan costs
 /// tens of megabytes, not hundreds. Any peer rebuilds it from the calls alone (a backup, a
 /// restarted peer): the calls are what the record stores, and the renaming is deterministic.
+///
+/// **Growth.** A plan made `open` grows while its program runs: `extend` appends a batch of calls
+/// (and new data), `wait` resolves a datum's current version for the program (closing its open
+/// group, as any read does), `close` ends it (no call can follow: every open group closes). A
+/// group stays open across batches until a call, a wait or the close ends it; its version is
+/// made only once it is closed and its members are done. A workflow file is one batch and a
+/// close; a whole spec (`init(_:)`) is a closed plan.
 ///
 /// The renaming is the one the local graph uses (`VersionLedger.rename`), fed by
 /// `WorkflowPlanBuilder`. Versions are numbered: `0..<dataCount` are the initial values, then new
@@ -96,8 +131,19 @@ public struct WorkflowSpec: Sendable, Hashable, Codable {
 /// peers cannot share one instance, so they take turns.
 public struct WorkflowPlan: Sendable {
     public let name: String
-    public let dataCount: Int
+    public private(set) var dataCount: Int
     public let initialBytes: UInt64
+    /// Whether calls may still be appended (`extend`).
+    public var isOpen: Bool { ledger != nil }
+    /// The renaming state between batches while the plan is open.
+    private var ledger: WorkflowPlanBuilder?
+    /// Data defined and waits between calls (`WorkflowSpec.marks`).
+    public private(set) var marks: [WorkflowSpec.Mark] = []
+    /// Per datum, its initial version (`0..<n` for the data defined before the first call).
+    public private(set) var initialVersion: [Int32] = []
+    /// Consumers of versions read by calls appended since the consumer index was last rebuilt.
+    private var lateConsumers: [Int32: [Int32]] = [:]
+    private var lateCount = 0
 
     // The calls, in program order.
     /// Per task: its catalogue key, modelled cost (nanoseconds) and output size.
@@ -150,14 +196,114 @@ public struct WorkflowPlan: Sendable {
     /// The plan of `spec`. Throws when a call names a datum out of range or one datum twice, or
     /// when the plan would not fit its 32-bit indices: a spec may come from another peer.
     public init(_ spec: WorkflowSpec) throws(WorkflowPlan.Invalid) {
+        try self.init(spec, open: false)
+    }
+
+    /// The plan of `spec`, still open for more calls when `open` (`extend`, `wait`, `close`).
+    public init(_ spec: WorkflowSpec, open: Bool) throws(WorkflowPlan.Invalid) {
         name = spec.name
-        dataCount = spec.dataCount
         initialBytes = spec.initialBytes
-        var builder = try WorkflowPlanBuilder(dataCount: spec.dataCount, taskCount: spec.tasks.count)
-        for (t, task) in spec.tasks.enumerated() {
-            try builder.append(task, index: t)
+        let start = spec.initialDataCount
+        guard start >= 0, spec.marks.count <= WorkflowPlanBuilder.maxIndex,
+            zip(spec.marks, spec.marks.dropFirst()).allSatisfy({ $0.beforeTask <= $1.beforeTask }),
+            spec.marks.allSatisfy({ $0.beforeTask >= 0 && Int($0.beforeTask) <= spec.tasks.count })
+        else { throw WorkflowPlan.Invalid(description: "the spec's marks are out of order or range") }
+        dataCount = start
+        var builder = try WorkflowPlanBuilder(dataCount: start, taskCount: spec.tasks.count)
+        var m = 0
+        for t in 0...spec.tasks.count {
+            while m < spec.marks.count && Int(spec.marks[m].beforeTask) == t {
+                switch spec.marks[m].kind {
+                case .newData(let n):
+                    guard n >= 0, Int(n) <= WorkflowPlanBuilder.maxIndex - builder.dataCount else {
+                        throw WorkflowPlan.Invalid(description: "the spec defines too many data")
+                    }
+                case .wait(let d):
+                    guard d >= 0, Int(d) < builder.dataCount else {
+                        throw WorkflowPlan.Invalid(description: "a wait on datum \(d), which is not defined yet")
+                    }
+                }
+                builder.apply(spec.marks[m].kind)
+                m += 1
+            }
+            if t < spec.tasks.count {
+                try builder.check(spec.tasks[t], index: t, dataCount: builder.dataCount)
+                builder.append(spec.tasks[t], index: t)
+            }
         }
-        builder.finish(into: &self)
+        guard builder.dataCount == spec.dataCount else {
+            throw WorkflowPlan.Invalid(description: "the spec defines \(builder.dataCount) data, not \(spec.dataCount)")
+        }
+        marks = spec.marks
+        finish(builder, open: open, previousTasks: 0)
+    }
+
+    /// Appends a batch of the program's calls, after `newData` new data (the next datum indices).
+    /// Returns the groups the batch closed (a call read or overwrote their datum). Throws, changing
+    /// nothing, for a call that does not fit (the batch may come from another peer).
+    @discardableResult
+    public mutating func extend(_ calls: [WorkflowTaskSpec], newData: Int) throws(WorkflowPlan.Invalid) -> [Int] {
+        guard var builder = ledger else { throw WorkflowPlan.Invalid(description: "the workflow is closed") }
+        guard newData >= 0, newData <= WorkflowPlanBuilder.maxIndex - dataCount,
+            calls.count <= WorkflowPlanBuilder.maxIndex - taskCount
+        else { throw WorkflowPlan.Invalid(description: "\(newData) new data and \(calls.count) calls do not fit the plan") }
+        // Every call is checked before any is appended: a batch that does not fit changes nothing.
+        let first = taskCount
+        for (i, call) in calls.enumerated() { try builder.check(call, index: first + i, dataCount: dataCount + newData) }
+        builder.adoptParts(takeParts())
+        var added: [WorkflowSpec.Mark] = []
+        if newData > 0 {
+            let mark = WorkflowSpec.Mark(beforeTask: first, .newData(count: Int32(newData)))
+            builder.apply(mark.kind)
+            added.append(mark)
+        }
+        for (i, call) in calls.enumerated() { builder.append(call, index: first + i) }
+        marks += added
+        let closed = builder.takeClosedGroups()
+        finish(builder, open: true, previousTasks: first)
+        return closed
+    }
+
+    /// A wait of the program on `datum`: its current version, which the program is answered with
+    /// once it exists, and the group the wait closed, if any.
+    public mutating func wait(on datum: Int) throws(WorkflowPlan.Invalid) -> (version: Int, closedGroup: Int?) {
+        guard var builder = ledger else { throw WorkflowPlan.Invalid(description: "the workflow is closed") }
+        guard datum >= 0, datum < dataCount else {
+            throw WorkflowPlan.Invalid(description: "a wait on datum \(datum), but the workflow has \(dataCount) data")
+        }
+        let tasks = taskCount
+        builder.adoptParts(takeParts())
+        let mark = WorkflowSpec.Mark(beforeTask: tasks, .wait(datum: Int32(datum)))
+        builder.apply(mark.kind)
+        marks.append(mark)
+        let closed = builder.takeClosedGroups().first
+        finish(builder, open: true, previousTasks: tasks)
+        return (Int(finalVersion[datum]), closed)
+    }
+
+    /// Ends the program: no call can follow, and every open group closes (returned).
+    @discardableResult
+    public mutating func close() -> [Int] {
+        guard var builder = ledger else { return [] }
+        let tasks = taskCount
+        builder.adoptParts(takeParts())
+        builder.closeAll()
+        let closed = builder.takeClosedGroups()
+        finish(builder, open: false, previousTasks: tasks)
+        return closed
+    }
+
+    /// Takes the builder's arrays; keeps its renaming state while the plan is open.
+    /// (`previousTasks`: the calls the consumer index covered before.)
+    private mutating func finish(_ builder: consuming WorkflowPlanBuilder, open: Bool, previousTasks: Int) {
+        var builder = builder
+        if !open { builder.closeAll() }
+        _ = builder.takeClosedGroups()
+        dataCount = builder.dataCount
+        let finals = builder.currentVersions
+        let parts = builder.takeParts()
+        adopt(parts, finalVersion: finals, previousTasks: previousTasks)
+        ledger = open ? builder : nil
     }
 
     /// The accesses of task `t`, as indices of the per-access arrays.
@@ -170,8 +316,23 @@ public struct WorkflowPlan: Sendable {
     }
     /// Whether task t writes version v.
     public func writes(_ task: Int, _ v: Int32) -> Bool { accessRange(of: task).contains { accessWritten[$0] == v } }
-    public func consumers(of version: Int) -> ArraySlice<Int32> {
-        consumers[Int(consumerStart[version])..<Int(consumerStart[version + 1])]
+    /// The tasks that read version `version` as a plain input, in program order.
+    public func consumers(of version: Int) -> Consumers {
+        Consumers(
+            indexed: consumers[Int(consumerStart[version])..<Int(consumerStart[version + 1])],
+            late: lateConsumers.isEmpty ? [] : lateConsumers[Int32(version)] ?? [])
+    }
+
+    /// The readers of a version: those in the consumer index, then those appended since.
+    public struct Consumers: Sequence {
+        let indexed: ArraySlice<Int32>
+        let late: [Int32]
+        public struct Iterator: IteratorProtocol {
+            var indexed: ArraySlice<Int32>.Iterator
+            var late: IndexingIterator<[Int32]>
+            public mutating func next() -> Int32? { indexed.next() ?? late.next() }
+        }
+        public func makeIterator() -> Iterator { Iterator(indexed: indexed.makeIterator(), late: late.makeIterator()) }
     }
     public func isFinal(_ version: Int) -> Bool { finalVersion[Int(datumOf[version])] == Int32(version) }
     /// The group of access `a` of a member, if it is a group access.
@@ -181,8 +342,35 @@ public struct WorkflowPlan: Sendable {
     /// The groups task t is a member of.
     public func groups(of task: Int) -> [Int] { accessRange(of: task).compactMap(group(ofAccess:)) }
 
-    /// Takes the builder's arrays and derives the consumers.
-    mutating func adopt(_ parts: WorkflowPlanBuilder.Parts, finalVersion: [Int32]) {
+    /// Gives the arrays back to a builder (they move: no copy).
+    private mutating func takeParts() -> WorkflowPlanBuilder.Parts {
+        var parts = WorkflowPlanBuilder.Parts()
+        swap(&parts.catalogueKey, &catalogueKey)
+        swap(&parts.bodies, &bodies)
+        swap(&parts.cost, &cost)
+        swap(&parts.outputBytes, &outputBytes)
+        swap(&parts.policy, &policy)
+        swap(&parts.label, &label)
+        swap(&parts.failingAttempts, &failingAttempts)
+        swap(&parts.accessStart, &accessStart)
+        swap(&parts.accessDatum, &accessDatum)
+        swap(&parts.accessDirection, &accessDirection)
+        swap(&parts.accessRead, &accessRead)
+        swap(&parts.accessWritten, &accessWritten)
+        swap(&parts.inputStart, &inputStart)
+        swap(&parts.inputs, &inputs)
+        swap(&parts.producer, &producer)
+        swap(&parts.datumOf, &datumOf)
+        swap(&parts.groups, &groups)
+        swap(&parts.groupOf, &groupOf)
+        swap(&parts.groupOfBase, &groupOfBase)
+        swap(&parts.initialVersion, &initialVersion)
+        return parts
+    }
+
+    /// Takes the builder's arrays and derives the consumers of the tasks from `previousTasks` on:
+    /// into the consumer index, rebuilt whole when the late ones outgrow half of it.
+    private mutating func adopt(_ parts: WorkflowPlanBuilder.Parts, finalVersion: [Int32], previousTasks: Int) {
         catalogueKey = parts.catalogueKey
         bodies = parts.bodies
         cost = parts.cost
@@ -202,8 +390,21 @@ public struct WorkflowPlan: Sendable {
         groups = parts.groups
         groupOf = parts.groupOf
         groupOfBase = parts.groupOfBase
+        initialVersion = parts.initialVersion
         self.finalVersion = finalVersion
-        buildConsumers()
+        let added = Int(inputStart[catalogueKey.count]) - Int(inputStart[min(previousTasks, catalogueKey.count)])
+        if previousTasks == 0 || lateCount + added > max(4_096, consumers.count / 2) {
+            buildConsumers()
+            lateConsumers = [:]
+            lateCount = 0
+            return
+        }
+        for t in previousTasks..<catalogueKey.count {
+            for v in inputs[Int(inputStart[t])..<Int(inputStart[t + 1])] { lateConsumers[v, default: []].append(Int32(t)) }
+        }
+        lateCount += added
+        let last = consumerStart.last ?? 0
+        while consumerStart.count < producer.count + 1 { consumerStart.append(last) }
     }
 
     /// Consumers of every version, by counting sort over the plain inputs.
@@ -233,7 +434,7 @@ public struct WorkflowPlan: Sendable {
             call.body = body(of: t)
             return call
         }
-        return WorkflowSpec(name: name, dataCount: dataCount, initialBytes: initialBytes, tasks: tasks)
+        return WorkflowSpec(name: name, dataCount: dataCount, initialBytes: initialBytes, tasks: tasks, marks: marks)
     }
 
     /// How task t is named in reports: its label, or its index.

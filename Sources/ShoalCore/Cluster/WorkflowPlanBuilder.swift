@@ -11,6 +11,9 @@ public struct PlanGroup: Sendable, Hashable {
     /// The members in program order, and the partial version each writes.
     public var members: [Int32] = []
     public var partials: [Int32] = []
+    /// No member can join any more (a later call, a wait or the workflow's close ended it): its
+    /// version is made once its members are done.
+    public var closed = false
 }
 
 /// The cluster plan's side of the renaming rule (`VersionLedger`): versions are append-only
@@ -24,13 +27,13 @@ struct WorkflowPlanBuilder: VersionLedger {
     typealias Effects = Void
 
     private var data: [DatumVersions]
-    private let dataCount: Int
+    private(set) var dataCount: Int
     private(set) var plan = Parts()
+    /// Groups closed since the last `takeClosedGroups`.
+    private var closedGroups: [Int] = []
     /// The task being appended (its index) and the direction of the access being renamed.
     private var task: Int32 = 0
     private var direction = Direction.in
-    /// Which data the current call accessed (to refuse a datum twice), by a stamp per datum.
-    private var seen: [Int32]
 
     /// The arrays a plan is made of, filled in program order.
     struct Parts {
@@ -53,6 +56,7 @@ struct WorkflowPlanBuilder: VersionLedger {
         var groups: [PlanGroup] = []
         var groupOf: [Int32: Int32] = [:]
         var groupOfBase: [Int32: Int32] = [:]
+        var initialVersion: [Int32] = []
     }
 
     /// Most versions (and accesses) a plan may have: its indices are 32-bit.
@@ -64,25 +68,64 @@ struct WorkflowPlanBuilder: VersionLedger {
         guard dataCount >= 0, dataCount <= Self.maxIndex, taskCount <= Self.maxIndex else {
             throw WorkflowPlan.Invalid(description: "\(dataCount) data and \(taskCount) tasks do not fit a plan")
         }
-        self.dataCount = dataCount
-        data = Array(repeating: DatumVersions(), count: dataCount)
-        seen = Array(repeating: -1, count: dataCount)
+        self.dataCount = 0
+        data = []
         plan.catalogueKey.reserveCapacity(taskCount)
         plan.cost.reserveCapacity(taskCount)
         plan.outputBytes.reserveCapacity(taskCount)
         plan.accessStart.reserveCapacity(taskCount + 1)
         plan.inputStart.reserveCapacity(taskCount + 1)
-        // Every datum starts with its initial value: versions 0..<dataCount.
-        for d in 0..<dataCount {
-            plan.producer.append(-1)
-            plan.datumOf.append(Int32(d))
-            data[d].current = VersionID(raw: UInt32(d))
+        // The data defined before the first call: versions 0..<dataCount.
+        define(dataCount)
+    }
+
+    /// `count` new data, each with its initial value as a new version.
+    private mutating func define(_ count: Int) {
+        for _ in 0..<count {
+            let d = Int32(dataCount)
+            let v = newVersion(d, producer: -1)
+            var versions = DatumVersions()
+            versions.current = VersionID(raw: UInt32(v))
+            data.append(versions)
+            plan.initialVersion.append(v)
+            dataCount += 1
         }
     }
 
-    /// Renames the accesses of task `index` (the next in program order) and appends it.
-    mutating func append(_ call: WorkflowTaskSpec, index: Int) throws(WorkflowPlan.Invalid) {
-        task = Int32(index)
+    /// Applies what the program did between calls (checked by the caller).
+    mutating func apply(_ mark: WorkflowSpec.Mark.Kind) {
+        var effects: Void = ()
+        switch mark {
+        case .newData(let count): define(Int(count))
+        case .wait(let datum): closeGroup(DatumID(raw: UInt32(datum)), effects: &effects)
+        }
+    }
+
+    /// Closes every open group (the program ended).
+    mutating func closeAll() {
+        var effects: Void = ()
+        for d in 0..<dataCount { closeGroup(DatumID(raw: UInt32(d)), effects: &effects) }
+    }
+
+    mutating func takeClosedGroups() -> [Int] {
+        defer { closedGroups = [] }
+        return closedGroups
+    }
+
+    /// Each datum's newest version (the plan's results so far).
+    var currentVersions: [Int32] { data.map { Int32($0.current.raw) } }
+
+    mutating func adoptParts(_ parts: Parts) { plan = parts }
+
+    mutating func takeParts() -> Parts {
+        var parts = Parts()
+        swap(&parts, &plan)
+        return parts
+    }
+
+    /// Checks that task `index` fits a plan of `dataCount` data: every datum in range and once,
+    /// its body and label in bounds, and the plan's indices still 32-bit.
+    func check(_ call: WorkflowTaskSpec, index: Int, dataCount: Int) throws(WorkflowPlan.Invalid) {
         guard call.accesses.count <= WorkSettings.maxOutputsPerTask else {
             throw WorkflowPlan.Invalid(
                 description: "task \(index) has \(call.accesses.count) accesses; at most \(WorkSettings.maxOutputsPerTask)")
@@ -99,16 +142,22 @@ struct WorkflowPlanBuilder: VersionLedger {
         guard plan.accessDatum.count + call.accesses.count <= Self.maxIndex,
             plan.producer.count + 2 * call.accesses.count <= Self.maxIndex
         else { throw WorkflowPlan.Invalid(description: "task \(index): the plan outgrows its 32-bit indices") }
-        for a in call.accesses {
+        for (i, a) in call.accesses.enumerated() {
             guard a.datum >= 0, Int(a.datum) < dataCount else {
                 throw WorkflowPlan.Invalid(
                     description: "task \(index) accesses datum \(a.datum), but the workflow has \(dataCount) data")
             }
-            guard seen[Int(a.datum)] != task else {
+            // Few accesses per call: a quadratic scan costs less than a set.
+            guard !call.accesses[..<i].contains(where: { $0.datum == a.datum }) else {
                 throw WorkflowPlan.Invalid(description: "task \(index) accesses datum \(a.datum) twice")
             }
-            seen[Int(a.datum)] = task
         }
+    }
+
+    /// Renames the accesses of task `index` (the next in program order) and appends it. The call
+    /// was checked (`check`).
+    mutating func append(_ call: WorkflowTaskSpec, index: Int) {
+        task = Int32(index)
         var effects: Void = ()
         for a in call.accesses {
             let datum = DatumID(raw: UInt32(a.datum))
@@ -148,13 +197,6 @@ struct WorkflowPlanBuilder: VersionLedger {
         plan.failingAttempts.append(call.failingAttempts)
     }
 
-    /// Closes every open group (a whole plan ends with its program) and hands the arrays over.
-    consuming func finish(into p: inout WorkflowPlan) {
-        var effects: Void = ()
-        for d in 0..<dataCount { closeGroup(DatumID(raw: UInt32(d)), effects: &effects) }
-        p.adopt(plan, finalVersion: data.map { Int32($0.current.raw) })
-    }
-
     private mutating func newVersion(_ datum: Int32, producer: Int32) -> Int32 {
         plan.producer.append(producer)
         plan.datumOf.append(datum)
@@ -189,5 +231,9 @@ struct WorkflowPlanBuilder: VersionLedger {
     mutating func addGroupWriter(_ group: VersionID) {}
     mutating func holdGroupBase(_ base: VersionID) {}
     mutating func supersede(_ old: VersionID, effects: inout Void) {}
-    mutating func groupClosed(_ group: VersionID, base: VersionID, effects: inout Void) {}
+    mutating func groupClosed(_ group: VersionID, base: VersionID, effects: inout Void) {
+        let g = Int(plan.groupOf[Int32(group.raw)]!)
+        plan.groups[g].closed = true
+        closedGroups.append(g)
+    }
 }
