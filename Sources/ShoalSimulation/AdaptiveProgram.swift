@@ -9,7 +9,8 @@ import ShoalCore
 /// rounds: nothing reads the total until the end), folds them into the accumulator, and waits on
 /// it. The next round's width is the waited value modulo `maxWidth` (plus one), and an odd value
 /// adds one more call: a run whose waits were answered with other values submits another program.
-/// After the last round the program waits on the total (which closes its group) and closes.
+/// A value divisible by 3 makes the program wait at a barrier (every task so far done) before its
+/// wait. After the last round the program waits on the total (which closes its group) and closes.
 public struct AdaptiveProgram: Sendable, Hashable, Codable {
     public var rounds: Int
     public var maxWidth: Int
@@ -24,6 +25,8 @@ public struct AdaptiveProgram: Sendable, Hashable, Codable {
         public var calls: [WorkflowTaskSpec]
         /// New data the calls use (their indices follow the workflow's data so far).
         public var newData: Int
+        /// It waits at a barrier first.
+        public var barrier: Bool
         /// The datum it then waits on.
         public var waitOn: Int
         /// It closes the workflow once that wait is answered.
@@ -52,6 +55,7 @@ public struct AdaptiveProgram: Sendable, Hashable, Codable {
         call(ModelledKeys.generate, (0..<width).map { .init(first + $0, .in) } + [.init(0, .inout)])
         if let value, value % 2 == 1 { call(ModelledKeys.point, [.init(0, .inout)]) }
         let last = round == rounds - 1
-        return Step(calls: calls, newData: width, waitOn: last ? 1 : 0, closesAfter: last)
+        let barrier = value.map { $0 % 3 == 0 } ?? false
+        return Step(calls: calls, newData: width, barrier: barrier, waitOn: last ? 1 : 0, closesAfter: last)
     }
 }

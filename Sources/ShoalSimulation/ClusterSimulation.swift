@@ -100,6 +100,7 @@ public struct ClusterSimulation {
         /// (nil: its first), or closes its workflow.
         case programStep(Int, value: UInt64?)
         case programClose(Int)
+        case programBarrier(Int, requestID: UInt64, at: PeerID)
         /// The n-th put of the object workload.
         case put(Int)
         case fault(Fault)
@@ -136,6 +137,8 @@ public struct ClusterSimulation {
         var adaptive: AdaptiveProgram?
         var round = 0
         var pendingWait: (requestID: UInt64, datum: Int, closesAfter: Bool)?
+        /// The program waits at a barrier before its wait.
+        var pendingBarrier: UInt64?
         var closed = false
         /// The id its submitter drew for it, once submitted.
         var id: WorkflowID? = nil
@@ -306,6 +309,9 @@ public struct ClusterSimulation {
             submit(w)
         case .programStep(let w, let value):
             programStep(w, after: value)
+        case .programBarrier(let w, let rid, let p):
+            guard workflows[w].outcome.status == .unfinished, peers[Int(p.raw)].up else { return }
+            barrierReached(w, requestID: rid, at: p)
         case .programClose(let w):
             guard workflows[w].outcome.status == .unfinished, let wf = workflows[w].id else { return }
             workflows[w].closed = true
@@ -401,7 +407,30 @@ public struct ClusterSimulation {
         let rid = UInt64(workflows[w].round)
         workflows[w].pendingWait = (rid, next.waitOn, next.closesAfter)
         step(p, .extend(workflow: wf, calls: next.calls, initial: initial))
-        step(p, .wait(workflow: wf, datum: next.waitOn, requestID: rid))
+        if next.barrier {
+            workflows[w].pendingBarrier = rid
+            step(p, .barrier(workflow: wf, requestID: rid))
+        } else {
+            step(p, .wait(workflow: wf, datum: next.waitOn, requestID: rid))
+        }
+    }
+
+    /// The barrier of workflow `w`'s program was reached at owner `p`: every task submitted so far
+    /// must be done there (applied more often than re-opened); then the program waits.
+    mutating func barrierReached(_ w: Int, requestID: UInt64, at p: PeerID) {
+        guard workflows[w].pendingBarrier == requestID, let wait = workflows[w].pendingWait else { return }
+        workflows[w].pendingBarrier = nil
+        let i = Int(p.raw)
+        let applied = workflows[w].applied[i] ?? [], reopened = workflows[w].reopened[i] ?? []
+        let notDone = (0..<workflows[w].spec.tasks.count).filter { t in
+            (t < applied.count ? Int(applied[t]) : 0) <= (t < reopened.count ? Int(reopened[t]) : 0)
+        }
+        if !notDone.isEmpty {
+            violation(
+                "barrier reached too soon",
+                "the program of \(workflows[w].plan.name) passed a barrier at \(p) with \(notDone.count) tasks not done (task \(notDone[0]) first)")
+        }
+        step(p, .wait(workflow: workflows[w].id!, datum: wait.datum, requestID: wait.requestID))
     }
 
     /// A wait of workflow `w`'s program was answered: the value must be the program's own, then
@@ -467,6 +496,9 @@ public struct ClusterSimulation {
                 trace?.instant("\(p) sees \(peer) \(status)", peer: p, at: now)
             case .execute(let task, let key, let inputs, let attempt):
                 execute(task, catalogueKey: key, inputs: inputs, attempt: attempt, at: p, generation: generation)
+            case .barrierReached(let wf, let rid):
+                let w = workflowIndex[wf]!
+                queue.schedule(.programBarrier(w, requestID: rid, at: p), at: now)
             case .waited(let wf, let rid, var value):
                 if tamperWaitedValues { value?.content &+= 1 }
                 answered(workflowIndex[wf]!, requestID: rid, value: value, at: p)

@@ -129,6 +129,8 @@ final class OwnedWorkflow: @unchecked Sendable {
         var fetching = false
     }
     var waits: [Wait] = []
+    /// The program's barriers (request ids), answered when no task is left to run.
+    var barriers: [UInt64] = []
 
     /// A fetch for the waits on (the stored version) `v` ended: the next check answers them, or
     /// fetches again.

@@ -43,6 +43,7 @@ public enum PeerEvent: Sendable {
     /// The program of an open workflow owned here: a batch, a wait, the close (`WorkEvent`).
     case extend(workflow: WorkflowID, calls: [WorkflowTaskSpec], initial: [DataValue])
     case wait(workflow: WorkflowID, datum: Int, requestID: UInt64)
+    case barrier(workflow: WorkflowID, requestID: UInt64)
     case close(workflow: WorkflowID)
     /// The shell ran a task body.
     case executed(task: TaskRef, outputs: [DataValue])
@@ -68,6 +69,7 @@ public enum PeerDirective: Sendable {
     case workflowFailed(workflow: WorkflowID, reason: String, cause: FailureReport?)
     /// The answer to a program's wait (`WorkDirective.waited`).
     case waited(workflow: WorkflowID, requestID: UInt64, value: DataValue?)
+    case barrierReached(workflow: WorkflowID, requestID: UInt64)
     case resultApplied(task: TaskRef)
     case taskReopened(task: TaskRef)
     case tookOver(workflow: WorkflowID, from: PeerID)
@@ -186,6 +188,7 @@ public struct PeerMachine: Sendable {
         case .extend(let wf, let calls, let initial):
             onWork(.extend(workflow: wf, calls: calls, initial: initial), now: now, into: &out)
         case .wait(let wf, let datum, let rid): onWork(.wait(workflow: wf, datum: datum, requestID: rid), now: now, into: &out)
+        case .barrier(let wf, let rid): onWork(.barrier(workflow: wf, requestID: rid), now: now, into: &out)
         case .close(let wf): onWork(.close(workflow: wf), now: now, into: &out)
         case .executed(let task, let outputs): onWork(.executed(task: task, outputs: outputs), now: now, into: &out)
         case .failed(let task, let failure): onWork(.failed(task: task, failure: failure), now: now, into: &out)
@@ -341,6 +344,7 @@ public struct PeerMachine: Sendable {
             case .workflowFailed(let wf, let reason, let cause):
                 out.append(.workflowFailed(workflow: wf, reason: reason, cause: cause))
             case .waited(let wf, let rid, let value): out.append(.waited(workflow: wf, requestID: rid, value: value))
+            case .barrierReached(let wf, let rid): out.append(.barrierReached(workflow: wf, requestID: rid))
             case .resultApplied(let task): out.append(.resultApplied(task: task))
             case .taskReopened(let task): out.append(.taskReopened(task: task))
             case .tookOver(let wf, let from): out.append(.tookOver(workflow: wf, from: from))

@@ -66,6 +66,15 @@ public enum RecordCodec {
                 case .exec(let command): w.u32(2); w.bytes(Array(command.utf8)); w.bytes([])
                 }
             }
+            // Data defined and waits between calls (a program that grew its workflow).
+            w.u64(UInt64(plan.marks.count))
+            for m in plan.marks {
+                w.u32(UInt32(bitPattern: m.beforeTask))
+                switch m.kind {
+                case .newData(let count): w.u32(0); w.u32(UInt32(bitPattern: count))
+                case .wait(let datum): w.u32(1); w.u32(UInt32(bitPattern: datum))
+                }
+            }
             w.u64(UInt64(initial.count))
             for v in initial {
                 w.u64(v.bytes)
@@ -103,6 +112,7 @@ public enum RecordCodec {
                     let initialBytes = r.u64(), let keys = r.u64s(), let cost = r.u64s(), let outBytes = r.u64s(),
                     let accessStart = r.u32s(), let accessDatum = r.u32s(), let directions = r.bytes(),
                     let policies = r.taskPolicies(), let bodies = r.bodies(), bodies.isEmpty || bodies.count == keys.count,
+                    let marks = r.marks(),
                     let n = r.u64(), n < 1 << 32, dataCount < 1 << 31, policies.count == keys.count,
                     keys.count == cost.count, keys.count == outBytes.count, accessStart.count == keys.count + 1,
                     accessDatum.count == directions.count
@@ -133,7 +143,7 @@ public enum RecordCodec {
                 }
                 let spec = WorkflowSpec(
                     name: String(decoding: name, as: UTF8.self), dataCount: Int(dataCount), initialBytes: initialBytes,
-                    tasks: tasks)
+                    tasks: tasks, marks: marks)
                 guard let plan = try? WorkflowPlan(spec) else { continue }
                 found.append(
                     RecoveredRecord(
@@ -224,6 +234,21 @@ public enum RecordCodec {
             }
             return out
         }
+        /// The marks between calls (`entry(.create)`); the plan checks their order and range.
+        mutating func marks() -> [WorkflowSpec.Mark]? {
+            guard let n = count(12) else { return nil }
+            var out: [WorkflowSpec.Mark] = []
+            for _ in 0..<n {
+                guard let at = u32(), let kind = unsigned32(), let x = u32() else { return nil }
+                switch kind {
+                case 0: out.append(.init(beforeTask: Int(at), .newData(count: x)))
+                case 1: out.append(.init(beforeTask: Int(at), .wait(datum: x)))
+                default: return nil
+                }
+            }
+            return out
+        }
+
         /// The calls' bodies (`entry(.create)`): none, or one per task.
         mutating func bodies() -> [TaskBody]? {
             guard let n = count(20) else { return nil }

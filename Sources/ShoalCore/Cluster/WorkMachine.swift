@@ -9,6 +9,8 @@ public enum WorkEvent: Sendable {
     /// The program waits on `datum` (its current version): answered by `waited` with
     /// `requestID` as soon as the version exists, its value fetched here.
     case wait(workflow: WorkflowID, datum: Int, requestID: UInt64)
+    /// The program waits for every task it submitted so far: answered by `barrierReached`.
+    case barrier(workflow: WorkflowID, requestID: UInt64)
     /// The program ended: no call follows.
     case close(workflow: WorkflowID)
     case message(WorkMessage, from: PeerID)
@@ -46,6 +48,9 @@ public enum WorkDirective: Sendable {
     /// The answer to the program's `wait` `requestID`: the value, held here, or nil when it has
     /// none (its writer failed: ignored, or for good).
     case waited(workflow: WorkflowID, requestID: UInt64, value: DataValue?)
+    /// Every task the program had submitted when it asked (`barrier` `requestID`) is done (or
+    /// failed and the failure was ignored or cancelled its successors).
+    case barrierReached(workflow: WorkflowID, requestID: UInt64)
     /// Observability for checkers: the owner applied a result of `task` / re-opened it.
     case resultApplied(task: TaskRef)
     case taskReopened(task: TaskRef)
@@ -232,6 +237,12 @@ public struct WorkMachine: Sendable {
             } catch {
                 fail(w, reason: "its program waited on an unknown datum: \(error)", into: &out)
             }
+        case .barrier(let wf, let rid):
+            guard let w = ownedIndex[wf], !owned[w].finished else {
+                out.append(.barrierReached(workflow: wf, requestID: rid))
+                break
+            }
+            owned[w].barriers.append(rid)
         case .close(let wf):
             guard let w = ownedIndex[wf], !owned[w].finished, owned[w].plan.isOpen else { break }
             owned[w].close()
@@ -280,11 +291,15 @@ public struct WorkMachine: Sendable {
     }
 
     /// Whether a program waits on a workflow owned here (most events need not look).
-    private var waitsPending: Bool { owned.contains { !$0.waits.isEmpty } }
+    private var waitsPending: Bool { owned.contains { !$0.waits.isEmpty || !$0.barriers.isEmpty } }
 
     /// Answers the waits of programs whose version is there now (tasks finish, values arrive,
     /// versions are lost and remade: checked after every event, only for workflows with waits).
     private mutating func answerWaits(into out: inout [WorkDirective]) {
+        for w in owned.indices where !owned[w].finished && !owned[w].barriers.isEmpty && owned[w].remaining == 0 {
+            for rid in owned[w].barriers { out.append(.barrierReached(workflow: owned[w].workflow, requestID: rid)) }
+            owned[w].barriers = []
+        }
         for w in owned.indices where !owned[w].waits.isEmpty && !owned[w].finished {
             let wf = owned[w].workflow
             var i = 0
