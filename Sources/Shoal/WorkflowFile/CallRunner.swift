@@ -46,9 +46,9 @@ public final class CallRunner: TaskBodyRunner {
 
     public var catalogue: [UInt64] { [CatalogueKey.exec] + registry.catalogue }
 
-    public func run(_ body: TaskBody, label: String, directions: [Direction], inputs: [[UInt8]?], attempt: Int)
-        -> Result<[[UInt8]], TaskFailure>
-    {
+    public func run(
+        _ body: TaskBody, workflow: String, label: String, directions: [Direction], inputs: [[UInt8]?], attempt: Int
+    ) -> Result<[[UInt8]], TaskFailure> {
         do {
             switch body {
             case .modelled:
