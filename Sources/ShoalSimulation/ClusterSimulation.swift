@@ -635,7 +635,8 @@ public struct ClusterSimulation {
             bytes.append(b)
         }
         let result = runner!.run(
-            call.body, label: call.label, directions: call.accesses.map(\.direction), inputs: bytes, attempt: attempt)
+            call.body, workflow: workflows[w].spec.name, label: call.label,
+            directions: call.accesses.map(\.direction), inputs: bytes, attempt: attempt)
         return result.map { outputs in
             outputs.map { b in
                 let value = PayloadDigest.value(of: b)

@@ -18,6 +18,10 @@ public struct ProgramWorkflow: Sendable, Hashable, Codable {
     public var expected: Expected?
     /// Where the program comes from (a workflow file's path), for messages.
     public var source: String
+    /// Calibrated costs: microseconds of virtual time per task label (`shoal simulate --costs`,
+    /// measured by an earlier `--record-costs` run). A task without an entry, or every task when
+    /// nil, takes the scenario's `taskMicros`.
+    public var costs: [String: Int64]?
 
     public struct Output: Sendable, Hashable, Codable {
         public var name: String
@@ -39,12 +43,16 @@ public struct ProgramWorkflow: Sendable, Hashable, Codable {
         }
     }
 
-    public init(spec: WorkflowSpec, initial: [[UInt8]], outputs: [Output], expected: Expected? = nil, source: String = "") {
+    public init(
+        spec: WorkflowSpec, initial: [[UInt8]], outputs: [Output], expected: Expected? = nil, source: String = "",
+        costs: [String: Int64]? = nil
+    ) {
         self.spec = spec
         self.source = source
         self.initial = initial
         self.outputs = outputs
         self.expected = expected
+        self.costs = costs
     }
 }
 
@@ -58,12 +66,13 @@ public protocol TaskBodyRunner {
     /// The catalogue keys of the bodies it runs (what every simulated peer advertises).
     var catalogue: [UInt64] { get }
 
-    /// Runs `body` once. `directions` are its accesses' in argument order; `inputs` the bytes of
-    /// what it reads, in that order over its reading accesses (nil: the value is absent, its
-    /// writer's failure was ignored). Returns the bytes of every version it writes, in order over
-    /// its writing accesses, or why it failed.
-    func run(_ body: TaskBody, label: String, directions: [Direction], inputs: [[UInt8]?], attempt: Int)
-        -> Result<[[UInt8]], TaskFailure>
+    /// Runs `body` once: the task `label` of the workflow named `workflow`. `directions` are its
+    /// accesses' in argument order; `inputs` the bytes of what it reads, in that order over its
+    /// reading accesses (nil: the value is absent, its writer's failure was ignored). Returns the
+    /// bytes of every version it writes, in order over its writing accesses, or why it failed.
+    func run(
+        _ body: TaskBody, workflow: String, label: String, directions: [Direction], inputs: [[UInt8]?], attempt: Int
+    ) -> Result<[[UInt8]], TaskFailure>
 }
 
 /// The bytes of the values one simulated peer holds, by their digest (`PayloadDigest`): what a

@@ -9,8 +9,8 @@ public struct ScenarioWorkflow: Sendable, Codable, Hashable {
         case independent(count: Int)
         /// The cross-correlation example's DAG with `fragments` fragments.
         case crossCorrelation(fragments: Int)
-        /// A program with real bodies (a scenario's `file:` workflow): each task takes
-        /// `taskMicros` of virtual time.
+        /// A program with real bodies (a scenario's `file:` workflow): each task takes its
+        /// calibrated cost (`ProgramWorkflow.costs`, by label) of virtual time, or `taskMicros`.
         case program(ProgramWorkflow)
         /// A program that grows its workflow round by round, deciding from what it waits for
         /// (`AdaptiveProgram`).
@@ -86,7 +86,9 @@ public struct ScenarioWorkflow: Sendable, Codable, Hashable {
             return adaptive!.start(name: "adaptive \(adaptive!.rounds) rounds", bytes: bytes)
         case .program(let p):
             var spec = p.spec
-            for t in spec.tasks.indices { spec.tasks[t].cost = cost }
+            for t in spec.tasks.indices {
+                spec.tasks[t].cost = p.costs?[spec.tasks[t].label].map(Interval.microseconds) ?? cost
+            }
             return spec
         case .stencil(let width, let steps): return .stencil(width: width, steps: steps, cost: cost, bytes: bytes)
         case .independent(let count): return .independent(count: count, cost: cost, bytes: bytes)

@@ -31,6 +31,16 @@ struct Simulate: AsyncParsableCommand {
     var seeds = 1
     @Option(help: "Write each file workflow's outputs to DIR/<workflow name>/<output>, as `shoal run` writes them; one seed only.")
     var outputDir: String?
+    @Option(
+        help: ArgumentHelp(
+            "Time each real body of the file workflows and write FILE: per workflow and task label, the microseconds of its first successful run; one seed only.",
+            valueName: "file"))
+    var recordCosts: String?
+    @Option(
+        help: ArgumentHelp(
+            "Give each task of a file workflow the cost FILE (written by --record-costs) records for its label, instead of taskMicros.",
+            valueName: "file"))
+    var costs: String?
 
     func validate() throws {
         guard seeds >= 1 else { throw refuse("--seeds must be at least 1, got \(seeds)") }
@@ -39,6 +49,9 @@ struct Simulate: AsyncParsableCommand {
         }
         if outputDir != nil && seeds != 1 {
             throw refuse("--output-dir writes one run's outputs; it cannot be combined with --seeds \(seeds)")
+        }
+        if recordCosts != nil && seeds != 1 {
+            throw refuse("--record-costs times one run; it cannot be combined with --seeds \(seeds)")
         }
     }
 
@@ -49,15 +62,22 @@ struct Simulate: AsyncParsableCommand {
         } catch {
             throw refuse("\(error)")
         }
-        // After the scenario (so a bad scenario leaves no empty trace behind), before the run.
-        if let trace, let problem = Self.cannotWrite(trace) { throw refuse("--trace \(trace): \(problem)") }
         let programs = loaded.workflows.indices.filter { loaded.workflows[$0].program != nil }
+        if let costs { try apply(costs, to: &loaded, programs: programs) }
+        if recordCosts != nil && programs.isEmpty {
+            throw refuse("--record-costs times the bodies of file workflows; scenario \(scenario) has none")
+        }
+        // After the scenario and the costs (so bad input leaves no empty file behind), before the run.
+        if let trace, let problem = Self.cannotWrite(trace) { throw refuse("--trace \(trace): \(problem)") }
         if let outputDir {
             do {
                 try WorkflowRunner.checkFolder(outputDir, role: "output folder (--output-dir)")
             } catch {
                 throw refuse("\(error)")
             }
+        }
+        if let recordCosts, let problem = Self.cannotWrite(recordCosts) {
+            throw refuse("--record-costs \(recordCosts): \(problem)")
         }
         // File workflows: their bodies run on real bytes, and the local engine's run of each is
         // the reference their cluster runs are checked against.
@@ -73,6 +93,7 @@ struct Simulate: AsyncParsableCommand {
                 loaded.workflows[w].shape = .program(referenced)
             }
             runner = try CallRunner(registry: ExampleTasks.registry)
+            if recordCosts != nil { runner?.timings = CallTimings() }
         }
         var failures: [UInt64] = []
         let clock = ContinuousClock()
@@ -91,6 +112,9 @@ struct Simulate: AsyncParsableCommand {
             events += report.events
             if seeds == 1 {
                 print(Simulate.describe(report))
+                if let recordCosts, let timings = runner?.timings {
+                    try write(timings.costs, of: simulation.scenario, programs: programs, seed: s, to: recordCosts)
+                }
                 if let outputDir { try writeOutputs(of: simulation, programs: programs, to: outputDir) }
                 if let trace, let json = simulation.traceJSON {
                     do {
@@ -120,6 +144,73 @@ struct Simulate: AsyncParsableCommand {
             printError("invariant violated with seed \(first); replay: shoal simulate \(scenario) --seed \(first)\(swarm ? " --swarm" : "")")
             throw ExitCode(1)
         }
+    }
+
+    /// Reads the costs file at `path` (refused, exit 2, if it is malformed) and gives each file
+    /// workflow of `scenario` the costs it records under its name; says how many tasks they cover,
+    /// and warns of costs that match no task (a typo, or a workflow edited since it was timed).
+    func apply(_ path: String, to scenario: inout Scenario, programs: [Int]) throws {
+        let table: TaskCosts
+        do {
+            table = try TaskCosts.load(path: path)
+        } catch {
+            throw refuse("\(error)")
+        }
+        guard !programs.isEmpty else {
+            throw refuse("--costs \(path) gives the costs of file workflows' tasks; scenario \(self.scenario) has none")
+        }
+        var covered: [String] = []
+        var names: Set<String> = []
+        for w in programs {
+            var program = scenario.workflows[w].program!
+            let name = program.spec.name
+            let labels = Set(program.spec.tasks.map(\.label))
+            let recorded = table.workflows[name] ?? [:]
+            program.costs = recorded.filter { labels.contains($0.key) }
+            scenario.workflows[w].shape = .program(program)
+            guard names.insert(name).inserted else { continue }
+            covered.append("\(program.costs!.count) of \(labels.count) tasks of \(name)")
+            let unknown = recorded.keys.filter { !labels.contains($0) }.sorted()
+            if !unknown.isEmpty {
+                printError("warning: \(path): workflow '\(name)' has no task \(Self.some(unknown)); ignored")
+            }
+        }
+        let unknown = table.workflows.keys.filter { !names.contains($0) }.sorted()
+        if !unknown.isEmpty {
+            printError("warning: \(path): the scenario has no file workflow \(Self.some(unknown)); ignored")
+        }
+        print("costs from \(path): " + covered.joined(separator: ", ") + "; the others take their taskMicros")
+    }
+
+    /// Up to five quoted names, then how many more.
+    static func some(_ names: [String]) -> String {
+        let shown = names.prefix(5).map { "'\($0)'" }.joined(separator: ", ")
+        return names.count > 5 ? "\(shown) and \(names.count - 5) more" : shown
+    }
+
+    /// Writes the costs `timings` measured to `path` (checked writable before the run) and says
+    /// how many tasks they cover.
+    func write(_ costs: TaskCosts, of scenario: Scenario, programs: [Int], seed: UInt64, to path: String) throws {
+        let header = [
+            "Task costs recorded by shoal simulate \(self.scenario) --seed \(seed)\(swarm ? " --swarm" : "") --record-costs:",
+            "microseconds of each task's first successful run (or of its first attempt, if none succeeded),",
+            "by workflow name and task label. Replay: shoal simulate SCENARIO --costs \(path)",
+        ]
+        do {
+            // Not atomically: the file was checked writable before the run (`cannotWrite`).
+            try costs.yaml(header: header).write(toFile: path, atomically: false, encoding: .utf8)
+        } catch {
+            printError("error: cannot write the costs to \(path): \(Self.reason(error))")
+            throw ExitCode(1)
+        }
+        var tasks: [String: Int] = [:]
+        for w in programs {
+            let spec = scenario.workflows[w].program!.spec
+            tasks[spec.name] = spec.tasks.count
+        }
+        let total = tasks.values.reduce(0, +)
+        let timed = costs.entryCount
+        print("costs: \(path) (\(timed) of \(total) tasks timed\(timed < total ? "; the others did not run" : ""))")
     }
 
     /// Writes each completed file workflow's outputs to `dir/<workflow name>/<output>`, as

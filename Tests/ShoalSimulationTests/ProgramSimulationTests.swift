@@ -16,9 +16,9 @@ struct ProgramSimulationTests {
         var calls = 0
         var catalogue: [UInt64] { [CatalogueKey.of(task: "mix"), CatalogueKey.of(task: "drift")] }
 
-        func run(_ body: TaskBody, label: String, directions: [Direction], inputs: [[UInt8]?], attempt: Int)
-            -> Result<[[UInt8]], TaskFailure>
-        {
+        func run(
+            _ body: TaskBody, workflow: String, label: String, directions: [Direction], inputs: [[UInt8]?], attempt: Int
+        ) -> Result<[[UInt8]], TaskFailure> {
             guard case .registered(let name, _) = body else { return .failure(TaskFailure(message: "not a test body")) }
             calls += 1
             guard !inputs.contains(where: { $0 == nil }) else { return .failure(TaskFailure(message: "absent input")) }
@@ -133,6 +133,18 @@ struct ProgramSimulationTests {
         var simulation = ClusterSimulation(scenario: Self.scenario(program), seed: 5, runner: TestBodies())
         let report = simulation.run()
         #expect(report.violations.contains { $0.contains("outputs different from the local run's") }, "seed 5: \(report.violations)")
+    }
+
+    /// `ProgramWorkflow.costs` gives each task its recorded cost; the others take `taskMicros`.
+    @Test func costsReplaceTaskMicrosByLabel() {
+        let calls = ["a", "b", "c"].map { label in
+            WorkflowTaskSpec(body: .exec(command: "true"), accesses: [], label: label)
+        }
+        let spec = WorkflowSpec(name: "w", dataCount: 0, initialBytes: 0, tasks: calls)
+        var program = ProgramWorkflow(spec: spec, initial: [], outputs: [])
+        program.costs = ["a": 7, "c": 0, "zz": 9]
+        let workflow = ScenarioWorkflow(shape: .program(program), taskMicros: 50)
+        #expect(workflow.spec.tasks.map(\.cost) == [.microseconds(7), .microseconds(50), .microseconds(0)])
     }
 }
 

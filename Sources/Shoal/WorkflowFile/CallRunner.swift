@@ -25,6 +25,10 @@ public final class CallRunner: TaskBodyRunner {
     public var timeoutSeconds: Double?
     /// This runner's folder (version files and the scratch folder), removed with the runner.
     public let folder: URL
+    /// When set, every body call is timed on the wall clock and recorded here (`shoal simulate
+    /// --record-costs`). The record is the shell's: what the simulator advances by stays the
+    /// task's modelled cost, so the run itself is as deterministic as without it.
+    public var timings: CallTimings?
     private var versionCount = 0
 
     /// Makes a private folder under `workDirectory` (the system's temporary folder by default).
@@ -46,7 +50,22 @@ public final class CallRunner: TaskBodyRunner {
 
     public var catalogue: [UInt64] { [CatalogueKey.exec] + registry.catalogue }
 
-    public func run(_ body: TaskBody, label: String, directions: [Direction], inputs: [[UInt8]?], attempt: Int)
+    public func run(
+        _ body: TaskBody, workflow: String, label: String, directions: [Direction], inputs: [[UInt8]?], attempt: Int
+    ) -> Result<[[UInt8]], TaskFailure> {
+        guard timings != nil else {
+            return runBody(body, label: label, directions: directions, inputs: inputs, attempt: attempt)
+        }
+        let clock = ContinuousClock()
+        let started = clock.now
+        let result = runBody(body, label: label, directions: directions, inputs: inputs, attempt: attempt)
+        let micros = CallTimings.micros(clock.now - started)
+        let succeeded = if case .success = result { true } else { false }
+        timings?.record(workflow: workflow, label: label, micros: micros, succeeded: succeeded)
+        return result
+    }
+
+    private func runBody(_ body: TaskBody, label: String, directions: [Direction], inputs: [[UInt8]?], attempt: Int)
         -> Result<[[UInt8]], TaskFailure>
     {
         do {
