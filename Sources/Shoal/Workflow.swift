@@ -1,4 +1,5 @@
 import Foundation
+import ShoalSimulation
 import ShoalStore
 import Synchronization
 
@@ -100,7 +101,20 @@ public struct Empty: Codable, Sendable, Hashable {
 /// meant to come from one sequential program (as in PyCOMPSs): submissions from several threads
 /// are safe but their order, and so the dependences between them, is whatever order they arrive in.
 public final class Workflow: Sendable {
-    let engine: Engine
+    /// Where the program's tasks run: this peer's engine, or a simulated cluster.
+    enum Backend: Sendable {
+        case local(Engine)
+        case simulated(SimulatedClusterClient)
+    }
+    let backend: Backend
+    /// The local engine (only a local run has one).
+    var engine: Engine {
+        guard case .local(let engine) = backend else { preconditionFailure("a workflow on a cluster has no local engine") }
+        return engine
+    }
+    var cluster: SimulatedClusterClient? {
+        if case .simulated(let client) = backend { client } else { nil }
+    }
     /// The shard persistent objects are written to and opened from, if the run has one.
     public let store: (any KeyValueShard)?
     /// The workflow's name (recorded with what it persists).
@@ -127,8 +141,14 @@ public final class Workflow: Sendable {
     }
 
     init(engine: Engine, store: (any KeyValueShard)?, name: String?) {
-        self.engine = engine
+        self.backend = .local(engine)
         self.store = store
+        self.name = name
+    }
+
+    init(cluster: SimulatedClusterClient, name: String?) {
+        self.backend = .simulated(cluster)
+        self.store = nil
         self.name = name
     }
 
@@ -138,13 +158,18 @@ public final class Workflow: Sendable {
     /// before the tasks are called).
     public func value<T: Sendable>(_ value: T, name: String? = nil) -> DataRef<T> {
         let ref = DataRef<T>(datum: newDatum(), name: name)
-        engine.define(ref.datum, value: value)
+        switch backend {
+        case .local(let engine): engine.define(ref.datum, value: value)
+        case .simulated(let cluster): cluster.define(ref.datum, value: value)
+        }
         return ref
     }
 
     /// A new datum with no value yet, for a task to write as `.out`.
     public func placeholder<T: Sendable>(_ type: T.Type = T.self, name: String? = nil) -> DataRef<T> {
-        DataRef<T>(datum: newDatum(), name: name)
+        let ref = DataRef<T>(datum: newDatum(), name: name)
+        cluster?.define(ref.datum, value: nil)
+        return ref
     }
 
     func newDatum() -> DatumID {
@@ -162,7 +187,7 @@ public final class Workflow: Sendable {
         _ task: TaskDefinition<Args, Result>, _ args: Args, _ parameters: DataParameter...,
         policy: FailurePolicy? = nil
     ) -> DataRef<Result> {
-        let result = DataRef<Result>(datum: newDatum(), name: nil)
+        let result = placeholder(Result.self)
         var accesses = parameters.map { (datum: $0.datum, direction: $0.direction) }
         accesses.append((result.datum, .out))
         enqueue(task.info, accesses, policy ?? task.defaultPolicy, args: args)
@@ -208,6 +233,10 @@ public final class Workflow: Sendable {
         _ info: TaskInfo, _ accesses: [(datum: DatumID, direction: Direction)], _ policy: FailurePolicy,
         args: any Sendable
     ) {
+        if let cluster {
+            cluster.submit(name: info.name, args: args, accesses: Workflow.merged(accesses, task: info.name), policy: policy)
+            return
+        }
         engine.submit(
             Submission(
                 accesses: Workflow.merged(accesses, task: info.name), policy: policy,
@@ -241,6 +270,12 @@ public final class Workflow: Sendable {
     /// The value of `ref` after every task submitted so far that writes it (PyCOMPSs
     /// `compss_wait_on`). Throws the cause if its writer failed.
     public func wait<T>(on ref: DataRef<T>) async throws -> T {
+        if let cluster {
+            guard let bytes = try cluster.wait(on: ref.datum) else {
+                throw SimulatedClusterError("'\(ref)' has no value: the task that writes it failed")
+            }
+            return try PeerValues.decode(bytes, as: T.self)
+        }
         let any = try await engine.value(of: ref.datum)
         guard let value = any as? T else {
             throw ShoalError.typeMismatch(name: ref.description, expected: "\(T.self)", actual: "\(type(of: any))")
@@ -251,19 +286,21 @@ public final class Workflow: Sendable {
     /// Hands every buffered submission to the scheduler now, without waiting. Submissions are
     /// buffered and handed over in batches; `wait(on:)` and `barrier()` flush by themselves.
     public func flush() {
+        if let cluster { return cluster.flush() }
         engine.flush()
     }
 
     /// Waits for every task submitted so far. Throws the failure that aborted the workflow, if any.
     public func barrier() async throws {
+        if let cluster { return try cluster.barrier() }
         try await engine.barrier()
     }
 
     /// Counters of the run so far.
-    public var statistics: RunStatistics { engine.statistics }
+    public var statistics: RunStatistics { cluster?.statistics ?? engine.statistics }
 
     /// Failures that did not abort the workflow (ignored, or that cancelled their successors).
-    public var failures: [FailureRecord] { engine.recordedFailures }
+    public var failures: [FailureRecord] { cluster == nil ? engine.recordedFailures : [] }
 }
 
 /// Options of a local run.
@@ -307,5 +344,20 @@ extension Shoal {
         }
         try await workflow.barrier()
         return result
+    }
+
+    /// Runs the same sequential program on a simulated cluster (`SimulatedCluster`: a scenario's
+    /// peers, network and faults, in virtual time from a seed): its registered tasks run on the
+    /// simulated peers, its waits are answered by the workflow's owner as soon as the value exists,
+    /// and the run ends when its workflow does. Returns the program's result and the simulation's
+    /// report. A closure task, or a value that cannot cross peers, is refused with a clear error.
+    public static func run<R: Sendable>(
+        simulated cluster: SimulatedCluster, name: String = "program",
+        _ program: (Workflow) async throws -> R
+    ) async throws -> (result: R, report: SimulationReport) {
+        let client = try SimulatedClusterClient(cluster, name: name)
+        let workflow = Workflow(cluster: client, name: name)
+        let result = try await program(workflow)
+        return (result, try client.finish())
     }
 }

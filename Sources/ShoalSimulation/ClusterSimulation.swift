@@ -139,6 +139,13 @@ public struct ClusterSimulation {
         var pendingWait: (requestID: UInt64, datum: Int, closesAfter: Bool)?
         /// The program waits at a barrier before its wait.
         var pendingBarrier: UInt64?
+        /// A client's program (`submitProgram`): its peer and its tasks' cost; what its requests
+        /// were answered.
+        var client: (submitter: Int, taskMicros: Int64)?
+        var answers: [UInt64: ProgramAnswer] = [:]
+        /// Whether the workflow grows while its program runs (it dies with the program's peer
+        /// until the program closes it).
+        var grows: Bool { adaptive != nil || client != nil }
         var closed = false
         /// The id its submitter drew for it, once submitted.
         var id: WorkflowID? = nil
@@ -179,6 +186,8 @@ public struct ClusterSimulation {
     var payloadsSent = 0
     /// Tests: change the values programs' waits are answered with, to see the checker catch it.
     var tamperWaitedValues = false
+    /// The last request id handed to a client's program.
+    var nextClientRequest: UInt64 = 0
     var workflows: [Tracked] = []
     var workflowIndex: [WorkflowID: Int] = [:]
     var violationCounts: [String: Int] = [:]
@@ -225,6 +234,20 @@ public struct ClusterSimulation {
 
     /// Runs the scenario to its end and checks the invariants.
     public mutating func run() -> SimulationReport {
+        begin()
+        _ = advance { !$0.scenario.runToEnd && $0.settled }
+        return end()
+    }
+
+    /// Whether the run has nothing left to show: membership converged after the last fault and
+    /// every workflow ended (a scenario with objects runs to its end).
+    public var settled: Bool {
+        report.convergedAfterSeconds != nil && allWorkflowsEnded && now >= lastFaultTime && scenario.objects == nil
+    }
+
+    /// Schedules the peers' starts, the faults, the scenario's workflows and objects: the start
+    /// of a run (`run()`, or a client's program driving it with `advance`).
+    public mutating func begin() {
         let spread = Int64(scenario.joinSpreadSeconds * 1e9)
         for i in 0..<scenario.peers {
             let at = scenario.peers > 1 && i >= scenario.seeds ? spread * Int64(i) / Int64(scenario.peers) : 0
@@ -255,20 +278,116 @@ public struct ClusterSimulation {
         }
         // Check convergence every protocol period once the last fault is past.
         queue.schedule(.check, at: max(settledSince, lastFaultTime) + settings.membership.protocolPeriod)
+    }
+
+    /// Plays events in time order until `done` holds (asked after each) or the scenario's end;
+    /// returns whether `done` held.
+    public mutating func advance(until done: (borrowing ClusterSimulation) -> Bool) -> Bool {
         let end = Instant.zero + scenario.duration
         while let next = queue.nextTime, next <= end, let (time, event) = queue.pop() {
             now = time
             report.events += 1
             handle(event)
-            if !scenario.runToEnd && report.convergedAfterSeconds != nil && allWorkflowsEnded && now >= lastFaultTime
-                && scenario.objects == nil
-            {
-                break
-            }
+            if done(self) { return true }
         }
+        return done(self)
+    }
+
+    /// Ends the run: checks the invariants and reports.
+    public mutating func end() -> SimulationReport {
         finish()
         return report
     }
+
+    /// The virtual time of the run so far.
+    public var virtualTime: Instant { now }
+
+    // MARK: Programs of a client
+
+    /// What a client's program was answered.
+    public enum ProgramAnswer: Sendable, Hashable {
+        /// The bytes of the value it waited on.
+        case value([UInt8])
+        /// The value it waited on has none (its writer failed; ignored, or for good).
+        case noValue
+        /// Its barrier was passed.
+        case barrier
+    }
+
+    /// A client's program (a Swift program against the simulated cluster) submits an open
+    /// workflow at peer `submitter` now: its first data's bytes. Returns the workflow's index.
+    /// Its batches follow with `extendProgram`, its waits with `waitProgram`, its end with
+    /// `closeProgram`; tasks take `taskMicros` of virtual time each.
+    public mutating func submitProgram(name: String, submitter: Int, initial: [[UInt8]], taskMicros: Int64) -> Int {
+        let w = workflows.count
+        let spec = WorkflowSpec(name: name, dataCount: initial.count, initialBytes: 0, tasks: [])
+        let plan = try! WorkflowPlan(spec, open: true)  // no call yet: it always fits
+        var tracked = Tracked(
+            spec: spec, plan: plan, program: ProgramWorkflow(spec: spec, initial: initial, outputs: []), expected: nil,
+            outcome: WorkflowOutcome(name: name, tasks: 0, status: .notSubmitted, owners: [submitter]))
+        tracked.client = (submitter: submitter, taskMicros: taskMicros)
+        workflows.append(tracked)
+        submitAt(w, submitter: submitter)
+        return w
+    }
+
+    /// A batch of the client's program: `initial` are the bytes of the data it defined since its
+    /// last batch (their indices follow), `calls` its calls.
+    public mutating func extendProgram(_ w: Int, calls: [WorkflowTaskSpec], initial: [[UInt8]]) {
+        guard let client = workflows[w].client, workflows[w].outcome.status == .unfinished, let wf = workflows[w].id else {
+            return
+        }
+        var calls = calls
+        for i in calls.indices { calls[i].cost = .microseconds(client.taskMicros) }
+        let first = workflows[w].spec.tasks.count
+        if !initial.isEmpty {
+            workflows[w].spec.marks.append(.init(beforeTask: first, .newData(count: Int32(initial.count))))
+        }
+        workflows[w].spec.dataCount += initial.count
+        workflows[w].spec.tasks += calls
+        workflows[w].program!.spec = workflows[w].spec
+        workflows[w].outcome.tasks = workflows[w].spec.tasks.count
+        let p = PeerID(raw: UInt64(client.submitter))
+        let values = initial.map(PayloadDigest.value(of:))
+        for (bytes, value) in zip(initial, values) { peers[client.submitter].payloads.keep(bytes, as: value) }
+        step(p, .extend(workflow: wf, calls: calls, initial: values))
+    }
+
+    /// The client's program waits on `datum`: the request whose answer `answer(_:request:)` gives.
+    public mutating func waitProgram(_ w: Int, datum: Int) -> UInt64 {
+        nextClientRequest += 1
+        guard let client = workflows[w].client, workflows[w].outcome.status == .unfinished, let wf = workflows[w].id else {
+            return nextClientRequest
+        }
+        workflows[w].spec.marks.append(.init(beforeTask: workflows[w].spec.tasks.count, .wait(datum: Int32(datum))))
+        step(PeerID(raw: UInt64(client.submitter)), .wait(workflow: wf, datum: datum, requestID: nextClientRequest))
+        return nextClientRequest
+    }
+
+    /// The client's program waits for every task it submitted so far.
+    public mutating func barrierProgram(_ w: Int) -> UInt64 {
+        nextClientRequest += 1
+        guard let client = workflows[w].client, workflows[w].outcome.status == .unfinished, let wf = workflows[w].id else {
+            return nextClientRequest
+        }
+        step(PeerID(raw: UInt64(client.submitter)), .barrier(workflow: wf, requestID: nextClientRequest))
+        return nextClientRequest
+    }
+
+    /// The client's program ended: no call follows.
+    public mutating func closeProgram(_ w: Int) {
+        guard let client = workflows[w].client, workflows[w].outcome.status == .unfinished, let wf = workflows[w].id else {
+            return
+        }
+        workflows[w].closed = true
+        step(PeerID(raw: UInt64(client.submitter)), .close(workflow: wf))
+    }
+
+    /// The answer to request `request` of workflow `w`'s program, once there is one.
+    public func answer(_ w: Int, request: UInt64) -> ProgramAnswer? { workflows[w].answers[request] }
+
+    /// How workflow `w` stands (or ended).
+    public func outcome(ofWorkflow w: Int) -> WorkflowOutcome { workflows[w].outcome }
 
     /// The Chrome trace-event JSON of the run (if recorded).
     public var traceJSON: String? { trace?.json() }
@@ -353,15 +472,17 @@ public struct ClusterSimulation {
         step(p, .start(seeds: seeds))
     }
 
-    mutating func submit(_ w: Int) {
-        let spec = scenario.workflows[w]
+    mutating func submit(_ w: Int) { submitAt(w, submitter: scenario.workflows[w].submitter) }
+
+    /// Submits workflow `w` at `submitter` now.
+    mutating func submitAt(_ w: Int, submitter: Int) {
         workflows[w].submittedAt = now
-        guard spec.submitter < peers.count, peers[spec.submitter].up else {
+        guard submitter < peers.count, peers[submitter].up else {
             workflows[w].outcome.status = .failed
-            workflows[w].outcome.reason = "its submitter p\(spec.submitter) was down"
+            workflows[w].outcome.reason = "its submitter p\(submitter) was down"
             return
         }
-        let wf = peers[spec.submitter].machine!.newWorkflowID()
+        let wf = peers[submitter].machine!.newWorkflowID()
         workflows[w].id = wf
         workflowIndex[wf] = w
         workflows[w].outcome.status = .unfinished
@@ -369,14 +490,14 @@ public struct ClusterSimulation {
         let initial: [DataValue]
         if let program = workflows[w].program {
             initial = program.initial.map(PayloadDigest.value(of:))
-            for (bytes, value) in zip(program.initial, initial) { peers[spec.submitter].payloads.keep(bytes, as: value) }
+            for (bytes, value) in zip(program.initial, initial) { peers[submitter].payloads.keep(bytes, as: value) }
         } else {
             initial = (0..<plan.dataCount).map {
                 DataValue(bytes: plan.initialBytes, content: WorkflowPlan.initialContent(workflow: wf.raw, datum: $0))
             }
         }
-        trace?.instant("submit \(plan.name)", peer: PeerID(raw: UInt64(spec.submitter)), at: now)
-        step(PeerID(raw: UInt64(spec.submitter)), .submit(workflow: wf, plan: plan, initial: initial))
+        trace?.instant("submit \(plan.name)", peer: PeerID(raw: UInt64(submitter)), at: now)
+        step(PeerID(raw: UInt64(submitter)), .submit(workflow: wf, plan: plan, initial: initial))
         if workflows[w].adaptive != nil { programStep(w, after: nil) }
     }
 
@@ -498,8 +619,24 @@ public struct ClusterSimulation {
                 execute(task, catalogueKey: key, inputs: inputs, attempt: attempt, at: p, generation: generation)
             case .barrierReached(let wf, let rid):
                 let w = workflowIndex[wf]!
+                if workflows[w].client != nil {
+                    workflows[w].answers[rid] = .barrier
+                    continue
+                }
                 queue.schedule(.programBarrier(w, requestID: rid, at: p), at: now)
             case .waited(let wf, let rid, var value):
+                if let w = workflowIndex[wf], workflows[w].client != nil {
+                    guard let value else {
+                        workflows[w].answers[rid] = .noValue
+                        continue
+                    }
+                    guard let bytes = peers[i].payloads.bytes(of: value) else {
+                        violation("payload missing", "\(p) answered a wait of \(workflows[w].plan.name) without the value's bytes")
+                        continue
+                    }
+                    workflows[w].answers[rid] = .value(bytes)
+                    continue
+                }
                 if tamperWaitedValues { value?.content &+= 1 }
                 answered(workflowIndex[wf]!, requestID: rid, value: value, at: p)
             case .workflowCompleted(let wf, let results, _):
@@ -636,7 +773,7 @@ public struct ClusterSimulation {
         }
         let result = runner!.run(
             call.body, workflow: workflows[w].spec.name, label: call.label,
-            directions: call.accesses.map(\.direction), inputs: bytes, attempt: attempt)
+            accesses: call.accesses, inputs: bytes, attempt: attempt)
         return result.map { outputs in
             outputs.map { b in
                 let value = PayloadDigest.value(of: b)
@@ -772,8 +909,8 @@ public struct ClusterSimulation {
             peers[i].payloads.memory = [:]
             // A growing program runs at its submitter: it dies with it, and its open workflow
             // with it (it has no record anywhere until it closes).
-            for w in workflows.indices where workflows[w].outcome.status == .unfinished && workflows[w].adaptive != nil
-                && scenario.workflows[w].submitter == i && !workflows[w].closed
+            for w in workflows.indices where workflows[w].outcome.status == .unfinished && workflows[w].grows
+                && workflows[w].outcome.owners.first == i && !workflows[w].closed
             {
                 workflows[w].outcome.status = .failed
                 workflows[w].outcome.reason = "its program ran at p\(i), which crashed before it closed the workflow"

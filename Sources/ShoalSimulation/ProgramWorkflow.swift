@@ -71,7 +71,8 @@ public protocol TaskBodyRunner {
     /// reading accesses (nil: the value is absent, its writer's failure was ignored). Returns the
     /// bytes of every version it writes, in order over its writing accesses, or why it failed.
     func run(
-        _ body: TaskBody, workflow: String, label: String, directions: [Direction], inputs: [[UInt8]?], attempt: Int
+        _ body: TaskBody, workflow: String, label: String, accesses: [WorkflowTaskSpec.Access], inputs: [[UInt8]?],
+        attempt: Int
     ) -> Result<[[UInt8]], TaskFailure>
 }
 

@@ -17,12 +17,14 @@ struct ProgramSimulationTests {
         var catalogue: [UInt64] { [CatalogueKey.of(task: "mix"), CatalogueKey.of(task: "drift")] }
 
         func run(
-            _ body: TaskBody, workflow: String, label: String, directions: [Direction], inputs: [[UInt8]?], attempt: Int
+            _ body: TaskBody, workflow: String, label: String, accesses: [WorkflowTaskSpec.Access], inputs: [[UInt8]?],
+            attempt: Int
         ) -> Result<[[UInt8]], TaskFailure> {
             guard case .registered(let name, _) = body else { return .failure(TaskFailure(message: "not a test body")) }
             calls += 1
             guard !inputs.contains(where: { $0 == nil }) else { return .failure(TaskFailure(message: "absent input")) }
             let salt: [UInt8] = name == "drift" && calls > 1 ? [UInt8(truncatingIfNeeded: calls)] : []
+            let directions = accesses.map(\.direction)
             return .success(Self.mix(label: label, directions: directions, inputs: inputs.map { $0! }, salt: salt))
         }
 

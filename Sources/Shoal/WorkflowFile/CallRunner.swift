@@ -51,23 +51,25 @@ public final class CallRunner: TaskBodyRunner {
     public var catalogue: [UInt64] { [CatalogueKey.exec] + registry.catalogue }
 
     public func run(
-        _ body: TaskBody, workflow: String, label: String, directions: [Direction], inputs: [[UInt8]?], attempt: Int
+        _ body: TaskBody, workflow: String, label: String, accesses: [WorkflowTaskSpec.Access], inputs: [[UInt8]?],
+        attempt: Int
     ) -> Result<[[UInt8]], TaskFailure> {
         guard timings != nil else {
-            return runBody(body, label: label, directions: directions, inputs: inputs, attempt: attempt)
+            return runBody(body, label: label, accesses: accesses, inputs: inputs, attempt: attempt)
         }
         let clock = ContinuousClock()
         let started = clock.now
-        let result = runBody(body, label: label, directions: directions, inputs: inputs, attempt: attempt)
+        let result = runBody(body, label: label, accesses: accesses, inputs: inputs, attempt: attempt)
         let micros = CallTimings.micros(clock.now - started)
         let succeeded = if case .success = result { true } else { false }
         timings?.record(workflow: workflow, label: label, micros: micros, succeeded: succeeded)
         return result
     }
 
-    private func runBody(_ body: TaskBody, label: String, directions: [Direction], inputs: [[UInt8]?], attempt: Int)
-        -> Result<[[UInt8]], TaskFailure>
-    {
+    private func runBody(
+        _ body: TaskBody, label: String, accesses: [WorkflowTaskSpec.Access], inputs: [[UInt8]?], attempt: Int
+    ) -> Result<[[UInt8]], TaskFailure> {
+        let directions = accesses.map(\.direction)
         do {
             switch body {
             case .modelled:
@@ -76,7 +78,7 @@ public final class CallRunner: TaskBodyRunner {
                 return .success(try runExec(command, label: label, directions: directions, inputs: inputs))
             case .registered(let name, let arguments):
                 return .success(
-                    try runRegistered(name, arguments, label: label, directions: directions, inputs: inputs, attempt: attempt))
+                    try runRegistered(name, arguments, label: label, accesses: accesses, inputs: inputs, attempt: attempt))
             }
         } catch let failure as TaskFailure {
             return .failure(failure)
@@ -129,8 +131,10 @@ public final class CallRunner: TaskBodyRunner {
     }
 
     private func runRegistered(
-        _ name: String, _ arguments: [UInt8], label: String, directions: [Direction], inputs: [[UInt8]?], attempt: Int
+        _ name: String, _ arguments: [UInt8], label: String, accesses calls: [WorkflowTaskSpec.Access], inputs: [[UInt8]?],
+        attempt: Int
     ) throws -> [[UInt8]] {
+        let directions = calls.map(\.direction)
         guard let entry = registry.entry(name) else {
             throw TaskFailure(message: "task '\(label)': no registered task '\(name)' on this peer")
         }
@@ -143,27 +147,28 @@ public final class CallRunner: TaskBodyRunner {
                 boxes.append(nil)
                 continue
             }
-            boxes.append(inputs[next].map { ValueBox($0) })
+            boxes.append(inputs[next].map { ValueBox(EncodedValue(bytes: $0)) })
             next += 1
         }
-        let accesses = directions.enumerated().map { i, d in
-            ResolvedAccess(datum: DatumID(raw: UInt32(i)), direction: d, read: nil, written: nil)
+        // The program's own datum ids: a Swift task reads its data by the references in its
+        // arguments.
+        let accesses = calls.map { a in
+            ResolvedAccess(datum: DatumID(raw: UInt32(bitPattern: a.datum)), direction: a.direction, read: nil, written: nil)
         }
         var context = TaskContext(taskName: label, attempt: attempt, accesses: accesses, inputs: boxes)
         try body(&context)
         var outputs: [[UInt8]] = []
         for (i, d) in directions.enumerated() where d.writes {
-            switch context.outputs[i] {
-            case let bytes as [UInt8]: outputs.append(bytes)
-            case let file as FileValue: outputs.append(try file.bytes())
-            case nil:
-                guard d != .out, let kept = boxes[i]?.value as? [UInt8] else {
-                    throw TaskFailure(message: "task '\(label)' failed: it did not write its out datum (parameter \(i))")
+            // Unwritten, an `inout` or `commutative` datum keeps the value read (decoded or not).
+            guard let value = context.outputs[i] ?? (d == .out ? nil : boxes[i]?.value) else {
+                throw TaskFailure(message: "task '\(label)' failed: it did not write its out datum (parameter \(i))")
+            }
+            if let encoded = value as? EncodedValue {
+                outputs.append(encoded.bytes)
+            } else {
+                do { outputs.append(try PeerValues.encode(value as! any Sendable)) } catch {
+                    throw TaskFailure(message: "task '\(label)' wrote parameter \(i): \(error)")
                 }
-                outputs.append(kept)
-            case let other?:
-                throw TaskFailure(
-                    message: "task '\(label)' wrote parameter \(i) as \(type(of: other)); a workflow file's data are bytes or files")
             }
         }
         return outputs

@@ -1,0 +1,189 @@
+import Foundation
+import ShoalCore
+import ShoalSimulation
+import Synchronization
+
+/// Where `Shoal.run(simulated:)` runs a program: a whole cluster played by the simulator from a
+/// scenario (its peers, network and faults; its own workflows run beside the program's), with
+/// the program's registered tasks run for real on the simulated peers, on the bytes of its values.
+public struct SimulatedCluster: Sendable {
+    public var scenario: Scenario
+    public var seed: UInt64
+    /// The tasks the peers can run (every peer has all of them).
+    public var registry: TaskRegistry
+    /// The peer the program submits to (its workflow's owner).
+    public var submitter: Int
+    /// When the program starts, in virtual seconds (after the peers have joined).
+    public var startSeconds: Double
+    /// Virtual time each task takes (the simulator never reads a clock).
+    public var taskMicros: Int64
+
+    public init(
+        scenario: Scenario, seed: UInt64 = 1, registry: TaskRegistry, submitter: Int = 0, startSeconds: Double = 1,
+        taskMicros: Int64 = 10_000
+    ) {
+        self.scenario = scenario
+        self.seed = seed
+        self.registry = registry
+        self.submitter = submitter
+        self.startSeconds = startSeconds
+        self.taskMicros = taskMicros
+    }
+}
+
+/// Why a program on a simulated cluster could not go on.
+public struct SimulatedClusterError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// A program's side of a simulated cluster: it collects the program's calls and new data into a
+/// batch, hands the batch to the owner peer when the program waits (or at a barrier, or at the
+/// end), and plays the cluster in virtual time until the wait is answered. The program's values
+/// cross as bytes (`PeerValues`); a closure task, or a task the peers do not have, is refused at
+/// submission, and the refusal is thrown at the next wait.
+/// (Unchecked: the runner is used only under the state lock, by the simulation it runs in.)
+final class SimulatedClusterClient: @unchecked Sendable {
+    private struct State: @unchecked Sendable {
+        var simulation: ClusterSimulation
+        var workflow = -1
+        /// Data defined since the last batch (their bytes; empty for a placeholder), by datum.
+        var newData: [[UInt8]] = []
+        var dataCount = 0
+        var calls: [WorkflowTaskSpec] = []
+        /// The first problem with what the program submitted (thrown at its next wait).
+        var refused: String?
+        var report: SimulationReport?
+    }
+    private let state: Mutex<State>
+    let cluster: SimulatedCluster
+    /// Runs the tasks' bodies; kept for the life of the run (it owns a scratch folder).
+    private let runner: CallRunner
+
+    init(_ cluster: SimulatedCluster, name: String) throws {
+        self.cluster = cluster
+        runner = try CallRunner(registry: cluster.registry)
+        var simulation = ClusterSimulation(scenario: cluster.scenario, seed: cluster.seed, runner: runner)
+        simulation.begin()
+        let start = Instant(nanoseconds: Int64(cluster.startSeconds * 1e9))
+        _ = simulation.advance { $0.virtualTime >= start }
+        let w = simulation.submitProgram(name: name, submitter: cluster.submitter, initial: [], taskMicros: cluster.taskMicros)
+        state = Mutex(State(simulation: simulation, workflow: w))
+    }
+
+    /// A new datum with `value` (nil: a placeholder a task writes).
+    func define(_ datum: DatumID, value: (any Sendable)?) {
+        state.withLock { s in
+            let bytes: [UInt8]
+            do { bytes = try value.map(PeerValues.encode) ?? [] } catch {
+                if s.refused == nil { s.refused = "\(error)" }
+                bytes = []
+            }
+            let index = Int(datum.raw) - s.dataCount
+            while s.newData.count <= index { s.newData.append([]) }
+            s.newData[index] = bytes
+        }
+    }
+
+    /// A call of the program: registered task `name` with its arguments.
+    func submit(name: String, args: any Sendable, accesses: [(datum: DatumID, direction: Direction)], policy: FailurePolicy) {
+        state.withLock { s in
+            guard let encodable = args as? any Encodable else {
+                if s.refused == nil {
+                    s.refused = "task '\(name)' is a closure: only registered tasks run on a cluster (register it in the peers' TaskRegistry)"
+                }
+                return
+            }
+            guard cluster.registry.contains(name) else {
+                if s.refused == nil { s.refused = "task '\(name)' is not registered with the cluster's peers" }
+                return
+            }
+            let arguments: [UInt8]
+            do { arguments = Array(try JSONEncoder().encode(encodable)) } catch {
+                if s.refused == nil { s.refused = "the arguments of task '\(name)' do not encode: \(error)" }
+                return
+            }
+            s.calls.append(
+                WorkflowTaskSpec(
+                    body: .registered(name: name, arguments: arguments),
+                    accesses: accesses.map { .init(Int($0.datum.raw), $0.direction) }, policy: policy, label: name))
+        }
+    }
+
+    /// Hands the batch so far to the owner.
+    private static func flush(_ s: inout State) {
+        guard !s.calls.isEmpty || !s.newData.isEmpty else { return }
+        s.simulation.extendProgram(s.workflow, calls: s.calls, initial: s.newData)
+        s.dataCount += s.newData.count
+        s.newData = []
+        s.calls = []
+    }
+
+    func flush() { state.withLock { Self.flush(&$0) } }
+
+    /// Plays the cluster until request `rid` is answered (or the workflow ends, or the scenario).
+    private static func answer(_ s: inout State, _ rid: UInt64) throws -> ClusterSimulation.ProgramAnswer {
+        let w = s.workflow
+        _ = s.simulation.advance { $0.answer(w, request: rid) != nil || $0.outcome(ofWorkflow: w).status == .failed }
+        if let answer = s.simulation.answer(w, request: rid) { return answer }
+        let outcome = s.simulation.outcome(ofWorkflow: w)
+        throw SimulatedClusterError(
+            outcome.status == .failed
+                ? "the workflow failed on the simulated cluster: \(outcome.reason ?? "no reason given")"
+                : "the simulated cluster did not answer within the scenario's \(s.simulation.scenario.durationSeconds) s")
+    }
+
+    /// The bytes of `datum` after every call submitted so far (nil: it has no value).
+    func wait(on datum: DatumID) throws -> [UInt8]? {
+        try state.withLock { s in
+            if let refused = s.refused { throw SimulatedClusterError(refused) }
+            Self.flush(&s)
+            let rid = s.simulation.waitProgram(s.workflow, datum: Int(datum.raw))
+            switch try Self.answer(&s, rid) {
+            case .value(let bytes): return bytes
+            case .noValue, .barrier: return nil
+            }
+        }
+    }
+
+    func barrier() throws {
+        try state.withLock { s in
+            if let refused = s.refused { throw SimulatedClusterError(refused) }
+            Self.flush(&s)
+            _ = try Self.answer(&s, s.simulation.barrierProgram(s.workflow))
+        }
+    }
+
+    /// The program ended: closes its workflow, plays the cluster until it ends, and reports.
+    func finish() throws -> SimulationReport {
+        try state.withLock { s in
+            if let report = s.report { return report }
+            if let refused = s.refused { throw SimulatedClusterError(refused) }
+            Self.flush(&s)
+            s.simulation.closeProgram(s.workflow)
+            let w = s.workflow
+            _ = s.simulation.advance { sim in
+                let status = sim.outcome(ofWorkflow: w).status
+                return status == .completed || status == .failed
+            }
+            // The scenario's own workflows and the membership checks finish as in any run.
+            _ = s.simulation.advance { $0.settled }
+            let report = s.simulation.end()
+            s.report = report
+            let outcome = report.workflows.last
+            guard outcome?.status == .completed else {
+                throw SimulatedClusterError(
+                    "the workflow did not complete on the simulated cluster: \(outcome?.reason ?? "\(outcome?.status.rawValue ?? "unknown")")")
+            }
+            return report
+        }
+    }
+
+    var statistics: RunStatistics {
+        state.withLock { s in
+            var r = RunStatistics()
+            r.submitted = s.simulation.outcome(ofWorkflow: s.workflow).tasks
+            return r
+        }
+    }
+}
