@@ -1,5 +1,7 @@
 import Foundation
+import Shoal
 import ShoalCore
+import ShoalExamples
 import ShoalSimulation
 import ShoalTestSupport
 import Testing
@@ -207,7 +209,7 @@ struct ScenarioValidationTests {
         let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".yaml") }.sorted()
         #expect(files.count >= 10)
         for file in files {
-            #expect(throws: Never.self, "\(file)") { _ = try ScenarioFile.load(path: folder.appendingPathComponent(file).path) }
+            #expect(throws: Never.self, "\(file)") { _ = try ScenarioFile.load(path: folder.appendingPathComponent(file).path, registry: ExampleTasks.registry) }
         }
     }
 
