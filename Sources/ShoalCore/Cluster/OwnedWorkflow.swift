@@ -18,7 +18,30 @@ final class OwnedWorkflow: @unchecked Sendable {
     let owner: PeerID
     /// The plan (growing while the workflow is open: `extend`, `wait`, `close`) and every datum's
     /// initial value.
-    private(set) var plan: WorkflowPlan
+    var plan: WorkflowPlan { _read { yield planRef.plan } }
+    /// The plan behind an immutable reference: a method of the plan called on a stored `var` would
+    /// copy the whole plan first (two dozen arrays retained and released, an eighth of a
+    /// million-task simulation), on a `let` of a class it borrows it. Growth swaps the reference
+    /// (`growPlan`).
+    private var planRef: PlanRef
+    final class PlanRef: @unchecked Sendable {
+        let plan: WorkflowPlan
+        init(_ plan: WorkflowPlan) { self.plan = plan }
+        static let empty = PlanRef(try! WorkflowPlan(WorkflowSpec(name: "", dataCount: 0, tasks: [])))
+    }
+
+    /// Changes the plan in place: its arrays are uniquely referenced once the old reference is
+    /// gone, so growing appends to them rather than copying them.
+    private func growPlan<R>(_ body: (inout WorkflowPlan) throws(WorkflowPlan.Invalid) -> R) throws(WorkflowPlan.Invalid) -> R {
+        var plan: WorkflowPlan
+        do {
+            let old = planRef
+            planRef = PlanRef.empty
+            plan = old.plan
+        }
+        defer { planRef = PlanRef(plan) }
+        return try body(&plan)
+    }
     private(set) var initial: [DataValue]
     private(set) var state: [TaskState]
     /// For a waiting or ready task: how many of its inputs have no holder.
@@ -91,7 +114,7 @@ final class OwnedWorkflow: @unchecked Sendable {
 
     init(workflow: WorkflowID, plan: WorkflowPlan, initial: [DataValue], owner: PeerID) {
         self.workflow = workflow
-        self.plan = plan
+        self.planRef = PlanRef(plan)
         self.initial = initial
         let tasks = plan.taskCount
         state = Array(repeating: .waiting, count: tasks)
@@ -143,7 +166,7 @@ final class OwnedWorkflow: @unchecked Sendable {
     /// changing nothing, for a batch that does not fit the plan.
     func extend(_ calls: [WorkflowTaskSpec], initial newValues: [DataValue]) throws(WorkflowPlan.Invalid) {
         let (firstTask, firstData) = (plan.taskCount, plan.dataCount)
-        let closed = try plan.extend(calls, newData: newValues.count)
+        let closed = try growPlan { (plan) throws(WorkflowPlan.Invalid) in try plan.extend(calls, newData: newValues.count) }
         grow()
         for (i, value) in newValues.enumerated() { define(Int(plan.initialVersion[firstData + i]), value) }
         initial += newValues
@@ -155,14 +178,15 @@ final class OwnedWorkflow: @unchecked Sendable {
     /// A wait of the program on `datum`: the version it is answered with (it closes the datum's
     /// open group, which then settles as soon as its members are done).
     func wait(on datum: Int) throws(WorkflowPlan.Invalid) -> Int {
-        let (version, closed) = try plan.wait(on: datum)
+        let (version, closed) = try growPlan { (plan) throws(WorkflowPlan.Invalid) in try plan.wait(on: datum) }
         if let closed { settleIfComplete(closed) }
         return version
     }
 
     /// The program ended: every open group closes.
     func close() {
-        for g in plan.close() { settleIfComplete(g) }
+        let closed = (try? growPlan { $0.close() }) ?? []
+        for g in closed { settleIfComplete(g) }
     }
 
     /// Makes room in the per-task, per-version and per-group state for what the plan grew by.
