@@ -660,7 +660,8 @@ struct EngineState {
             case .retrying:
                 stats.retried += 1
             case .finished(let t, let outcome):
-                tasks[Int(t.raw)] = nil
+                // A task cancelled at submission was never stored: its slot may be past the end.
+                if Int(t.raw) < tasks.count { tasks[Int(t.raw)] = nil }
                 switch outcome {
                 case .completed: stats.completed += 1
                 case .failed(let f):

@@ -267,6 +267,24 @@ private let double = TaskDefinition<DataRef<Int>, Void>("double") { x, context i
         #expect(failures.map(\.task) == ["boom"])
     }
 
+    /// A task cancelled at submission (it reads a version that already failed) may be given a
+    /// slot no stored task ever had: here `slow` takes the slot `boom` freed, so `dependant` gets
+    /// a new one. Finishing it must not index past the engine's tasks (it crashed the process).
+    @Test func aTaskCancelledAtSubmissionInANewSlotFinishes() async throws {
+        let stats = try await run { wf in
+            let x = wf.value(1)
+            wf.submit(name: "boom", [.inout(x)], policy: FailurePolicy(action: .cancelSuccessors)) { _ in
+                throw Boom(message: "kaput")
+            }
+            _ = try? await wf.wait(on: x)
+            wf.submit(name: "slow", []) { _ in usleep(100_000) }
+            wf.submit(name: "dependant", [.in(x)]) { _ in }
+            try await wf.barrier()
+            return wf.statistics
+        }
+        #expect(stats.failed == 1 && stats.completed == 1 && stats.cancelled == 1)
+    }
+
     // MARK: Groups
 
     @Test func commutativeTasksNeverOverlapAndSumCorrectly() async throws {
