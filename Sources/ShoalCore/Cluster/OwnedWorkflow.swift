@@ -494,6 +494,13 @@ final class OwnedWorkflow: @unchecked Sendable {
     /// Task `t` as an executor receives it: where each input is (in access order; a member reads
     /// its group's current value) and which versions it writes.
     func stealable(_ t: Int, owner: PeerID) -> StealableTask {
+        // The plan is read through a borrowed parameter: read through `self`, it was copied whole
+        // on every call (this runs for every offered task, every protocol period).
+        let ref = planRef
+        return withExtendedLifetime(ref) { stealable(t, owner: owner, plan: ref.plan) }
+    }
+
+    private func stealable(_ t: Int, owner: PeerID, plan: borrowing WorkflowPlan) -> StealableTask {
         // Offered to thieves every protocol period: sized once, no growth.
         let accesses = plan.accessRange(of: t)
         var inputs: [DataLocation] = []
@@ -501,8 +508,10 @@ final class OwnedWorkflow: @unchecked Sendable {
         var outputs: [VersionRef] = []
         outputs.reserveCapacity(accesses.count)
         for a in accesses where plan.accessWritten[a] >= 0 { outputs.append(VersionRef(workflow, Int(plan.accessWritten[a]))) }
+        let grouped = !plan.groups.isEmpty
         for a in accesses where plan.accessRead[a] >= 0 {
-            let read = plan.group(ofAccess: a).map(currentValue(of:)) ?? Int(plan.accessRead[a])
+            let group = grouped ? plan.group(ofAccess: a) : nil
+            let read = group.map { currentValue(of: $0) } ?? Int(plan.accessRead[a])
             let v = storedVersion(read)
             inputs.append(
                 DataLocation(
