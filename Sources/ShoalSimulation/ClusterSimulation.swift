@@ -130,8 +130,10 @@ public struct ClusterSimulation {
         /// Real bodies, initial bytes and the reference outcome (a `file:` workflow), or nil for a
         /// modelled one.
         var program: ProgramWorkflow?
-        /// The results its owner reported when it completed.
+        /// The results its owner reported when it completed, and (a program with real bodies) the
+        /// bytes of its outputs, read from the owner then (they were fetched to it to be checked).
         var results: [DataValue?]?
+        var outputBytes: [[UInt8]?] = []
         /// A program that grows the workflow as it runs (its calls so far are `spec`), the round
         /// it is in and the wait it is blocked on.
         var adaptive: AdaptiveProgram?
@@ -882,19 +884,18 @@ public struct ClusterSimulation {
         workflows[w].outcome.resultsMatch = match
         workflows[w].outcome.makespanSeconds = (now - workflows[w].submittedAt).seconds
         workflows[w].results = results
+        workflows[w].outputBytes = program.outputs.map { output in
+            results[output.datum].flatMap { peers[Int(p.raw)].payloads.bytes(of: $0) }
+        }
         trace?.instant("\(workflows[w].plan.name) completed", peer: p, at: now)
     }
 
-    /// The bytes of workflow `w`'s outputs once it completed, by output name, from the live peers
-    /// that hold them (nil: no live peer holds it, or it has no value).
+    /// The bytes of workflow `w`'s outputs once it completed, by output name (nil: it has no
+    /// value), as its owner had them when it completed: a crash after that loses nothing the
+    /// program was told.
     public func outputs(ofWorkflow w: Int) -> [(name: String, bytes: [UInt8]?)] {
-        guard let program = workflows[w].program, let results = workflows[w].results else { return [] }
-        return program.outputs.map { output in
-            let bytes = results[output.datum].flatMap { value in
-                peers.indices.lazy.filter { peers[$0].up }.compactMap { peers[$0].payloads.bytes(of: value) }.first
-            }
-            return (output.name, bytes)
-        }
+        guard let program = workflows[w].program, workflows[w].results != nil else { return [] }
+        return zip(program.outputs, workflows[w].outputBytes).map { ($0.name, $1) }
     }
 
     mutating func apply(_ fault: Fault) {

@@ -56,14 +56,16 @@ enum ModelledProgram {
                 return a.direction.isGroup && failedByMember[d] ? before[d] : value[d]
             }
             let writes = call.accesses.filter(\.direction.writes)
-            func failWrites(byMember: Bool) {
+            // What a task that fails for good, or is cancelled, writes fails; a member of a group
+            // fails its group, whose later members still run on the value before it.
+            func failWrites() {
                 for a in writes {
                     value[Int(a.datum)] = .failed
-                    if a.direction.isGroup && byMember { failedByMember[Int(a.datum)] = true }
+                    if a.direction.isGroup { failedByMember[Int(a.datum)] = true }
                 }
             }
             if reads.contains(.failed) {
-                failWrites(byMember: false)  // cancelled
+                failWrites()  // cancelled
                 continue
             }
             let readsAbsent = reads.contains(.absent)
@@ -85,7 +87,7 @@ enum ModelledProgram {
             case .ignore:
                 for a in writes where !a.direction.reads { value[Int(a.datum)] = .absent }
             case .cancelSuccessors:
-                failWrites(byMember: true)
+                failWrites()
             }
         }
         return Outcome(results: value, failingTasks: failing)

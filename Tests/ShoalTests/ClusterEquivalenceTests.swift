@@ -1,5 +1,6 @@
 import Foundation
 import ShoalCore
+import ShoalExamples
 import ShoalTestSupport
 import Testing
 
@@ -577,29 +578,7 @@ struct ClusterEquivalenceTests {
         return (problems, oracle, cluster)
     }
 
-    // MARK: Known issues (ShoalCore, not fixed here)
-
-    /// What the random programs find in `OwnedWorkflow` (ShoalCore) that this branch does not
-    /// fix: the owner's count of a task's missing inputs goes wrong, so the task is handed out
-    /// while one of its inputs has no holder (its executor sends the fetch to `PeerID(raw: .max)`,
-    /// `OwnedWorkflow.nobody`; the fetch times out and the task is queued again, and the outcome
-    /// is still right), or it is never handed out and the workflow never ends. Two causes, each
-    /// with its own reproduction below: a lost group base, and an ignored failure passed through
-    /// twice after a takeover.
-    static let knownIssue: Comment =
-        "ShoalCore OwnedWorkflow hands out a task whose input has no holder (fetch sent to PeerID.max): see aLostGroupBaseIsMadeAgain and aPassThroughAfterATakeoverCountsOnce"
-
-    /// Seeds whose cluster run never ends because of the two causes (found with the swarm, each
-    /// traced to its cause): the whole disagreement of such a seed is the known issue.
-    static let knownSeeds: [UInt64: String] = [
-        92: "cause 2: a reader's count of missing inputs went below zero after a takeover, so it is never admitted",
-        133: "cause 1: the base of a group, made by t1, was lost and is never made again",
-    ]
-
-    static func isKnownIssue(_ problem: String) -> Bool {
-        problem.hasPrefix("simulator violation: ") && problem.contains("WorkMessage.fetch(")
-            && problem.hasSuffix(" to p\(UInt64.max)")
-    }
+    // MARK: Regressions found by the random programs
 
     /// A call of `eq.mix` for a hand-written program.
     static func call(
@@ -609,12 +588,12 @@ struct ClusterEquivalenceTests {
         Call(name: "t\(id)", accesses: accesses, args: MixArgs(id: id, forever: forever), retries: 0, action: action)
     }
 
-    /// Known issue, cause 1: the base of a commutative group, made by a task, is lost with its
-    /// holder before a member read it. `OwnedWorkflow.lose` neither makes it again (`needed`
-    /// does not count a group's base while the group's chain is empty: a member is no consumer)
-    /// nor sends the member back to wait (`demoteReaders` looks at consumers only). The member
-    /// waits for a value nobody makes, and the workflow never ends (or, when the member was
-    /// already ready, it is handed out with the base's holder `nobody`: swarm seeds 52 and 87).
+    /// Found by random seeds 52, 87 and 133: the base of a commutative group, made by a task, is
+    /// lost with its holder before a member read it. `OwnedWorkflow.lose` neither made it again
+    /// (`needed` did not count a group's base while the group's chain is empty: a member is no
+    /// consumer) nor sent the member back to wait (`demoteReaders` looked at consumers only). The
+    /// member waited for a value nobody made, and the workflow never ended (or, when the member
+    /// was already ready, it was handed out with the base's holder `nobody`).
     /// Here `t6` makes the base on p4 (6 independent calls first keep the owner p1 busy), the
     /// member `t10` waits for a slow chain, and p4 crashes at 2 s.
     @Test func aLostGroupBaseIsMadeAgain() throws {
@@ -629,18 +608,17 @@ struct ClusterEquivalenceTests {
             seed: 1, initial: [("d0", [UInt8](repeating: 1, count: 8)), ("d1", [1, 2, 3])], calls: calls, outputs: ["r"])
         let crash = [ScheduledFault(at: .milliseconds(2_000), fault: .crash(peer: PeerID(raw: 4)))]
         let run = try Self.runCluster(program, seed: 1, local: nil, faults: crash, submitter: 1)
-        withKnownIssue(Self.knownIssue) {
-            #expect(run.agrees(with: Self.interpret(program)), "\(run.description): \(run.report.violations)")
-        }
+        #expect(run.agrees(with: Self.interpret(program)), "\(run.description): \(run.report.violations)")
+        #expect(run.report.violations.isEmpty, "\(run.report.violations)")
     }
 
-    /// Known issue, cause 2: after a takeover, a call whose failure was ignored (its `inout`
-    /// datum passes its old value through) is not done if that old value's holder died with the
-    /// old owner. The value is made again and the pass-through follows it (`follow` counts it
-    /// available to its readers), then the call runs again, fails again, and `passThrough` counts
-    /// it available once more: a reader's count of missing inputs drops twice, and it is handed
-    /// out before its other input (the slow chain `s`) exists (swarm seed 29). Here the owner p1
-    /// crashes at 2 s.
+    /// Found by random seeds 29 and 92: after a takeover, a call whose failure was ignored (its
+    /// `inout` datum passes its old value through) is not done if that old value's holder died
+    /// with the old owner. The value is made again and the pass-through follows it (`follow`
+    /// counts it available to its readers), then the call runs again, fails again, and
+    /// `passThrough` counted it available once more: a reader's count of missing inputs dropped
+    /// twice, and it was handed out before its other input (the slow chain `s`) existed, or never.
+    /// Here the owner p1 crashes at 2 s.
     @Test func aPassThroughAfterATakeoverCountsOnce() throws {
         var calls = [
             Self.call(0, [("d0", .in), ("a", .out)]),
@@ -655,9 +633,7 @@ struct ClusterEquivalenceTests {
         let run = try Self.runCluster(program, seed: 1, local: nil, faults: crash, submitter: 1)
         #expect(run.agrees(with: Self.interpret(program)), "\(run.description)")
         #expect(run.report.workflows[0].owners == [1, 7], "the owner crashed, p7 took over")
-        withKnownIssue(Self.knownIssue) {
-            #expect(run.report.violations.isEmpty, "\(run.report.violations)")
-        }
+        #expect(run.report.violations.isEmpty, "\(run.report.violations)")
     }
 
     static func describe(_ program: Program, _ problems: [String], _ cluster: ClusterRun) -> String {
@@ -685,14 +661,7 @@ struct ClusterEquivalenceTests {
         var completed = 0, failed = 0, absentOutputs = 0, takeovers = 0, fetched = 0, digestOnly = 0, valued = 0
         for seed in Self.seeds {
             let (problems, oracle, cluster) = try await Self.check(seed: seed, work: work.url)
-            let known = problems.filter { Self.knownSeeds[seed] != nil || Self.isKnownIssue($0) }
-            let unknown = problems.filter { Self.knownSeeds[seed] == nil && !Self.isKnownIssue($0) }
-            #expect(unknown.isEmpty, "\(Self.describe(Self.program(seed: seed), unknown, cluster))")
-            if !known.isEmpty {
-                withKnownIssue(Self.knownIssue, isIntermittent: true) {
-                    Issue.record("seed \(seed)\(Self.knownSeeds[seed].map { " (\($0))" } ?? ""): \(known)")
-                }
-            }
+            #expect(problems.isEmpty, "\(Self.describe(Self.program(seed: seed), problems, cluster))")
             if oracle.fails { failed += 1 } else { completed += 1 }
             absentOutputs += oracle.outputs.filter { $0 == nil }.count
             valued += oracle.outputs.filter { $0 != nil }.count
@@ -705,7 +674,7 @@ struct ClusterEquivalenceTests {
         #expect(completed >= Self.seeds.count / 2 && failed >= 2, "completed \(completed), failed \(failed)")
         #expect(absentOutputs >= 3, "\(absentOutputs) absent outputs")
         #expect(takeovers >= 1 && fetched >= Self.seeds.count, "takeovers \(takeovers), fetches \(fetched)")
-        #expect(digestOnly * 4 <= valued, "\(digestOnly) of \(valued) outputs with a value compared by digest only")
+        #expect(digestOnly == 0, "\(digestOnly) of \(valued) outputs with a value compared by digest only: their bytes were not kept when the workflow completed")
         print(
             "cluster equivalence over seeds \(Self.seeds): \(completed) programs completed, \(failed) failed, \(absentOutputs) outputs without a value, \(takeovers) takeovers, \(fetched) fetches, \(digestOnly) outputs compared by digest (their holder crashed after the workflow completed)"
         )
@@ -779,7 +748,7 @@ struct ClusterEquivalenceTests {
     /// which writes `E/<output>` (empty: they are byte for byte the same).
     static func simulateVersusRun(_ options: [String]) throws -> [String] {
         let scenario = Self.repository.appendingPathComponent("Simulations/file-workflows.yaml").path
-        let files = try ScenarioFile.load(path: scenario).workflows.compactMap { $0.program?.source }
+        let files = try ScenarioFile.load(path: scenario, registry: ExampleTasks.registry).workflows.compactMap { $0.program?.source }
         var problems: [String] = []
         if files.count < 2 { problems.append("the scenario's file workflows: \(files)") }
         let dir = try ScratchDirectory("equivalence-cli")
@@ -816,9 +785,9 @@ struct ClusterEquivalenceTests {
         #expect(problems.isEmpty, "shoal simulate \(options): \(problems)")
     }
 
-    /// Known issue (ClusterSimulation, not fixed here): `ClusterSimulation.outputs(ofWorkflow:)`
-    /// reads an output's bytes from the live peers at the end of the run, but the run goes on
-    /// until the last fault, and an output lives only on the peer that made it. With
+    /// Regression: `ClusterSimulation.outputs(ofWorkflow:)` read an output's bytes from the live
+    /// peers at the end of the run, but the run goes on until the last fault, and an output lived
+    /// only on the peer that made it; the owner's bytes are now kept when the workflow completes. With
     /// `--swarm --seed 1`, letter-census completes at about 5.6 s (its results checked equal to
     /// the local run's), the peer holding `census` crashes after that (p2 crashes at 6.1 s, p4
     /// at 10.8 s; a restart keeps only the store, not the bytes in memory), and `shoal simulate` prints
@@ -828,8 +797,6 @@ struct ClusterEquivalenceTests {
     /// digest for the same reason.)
     @Test func simulateKeepsTheOutputsOfAWorkflowThatCompleted() throws {
         let problems = try Self.simulateVersusRun(["--swarm", "--seed", "1"])
-        withKnownIssue("ClusterSimulation.outputs(ofWorkflow:) reads the outputs after the last fault, not when the workflow completed") {
-            #expect(problems.isEmpty, "shoal simulate --swarm --seed 1: \(problems)")
-        }
+        #expect(problems.isEmpty, "shoal simulate --swarm --seed 1: \(problems)")
     }
 }

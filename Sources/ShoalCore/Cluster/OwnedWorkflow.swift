@@ -690,6 +690,9 @@ final class OwnedWorkflow: @unchecked Sendable {
         var touched: [Int] = []
         for a in plan.accessRange(of: t) where plan.accessWritten[a] >= 0 {
             let w = Int(plan.accessWritten[a])
+            // After a takeover the pass-through may be there already (the replayed log made it, and
+            // its source came back): its readers were counted then, not again.
+            let wasMissing = holder[w] == OwnedWorkflow.nobody
             let group = plan.group(ofAccess: a)
             let source = group.map(currentValue(of:)) ?? (plan.accessRead[a] >= 0 ? Int(plan.accessRead[a]) : nil)
             if let source {
@@ -705,7 +708,7 @@ final class OwnedWorkflow: @unchecked Sendable {
             if let g = group {
                 join(g, partial: w, of: t)
                 touched.append(g)
-            } else if holder[w] != OwnedWorkflow.nobody {
+            } else if wasMissing && holder[w] != OwnedWorkflow.nobody {
                 madeAvailable(w)
             }
         }
@@ -838,6 +841,16 @@ final class OwnedWorkflow: @unchecked Sendable {
             case .assigned, .done, .failed: break
             }
         }
+        guard !plan.groups.isEmpty else { return }
+        // A member made ready to read `v` as its group's current value waits for it again, still
+        // holding the group's lock; it is woken when the value is back (`madeAvailable`).
+        for g in groupsReading(v) {
+            let lock = groupRuns[g].lock
+            guard lock >= 0, state[Int(lock)] == .ready else { continue }
+            state[Int(lock)] = .waiting
+            readyCount -= 1
+            if !groupRuns[g].waiters.contains(lock) { groupRuns[g].waiters.append(lock) }
+        }
     }
 
     /// The current value of group `g` is gone from `peer`: the members done since the last
@@ -885,6 +898,14 @@ final class OwnedWorkflow: @unchecked Sendable {
         plan.isFinal(v) || plan.consumers(of: v).contains { state[Int($0)] != .done }
             || (aliases[Int32(v)] ?? []).contains { needed(Int($0)) }
             || (plan.groupOf[Int32(v)].map { g in currentValue(of: Int(g)) == v } ?? false)
+            || (plan.groupOfBase[Int32(v)].map { g in groupReadsBase(Int(g)) } ?? false)
+    }
+
+    /// Whether group `g`'s next member still reads its base: no member is done yet, and one is
+    /// still to run (or may still join).
+    private func groupReadsBase(_ g: Int) -> Bool {
+        groupRuns[g].chain.isEmpty
+            && (!plan.groups[g].closed || groupRuns[g].failedMembers < plan.groups[g].members.count)
     }
 
     /// Re-opens the producers of the lost `versions` and the done `tasks`, and up the lineage
