@@ -22,13 +22,18 @@ build: deps
 	$(SWIFT) build -c release --product shoal
 
 ## demo: the cross-correlation example on this machine (results persisted in .shoal/data, NumPy files in
-## out/demo), the example workflow file, and a simulated 16-peer cluster whose workflow owner crashes
+## out/demo), the example workflow file, a simulated 16-peer cluster whose workflow owner crashes, and the
+## example program on 16 simulated peers with two crashes (its .npy files compared with the local run's)
 demo: build
 	$(BIN) demo --export out/demo
 	@echo
 	$(BIN) run Examples/workflows/shout-twice.yaml --output-dir out/shout-twice
 	@echo
 	$(BIN) simulate Simulations/owner-crash.yaml
+	@echo
+	$(BIN) demo --simulate Simulations/cross-correlation-16.yaml --export out/demo-simulated
+	cmp out/demo/cc_original.npy out/demo-simulated/cc_original.npy && cmp out/demo/cc_surrogates.npy out/demo-simulated/cc_surrogates.npy \
+	  && cmp out/demo/spikes.npy out/demo-simulated/spikes.npy && echo "the 16 simulated peers exported the local run's .npy files, byte for byte"
 
 ## test: every test (Swift Testing), debug build
 test: deps
