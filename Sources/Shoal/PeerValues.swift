@@ -8,7 +8,7 @@ import ShoalCore
 /// context's box), so the bytes of a value read by no one are never decoded.
 public enum PeerValues {
     /// The bytes of `value`.
-    public static func encode(_ value: any Sendable) throws -> [UInt8] {
+    public static func encode(_ value: Any) throws -> [UInt8] {
         switch value {
         case let bytes as [UInt8]: return bytes
         case let file as FileValue: return try file.bytes()

@@ -415,8 +415,11 @@ public struct ClusterSimulation {
             startPeer(p)
         case .deliver(let to, let generation, let from, let message, let payloads):
             guard isRunning(to, generation) else { return }
-            guard let message = received(message, payloads, at: to) else { return }
-            step(to, .message(message, from: from))
+            if payloads.isEmpty {
+                step(to, .message(message, from: from))
+            } else if let message = received(message, payloads, at: to) {
+                step(to, .message(message, from: from))
+            }
         case .timer(let p, let generation, let timer):
             guard isRunning(p, generation) else { return }
             step(p, .timer(timer))
@@ -788,13 +791,12 @@ public struct ClusterSimulation {
     /// The bytes to send with `message` from `p`: those of the real values it carries (a fetched
     /// version, a record's initial data), as `p` holds them.
     func attached(to message: PeerMessage, at p: PeerID) -> [[UInt8]] {
-        guard case .work(let work) = message else { return [] }
-        let store = peers[Int(p.raw)].payloads
-        guard !store.memory.isEmpty else { return [] }
+        // Read in place: most messages carry no value, and most runs have no real bytes.
+        guard !peers[Int(p.raw)].payloads.memory.isEmpty, case .work(let work) = message else { return [] }
         switch work {
-        case .data(_, _, let value): return store.bytes(of: value).map { [$0] } ?? []
+        case .data(_, _, let value): return peers[Int(p.raw)].payloads.bytes(of: value).map { [$0] } ?? []
         case .recordCreate(_, _, _, _, let initial):
-            let found = initial.compactMap { store.bytes(of: $0) }
+            let found = initial.compactMap { peers[Int(p.raw)].payloads.bytes(of: $0) }
             return found.count == initial.count ? found : []
         default: return []
         }

@@ -166,7 +166,7 @@ public final class CallRunner: TaskBodyRunner {
             if let encoded = value as? EncodedValue {
                 outputs.append(encoded.bytes)
             } else {
-                do { outputs.append(try PeerValues.encode(value as! any Sendable)) } catch {
+                do { outputs.append(try PeerValues.encode(value)) } catch {
                     throw TaskFailure(message: "task '\(label)' wrote parameter \(i): \(error)")
                 }
             }
