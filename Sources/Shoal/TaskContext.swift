@@ -80,18 +80,17 @@ public struct TaskContext {
                 task: taskName,
                 message: "reads \(describe(position)), which has no value (its writer failed and the failure was ignored)")
         }
-        if let encoded = any as? EncodedValue, !(T.self == EncodedValue.self) {
-            // Bytes from another peer: decoded once, as the type the task reads (`PeerValues`).
-            do {
-                let v = try PeerValues.decode(encoded.bytes, as: T.self)
-                box.value = v
-                return v
-            } catch {
-                throw TaskContextError(task: taskName, message: "reads \(describe(position)) as \(T.self), but its bytes do not decode as one: \(error)")
-            }
+        if let v = any as? T { return v }
+        guard let encoded = any as? EncodedValue else { throw typeMismatch(position, T.self, any) }
+        // Bytes from another peer: decoded once, as the type the task reads (`PeerValues`).
+        do {
+            let v = try PeerValues.decode(encoded.bytes, as: T.self)
+            box.value = v
+            return v
+        } catch {
+            throw TaskContextError(
+                task: taskName, message: "reads \(describe(position)) as \(T.self), but its bytes do not decode as one: \(error)")
         }
-        guard let v = any as? T else { throw typeMismatch(position, T.self, any) }
-        return v
     }
 
     /// Takes the input at `position` for modification, moving it out of its box when this task is
