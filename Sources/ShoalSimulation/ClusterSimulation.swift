@@ -620,8 +620,8 @@ public struct ClusterSimulation {
             case .statusChanged(let peer, let status):
                 report.statusChanges += 1
                 trace?.instant("\(p) sees \(peer) \(status)", peer: p, at: now)
-            case .execute(let task, let key, let inputs, let attempt):
-                execute(task, catalogueKey: key, inputs: inputs, attempt: attempt, at: p, generation: generation)
+            case .execute(let task, let key, let inputs, let attempt, let call):
+                execute(task, catalogueKey: key, inputs: inputs, attempt: attempt, call: call, at: p, generation: generation)
             case .barrierReached(let wf, let rid):
                 let w = workflowIndex[wf]!
                 if workflows[w].client != nil {
@@ -717,7 +717,8 @@ public struct ClusterSimulation {
     /// modelled cost. A modelled body fails its first `failingAttempts` attempts, and whenever it
     /// reads a value that is absent.
     mutating func execute(
-        _ task: TaskRef, catalogueKey: UInt64, inputs: [DataValue?], attempt: Int, at p: PeerID, generation: UInt32
+        _ task: TaskRef, catalogueKey: UInt64, inputs: [DataValue?], attempt: Int, call: ExecutableCall?, at p: PeerID,
+        generation: UInt32
     ) {
         let w = workflowIndex[task.workflow]!
         let t = task.task
@@ -731,7 +732,7 @@ public struct ClusterSimulation {
         peers[Int(p.raw)].tasksRun += 1
         trace?.complete("task \(t)", peer: p, at: now, duration: cost)
         if workflows[w].program != nil {
-            let outcome = runReal(task, inputs: inputs, attempt: attempt, at: p)
+            let outcome = runReal(task, call: call, inputs: inputs, attempt: attempt, at: p)
             switch outcome {
             case .success(let outputs):
                 queue.schedule(.executed(p, generation: generation, task: task, outputs: outputs), at: now + cost)
@@ -759,9 +760,16 @@ public struct ClusterSimulation {
     }
 
     /// Runs a real body on the bytes this peer holds for its inputs; its outputs' bytes stay here.
-    mutating func runReal(_ task: TaskRef, inputs: [DataValue?], attempt: Int, at p: PeerID) -> Result<[DataValue], TaskFailure> {
+    /// (The shell runs the call its machine handed it, as a real peer would: the program's own
+    /// spec is the checker's, not the executor's.)
+    mutating func runReal(_ task: TaskRef, call: ExecutableCall?, inputs: [DataValue?], attempt: Int, at p: PeerID)
+        -> Result<[DataValue], TaskFailure>
+    {
         let w = workflowIndex[task.workflow]!
-        let call = workflows[w].spec.tasks[task.task]
+        guard let call else {
+            violation("call missing", "\(p) was handed task \(task.task) of \(workflows[w].plan.name) without its body")
+            return .failure(TaskFailure(message: "task \(task.task) reached \(p) without its body"))
+        }
         let i = Int(p.raw)
         var bytes: [[UInt8]?] = []
         for value in inputs {

@@ -16,7 +16,7 @@ struct ClusterFailureTests {
     }
 
     static func attempts(_ out: [WorkDirective]) -> [(TaskRef, Int, [DataValue?])] {
-        out.compactMap { if case .execute(let t, _, let inputs, let a) = $0 { (t, a, inputs) } else { nil } }
+        out.compactMap { if case .execute(let t, _, let inputs, let a, _) = $0 { (t, a, inputs) } else { nil } }
     }
 
     static let boom = TaskFailure(message: "boom", exitStatus: 3, stderrTail: "it broke")

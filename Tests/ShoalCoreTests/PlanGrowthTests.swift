@@ -36,6 +36,21 @@ struct PlanGrowthTests {
         #expect(throws: WorkflowPlan.Invalid.self) { try plan.extend([Self.call([(0, .in)])], newData: 0) }
     }
 
+    /// The bodies of the first call and of calls after modelled ones are kept (the first real
+    /// body once went missing: the shell was handed task 0 with no body).
+    @Test func everyRealBodyIsKept() throws {
+        var calls = [Self.call([(0, .out)]), Self.call([(0, .in), (1, .out)]), Self.call([(1, .inout)])]
+        calls[0].body = .exec(command: "echo > {out:a}")
+        calls[0].catalogueKey = CatalogueKey.exec
+        calls[2].body = .registered(name: "t", arguments: [])
+        calls[2].catalogueKey = CatalogueKey.of(task: "t")
+        let whole = try WorkflowPlan(WorkflowSpec(name: "b", dataCount: 2, tasks: calls))
+        #expect((0..<3).map(whole.body(of:)) == calls.map(\.body))
+        var grown = try WorkflowPlan(WorkflowSpec(name: "b", dataCount: 2, tasks: [calls[1]]), open: true)
+        try grown.extend([calls[2], calls[0]], newData: 0)
+        #expect((0..<3).map(grown.body(of:)) == [calls[1].body, calls[2].body, calls[0].body])
+    }
+
     @Test func aBatchThatDoesNotFitChangesNothing() throws {
         var plan = try WorkflowPlan(WorkflowSpec(name: "b", dataCount: 2, tasks: [Self.call([(0, .inout)])]), open: true)
         let before = Self.shape(plan)

@@ -28,7 +28,7 @@ struct WorkMachineTests {
     }
 
     static func executions(_ ds: [WorkDirective]) -> [(TaskRef, [DataValue])] {
-        ds.compactMap { if case .execute(let t, _, let inputs, _) = $0 { return (t, inputs.map { $0! }) } else { return nil } }
+        ds.compactMap { if case .execute(let t, _, let inputs, _, _) = $0 { return (t, inputs.map { $0! }) } else { return nil } }
     }
 
     static func machine(_ id: UInt64, slots: Int = 1, replicas: Int = 1) -> WorkMachine {

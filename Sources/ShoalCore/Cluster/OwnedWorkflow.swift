@@ -522,6 +522,12 @@ final class OwnedWorkflow: @unchecked Sendable {
             id: TaskRef(workflow, t), owner: owner, catalogueKey: plan.catalogueKey[t], inputs: inputs,
             outputs: outputs)
         task.attempt = failedAttempts[t] &+ 1
+        if !plan.bodies.isEmpty, case let body = plan.body(of: t), body != .modelled {
+            task.call = ExecutableCall(
+                body: body,
+                accesses: accesses.map { WorkflowTaskSpec.Access(Int(plan.accessDatum[$0]), plan.accessDirection[$0]) },
+                label: plan.label[t])
+        }
         return task
     }
 

@@ -13,7 +13,7 @@ public enum PeerMessage: Sendable {
             switch m {
             case .request(_, _, let catalogue, let holding): return 32 + 8 * (catalogue.count + holding.count)
             case .reply(_, let granted):
-                return 24 + granted.reduce(0) { $0 + 40 + 40 * $1.inputs.count + 8 * $1.outputs.count }
+                return 24 + granted.reduce(0) { $0 + 40 + 40 * $1.inputs.count + 8 * $1.outputs.count + ($1.call?.byteSize ?? 0) }
             case .refused: return 24
             }
         case .work(let m): return m.byteSize
@@ -64,7 +64,7 @@ public enum PeerDirective: Sendable {
     case schedule(PeerTimer, after: Interval)
     case statusChanged(PeerID, MemberStatus)
     /// Run a task body; answer with `.executed` or `.failed` (see `WorkDirective.execute`).
-    case execute(task: TaskRef, catalogueKey: UInt64, inputs: [DataValue?], attempt: Int)
+    case execute(task: TaskRef, catalogueKey: UInt64, inputs: [DataValue?], attempt: Int, call: ExecutableCall?)
     case workflowCompleted(workflow: WorkflowID, results: [DataValue?], failures: [FailureReport])
     case workflowFailed(workflow: WorkflowID, reason: String, cause: FailureReport?)
     /// The answer to a program's wait (`WorkDirective.waited`).
@@ -337,8 +337,8 @@ public struct PeerMachine: Sendable {
             switch d {
             case .send(let m, let to): out.append(.send(.work(m), to: to))
             case .schedule(let t, let after): out.append(.schedule(.work(t), after: after))
-            case .execute(let task, let key, let inputs, let attempt):
-                out.append(.execute(task: task, catalogueKey: key, inputs: inputs, attempt: attempt))
+            case .execute(let task, let key, let inputs, let attempt, let call):
+                out.append(.execute(task: task, catalogueKey: key, inputs: inputs, attempt: attempt, call: call))
             case .workflowCompleted(let wf, let results, let failures):
                 out.append(.workflowCompleted(workflow: wf, results: results, failures: failures))
             case .workflowFailed(let wf, let reason, let cause):

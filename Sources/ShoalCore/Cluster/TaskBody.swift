@@ -44,6 +44,59 @@ public enum TaskBody: Sendable, Hashable, Codable {
     }
 }
 
+/// A call as its executor needs it: what to run, its accesses (datum and direction, in argument
+/// order: they match the inputs and outputs the executor is handed) and its label. It travels with
+/// a task handed to a peer (`StealableTask.call`) for real bodies; a modelled body needs none (the
+/// simulator models it from its scenario). Immutable and shared: a grant copies a reference.
+public final class ExecutableCall: Sendable, Hashable, Codable, CustomStringConvertible {
+    public let body: TaskBody
+    public let accesses: [WorkflowTaskSpec.Access]
+    public let label: String
+
+    public init(body: TaskBody, accesses: [WorkflowTaskSpec.Access], label: String) {
+        self.body = body
+        self.accesses = accesses
+        self.label = label
+    }
+
+    public static func == (a: ExecutableCall, b: ExecutableCall) -> Bool {
+        a === b || (a.body == b.body && a.accesses == b.accesses && a.label == b.label)
+    }
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(body)
+        hasher.combine(accesses)
+        hasher.combine(label)
+    }
+
+    enum CodingKeys: String, CodingKey { case body, accesses, label }
+    public convenience init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            body: try c.decode(TaskBody.self, forKey: .body),
+            accesses: try c.decode([WorkflowTaskSpec.Access].self, forKey: .accesses),
+            label: try c.decode(String.self, forKey: .label))
+    }
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(body, forKey: .body)
+        try c.encode(accesses, forKey: .accesses)
+        try c.encode(label, forKey: .label)
+    }
+
+    public var description: String { "call '\(label)'" }
+
+    /// Its size in a message (for the simulated network's bandwidth model).
+    var byteSize: Int {
+        let text: Int
+        switch body {
+        case .modelled: text = 0
+        case .registered(let name, let arguments): text = name.utf8.count + arguments.count
+        case .exec(let command): text = command.utf8.count
+        }
+        return 16 + text + 5 * accesses.count + label.utf8.count
+    }
+}
+
 /// Catalogue keys: which bodies a peer can run, as 64-bit keys that gossip and steal requests
 /// carry. A key is derived from a name (the first 8 bytes of the BLAKE2b digest of a kind prefix
 /// and the name, little-endian), so every peer computes the same key for the same task without

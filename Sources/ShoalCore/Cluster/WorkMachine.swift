@@ -37,7 +37,8 @@ public enum WorkDirective: Sendable {
     case schedule(WorkTimer, after: Interval)
     /// Run the body of `task` (its attempt `attempt`) on these input values, nil for a value
     /// that is absent (its writer's failure was ignored); answer with `.executed` or `.failed`.
-    case execute(task: TaskRef, catalogueKey: UInt64, inputs: [DataValue?], attempt: Int)
+    /// `call` is the call to run for a real body (nil: a modelled body).
+    case execute(task: TaskRef, catalogueKey: UInt64, inputs: [DataValue?], attempt: Int, call: ExecutableCall?)
     /// This peer owns `workflow` and it finished: its results (the final version of each datum,
     /// fetched to the owner and checksum-verified, nil where it failed or has no value), in datum
     /// order, and the failures ignored or applied on the way.
@@ -732,7 +733,9 @@ public struct WorkMachine: Sendable {
         guard let job = running[taskID] else { return }
         counters.tasksRun += 1
         out.append(
-            .execute(task: taskID, catalogueKey: job.task.catalogueKey, inputs: job.values, attempt: Int(job.task.attempt)))
+            .execute(
+                task: taskID, catalogueKey: job.task.catalogueKey, inputs: job.values, attempt: Int(job.task.attempt),
+                call: job.task.call))
     }
 
     /// The shell ran a job: it made `outputs`, or it failed with `failure`.

@@ -186,10 +186,11 @@ struct WorkflowPlanBuilder: VersionLedger {
         plan.accessStart.append(Int32(plan.accessDatum.count))
         plan.inputStart.append(Int32(plan.inputs.count))
         plan.catalogueKey.append(call.catalogueKey)
-        if call.body != .modelled && plan.bodies.isEmpty {
-            plan.bodies = Array(repeating: .modelled, count: index)
+        // Bodies are kept from the first real one on (the tasks before it are modelled).
+        if call.body != .modelled || !plan.bodies.isEmpty {
+            if plan.bodies.count < index { plan.bodies += repeatElement(.modelled, count: index - plan.bodies.count) }
+            plan.bodies.append(call.body)
         }
-        if !plan.bodies.isEmpty { plan.bodies.append(call.body) }
         plan.cost.append(call.cost.nanoseconds)
         plan.outputBytes.append(call.outputBytes)
         plan.policy.append(call.policy)

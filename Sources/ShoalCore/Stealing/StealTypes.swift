@@ -108,6 +108,8 @@ public struct StealableTask: Sendable, Hashable, Codable {
     public var outputs: [VersionRef]
     /// Which attempt this run is (1 for the first; the owner counts failed ones).
     public var attempt: UInt16 = 1
+    /// The call to run, for a real body (nil: a modelled one).
+    public var call: ExecutableCall? = nil
 
     public init(
         id: TaskRef, owner: PeerID, catalogueKey: UInt64, inputs: [DataLocation] = [], outputs: [VersionRef] = []
