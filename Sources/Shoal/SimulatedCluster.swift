@@ -187,3 +187,16 @@ final class SimulatedClusterClient: @unchecked Sendable {
         }
     }
 }
+
+/// Runs blocking work (a simulation playing many events, task bodies run in it) on a thread of
+/// its own and waits for it without holding one of Swift's cooperative threads: with two cores
+/// there are two, and a program (or a test beside it) needs one to go on.
+public func runOffThePool<R: Sendable>(_ body: @escaping @Sendable () throws -> R) async throws -> R {
+    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<R, any Error>) in
+        let thread = Thread {
+            continuation.resume(with: Result { try body() })
+        }
+        thread.stackSize = 8 << 20
+        thread.start()
+    }
+}

@@ -271,7 +271,8 @@ public final class Workflow: Sendable {
     /// `compss_wait_on`). Throws the cause if its writer failed.
     public func wait<T>(on ref: DataRef<T>) async throws -> T {
         if let cluster {
-            guard let bytes = try cluster.wait(on: ref.datum) else {
+            let datum = ref.datum
+            guard let bytes = try await runOffThePool({ try cluster.wait(on: datum) }) else {
                 throw SimulatedClusterError("'\(ref)' has no value: the task that writes it failed")
             }
             return try PeerValues.decode(bytes, as: T.self)
@@ -292,7 +293,7 @@ public final class Workflow: Sendable {
 
     /// Waits for every task submitted so far. Throws the failure that aborted the workflow, if any.
     public func barrier() async throws {
-        if let cluster { return try cluster.barrier() }
+        if let cluster { return try await runOffThePool { try cluster.barrier() } }
         try await engine.barrier()
     }
 
@@ -355,9 +356,9 @@ extension Shoal {
         simulated cluster: SimulatedCluster, name: String = "program",
         _ program: (Workflow) async throws -> R
     ) async throws -> (result: R, report: SimulationReport) {
-        let client = try SimulatedClusterClient(cluster, name: name)
+        let client = try await runOffThePool { try SimulatedClusterClient(cluster, name: name) }
         let workflow = Workflow(cluster: client, name: name)
         let result = try await program(workflow)
-        return (result, try client.finish())
+        return (result, try await runOffThePool { try client.finish() })
     }
 }

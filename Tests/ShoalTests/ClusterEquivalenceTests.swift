@@ -569,7 +569,9 @@ struct ClusterEquivalenceTests {
         let seed = program.seed
         let oracle = interpret(program)
         let local = try await runLocal(program, registry: localRegistry, work: work)
-        let cluster = try runCluster(program, seed: seed, registry: clusterRegistry, local: local)
+        // Off the cooperative pool: a simulation blocks its thread for seconds, and the tests
+        // running beside this one (the local engine's) need those threads.
+        let cluster = try await runOffThePool { try runCluster(program, seed: seed, registry: clusterRegistry, local: local) }
         var problems: [String] = []
         if local != oracle { problems.append("local engine \(local) but the interpreter \(oracle)") }
         if !cluster.agrees(with: local) { problems.append("cluster \(cluster.description) but the local engine \(local)") }
