@@ -92,4 +92,81 @@ struct MachineBoundaryTests {
         total.add(m.counters)
         #expect(total.messagesDropped == 2 * dropped.count && total.membersRefused == 2 * m.counters.membersRefused)
     }
+
+    // MARK: Stealing
+
+    static func stealTask(_ n: Int, inputs: [DataLocation] = [], outputs: [VersionRef] = []) -> StealableTask {
+        StealableTask(id: TaskRef(WorkflowID(raw: 5), n), owner: p(9), catalogueKey: 1, inputs: inputs, outputs: outputs)
+    }
+
+    static func answer(_ out: [StealDirective]) -> [TaskRef]? {
+        for d in out {
+            if case .send(.reply(_, let g), _) = d { return g.map(\.id) }
+            if case .send(.refused, _) = d { return [] }
+        }
+        return nil
+    }
+
+    static func ran(_ out: [StealDirective]) -> [TaskRef] {
+        out.flatMap { d -> [TaskRef] in if case .run(let t) = d { t.map(\.id) } else { [] } }
+    }
+
+    @Test func everyStealMessageKindOutOfRangeIsDroppedOrClampedAndTheMachineStillWorks() {
+        // Victim: requests with enormous lists are dropped; `max` is clamped (none, or at most the
+        // batch), whatever its value.
+        var v = StealMachine(id: Self.p(2), seed: 3)
+        _ = v.on(.localState(freeSlots: 0, readyTasks: 40, catalogue: [1], holding: []), now: Self.t0)
+        _ = v.on(.readyQueue((0..<40).map { Self.stealTask($0) }), now: Self.t0)
+        let keys = Array(repeating: UInt64(1), count: 100_000)
+        let held = (0..<5_000).map { VersionRef(WorkflowID(raw: 5), $0) }
+        #expect(v.on(.stealRequest(from: Self.p(1), requestID: 1, max: 4, catalogue: keys, holding: []), now: Self.t0).isEmpty)
+        #expect(v.on(.stealRequest(from: Self.p(1), requestID: 2, max: 4, catalogue: [1], holding: held), now: Self.t0).isEmpty)
+        #expect(v.counters.messagesDropped == 2)
+        #expect(Self.answer(v.on(.stealRequest(from: Self.p(1), requestID: 3, max: .min, catalogue: [1], holding: []), now: Self.t0)) == [])
+        #expect(Self.answer(v.on(.stealRequest(from: Self.p(1), requestID: 4, max: 0, catalogue: [1], holding: []), now: Self.t0)) == [])
+        let big = Self.answer(v.on(.stealRequest(from: Self.p(1), requestID: .max, max: .max, catalogue: [1], holding: []), now: Self.t0))
+        #expect(big?.count == v.settings.stealBatchMax)
+        // A duplicate is answered from the grant table, giving nothing new.
+        #expect(Self.answer(v.on(.stealRequest(from: Self.p(1), requestID: .max, max: .max, catalogue: [1], holding: []), now: Self.t0)) == big)
+        #expect(v.stealableQueue.count == 40 - v.settings.stealBatchMax)
+        #expect(Self.answer(v.on(.stealRequest(from: Self.p(1), requestID: 5, max: 2, catalogue: [1], holding: []), now: Self.t0))?.count == 2)
+
+        // Thief: a grant larger than any request, or of a task larger than a task can be, is dropped.
+        var t = StealMachine(id: Self.p(1), seed: 7)
+        let victim = MemberInfo(
+            peer: Self.p(2), status: .alive, incarnation: 0,
+            load: PeerLoad(freeSlots: 0, readyTasks: 100, catalogue: StealCatalogue.summary([1])))
+        _ = t.on(.loadView([victim]), now: Self.t0)
+        _ = t.on(.localState(freeSlots: 4, readyTasks: 0, catalogue: [1], holding: []), now: Self.t0)
+        _ = t.on(.tick, now: Self.t0)
+        let rid = t.outstandingRequests[0]
+        let version = VersionRef(WorkflowID(raw: 5), 0)
+        let location = DataLocation(datum: version, bytes: .max, holders: [Self.p(2)], checksum: .max)
+        let hostile: [[StealableTask]] = [
+            (0...t.settings.stealBatchMax).map { Self.stealTask($0) },
+            [Self.stealTask(0, inputs: Array(repeating: location, count: WorkSettings.maxOutputsPerTask + 1))],
+            [Self.stealTask(0, outputs: Array(repeating: version, count: WorkSettings.maxOutputsPerTask + 1))],
+            [Self.stealTask(0, inputs: [DataLocation(datum: version, bytes: 1, holders: Array(repeating: Self.p(2), count: 100))])],
+        ]
+        for granted in hostile {
+            #expect(t.on(.stealReply(from: Self.p(2), requestID: rid, granted: granted), now: Self.t0).isEmpty)
+        }
+        #expect(t.counters.messagesDropped == hostile.count)
+        // Answers from a peer that was not asked, and for requests never sent, are ignored.
+        #expect(t.on(.stealReply(from: Self.p(3), requestID: rid, granted: [Self.stealTask(1)]), now: Self.t0).isEmpty)
+        #expect(t.on(.stealReply(from: Self.p(2), requestID: .max, granted: [Self.stealTask(1)]), now: Self.t0).isEmpty)
+        #expect(t.on(.stealRefused(from: Self.p(2), requestID: .max), now: Self.t0).isEmpty)
+        #expect(t.outstandingRequests == [rid])
+        // And it still works: the real grant (a task whose fields are all at their maximum) runs.
+        let odd = StealableTask(
+            id: TaskRef(WorkflowID(raw: .max), Int(UInt32.max)), owner: Self.reserved, catalogueKey: .max, inputs: [location],
+            outputs: [version])
+        #expect(Self.ran(t.on(.stealReply(from: Self.p(2), requestID: rid, granted: [odd, odd]), now: Self.t0)) == [odd.id, odd.id])
+        #expect(t.outstandingRequests.isEmpty && t.counters.stealsGranted == 1)
+        #expect(t.counters.messagesDropped == hostile.count)
+        var total = StealCounters()
+        total.add(t.counters)
+        total.add(v.counters)
+        #expect(total.messagesDropped == hostile.count + 2)
+    }
 }
