@@ -169,4 +169,97 @@ struct MachineBoundaryTests {
         total.add(v.counters)
         #expect(total.messagesDropped == hostile.count + 2)
     }
+
+    // MARK: Placement
+
+    static func placement(maxObjects: Int = 1 << 20) -> PlacementMachine {
+        var s = PlacementSettings()
+        s.replicas = 1
+        s.writeQuorum = 1
+        s.maxObjects = maxObjects
+        var m = PlacementMachine(id: p(1), settings: s)
+        _ = m.on(.members([p(1)]), now: t0)
+        return m
+    }
+
+    static func object(_ key: UInt64, stamp: UInt64, writer: UInt64 = 9, content: UInt64 = 1, bytes: UInt64 = 8) -> StoredObject {
+        StoredObject(key: key, version: ObjectVersion(stamp: stamp, writer: p(writer)), value: ObjectValue(bytes: bytes, content: content))
+    }
+
+    static func sends(_ out: [PlacementDirective]) -> [PlacementMessage] {
+        out.compactMap { if case .send(let m, _) = $0 { m } else { nil } }
+    }
+
+    static func acknowledged(_ out: [PlacementDirective]) -> Bool {
+        out.contains { if case .putAcknowledged = $0 { true } else { false } }
+    }
+
+    @Test func everyPlacementMessageKindWithAStampBeyondAnyClockIsDroppedAndAPutNeverLosesSilently() {
+        var m = Self.placement()
+        let beyond = ObjectVersion(stamp: ObjectVersion.maxStamp + 1, writer: Self.p(9))
+        let top = ObjectVersion(stamp: .max, writer: Self.p(.max))
+        let dropped: [PlacementMessage] = [
+            .store(Self.object(7, stamp: .max)), .store(Self.object(7, stamp: ObjectVersion.maxStamp + 1)),
+            .stored(key: 7, version: top), .offer(key: 7, version: beyond), .want(key: 7, version: top),
+            .have(key: 7, version: beyond), .fetched(requestID: 1, key: 7, object: Self.object(7, stamp: .max)),
+        ]
+        for message in dropped { #expect(m.on(.message(message, from: Self.p(9)), now: Self.t0).isEmpty) }
+        #expect(m.counters.messagesDropped == dropped.count && m.held(7) == nil)
+        // Before, a store at UInt64.max from a higher writer made the next put here be acknowledged
+        // while the held version stayed the other one. The largest stamp accepted still pins its
+        // key, but a put of it now fails, with the reason.
+        _ = m.on(.message(.store(Self.object(7, stamp: ObjectVersion.maxStamp, bytes: .max)), from: Self.p(9)), now: Self.t0)
+        #expect(m.held(7)?.version.stamp == ObjectVersion.maxStamp)
+        let pinned = m.on(.put(requestID: 1, key: 7, value: ObjectValue(bytes: 1, content: 2)), now: Self.t0)
+        #expect(!Self.acknowledged(pinned))
+        #expect(pinned.contains { if case .putFailed(1, 7, _) = $0 { true } else { false } })
+        // One below: the put takes the largest stamp and wins.
+        _ = m.on(.message(.store(Self.object(8, stamp: ObjectVersion.maxStamp - 1)), from: Self.p(9)), now: Self.t0)
+        #expect(Self.acknowledged(m.on(.put(requestID: 2, key: 8, value: ObjectValue(bytes: 1, content: 2)), now: Self.t0)))
+        #expect(m.held(8)?.value.content == 2 && m.held(8)?.version.stamp == ObjectVersion.maxStamp)
+        // Any key and request id is one: answered, or ignored as a late answer.
+        #expect(Self.sends(m.on(.message(.fetch(requestID: .max, key: .max), from: Self.p(9)), now: Self.t0))
+            == [.fetched(requestID: .max, key: .max, object: nil)])
+        #expect(m.on(.message(.fetched(requestID: .max, key: .max, object: nil), from: Self.p(9)), now: Self.t0).isEmpty)
+        #expect(m.on(.message(.stored(key: .max, version: ObjectVersion(stamp: 0, writer: Self.reserved)), from: Self.p(9)), now: Self.t0).isEmpty)
+        #expect(m.counters.messagesDropped == dropped.count)
+        var total = PlacementCounters()
+        total.add(m.counters)
+        #expect(total == m.counters)
+    }
+
+    @Test func offersAndStoresOfNewKeysCannotGrowTheTablesWithoutBound() {
+        var m = Self.placement(maxObjects: 100)
+        _ = m.on(.message(.store(Self.object(1, stamp: 5)), from: Self.p(9)), now: Self.t0)
+        // Offers of keys not held leave nothing behind (before: one stamp per offered key, for ever).
+        let seenBefore = m.seenCount
+        for k in UInt64(1_000)..<11_000 {
+            let out = m.on(.message(.offer(key: k, version: ObjectVersion(stamp: 1 << 40, writer: Self.p(9))), from: Self.p(9)), now: Self.t0)
+            #expect(Self.sends(out) == [.want(key: k, version: ObjectVersion(stamp: 1 << 40, writer: Self.p(9)))])
+        }
+        #expect(m.seenCount == seenBefore)
+        // An offer of a key held still raises the next put's stamp.
+        _ = m.on(.message(.offer(key: 1, version: ObjectVersion(stamp: 1 << 40, writer: Self.p(9))), from: Self.p(9)), now: Self.t0)
+        let raised = m.on(.put(requestID: 1, key: 1, value: ObjectValue(bytes: 1, content: 3)), now: Self.t0)
+        #expect(raised.contains { if case .putAcknowledged(1, 1, let v) = $0 { v.stamp == (1 << 40) + 1 } else { false } })
+        // Stores of new keys stop at `maxObjects`: the rest are refused and not acknowledged.
+        var acked = 0
+        for k in UInt64(100_000)..<100_200 {
+            let out = m.on(.message(.store(Self.object(k, stamp: 1)), from: Self.p(9)), now: Self.t0)
+            acked += Self.sends(out).count
+        }
+        #expect(m.heldCount == 100 && acked == 99)
+        #expect(m.counters.objectsRefused == 101)
+        #expect(m.on(.message(.offer(key: 5, version: ObjectVersion(stamp: 1, writer: Self.p(9))), from: Self.p(9)), now: Self.t0).isEmpty)
+        #expect(m.counters.objectsRefused == 102)
+        // A local put of a new key is not stored here either, so it is not acknowledged.
+        #expect(!Self.acknowledged(m.on(.put(requestID: 2, key: 6, value: ObjectValue(bytes: 1, content: 3)), now: Self.t0)))
+        #expect(m.counters.objectsRefused == 103 && m.held(6) == nil)
+        // And it still works: a held key takes a newer version, from a store or a put.
+        let newer = Self.object(100_000, stamp: 2, content: 7)
+        #expect(Self.sends(m.on(.message(.store(newer), from: Self.p(9)), now: Self.t0)) == [.stored(key: newer.key, version: newer.version)])
+        #expect(m.held(100_000)?.value.content == 7)
+        #expect(Self.acknowledged(m.on(.put(requestID: 3, key: 100_001, value: ObjectValue(bytes: 1, content: 4)), now: Self.t0)))
+        #expect(m.counters.messagesDropped == 0)
+    }
 }
