@@ -69,6 +69,9 @@ public struct SimulationReport: Sendable, Codable, Hashable {
     /// Work and stealing counters summed over every peer (crashed ones included).
     public var work = WorkCounters()
     public var steal = StealCounters()
+    /// Membership and placement counters summed over every peer (what their bounds refused).
+    public var membership = MembershipCounters()
+    public var placement = PlacementCounters()
     /// Tasks run per peer: least, median, most (over peers that ever started).
     public var tasksPerPeer: [Int] = []
     public var objects: ObjectStatistics?
@@ -971,6 +974,8 @@ public struct ClusterSimulation {
         guard let m = peers[i].machine else { return }
         report.work.add(m.work.counters)
         report.steal.add(m.steal.counters)
+        report.membership.add(m.membership.counters)
+        report.placement.add(m.placement.counters)
         report.objects?.transfers += m.placement.counters.transfersSent
         report.objects?.bytesTransferred &+= m.placement.counters.bytesTransferred
         report.objects?.corruptTransfers += m.placement.counters.corruptTransfers

@@ -298,6 +298,12 @@ struct Simulate: AsyncParsableCommand {
         if let o = r.objects {
             lines.append("objects: \(o.putsIssued) puts, \(o.putsAcknowledged) acknowledged, \(o.putsFailed) failed; \(o.objectsFound) of \(o.objectsAcknowledged) acknowledged objects held by a live peer at the end; \(o.transfers) re-replications (\(o.bytesTransferred) bytes), \(o.corruptTransfers) corrupt transfers caught; at most \(o.mostPeersDown) peers down at once")
         }
+        // What the machines' bounds refused (printed only when something was: a sound run refuses nothing).
+        let dropped = r.membership.messagesDropped + r.steal.messagesDropped + r.work.messagesDropped + r.placement.messagesDropped
+        let refused = r.membership.updatesIgnored + r.membership.membersRefused + r.work.recordsRefused + r.work.grantsRefused + r.placement.objectsRefused
+        if dropped + refused > 0 {
+            lines.append("bounds: \(dropped) messages dropped as out of range (membership \(r.membership.messagesDropped), steal \(r.steal.messagesDropped), work \(r.work.messagesDropped), placement \(r.placement.messagesDropped)); \(r.membership.updatesIgnored) member updates ignored, \(r.membership.membersRefused) members, \(r.work.recordsRefused) backup records, \(r.work.grantsRefused) granted tasks and \(r.placement.objectsRefused) objects refused")
+        }
         lines.append("invariants checked: " + r.invariantsChecked.joined(separator: "; "))
         lines.append(r.passed ? "result: all invariants hold" : "result: VIOLATED: " + r.violations.joined(separator: "; "))
         return lines.joined(separator: "\n")

@@ -113,4 +113,123 @@ struct WorkBoundaryTests {
         out = m.on(.submit(workflow: WorkflowID(raw: 3), plan: plan, initial: W.initial(plan)), now: W.t0)
         #expect(W.executions(out).isEmpty && m.ownedRecordCount == 0)
     }
+
+    static func recordCreates(_ out: [WorkDirective]) -> [(to: PeerID, backups: [PeerID])] {
+        out.compactMap { if case .send(.recordCreate(_, _, let b, _, _), let to) = $0 { (to, b) } else { nil } }
+    }
+
+    static func recordAcks(_ out: [WorkDirective]) -> [Int] {
+        out.compactMap { if case .send(.recordAck(_, let count), _) = $0 { count } else { nil } }
+    }
+
+    /// A backup keeps at most `maxBackupRecords` records of others' workflows: a create for one more
+    /// is refused with `recordAck(count: RecordAck.refused)`, and the owner takes the next backup
+    /// in rendezvous order instead (never one that refused), rather than send its create to the
+    /// full one for ever. Its workflow runs on.
+    @Test func aFullBackupRefusesARecordAndTheOwnerChoosesAnother() throws {
+        let plan = try WorkflowPlan(WorkflowSpec(name: "one", dataCount: 1, tasks: [W.task([(0, .inout)])]))
+        var owner = W.machine(1, slots: 1, replicas: 2)
+        for p in [2, 3, 4] { _ = owner.on(.peerUp(W.p(UInt64(p))), now: W.t0) }
+        let first = owner.on(.submit(workflow: Self.mine, plan: plan, initial: W.initial(plan)), now: W.t0)
+        let chosen = try #require(Self.recordCreates(first).first?.to)
+        // The chosen backup is full: it keeps one record, of another owner's workflow.
+        var s = WorkSettings()
+        s.maxBackupRecords = 1
+        var backup = WorkMachine(id: chosen, settings: s)
+        _ = backup.on(.peerUp(W.p(9)), now: W.t0)
+        let other = WorkflowID(raw: 77)
+        var out = backup.on(
+            .message(.recordCreate(workflow: other, owner: W.p(9), backups: [chosen], plan: plan, initial: W.initial(plan)), from: W.p(9)),
+            now: W.t0)
+        #expect(Self.recordAcks(out) == [0])
+        // Before the bound, every create was kept: 20,000 of them from one owner, 20,000 records.
+        for n in UInt64(1_000)..<1_100 {
+            _ = backup.on(
+                .message(.recordCreate(workflow: WorkflowID(raw: n), owner: W.p(9), backups: [chosen], plan: plan, initial: W.initial(plan)), from: W.p(9)),
+                now: W.t0)
+        }
+        #expect(backup.backedUpWorkflows == [other] && backup.counters.recordsRefused == 100)
+        for case .send(let message, let to) in first where to == chosen {
+            out = backup.on(.message(message, from: W.p(1)), now: W.t0)
+        }
+        #expect(Self.recordAcks(out) == [RecordAck.refused])
+        #expect(backup.counters.recordsRefused == 101 && backup.backedUpWorkflows == [other])
+        #expect(!out.contains { if case .persistRecord = $0 { true } else { false } })
+        // An append for the refused record hears "no record"; a record kept is still updated.
+        out = backup.on(.message(.recordAppend(workflow: Self.mine, owner: W.p(1), first: 0, entries: []), from: W.p(1)), now: W.t0)
+        #expect(Self.recordAcks(out) == [RecordAck.noRecord])
+        out = backup.on(
+            .message(.recordCreate(workflow: other, owner: W.p(9), backups: [chosen, W.p(3)], plan: plan, initial: W.initial(plan)), from: W.p(9)),
+            now: W.t0)
+        #expect(Self.recordAcks(out) == [0] && backup.counters.recordsRefused == 101)
+        // The owner hears the refusal: the next backup takes its place, and learns the new order.
+        var refusers = [chosen]
+        out = owner.on(.message(.recordAck(workflow: Self.mine, count: RecordAck.refused), from: chosen), now: W.t0)
+        var next = Self.recordCreates(out)
+        #expect(next.count == 1 && !refusers.contains(next[0].to) && next[0].backups == [next[0].to])
+        // A duplicated refusal, or one from a peer that is no backup, changes nothing.
+        #expect(owner.on(.message(.recordAck(workflow: Self.mine, count: RecordAck.refused), from: chosen), now: W.t0).isEmpty)
+        // Every peer refuses in turn: the record is left with no backup, and no create goes out again.
+        while let refuser = next.first?.to {
+            refusers.append(refuser)
+            out = owner.on(.message(.recordAck(workflow: Self.mine, count: RecordAck.refused), from: refuser), now: W.t0)
+            next = Self.recordCreates(out)
+            #expect(next.allSatisfy { !refusers.contains($0.to) })
+        }
+        #expect(Set(refusers) == [W.p(2), W.p(3), W.p(4)])
+        #expect(out.contains { if case .persistRecord(.create(_, _, let b, _, _)) = $0 { b.isEmpty } else { false } })
+        for ms in [100, 1_000, 10_000] {
+            out = owner.on(.timer(.recordFlush), now: W.t0 + .milliseconds(Int64(ms)))
+            #expect(Self.recordCreates(out).isEmpty)
+        }
+        // A backup that dies is replaced by none of those that refused.
+        out = owner.on(.peerDown(W.p(4)), now: W.t0)
+        #expect(Self.recordCreates(out).isEmpty)
+        // The workflow still finishes.
+        let (task, inputs) = try #require(W.executions(first).first)
+        out = owner.on(.executed(task: task, outputs: W.outputs(plan, task, inputs)), now: W.t0)
+        #expect(out.contains { if case .workflowCompleted(Self.mine, _, _) = $0 { true } else { false } })
+        // Released records make room again.
+        _ = backup.on(.message(.release(workflow: other), from: W.p(9)), now: W.t0)
+        out = backup.on(
+            .message(.recordCreate(workflow: Self.theirs, owner: W.p(3), backups: [chosen], plan: plan, initial: W.initial(plan)), from: W.p(3)),
+            now: W.t0)
+        #expect(Self.recordAcks(out) == [0] && backup.backedUpWorkflows == [Self.theirs])
+        var total = WorkCounters()
+        total.add(backup.counters)
+        #expect(total.recordsRefused == 101)
+    }
+
+    /// Granted tasks waiting for a slot are bounded (`maxGrantedQueue`): one beyond is not taken,
+    /// so no `started` confirms it, and its owner's grant lease gives it back to the owner's queue.
+    @Test func grantsBeyondTheQueueBoundAreNotTakenAndGoBackToTheirOwner() throws {
+        let plan = try WorkflowPlan(
+            WorkflowSpec(name: "six", dataCount: 6, tasks: (0..<6).map { W.task([($0, .out)]) }))
+        var owner = W.machine(1, slots: 1)
+        _ = owner.on(.peerUp(W.p(2)), now: W.t0)
+        _ = owner.on(.submit(workflow: Self.mine, plan: plan, initial: W.initial(plan)), now: W.t0)
+        let offered = owner.stealable()
+        #expect(offered.count == 5)  // one runs at the owner
+        _ = owner.on(.gave(offered.map(\.id), to: W.p(2)), now: W.t0)
+        var s = WorkSettings()
+        s.slots = 1
+        s.maxGrantedQueue = 2
+        var thief = WorkMachine(id: W.p(2), settings: s)
+        _ = thief.on(.peerUp(W.p(1)), now: W.t0)
+        let out = thief.on(.granted(offered), now: W.t0)
+        let started = out.flatMap { d -> [TaskRef] in if case .send(.started(let tasks), W.p(1)) = d { tasks } else { [] } }
+        #expect(started == offered.prefix(3).map(\.id))  // one runs, two wait
+        #expect(thief.counters.grantsRefused == 2 && thief.readyTasks == 2)
+        // Before the bound, 100 grants of 16 tasks left 1,599 tasks queued at a one-slot peer.
+        for i in 0..<100 {
+            let more = (0..<16).map { StealableTask(id: TaskRef(Self.stranger, i * 16 + $0), owner: W.p(3), catalogueKey: 1) }
+            _ = thief.on(.granted(more), now: W.t0)
+        }
+        #expect(thief.readyTasks == 2 && thief.counters.grantsRefused == 2 + 1_600)
+        _ = owner.on(.message(.started(tasks: started), from: W.p(2)), now: W.t0)
+        _ = owner.on(.timer(.leaseCheck), now: W.t0 + owner.settings.grantLease + .milliseconds(1))
+        #expect(owner.counters.tasksRequeued == 2)
+        // (A task queued again is listed twice while its old queue entry is still there: `Set`.)
+        #expect(Set(owner.stealable().map(\.id)) == Set(offered.suffix(2).map(\.id)))
+    }
 }

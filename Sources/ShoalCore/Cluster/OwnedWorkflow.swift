@@ -100,6 +100,9 @@ final class OwnedWorkflow: @unchecked Sendable {
         var sentAt = Instant.zero
     }
     var backupLinks: [Backup] = []
+    /// Peers that refused to keep the record (`RecordAck.refused`): not chosen as backups again.
+    /// Each refuses once at most (it is no longer a backup after), so at most the live peers.
+    var refusedBackups: [PeerID] = []
     /// The backups in takeover order.
     var backups: [PeerID] { backupLinks.map(\.peer) }
     private(set) var log: [RecordEntry] = []

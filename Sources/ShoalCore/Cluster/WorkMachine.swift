@@ -256,8 +256,18 @@ public struct WorkMachine: Sendable {
         case .failed(let task, let failure): executed(task, failure: failure, into: &out)
         case .granted(let tasks):
             var byOwner: [PeerID: [TaskRef]] = [:]
+            // At most `maxGrantedQueue` wait for a slot; one beyond is not confirmed, and its
+            // owner's grant lease gives it back to the owner's queue.
+            let room = settings.maxGrantedQueue + max(0, settings.slots - running.count)
             for t in tasks {
-                if queuedIDs.insert(t.id).inserted { queue.append(t) }
+                if !queuedIDs.contains(t.id) {
+                    guard queue.count < room else {
+                        counters.grantsRefused += 1
+                        continue
+                    }
+                    queuedIDs.insert(t.id)
+                    queue.append(t)
+                }
                 byOwner[t.owner, default: []].append(t.id)
             }
             for owner in byOwner.keys.sorted() where owner != id {
@@ -546,7 +556,8 @@ public struct WorkMachine: Sendable {
             counters.tasksRequeued += requeued
             noteReopened(reopened, in: w, into: &out)
             if owned[w].backups.contains(peer) {
-                let replacement = chooseBackups(owned[w].workflow, excluding: owned[w].backups)
+                let replacement = chooseBackups(
+                    owned[w].workflow, excluding: owned[w].backups + owned[w].refusedBackups)
                 owned[w].replaceBackup(peer, with: replacement.first)
                 out.append(.persistRecord(owned[w].recordWrite(owner: id)))
                 scheduleFlush(into: &out)
@@ -561,6 +572,19 @@ public struct WorkMachine: Sendable {
             considerTakeover(wf, into: &out)
         }
         fill(into: &out)
+    }
+
+    /// A backup of owned workflow `w` refused its record (it keeps `maxBackupRecords` already): the
+    /// next peer in rendezvous order that has not refused takes its place, as when a backup dies,
+    /// and every backup learns the new takeover order. With none left, the record has one copy
+    /// fewer: the workflow runs on, only less likely to survive its owner.
+    private mutating func backupRefused(_ w: Int, by peer: PeerID, into out: inout [WorkDirective]) {
+        if !owned[w].refusedBackups.contains(peer) { owned[w].refusedBackups.append(peer) }
+        let replacement = chooseBackups(owned[w].workflow, excluding: owned[w].backups + owned[w].refusedBackups)
+        owned[w].replaceBackup(peer, with: replacement.first)
+        out.append(.persistRecord(owned[w].recordWrite(owner: id)))
+        for b in owned[w].backups { out.append(.send(owned[w].recordCreate(owner: id), to: b)) }
+        scheduleFlush(into: &out)
     }
 
     /// The owner of a record kept here is gone: the first live backup takes over at once, the
@@ -914,7 +938,7 @@ public struct WorkMachine: Sendable {
         case .recordAppend(_, _, let first, let entries):
             return first >= 0 && first <= Int(Int32.max) && entries.count <= settings.maxRecordBatch
         case .recordAck(_, let count):
-            return count >= -1
+            return count >= RecordAck.refused
         case .data, .fetch, .noData, .failure, .resultAck, .inputLost, .release, .ownerCheck, .notOwner:
             return true
         }
@@ -976,6 +1000,12 @@ public struct WorkMachine: Sendable {
             inputLost(task: task, version: version, holder: holder, definite: definite, into: &out)
         case .recordCreate(let wf, let owner, let backups, let plan, let initial):
             guard ownedIndex[wf] == nil, !retired.contains(wf) else { return }
+            if records[wf] == nil && records.count >= settings.maxBackupRecords {
+                // Full: say so, and the owner takes another backup (it must not wait on this one).
+                counters.recordsRefused += 1
+                out.append(.send(.recordAck(workflow: wf, count: RecordAck.refused), to: from))
+                return
+            }
             if records[wf] == nil || records[wf]!.owner != owner {
                 records[wf] = BackupRecord(owner: owner, backups: backups, plan: plan, initial: initial, log: [])
                 out.append(.persistRecord(.drop(workflow: wf)))  // an older owner's log, if any
@@ -988,8 +1018,8 @@ public struct WorkMachine: Sendable {
             out.append(.send(.recordAck(workflow: wf, count: records[wf]!.log.count), to: from))
         case .recordAppend(let wf, let owner, let first, let entries):
             guard var record = records[wf], record.owner == owner else {
-                // No record here (its create was lost, or this peer restarted empty): say so.
-                out.append(.send(.recordAck(workflow: wf, count: -1), to: from))
+                // No record here (its create was lost or refused, or this peer restarted empty): say so.
+                out.append(.send(.recordAck(workflow: wf, count: RecordAck.noRecord), to: from))
                 return
             }
             if first <= record.log.count && first + entries.count > record.log.count {
@@ -1005,8 +1035,12 @@ public struct WorkMachine: Sendable {
                 let b = owned[w].backupLinks.firstIndex(where: { $0.peer == from })
             else { return }
             guard count >= 0 else {
-                owned[w].backupLinks[b] = OwnedWorkflow.Backup(peer: from)  // start it over from the create
-                scheduleFlush(into: &out)
+                if count == RecordAck.refused {
+                    backupRefused(w, by: from, into: &out)
+                } else {
+                    owned[w].backupLinks[b] = OwnedWorkflow.Backup(peer: from)  // start it over from the create
+                    scheduleFlush(into: &out)
+                }
                 return
             }
             let acked = max(owned[w].backupLinks[b].acked, min(count, owned[w].log.count))

@@ -202,8 +202,10 @@ public enum WorkMessage: Sendable {
     indirect case recordCreate(workflow: WorkflowID, owner: PeerID, backups: [PeerID], plan: WorkflowPlan, initial: [DataValue])
     /// Owner to backup: entries `first..<first+entries.count` of the record's log.
     case recordAppend(workflow: WorkflowID, owner: PeerID, first: Int, entries: [RecordEntry])
-    /// Backup to owner: it holds the log up to `count` entries (and the create); -1: it holds no
-    /// record of the workflow (the owner sends the create again).
+    /// Backup to owner: it holds the log up to `count` entries (and the create); -1
+    /// (`RecordAck.noRecord`): it holds no record of the workflow (the owner sends the create
+    /// again); -2 (`RecordAck.refused`): it refuses to keep one (it keeps `maxBackupRecords`
+    /// already), and the owner chooses another backup in its place.
     case recordAck(workflow: WorkflowID, count: Int)
     /// The workflow ended: holders may drop its intermediate versions; backups drop the record.
     case release(workflow: WorkflowID)
@@ -228,6 +230,15 @@ public enum WorkMessage: Sendable {
         case .recordAppend(_, _, _, let entries): return 32 + 36 * entries.count
         }
     }
+}
+
+/// The counts of a `recordAck` that are not a log length.
+public enum RecordAck {
+    /// "I hold no record of this workflow": the owner sends the create again.
+    public static let noRecord = -1
+    /// "I will not keep a record of this workflow" (the backup holds `maxBackupRecords` records of
+    /// other owners' workflows): the owner takes the next backup in rendezvous order instead.
+    public static let refused = -2
 }
 
 /// Timers of the work machine; each comes back as `.timer(_)`. Stale ones are ignored.
@@ -284,6 +295,15 @@ public struct WorkSettings: Sendable, Hashable {
     /// Owner record entries are sent to backups at most this often, at most `maxRecordBatch` a time.
     public var recordFlushInterval: Interval
     public var maxRecordBatch: Int
+    /// Backup: most records of other owners' workflows kept here. A create for one more is refused
+    /// (`WorkCounters.recordsRefused`) with `recordAck(count: RecordAck.refused)`, and its owner
+    /// chooses another backup. 1...1,048,576.
+    public var maxBackupRecords: Int
+    /// Executor: most granted tasks waiting here for a slot. A granted task beyond it is not
+    /// taken (`WorkCounters.grantsRefused`): no `started` goes to its owner, whose grant lease
+    /// gives it back to the owner's ready queue, as for a lost grant. A thief asks for no more
+    /// than its free slots, so only late or made-up grants reach it. 1...65,536.
+    public var maxGrantedQueue: Int
 
     public init() {
         slots = 4
@@ -303,6 +323,8 @@ public struct WorkSettings: Sendable, Hashable {
         ownerCheckInterval = .seconds(5)
         recordFlushInterval = .milliseconds(20)
         maxRecordBatch = 4_096
+        maxBackupRecords = 4_096
+        maxGrantedQueue = 1_024
     }
 
     /// Most versions one task may write (its accesses): what a result may name.
@@ -327,6 +349,8 @@ public struct WorkSettings: Sendable, Hashable {
         s.ownerCheckInterval = max(.milliseconds(1), ownerCheckInterval)
         s.recordFlushInterval = max(.microseconds(1), recordFlushInterval)
         s.maxRecordBatch = min(max(1, maxRecordBatch), 65_536)
+        s.maxBackupRecords = min(max(1, maxBackupRecords), 1 << 20)
+        s.maxGrantedQueue = min(max(1, maxGrantedQueue), 65_536)
         return s
     }
 }
@@ -362,6 +386,10 @@ public struct WorkCounters: Sendable, Hashable, Codable {
     public var tasksUnknown = 0
     /// Owner: workflows taken over after their owner died.
     public var takeovers = 0
+    /// Backup: record creates refused because this peer keeps `maxBackupRecords` records.
+    public var recordsRefused = 0
+    /// Executor: granted tasks not taken because `maxGrantedQueue` tasks wait here already.
+    public var grantsRefused = 0
 
     public init() {}
 
@@ -382,5 +410,7 @@ public struct WorkCounters: Sendable, Hashable, Codable {
         auditQueries += o.auditQueries
         tasksUnknown += o.tasksUnknown
         takeovers += o.takeovers
+        recordsRefused += o.recordsRefused
+        grantsRefused += o.grantsRefused
     }
 }

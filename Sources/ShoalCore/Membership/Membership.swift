@@ -9,6 +9,11 @@
 public struct Membership: Sendable {
     public let id: PeerID
     public let settings: MembershipSettings
+    public private(set) var counters = MembershipCounters()
+
+    /// No peer's id: the work machine's "nobody" (`OwnedWorkflow.nobody`). Updates about it are
+    /// ignored, and messages from it or naming it as a target are dropped.
+    static let reserved = PeerID(raw: .max)
 
     private var rng: SeededGenerator
     private var table = MemberTable()
@@ -185,8 +190,37 @@ public struct Membership: Sendable {
 
     // MARK: Messages
 
+    /// Most updates a gossip message (ping, ack, ping request, join, sync) may carry: a sender
+    /// piggybacks at most `maxPiggyback`; the floor of 64 leaves room for peers whose setting is
+    /// larger than ours.
+    private var maxGossipUpdates: Int { max(settings.maxPiggyback, 64) }
+    private var maxMembers: Int { max(1, settings.maxMembers) }
+
+    /// Whether a message from another peer is within bounds. One that is not is dropped and
+    /// counted (`MembershipCounters.messagesDropped`), never trapped on: its sender may be buggy,
+    /// or hostile. O(1): it looks at list lengths only. The updates themselves are checked one by
+    /// one where they are merged (`merge`), and the table's growth is bounded there (`maxMembers`).
+    private func acceptable(_ message: MembershipMessage, from: PeerID) -> Bool {
+        guard from != Self.reserved else { return false }
+        switch message {
+        case .ping(_, let updates), .ack(_, let updates), .join(let updates):
+            return updates.count <= maxGossipUpdates
+        case .pingRequest(_, let target, let updates):
+            return target != Self.reserved && updates.count <= maxGossipUpdates
+        case .sync(let digest, let updates):
+            let n = digest.count
+            return updates.count <= maxGossipUpdates && n >= 1 && n <= MemberTable.digestBuckets && n & (n - 1) == 0
+        case .joinReply(let members), .syncReply(let members):
+            return members.count <= maxMembers
+        }
+    }
+
     private mutating func onMessage(_ message: MembershipMessage, from: PeerID, into out: inout [MembershipDirective]) {
         guard started, from != id else { return }
+        guard acceptable(message, from: from) else {
+            counters.messagesDropped += 1
+            return
+        }
         if hasLeft {
             // Answer pings with our `left` so late probers learn it; otherwise stay silent.
             if case .ping(let seq, _) = message {
@@ -406,14 +440,23 @@ public struct Membership: Sendable {
     /// An update whose incarnation or load version is above `MemberTable.counterLimit` (2^32 - 2;
     /// no peer refutes or reports its load 4 billion times) is ignored as malformed: the table keeps
     /// them in 32 bits.
+    /// An update about the reserved id is ignored too, and a new member beyond `maxMembers` is
+    /// refused; each is counted.
     private mutating func merge(_ u: MemberUpdate, gossip shouldGossip: Bool, into out: inout [MembershipDirective]) {
         let limit = MemberTable.counterLimit
-        guard u.incarnation <= limit, u.loadVersion <= limit else { return }
+        guard u.incarnation <= limit, u.loadVersion <= limit, u.peer != Self.reserved else {
+            counters.updatesIgnored += 1
+            return
+        }
         if u.peer == id {
             mergeAboutSelf(u)
             return
         }
         guard let slot = table.slot(of: u.peer) else {
+            guard table.count < maxMembers else {
+                counters.membersRefused += 1
+                return
+            }
             let info = MemberInfo(
                 peer: u.peer, status: u.status, incarnation: u.incarnation, load: u.load, loadVersion: u.loadVersion)
             let slot = store(info, at: nil)

@@ -44,6 +44,12 @@ public struct MembershipSettings: Sendable, Hashable {
     /// then refutes with a higher incarnation and is revived everywhere; without this, two sides
     /// that declared each other dead never speak again. 0 turns it off.
     public var deadProbePeriods: Int
+    /// Most members the table holds, this peer included. Members are never removed (a dead one
+    /// keeps its incarnation), so without a bound one peer's gossip about made-up peers would grow
+    /// the table for ever; a new member beyond it is refused (`MembershipCounters.membersRefused`).
+    /// Also the longest member list a join or sync reply may carry. Default 131,072 (the
+    /// simulator's largest cluster is 100,000 peers); at least 1.
+    public var maxMembers: Int
 
     public init() {
         protocolPeriod = .milliseconds(200)
@@ -62,10 +68,34 @@ public struct MembershipSettings: Sendable, Hashable {
         maxPendingRelays = 64
         syncEveryPeriods = 5
         deadProbePeriods = 5
+        maxMembers = 131_072
     }
 
     /// How long a member stays suspect before it is declared dead.
     public var suspicionTimeout: Interval { protocolPeriod * Int64(max(1, suspicionPeriods)) }
+}
+
+/// What the membership machine refused, for reports and tests.
+public struct MembershipCounters: Sendable, Hashable, Codable {
+    /// Messages from other peers dropped as out of bounds (`Membership.acceptable`): an update list
+    /// longer than a message of its kind carries, a digest that is not 1 to 64 buckets (a power of
+    /// two), a ping request for the reserved id, a message from the reserved id.
+    public var messagesDropped = 0
+    /// Updates ignored as malformed: an incarnation or load version above
+    /// `MemberTable.counterLimit`, or about the reserved id `PeerID(raw: .max)` (no peer's id: the
+    /// work machine's "nobody").
+    public var updatesIgnored = 0
+    /// Members not added because the table holds `maxMembers` already.
+    public var membersRefused = 0
+
+    public init() {}
+
+    /// Adds another peer's counters (a run's totals).
+    public mutating func add(_ o: MembershipCounters) {
+        messagesDropped += o.messagesDropped
+        updatesIgnored += o.updatesIgnored
+        membersRefused += o.membersRefused
+    }
 }
 
 /// A member's liveness as this peer believes it. `dead` and `left` hold for one incarnation: the

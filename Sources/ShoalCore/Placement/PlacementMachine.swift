@@ -46,7 +46,10 @@
 /// to the others on its next pass. Confirmations are forgotten only on a view change, so a peer
 /// that lost its shard and came back without the others seeing it leave is not refilled until
 /// the next view change. The highest stamp seen is remembered per key (one entry per key the
-/// peer has held, coordinated or read).
+/// peer has held, coordinated or read). Last-writer-wins trusts the writers' clocks: a version
+/// stamped far ahead (a clock off by years, or a hostile peer) wins over every later put of its
+/// key, and one stamped `ObjectVersion.maxStamp` makes every later put of it fail (said, not
+/// acknowledged and lost).
 ///
 /// Pure: it reads no clock (time comes in as `now`), uses no randomness, does no IO and iterates
 /// no unordered collection where the order matters.
@@ -68,7 +71,8 @@ public struct PlacementMachine: Sendable {
     // Store.
     private var objects: [UInt64: StoredObject] = [:]
     private var keys: [UInt64] = []  // sorted keys of `objects`
-    /// Highest version stamp seen per key (held, coordinated, stored, offered or read).
+    /// Highest version stamp seen per key (held, coordinated, stored or read; an offer raises an
+    /// entry but makes none).
     private var seen: [UInt64: UInt64] = [:]
 
     // Repair.
@@ -127,6 +131,8 @@ public struct PlacementMachine: Sendable {
     public var heldObjects: [StoredObject] { keys.map { objects[$0]! } }
     /// How many objects this peer holds.
     public var heldCount: Int { keys.count }
+    /// Keys with a highest stamp seen remembered (for tests of its bound).
+    var seenCount: Int { seen.count }
     /// The live view in use (sorted, self included).
     public var liveView: [PeerID] { live }
     /// The current replicas of `key` in this peer's view, highest weight first.
@@ -164,7 +170,27 @@ public struct PlacementMachine: Sendable {
         return nextSerial
     }
 
+    /// Whether a message from another peer is within bounds. One that is not is dropped and
+    /// counted (`messagesDropped`), never acted on: its sender may be buggy, or hostile. A stamp
+    /// above `ObjectVersion.maxStamp` would pin its key for good (no later put could be ordered
+    /// after it: a put at `UInt64.max` was acknowledged while the held version stayed the other).
+    /// Keys and request ids need no check (any value is one); the object table's growth is bounded
+    /// where objects are kept (`maxObjects`). O(1).
+    private func acceptable(_ message: PlacementMessage) -> Bool {
+        switch message {
+        case .store(let object): return object.version.stamp <= ObjectVersion.maxStamp
+        case .stored(_, let v), .offer(_, let v), .want(_, let v), .have(_, let v):
+            return v.stamp <= ObjectVersion.maxStamp
+        case .fetch: return true
+        case .fetched(_, _, let object): return (object?.version.stamp ?? 0) <= ObjectVersion.maxStamp
+        }
+    }
+
     private mutating func onMessage(_ message: PlacementMessage, from: PeerID, into out: inout [PlacementDirective]) {
+        guard acceptable(message) else {
+            counters.messagesDropped += 1
+            return
+        }
         switch message {
         case .store(let object): onStore(object, from: from, into: &out)
         case .stored(let key, let version): onStored(key: key, version: version, from: from, into: &out)
@@ -219,8 +245,15 @@ public struct PlacementMachine: Sendable {
         return true
     }
 
-    /// Stores a received or coordinated version locally: persist if newer.
-    private mutating func storeLocally(_ object: StoredObject, into out: inout [PlacementDirective]) {
+    /// Stores a received or coordinated version locally: persist if newer. Returns whether this
+    /// peer holds this version or a newer one now: false when it refused a new key (it holds
+    /// `maxObjects` objects).
+    @discardableResult
+    private mutating func storeLocally(_ object: StoredObject, into out: inout [PlacementDirective]) -> Bool {
+        guard objects[object.key] != nil || objects.count < settings.maxObjects else {
+            counters.objectsRefused += 1
+            return false
+        }
         if keep(object) {
             counters.objectsStored += 1
             out.append(.persist(object))
@@ -229,6 +262,7 @@ public struct PlacementMachine: Sendable {
         } else {
             counters.staleStores += 1
         }
+        return true
     }
 
     /// A replica's rule: verify, keep if newer (persist), and ack in any case, after the persist.
@@ -239,7 +273,7 @@ public struct PlacementMachine: Sendable {
             return
         }
         counters.storesReceived += 1
-        storeLocally(object, into: &out)
+        guard storeLocally(object, into: &out) else { return }  // refused (full): no ack, the put is not durable here
         out.append(.send(.stored(key: object.key, version: object.version), to: from))
     }
 
@@ -331,9 +365,17 @@ public struct PlacementMachine: Sendable {
                     reason: "too many pending requests at \(id) (maxPendingRequests \(settings.maxPendingRequests))"))
             return
         }
-        let clock = UInt64(max(0, now.nanoseconds))
         let last = seen[key, default: 0]
-        let stamp = max(clock, last == .max ? .max : last + 1)
+        guard last < ObjectVersion.maxStamp else {
+            counters.putsFailed += 1
+            out.append(
+                .putFailed(
+                    requestID: rid, key: key,
+                    reason: "key \(key) has a version stamped \(last): no later version can be made"))
+            return
+        }
+        let clock = UInt64(max(0, now.nanoseconds))
+        let stamp = max(clock, last + 1)
         noteSeen(key, stamp)
         let object = StoredObject(key: key, version: ObjectVersion(stamp: stamp, writer: id), value: value)
         let s = serial()
@@ -354,8 +396,7 @@ public struct PlacementMachine: Sendable {
         for t in put.targets where !put.sent.contains(t) {
             put.sent.append(t)
             if t == id {
-                storeLocally(put.object, into: &out)
-                put.confirmed.append(id)
+                if storeLocally(put.object, into: &out) { put.confirmed.append(id) }
             } else {
                 out.append(.send(.store(put.object), to: t))
             }
@@ -592,8 +633,16 @@ public struct PlacementMachine: Sendable {
     private mutating func onOffer(
         key: UInt64, version: ObjectVersion, from: PeerID, into out: inout [PlacementDirective]
     ) {
-        noteSeen(key, version.stamp)
-        if let held = objects[key], held.version >= version {
+        let held = objects[key]
+        guard held != nil || objects.count < settings.maxObjects else {
+            counters.objectsRefused += 1  // unanswered: the offer is retried, then given up
+            return
+        }
+        // The stamp raises this peer's next put of a key it holds or has seen; an offer of a key
+        // new here leaves nothing behind (one entry per offered key would grow without bound):
+        // its `store` notes the stamp when it arrives.
+        if held != nil || seen[key] != nil { noteSeen(key, version.stamp) }
+        if let held, held.version >= version {
             out.append(.send(.have(key: key, version: version), to: from))
         } else {
             out.append(.send(.want(key: key, version: version), to: from))

@@ -39,6 +39,11 @@ public struct PlacementSettings: Sendable, Hashable {
     /// Times a repair offer or store is sent (the first send included) before the transfer is
     /// dropped; the object stays unconfirmed, so a later pass offers it again. 1...16.
     public var maxTransferAttempts: Int
+    /// Most objects this peer holds. A `store` (or an `offer`) of one more key is refused
+    /// (`PlacementCounters.objectsRefused`) and not answered, so its put is not acknowledged on
+    /// this replica and its repair gives up after `maxTransferAttempts`; a key held already is
+    /// always updated. Objects recovered from the shard are all kept. 1...67,108,864.
+    public var maxObjects: Int
 
     public init() {
         replicas = 3
@@ -54,6 +59,7 @@ public struct PlacementSettings: Sendable, Hashable {
         maxTransfersInFlight = 32
         transferTimeout = .milliseconds(200)
         maxTransferAttempts = 3
+        maxObjects = 1 << 20
     }
 
     /// The settings with every field forced into its documented range.
@@ -72,6 +78,7 @@ public struct PlacementSettings: Sendable, Hashable {
         s.maxTransfersInFlight = min(max(1, maxTransfersInFlight), 4_096)
         s.transferTimeout = max(.microseconds(1), transferTimeout)
         s.maxTransferAttempts = min(max(1, maxTransferAttempts), 16)
+        s.maxObjects = min(max(1, maxObjects), 1 << 26)
         return s
     }
 }
@@ -126,7 +133,12 @@ public struct ObjectValue: Sendable, Hashable, Codable {
 /// writers never produce the same version (the writer breaks a stamp tie).
 public struct ObjectVersion: Sendable, Hashable, Comparable, CustomStringConvertible {
     /// The coordinator's clock in nanoseconds, raised above every stamp it has seen for the key.
+    /// At most `ObjectVersion.maxStamp`: a message with a larger one is dropped.
     public var stamp: UInt64
+    /// The largest stamp made or accepted: a clock in nanoseconds is an `Instant` (`Int64`), so a
+    /// larger one comes from no clock, and `stamp + 1` never overflows below it. A put of a key
+    /// whose stamp has reached it fails: no version of this coordinator could be ordered after it.
+    public static let maxStamp = UInt64(Int64.max)
     /// The peer that coordinated the put.
     public var writer: PeerID
 
@@ -231,7 +243,7 @@ public enum PlacementDirective: Sendable, Hashable {
 }
 
 /// What the machine has done, for reports and tests.
-public struct PlacementCounters: Sendable, Hashable {
+public struct PlacementCounters: Sendable, Hashable, Codable {
     /// Coordinator: puts acknowledged.
     public var putsAcknowledged = 0
     /// Coordinator: puts given up (quorum not reached, too many pending, corrupt value).
@@ -264,6 +276,33 @@ public struct PlacementCounters: Sendable, Hashable {
     /// Messages that changed nothing: a store of the version already held, an answer already
     /// counted, a repeated `want`, a late or unknown answer, a put with a pending request id.
     public var duplicatesIgnored = 0
+    /// Messages from other peers dropped as out of bounds (`PlacementMachine.acceptable`): a
+    /// version stamp above `ObjectVersion.maxStamp`.
+    public var messagesDropped = 0
+    /// Stores and offers of a key not held refused because this peer holds `maxObjects` objects
+    /// (local puts that would store here included).
+    public var objectsRefused = 0
 
     public init() {}
+
+    /// Adds another peer's counters (a run's totals).
+    public mutating func add(_ o: PlacementCounters) {
+        putsAcknowledged += o.putsAcknowledged
+        putsFailed += o.putsFailed
+        storeRetransmits += o.storeRetransmits
+        storesReceived += o.storesReceived
+        objectsStored += o.objectsStored
+        staleStores += o.staleStores
+        getsAnswered += o.getsAnswered
+        getsFailed += o.getsFailed
+        offersSent += o.offersSent
+        transfersSent += o.transfersSent
+        bytesTransferred &+= o.bytesTransferred
+        transfersAbandoned += o.transfersAbandoned
+        corruptTransfers += o.corruptTransfers
+        corruptRecovered += o.corruptRecovered
+        duplicatesIgnored += o.duplicatesIgnored
+        messagesDropped += o.messagesDropped
+        objectsRefused += o.objectsRefused
+    }
 }

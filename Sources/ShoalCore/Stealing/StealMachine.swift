@@ -87,8 +87,16 @@ public struct StealMachine: Sendable {
             }
             holding = Array(held.prefix(settings.maxHoldingAdvertised))
         case .stealRequest(let from, let rid, let max, let cat, let held):
+            guard cat.count <= Self.maxAdvertised && held.count <= Self.maxAdvertised else {
+                counters.messagesDropped += 1
+                return
+            }
             onRequest(from: from, requestID: rid, max: max, catalogue: cat, holding: held, into: &out)
         case .stealReply(let from, let rid, let granted):
+            guard acceptable(granted) else {
+                counters.messagesDropped += 1
+                return
+            }
             onAnswer(from: from, requestID: rid, granted: granted, now: now, into: &out)
         case .stealRefused(let from, let rid):
             onAnswer(from: from, requestID: rid, granted: [], now: now, into: &out)
@@ -104,6 +112,29 @@ public struct StealMachine: Sendable {
         var out: [StealDirective] = []
         on(event, now: now, into: &out)
         return out
+    }
+
+    // MARK: Bounds
+
+    /// Most catalogue keys or held versions a request carries: the largest `maxCatalogueAdvertised`
+    /// and `maxHoldingAdvertised` a sender's settings allow. A request's `max` needs no check: the
+    /// victim clamps it (`stealBatchMax`, its queue), and one of 0 or less is refused.
+    static let maxAdvertised = 4_096
+    /// Most holders a granted task's input lists (an owner names one).
+    static let maxHolders = 64
+
+    /// Whether a grant from another peer is within bounds. One that is not is dropped and counted
+    /// (`messagesDropped`), never run: its sender may be buggy, or hostile. This thief never asks
+    /// for more than `stealBatchMax` tasks, and a task has at most `WorkSettings.maxOutputsPerTask`
+    /// accesses. O(message size), no copy.
+    private func acceptable(_ granted: [StealableTask]) -> Bool {
+        guard granted.count <= settings.stealBatchMax else { return false }
+        for t in granted {
+            guard t.inputs.count <= WorkSettings.maxOutputsPerTask, t.outputs.count <= WorkSettings.maxOutputsPerTask
+            else { return false }
+            for input in t.inputs where input.holders.count > Self.maxHolders { return false }
+        }
+        return true
     }
 
     // MARK: Thief
@@ -168,7 +199,8 @@ public struct StealMachine: Sendable {
     /// A reply or refusal (an empty grant). Consumed once: a duplicate of a settled request is
     /// ignored. A grant for a timed-out request is run (late grant). A grant for a request too old
     /// to be remembered is run too, rather than lose tasks the victim gave away (the owner discards
-    /// the result of the rare re-run).
+    /// the result of the rare re-run); such a grant can come again and again, from any peer, so the
+    /// work machine bounds what waits for a slot (`WorkSettings.maxGrantedQueue`).
     private mutating func onAnswer(
         from: PeerID, requestID rid: UInt64, granted: [StealableTask], now: Instant, into out: inout [StealDirective]
     ) {

@@ -200,6 +200,10 @@ public struct StealCounters: Sendable, Hashable, Codable {
     public var refusalsSent = 0
     /// Victim: duplicated requests answered again from the grant table.
     public var duplicateRequests = 0
+    /// Messages from other peers dropped as out of bounds (`StealMachine.acceptable`): a request
+    /// with more catalogue keys or held versions than any request carries, a grant of more tasks
+    /// than any request asks for, or of a task with more accesses or holders than a task has.
+    public var messagesDropped = 0
 
     public init() {}
 
@@ -215,6 +219,7 @@ public struct StealCounters: Sendable, Hashable, Codable {
         lateGrants += o.lateGrants
         refusalsSent += o.refusalsSent
         duplicateRequests += o.duplicateRequests
+        messagesDropped += o.messagesDropped
     }
 }
 
