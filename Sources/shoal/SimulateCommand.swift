@@ -67,8 +67,8 @@ struct Simulate: AsyncParsableCommand {
         if recordCosts != nil && programs.isEmpty {
             throw refuse("--record-costs times the bodies of file workflows; scenario \(scenario) has none")
         }
-        // After the scenario and the costs (so bad input leaves no empty file behind), before the run.
-        if let trace, let problem = Self.cannotWrite(trace) { throw refuse("--trace \(trace): \(problem)") }
+        // Every check that makes nothing first, then the files the run writes (so bad input
+        // leaves no empty file behind), before the run.
         if let outputDir {
             do {
                 try WorkflowRunner.checkFolder(outputDir, role: "output folder (--output-dir)")
@@ -76,6 +76,7 @@ struct Simulate: AsyncParsableCommand {
                 throw refuse("\(error)")
             }
         }
+        if let trace, let problem = Self.cannotWrite(trace) { throw refuse("--trace \(trace): \(problem)") }
         if let recordCosts, let problem = Self.cannotWrite(recordCosts) {
             throw refuse("--record-costs \(recordCosts): \(problem)")
         }

@@ -279,6 +279,21 @@ struct ScenarioValidationTests {
         return path
     }
 
+    /// A refused `--output-dir` leaves no trace file behind: every check that makes nothing runs
+    /// before the trace file is created.
+    @Test func aRefusedOutputFolderLeavesNoTraceFile() throws {
+        let dir = try ScratchDirectory("scenario-output")
+        defer { dir.remove() }
+        let file = dir.appending("a-file").path
+        FileManager.default.createFile(atPath: file, contents: Data())
+        let trace = dir.appending("trace.json").path
+        let r = try ChildProcess.shoal([
+            "simulate", "Simulations/file-workflows.yaml", "--trace", trace, "--output-dir", file + "/out",
+        ])
+        #expect(r.status == 2 && r.stderr.contains("--output-dir"), "stderr: \(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: trace), "a refused --output-dir left a trace file")
+    }
+
     /// The reproductions, run by `shoal simulate`: exit 2 and one `error: FILE:LINE:COLUMN:
     /// field '…': …` line, before any simulation (nothing on standard output).
     @Test(arguments: Array(bad.prefix(7)))
