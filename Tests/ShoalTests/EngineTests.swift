@@ -358,9 +358,13 @@ private let double = TaskDefinition<DataRef<Int>, Void>("double") { x, context i
             let s = wf.value(0)
             wf.submit(name: "sleeper", [.inout(s)]) { context in
                 sleeper.count.store(1, ordering: .sequentiallyConsistent)
-                // Sleeps in 50 ms steps until the test lets it go (at most 60 s: other tests may
-                // keep the cooperative threads busy, and the program needs one to go on).
-                for _ in 0..<1_200 where !sleeper.flag.load(ordering: .sequentiallyConsistent) {
+                // Sleeps in 50 ms steps until the test lets it go. The cap is only a safety net
+                // against a hang, so it must stay above how long the program can take when the
+                // whole suite runs beside it: its 40 tiny tasks need a cooperative thread and a
+                // core, and with the suite at about 90 s on 2 cores the old 60 s cap expired
+                // first twice in CI. A broken engine (ready tasks held up behind the sleeper)
+                // still fails: they would run only after the sleeper ends.
+                for _ in 0..<6_000 where !sleeper.flag.load(ordering: .sequentiallyConsistent) {
                     usleep(50_000)
                 }
                 sleeper.count.store(2, ordering: .sequentiallyConsistent)
