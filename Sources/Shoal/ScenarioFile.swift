@@ -3,27 +3,8 @@ import ShoalCore
 import ShoalSimulation
 import Yams
 
-/// Why a scenario file was refused, in the style of workflow-file errors:
-/// `FILE:LINE:COLUMN: field 'faults[2].crash': peer 999 does not exist (the scenario has 4 peers, 0..3)`.
-public struct ScenarioFileError: Error, Sendable, Hashable, CustomStringConvertible {
-    /// The scenario file as the caller named it.
-    public var file: String
-    /// 1-based line and column of the node concerned (of the key, for an unknown key), when known.
-    public var line: Int?
-    public var column: Int?
-    /// The field's path in the file, e.g. `faults[2].crash`, when the problem is in one.
-    public var field: String?
-    /// What is wrong, without the position prefix.
-    public var message: String
-
-    public var description: String {
-        var s = file
-        if let line, let column { s += ":\(line):\(column)" }
-        s += ": "
-        if let field { s += "field '\(field)': " }
-        return s + message
-    }
-}
+/// Why a scenario file was refused, in the style of workflow-file errors.
+public typealias ScenarioFileError = YAMLFileError
 
 /// The YAML form of a scenario, in friendly units. Every key is optional but `name`, `peers` and
 /// `duration`; a key not listed here is refused.
@@ -117,7 +98,7 @@ struct ScenarioFileReader {
         func has(_ key: String) -> Bool { entries.contains { $0.key == key } }
         /// The value of `key`; nil when absent or written as null (`key:` alone, `~`).
         func value(_ key: String) -> Node? {
-            guard let v = entries.first(where: { $0.key == key })?.value, !ScenarioFileReader.isNull(v) else {
+            guard let v = entries.first(where: { $0.key == key })?.value, !YAMLDiagnostics.isNull(v) else {
                 return nil
             }
             return v
@@ -128,23 +109,7 @@ struct ScenarioFileReader {
     // MARK: Errors and node helpers
 
     func fail(_ node: Node?, _ field: String?, _ message: String) -> ScenarioFileError {
-        ScenarioFileError(file: file, line: node?.mark?.line, column: node?.mark?.column, field: field, message: message)
-    }
-
-    static func isNull(_ node: Node) -> Bool {
-        guard case .scalar(let s) = node, s.style == .plain || s.style == .any else { return false }
-        return Resolver.default.resolveTag(of: node) == .null
-    }
-
-    static func describe(_ node: Node) -> String {
-        switch node {
-        case .scalar(let s):
-            isNull(node)
-                ? "nothing" : s.style == .plain || s.style == .any ? "'\(s.string)'" : "\"\(s.string)\" (in quotes, so text)"
-        case .mapping: "a mapping"
-        case .sequence: "a list"
-        case .alias: "an alias"
-        }
+        ScenarioFileError(file: file, at: node, field: field, message: message)
     }
 
     /// A number for a message: whole numbers without a fraction, others as written by `%g`.
@@ -155,12 +120,12 @@ struct ScenarioFileReader {
 
     func fields(_ node: Node, _ field: String?, allowed: [String], what: String) throws(ScenarioFileError) -> Fields {
         guard case .mapping(let mapping) = node else {
-            throw fail(node, field, "expected \(what) (a mapping of keys to values), found \(Self.describe(node))")
+            throw fail(node, field, "expected \(what) (a mapping of keys to values), found \(YAMLDiagnostics.shown(node))")
         }
         var entries: [Entry] = []
         for (k, v) in mapping {
             guard case .scalar(let s) = k else {
-                throw fail(k, field, "expected a key, found \(Self.describe(k))")
+                throw fail(k, field, "expected a key, found \(YAMLDiagnostics.shown(k))")
             }
             let key = s.string
             guard allowed.contains(key) else {
@@ -182,21 +147,21 @@ struct ScenarioFileReader {
     }
 
     func string(_ node: Node, _ field: String) throws(ScenarioFileError) -> String {
-        guard case .scalar(let s) = node, !Self.isNull(node), !s.string.isEmpty else {
-            throw fail(node, field, "expected text, found \(Self.describe(node))")
+        guard case .scalar(let s) = node, !YAMLDiagnostics.isNull(node), !s.string.isEmpty else {
+            throw fail(node, field, "expected text, found \(YAMLDiagnostics.shown(node))")
         }
         return s.string
     }
 
     func int(_ node: Node, _ field: String) throws(ScenarioFileError) -> Int {
-        guard case .scalar(let s) = node, !Self.isNull(node), let v = Int.construct(from: s) else {
+        guard case .scalar(let s) = node, !YAMLDiagnostics.isNull(node), let v = Int.construct(from: s) else {
             if case .scalar(let s) = node, s.style == .plain,
                 s.string.drop(while: { $0 == "-" || $0 == "+" }).allSatisfy({ $0.isASCII && ($0.isNumber || $0 == "_") }),
                 s.string.contains(where: \.isNumber)
             {
                 throw fail(node, field, "\(s.string) is too large a number")
             }
-            throw fail(node, field, "expected a whole number, found \(Self.describe(node))")
+            throw fail(node, field, "expected a whole number, found \(YAMLDiagnostics.shown(node))")
         }
         return v
     }
@@ -209,10 +174,10 @@ struct ScenarioFileReader {
     }
 
     func number(_ node: Node, _ field: String) throws(ScenarioFileError) -> Double {
-        guard case .scalar(let s) = node, !Self.isNull(node), let v = Double.construct(from: s) else {
-            throw fail(node, field, "expected a number, found \(Self.describe(node))")
+        guard case .scalar(let s) = node, !YAMLDiagnostics.isNull(node), let v = Double.construct(from: s) else {
+            throw fail(node, field, "expected a number, found \(YAMLDiagnostics.shown(node))")
         }
-        guard v.isFinite else { throw fail(node, field, "expected a finite number, found \(Self.describe(node))") }
+        guard v.isFinite else { throw fail(node, field, "expected a finite number, found \(YAMLDiagnostics.shown(node))") }
         return v
     }
 
@@ -233,14 +198,14 @@ struct ScenarioFileReader {
 
     func bool(_ node: Node, _ field: String) throws(ScenarioFileError) -> Bool {
         guard case .scalar(let s) = node, let v = Bool.construct(from: s) else {
-            throw fail(node, field, "expected true or false, found \(Self.describe(node))")
+            throw fail(node, field, "expected true or false, found \(YAMLDiagnostics.shown(node))")
         }
         return v
     }
 
     func list(_ node: Node, _ field: String, what: String) throws(ScenarioFileError) -> [Node] {
         guard case .sequence(let items) = node else {
-            throw fail(node, field, "expected a list of \(what), found \(Self.describe(node))")
+            throw fail(node, field, "expected a list of \(what), found \(YAMLDiagnostics.shown(node))")
         }
         return Array(items)
     }

@@ -100,24 +100,9 @@ public struct TaskCosts: Sendable, Hashable {
     /// Checks `text` (the contents of `file`) and builds its costs.
     public static func parse(_ text: String, file: String) throws(TaskCostsError) -> TaskCosts {
         func fail(_ node: Node?, _ field: String?, _ message: String) -> TaskCostsError {
-            TaskCostsError(
-                file: file, line: node?.mark?.line, column: node?.mark?.column, field: field, message: message)
+            TaskCostsError(file: file, at: node, field: field, message: message)
         }
-        func isNull(_ node: Node) -> Bool {
-            guard case .scalar(let s) = node, s.style == .plain || s.style == .any else { return false }
-            return Resolver.default.resolveTag(of: node) == .null
-        }
-        func describe(_ node: Node) -> String {
-            switch node {
-            case .scalar(let s):
-                isNull(node)
-                    ? "nothing"
-                    : s.style == .plain || s.style == .any ? "'\(s.string)'" : "\"\(s.string)\" (in quotes, so text)"
-            case .mapping: "a mapping"
-            case .sequence: "a list"
-            case .alias: "an alias"
-            }
-        }
+        let isNull = YAMLDiagnostics.isNull, describe = YAMLDiagnostics.shown
         func mapping(_ node: Node, _ field: String?, _ what: String) throws(TaskCostsError) -> Node.Mapping {
             guard case .mapping(let m) = node else {
                 throw fail(node, field, "expected \(what), found \(describe(node))")
@@ -198,33 +183,7 @@ public struct TaskCosts: Sendable, Hashable {
 
 /// Why a costs file was refused, in the style of workflow-file and scenario errors:
 /// `FILE:LINE:COLUMN: field 'workflows.shout-twice.shout': must be 0 to 86400000000 µs (one day), got -5`.
-public struct TaskCostsError: Error, Sendable, Hashable, CustomStringConvertible {
-    /// The costs file as the caller named it.
-    public var file: String
-    /// 1-based line and column of the node concerned, when known.
-    public var line: Int?
-    public var column: Int?
-    /// The field's path in the file, e.g. `workflows.shout-twice.shout`, when the problem is in one.
-    public var field: String?
-    /// What is wrong, without the position prefix.
-    public var message: String
-
-    public init(file: String, line: Int? = nil, column: Int? = nil, field: String? = nil, message: String) {
-        self.file = file
-        self.line = line
-        self.column = column
-        self.field = field
-        self.message = message
-    }
-
-    public var description: String {
-        var s = file
-        if let line, let column { s += ":\(line):\(column)" }
-        s += ": "
-        if let field { s += "field '\(field)': " }
-        return s + message
-    }
-}
+public typealias TaskCostsError = YAMLFileError
 
 /// Times real body calls (`CallRunner.timings`), for `shoal simulate --record-costs`: per
 /// workflow and task label, the microseconds of the task's first successful run, or of its first

@@ -149,12 +149,6 @@ private struct WorkflowFileParser {
         node.mark.map { SourceLocation(line: $0.line, column: $0.column) } ?? SourceLocation(line: 1, column: 1)
     }
 
-    /// A plain scalar that YAML reads as null (empty, `~`, `null`).
-    static func isNull(_ node: Node) -> Bool {
-        guard case .scalar(let s) = node, s.style == .plain || s.style == .any else { return false }
-        return Resolver.default.resolveTag(of: node) == .null
-    }
-
     static func describe(_ node: Node) -> String {
         switch node {
         case .scalar: "a scalar"
@@ -190,7 +184,7 @@ private struct WorkflowFileParser {
         guard case .scalar(let s) = node else {
             throw error(.wrongType, loc(node), task: task, field: field, "expected text, found \(Self.describe(node))")
         }
-        if Self.isNull(node) {
+        if YAMLDiagnostics.isNull(node) {
             throw error(.wrongType, loc(node), task: task, field: field, "expected text, found nothing")
         }
         return s.string
@@ -270,7 +264,7 @@ private struct WorkflowFileParser {
             throw error(.missingField, loc(root), field: "tasks", "missing 'tasks'")
         }
         guard case .sequence(let taskItems) = tasksNode else {
-            if Self.isNull(tasksNode) {
+            if YAMLDiagnostics.isNull(tasksNode) {
                 throw error(.wrongType, loc(tasksNode), field: "tasks", "'tasks' is empty; expected a list of tasks")
             }
             throw error(.wrongType, loc(tasksNode), field: "tasks", "expected a list of tasks, found \(Self.describe(tasksNode))")
@@ -322,14 +316,14 @@ private struct WorkflowFileParser {
     // MARK: data
 
     mutating func parseData(_ node: Node) throws(WorkflowFileError) -> [WorkflowFile.InitialDatum] {
-        if Self.isNull(node) { return [] }
+        if YAMLDiagnostics.isNull(node) { return [] }
         var result: [WorkflowFile.InitialDatum] = []
         for p in try pairs(node, task: nil, field: "data", what: "a mapping of data names to values") {
             try checkName(p.key, p.keyNode, task: nil, field: "data", what: "datum")
             let field = "data.\(p.key)"
             switch p.value {
             case .scalar(let s):
-                if Self.isNull(p.value) {
+                if YAMLDiagnostics.isNull(p.value) {
                     throw error(.wrongType, loc(p.value), field: field, "expected inline text or { file: path }, found nothing")
                 }
                 try spend(p.key.utf8.count + s.string.utf8.count, loc(p.keyNode), task: nil, field: field)

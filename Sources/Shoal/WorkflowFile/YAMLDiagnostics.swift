@@ -10,6 +10,25 @@ public enum YAMLDiagnostics {
         public var message: String
     }
 
+    /// A plain scalar that YAML reads as null (empty, `~`, `null`).
+    public static func isNull(_ node: Node) -> Bool {
+        guard case .scalar(let s) = node, s.style == .plain || s.style == .any else { return false }
+        return Resolver.default.resolveTag(of: node) == .null
+    }
+
+    /// A node as an error message shows what was found: a plain scalar as written, a quoted one
+    /// marked as text, null as "nothing", the others by their kind.
+    public static func shown(_ node: Node) -> String {
+        switch node {
+        case .scalar(let s):
+            isNull(node)
+                ? "nothing" : s.style == .plain || s.style == .any ? "'\(s.string)'" : "\"\(s.string)\" (in quotes, so text)"
+        case .mapping: "a mapping"
+        case .sequence: "a list"
+        case .alias: "an alias"
+        }
+    }
+
     /// The YAML node tree of `text` (nil for an empty document), or the problem in words.
     public static func compose(_ text: String) throws(Problem) -> Node? {
         do {
@@ -69,5 +88,40 @@ public enum YAMLDiagnostics {
             swap(&prev, &cur)
         }
         return prev[b.count]
+    }
+}
+
+/// Why a YAML input file other than a workflow file (a scenario, a costs file) was refused:
+/// `FILE:LINE:COLUMN: field 'faults[2].crash': peer 999 does not exist (the scenario has 4 peers, 0..3)`.
+public struct YAMLFileError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The file as the caller named it.
+    public var file: String
+    /// 1-based line and column of the node concerned (of the key, for an unknown key), when known.
+    public var line: Int?
+    public var column: Int?
+    /// The field's path in the file, e.g. `faults[2].crash`, when the problem is in one.
+    public var field: String?
+    /// What is wrong, without the position prefix.
+    public var message: String
+
+    public init(file: String, line: Int? = nil, column: Int? = nil, field: String? = nil, message: String) {
+        self.file = file
+        self.line = line
+        self.column = column
+        self.field = field
+        self.message = message
+    }
+
+    /// Where `node` is in `file` (its line and column, when it has a mark).
+    public init(file: String, at node: Node?, field: String?, message: String) {
+        self.init(file: file, line: node?.mark?.line, column: node?.mark?.column, field: field, message: message)
+    }
+
+    public var description: String {
+        var s = file
+        if let line, let column { s += ":\(line):\(column)" }
+        s += ": "
+        if let field { s += "field '\(field)': " }
+        return s + message
     }
 }
