@@ -162,6 +162,15 @@ public struct ClusterSimulation {
         var applied: [Int: [UInt8]] = [:]
         var reopened: [Int: [UInt16]] = [:]
 
+        /// A batch of a growing program, as the checker knows the program: its calls so far
+        /// (`spec`), with the data they defined.
+        mutating func record(_ calls: [WorkflowTaskSpec], newData: Int) {
+            if newData > 0 { spec.marks.append(.init(beforeTask: spec.tasks.count, .newData(count: Int32(newData)))) }
+            spec.dataCount += newData
+            spec.tasks += calls
+            outcome.tasks = spec.tasks.count
+        }
+
         /// Counts one more for `task` by `owner` of `tasks` (the program may have grown since the
         /// count began).
         static func count<N: FixedWidthInteger>(_ counts: inout [Int: [N]], owner: Int, task: Int, of tasks: Int) {
@@ -344,14 +353,7 @@ public struct ClusterSimulation {
         }
         var calls = calls
         for i in calls.indices { calls[i].cost = .microseconds(client.taskMicros) }
-        let first = workflows[w].spec.tasks.count
-        if !initial.isEmpty {
-            workflows[w].spec.marks.append(.init(beforeTask: first, .newData(count: Int32(initial.count))))
-        }
-        workflows[w].spec.dataCount += initial.count
-        workflows[w].spec.tasks += calls
-        workflows[w].program!.spec = workflows[w].spec
-        workflows[w].outcome.tasks = workflows[w].spec.tasks.count
+        workflows[w].record(calls, newData: initial.count)
         let p = PeerID(raw: UInt64(client.submitter))
         let values = initial.map(PayloadDigest.value(of:))
         for (bytes, value) in zip(initial, values) { peers[client.submitter].payloads.keep(bytes, as: value) }
@@ -525,13 +527,8 @@ public struct ClusterSimulation {
         let initial = (dataCount..<dataCount + next.newData).map {
             DataValue(bytes: bytes, content: WorkflowPlan.initialContent(workflow: wf.raw, datum: $0))
         }
-        // The program as the checker knows it: its calls so far, with their data and waits.
-        let first = workflows[w].spec.tasks.count
-        workflows[w].spec.marks.append(.init(beforeTask: first, .newData(count: Int32(next.newData))))
-        workflows[w].spec.dataCount += next.newData
-        workflows[w].spec.tasks += next.calls
+        workflows[w].record(next.calls, newData: next.newData)
         workflows[w].spec.marks.append(.init(beforeTask: workflows[w].spec.tasks.count, .wait(datum: Int32(next.waitOn))))
-        workflows[w].outcome.tasks = workflows[w].spec.tasks.count
         let p = PeerID(raw: UInt64(submitter))
         let rid = UInt64(workflows[w].round)
         workflows[w].pendingWait = (rid, next.waitOn, next.closesAfter)
