@@ -54,7 +54,7 @@ let package = Package(
         // deadline, scratch folders.
         .target(name: "ShoalTestSupport", path: "Tests/ShoalTestSupport", swiftSettings: strict),
         .testTarget(name: "ShoalCoreTests", dependencies: ["ShoalCore"], swiftSettings: strict),
-        .testTarget(name: "ShoalSimulationTests", dependencies: ["ShoalSimulation"], swiftSettings: strict),
+        .testTarget(name: "ShoalSimulationTests", dependencies: ["ShoalSimulation", "ShoalExamples"], swiftSettings: strict),
         .testTarget(
             name: "ShoalStoreTests", dependencies: ["ShoalStore", "ShoalTestSupport", "shoal"], swiftSettings: strict),
         .testTarget(

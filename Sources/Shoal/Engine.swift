@@ -732,6 +732,8 @@ public enum ShoalError: Error, CustomStringConvertible, Equatable {
     case notFound(name: String)
     /// The run has no store (`RunOptions.store`), so nothing can be persisted or opened.
     case noStore(operation: String)
+    /// What a program whose calls are being recorded (`Shoal.record`) cannot do.
+    case recording(String)
 
     public var description: String {
         switch self {
@@ -742,6 +744,7 @@ public enum ShoalError: Error, CustomStringConvertible, Equatable {
         case .typeMismatch(let name, let expected, let actual): "'\(name)' holds \(actual), not \(expected)"
         case .notFound(let name): "no persistent object named '\(name)'"
         case .noStore(let operation): "cannot \(operation): the run has no store (give RunOptions a data directory)"
+        case .recording(let message): message
         }
     }
 }

@@ -27,7 +27,9 @@ public typealias ScenarioFileError = YAMLFileError
 ///   - { at: 20, restart: 3, keepStore: false }  # only a crashed peer restarts
 ///   - { at: 10, drop: 0.1 }               # probabilities are 0 to 1
 ///   - { at: 12, duplicate: 0.05 }
-/// workflows:              # each names one shape: stencil, independent, crossCorrelation, adaptive or file
+/// workflows:              # each names one shape: stencil, independent, adaptive, file, or a
+///                         # program shape the loader is given (`ProgramShape`: the examples'
+///                         # crossCorrelation: F, the example program's calls with F fragments)
 ///   - { adaptive: { rounds: 10, maxWidth: 16 }, at: 1 }   # submits round by round, deciding from what it waits for
 ///   - { file: ../Examples/workflows/shout-twice.yaml, taskMicros: 2000 }   # real bodies, relative to this file
 ///   - { stencil: { width: 64, steps: 100 }, at: 3, submitter: 0, taskMicros: 10000, bytes: 4096 }
@@ -46,8 +48,8 @@ public enum ScenarioFile {
     static let networkKeys = ["latencyMicros", "jitterMicros", "bandwidthMbps", "drop", "duplicate", "reorder"]
     static let faultKinds = ["crash", "restart", "split", "partition", "heal", "drop", "duplicate"]
     static let faultKeys = ["at"] + faultKinds + ["keepStore"]
-    static let workflowShapes = ["stencil", "independent", "crossCorrelation", "file", "adaptive"]
-    static let workflowKeys = workflowShapes + ["at", "submitter", "taskMicros", "bytes", "failures"]
+    static let builtinShapes = ["stencil", "independent", "file", "adaptive"]
+    static let workflowFields = ["at", "submitter", "taskMicros", "bytes", "failures"]
     static let failureKeys = ["every", "attempts", "retries", "action"]
     static let stencilKeys = ["width", "steps"]
     static let adaptiveKeys = ["rounds", "maxWidth"]
@@ -55,8 +57,10 @@ public enum ScenarioFile {
 
     /// Reads and checks the scenario file at `path`; every problem is a `ScenarioFileError`. A
     /// `file:` workflow's registered tasks must be in `registry` (the tasks the simulated peers
-    /// run).
-    public static func load(path: String, registry: TaskRegistry = TaskRegistry()) throws(ScenarioFileError) -> Scenario {
+    /// run); a workflow may also name one of `shapes` (real programs, recorded).
+    public static func load(
+        path: String, registry: TaskRegistry = TaskRegistry(), shapes: [ProgramShape] = []
+    ) throws(ScenarioFileError) -> Scenario {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw ScenarioFileError(file: path, message: "no such file")
@@ -70,14 +74,35 @@ public enum ScenarioFile {
         guard let text = String(data: data, encoding: .utf8) else {
             throw ScenarioFileError(file: path, message: "is not UTF-8 text")
         }
-        return try parse(text, file: path, registry: registry)
+        return try parse(text, file: path, registry: registry, shapes: shapes)
     }
 
     /// Checks `text` (the contents of `file`) and builds its scenario.
-    public static func parse(_ text: String, file: String, registry: TaskRegistry = TaskRegistry()) throws(ScenarioFileError)
-        -> Scenario
-    {
-        try ScenarioFileReader(file: file, registry: registry).scenario(text)
+    public static func parse(
+        _ text: String, file: String, registry: TaskRegistry = TaskRegistry(), shapes: [ProgramShape] = []
+    ) throws(ScenarioFileError) -> Scenario {
+        try ScenarioFileReader(file: file, registry: registry, programShapes: shapes).scenario(text)
+    }
+}
+
+/// A scenario workflow shape that is a real program's calls (`Shoal.record`), so a scenario
+/// plays the program's own DAG with modelled bodies: `name: N` in a scenario's workflows plays
+/// `record(N)`. The examples give `crossCorrelation` (`ExampleTasks.scenarioShapes`).
+public struct ProgramShape: Sendable {
+    /// Its key in a scenario file.
+    public var name: String
+    /// What N counts, for messages ("fragments").
+    public var unit: String
+    /// The N a scenario may ask for.
+    public var sizes: ClosedRange<Int>
+    /// The program's calls for N.
+    public var record: @Sendable (Int) throws -> RecordedShape
+
+    public init(name: String, unit: String, sizes: ClosedRange<Int>, record: @escaping @Sendable (Int) throws -> RecordedShape) {
+        self.name = name
+        self.unit = unit
+        self.sizes = sizes
+        self.record = record
     }
 }
 
@@ -86,6 +111,9 @@ struct ScenarioFileReader {
     let file: String
     /// The tasks a `file:` workflow may call.
     let registry: TaskRegistry
+    /// The recorded programs a workflow may name.
+    let programShapes: [ProgramShape]
+    var shapeNames: [String] { ScenarioFile.builtinShapes + programShapes.map(\.name) }
 
     typealias Entry = (key: String, keyNode: Node, value: Node)
 
@@ -472,13 +500,13 @@ struct ScenarioFileReader {
     func workflow(_ node: Node, _ field: String, peers: Int, duration: Double) throws(ScenarioFileError) -> (
         ScenarioWorkflow, Int
     ) {
-        let w = try fields(node, field, allowed: ScenarioFile.workflowKeys, what: "a workflow")
-        let shapes = ScenarioFile.workflowShapes.filter(w.has)
+        let w = try fields(node, field, allowed: shapeNames + ScenarioFile.workflowFields, what: "a workflow")
+        let shapes = shapeNames.filter(w.has)
         guard shapes.count == 1 else {
             let named = shapes.isEmpty ? "none" : shapes.map { "'\($0)'" }.joined(separator: " and ")
             throw fail(
                 node, field,
-                "a workflow names one shape, \(ScenarioFile.workflowShapes.joined(separator: ", ")); this one names \(named)")
+                "a workflow names one shape, \(shapeNames.joined(separator: ", ")); this one names \(named)")
         }
         let maxTasks = ScenarioLimits.maxTasks
         let shapeNode = w.entries.first { $0.key == shapes[0] }!.value
@@ -527,11 +555,20 @@ struct ScenarioFileReader {
                     "a file workflow's tasks fail as their bodies do (and with their retries and onFailure); 'failures' models failures of a shape")
             }
             shape = .program(program)
-        default:  // "crossCorrelation": one generating task, then a fragment and a gather per fragment
-            let most = (maxTasks - 1) / 2
-            let fragments = try int(shapeNode, shapeField, 1...most, "must be 1 to \(most) fragments")
-            tasks = 1 + 2 * fragments
-            shape = .crossCorrelation(fragments: fragments)
+        default:  // a recorded program
+            let program = programShapes.first { $0.name == shapes[0] }!
+            let sizes = program.sizes
+            let size = try int(
+                shapeNode, shapeField, sizes, "must be \(sizes.lowerBound) to \(sizes.upperBound) \(program.unit)")
+            let recorded: RecordedShape
+            do { recorded = try program.record(size) } catch {
+                throw fail(shapeNode, shapeField, "the program '\(program.name)' with \(size) \(program.unit) cannot run: \(error)")
+            }
+            tasks = recorded.calls.count
+            guard tasks <= maxTasks else {
+                throw fail(shapeNode, shapeField, "\(tasks) tasks with \(size) \(program.unit); at most \(maxTasks)")
+            }
+            shape = .recorded(recorded)
         }
         let at = try w.value("at").map { (n) throws(ScenarioFileError) in
             let at = try number(n, w.path("at"))

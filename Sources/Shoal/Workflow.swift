@@ -101,10 +101,12 @@ public struct Empty: Codable, Sendable, Hashable {
 /// meant to come from one sequential program (as in PyCOMPSs): submissions from several threads
 /// are safe but their order, and so the dependences between them, is whatever order they arrive in.
 public final class Workflow: Sendable {
-    /// Where the program's tasks run: this peer's engine, or a simulated cluster.
+    /// Where the program's tasks run: this peer's engine, or a simulated cluster; or nowhere,
+    /// while its calls are recorded (`Shoal.record`).
     enum Backend: Sendable {
         case local(Engine)
         case simulated(SimulatedClusterClient)
+        case recording(CallRecorder)
     }
     let backend: Backend
     /// The local engine (only a local run has one).
@@ -152,6 +154,12 @@ public final class Workflow: Sendable {
         self.name = name
     }
 
+    init(recorder: CallRecorder, name: String?) {
+        self.backend = .recording(recorder)
+        self.store = nil
+        self.name = name
+    }
+
     // MARK: Data
 
     /// A new datum holding `value` (an initial value of the program, like a NumPy array created
@@ -161,6 +169,7 @@ public final class Workflow: Sendable {
         switch backend {
         case .local(let engine): engine.define(ref.datum, value: value)
         case .simulated(let cluster): cluster.define(ref.datum, value: value)
+        case .recording(let recorder): recorder.define(ref.datum)
         }
         return ref
     }
@@ -168,7 +177,11 @@ public final class Workflow: Sendable {
     /// A new datum with no value yet, for a task to write as `.out`.
     public func placeholder<T: Sendable>(_ type: T.Type = T.self, name: String? = nil) -> DataRef<T> {
         let ref = DataRef<T>(datum: newDatum(), name: name)
-        cluster?.define(ref.datum, value: nil)
+        switch backend {
+        case .local: break
+        case .simulated(let cluster): cluster.define(ref.datum, value: nil)
+        case .recording(let recorder): recorder.define(ref.datum)
+        }
         return ref
     }
 
@@ -233,15 +246,13 @@ public final class Workflow: Sendable {
         _ info: TaskInfo, _ accesses: [(datum: DatumID, direction: Direction)], _ policy: FailurePolicy,
         args: any Sendable
     ) {
-        if let cluster {
-            cluster.submit(name: info.name, args: args, accesses: Workflow.merged(accesses, task: info.name), policy: policy)
-            return
+        let accesses = Workflow.merged(accesses, task: info.name)
+        switch backend {
+        case .local(let engine):
+            engine.submit(Submission(accesses: accesses, policy: policy, task: PendingTask(info: info, args: args)), info: info)
+        case .simulated(let cluster): cluster.submit(name: info.name, args: args, accesses: accesses, policy: policy)
+        case .recording(let recorder): recorder.submit(name: info.name, accesses: accesses)
         }
-        engine.submit(
-            Submission(
-                accesses: Workflow.merged(accesses, task: info.name), policy: policy,
-                task: PendingTask(info: info, args: args)),
-            info: info)
     }
 
     /// One entry per datum: a datum passed twice gets the combined direction (`in` + `out` = `inout`).
@@ -270,6 +281,7 @@ public final class Workflow: Sendable {
     /// The value of `ref` after every task submitted so far that writes it (PyCOMPSs
     /// `compss_wait_on`). Throws the cause if its writer failed.
     public func wait<T>(on ref: DataRef<T>) async throws -> T {
+        if case .recording = backend { throw CallRecorder.waited(on: ref.description) }
         if let cluster {
             let datum = ref.datum
             guard let bytes = try await runOffThePool({ try cluster.wait(on: datum) }) else {
@@ -287,21 +299,35 @@ public final class Workflow: Sendable {
     /// Hands every buffered submission to the scheduler now, without waiting. Submissions are
     /// buffered and handed over in batches; `wait(on:)` and `barrier()` flush by themselves.
     public func flush() {
-        if let cluster { return cluster.flush() }
-        engine.flush()
+        switch backend {
+        case .local(let engine): engine.flush()
+        case .simulated(let cluster): cluster.flush()
+        case .recording: break
+        }
     }
 
     /// Waits for every task submitted so far. Throws the failure that aborted the workflow, if any.
     public func barrier() async throws {
-        if let cluster { return try await runOffThePool { try cluster.barrier() } }
-        try await engine.barrier()
+        switch backend {
+        case .local(let engine): try await engine.barrier()
+        case .simulated(let cluster): try await runOffThePool { try cluster.barrier() }
+        case .recording: break  // nothing runs: every task so far is as done as it will be
+        }
     }
 
     /// Counters of the run so far.
-    public var statistics: RunStatistics { cluster?.statistics ?? engine.statistics }
+    public var statistics: RunStatistics {
+        switch backend {
+        case .local(let engine): engine.statistics
+        case .simulated(let cluster): cluster.statistics
+        case .recording(let recorder): recorder.statistics
+        }
+    }
 
     /// Failures that did not abort the workflow (ignored, or that cancelled their successors).
-    public var failures: [FailureRecord] { cluster == nil ? engine.recordedFailures : [] }
+    public var failures: [FailureRecord] {
+        if case .local(let engine) = backend { engine.recordedFailures } else { [] }
+    }
 }
 
 /// Options of a local run.

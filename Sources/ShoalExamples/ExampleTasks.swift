@@ -25,6 +25,9 @@ public enum ExampleTasks {
         try context.setOutputBytes(at: out, Array(lines.utf8))
     }
 
+    /// The examples' programs as scenario shapes (`ScenarioFile.load(path:registry:shapes:)`).
+    public static let scenarioShapes = [CrossCorrelationWorkflow.scenarioShape]
+
     /// Every task the examples register.
     public static var registry: TaskRegistry {
         var r = TaskRegistry()

@@ -49,10 +49,10 @@ public struct AdaptiveProgram: Sendable, Hashable, Codable {
             calls.append(WorkflowTaskSpec(catalogueKey: key, cost: cost, accesses: accesses, outputBytes: bytes))
         }
         for i in 0..<width {
-            call(ModelledKeys.fragment, [.init(0, .in), .init(first + i, .out)])
+            call(ModelledKeys.work, [.init(0, .in), .init(first + i, .out)])
             call(ModelledKeys.gather, [.init(first + i, .in), .init(1, .commutative)])
         }
-        call(ModelledKeys.generate, (0..<width).map { .init(first + $0, .in) } + [.init(0, .inout)])
+        call(ModelledKeys.fold, (0..<width).map { .init(first + $0, .in) } + [.init(0, .inout)])
         if let value, value % 2 == 1 { call(ModelledKeys.point, [.init(0, .inout)]) }
         let last = round == rounds - 1
         let barrier = value.map { $0 % 3 == 0 } ?? false

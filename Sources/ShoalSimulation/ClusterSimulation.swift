@@ -236,7 +236,10 @@ public struct ClusterSimulation {
         settings.membership.pingTimeout = Interval(
             nanoseconds: settings.membership.protocolPeriod.nanoseconds * 3 / 10)
         settings.work.slots = scenario.slots
-        settings.catalogue = ModelledKeys.all + (runner?.catalogue ?? [])
+        let recorded = scenario.workflows.flatMap { w -> [UInt64] in
+            if case .recorded(let shape) = w.shape { shape.catalogue } else { [] }
+        }
+        settings.catalogue = ModelledKeys.all + recorded + (runner?.catalogue ?? [])
         if let objects = scenario.objects { settings.placement.replicas = objects.replicas }
         adjust(&settings)
         report = SimulationReport(

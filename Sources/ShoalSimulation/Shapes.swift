@@ -4,11 +4,14 @@ import ShoalCore
 /// other key (`CatalogueKey`).
 public enum ModelledKeys {
     public static let point = CatalogueKey.modelled("point")
-    public static let generate = CatalogueKey.modelled("cross-correlation.generate")
-    public static let fragment = CatalogueKey.modelled("cross-correlation.fragment")
-    public static let gather = CatalogueKey.modelled("cross-correlation.gather")
-    /// What every simulated peer can run of them.
-    public static let all = [point, generate, fragment, gather]
+    /// The adaptive program's (`AdaptiveProgram`): a round's work, its gather into the total, and
+    /// its fold into the accumulator.
+    public static let work = CatalogueKey.modelled("adaptive.work")
+    public static let gather = CatalogueKey.modelled("adaptive.gather")
+    public static let fold = CatalogueKey.modelled("adaptive.fold")
+    /// What every simulated peer can run of them (a recorded shape adds its own,
+    /// `RecordedShape.catalogue`).
+    public static let all = [point, work, gather, fold]
 }
 
 /// Workflow shapes for scenarios and benchmarks.
@@ -38,29 +41,64 @@ extension WorkflowSpec {
         }
         return WorkflowSpec(name: "independent \(count)", dataCount: count, initialBytes: bytes, tasks: tasks)
     }
+}
 
-    /// The shape of the cross-correlation example (`shoal demo`): one task generates the spike
-    /// trains; `fragments` tasks each correlate a block of pairs from them; each fragment is
-    /// gathered into the two result matrices (`commutative`: one group each, members in any order).
-    public static func crossCorrelation(
-        fragments: Int, generateCost: Interval, fragmentCost: Interval, gatherCost: Interval,
-        trainsBytes: UInt64 = 4 << 20, fragmentBytes: UInt64 = 1 << 20, matrixBytes: UInt64 = 4 << 20
-    ) -> WorkflowSpec {
-        // Data: 0 trains, 1 ccOriginal, 2 ccSurrogates, 3... one result per fragment.
-        var tasks = [
-            WorkflowTaskSpec(catalogueKey: ModelledKeys.generate, cost: generateCost, accesses: [.init(0, .out)], outputBytes: trainsBytes)
-        ]
-        for f in 0..<fragments {
-            tasks.append(
-                WorkflowTaskSpec(
-                    catalogueKey: ModelledKeys.fragment, cost: fragmentCost, accesses: [.init(0, .in), .init(3 + f, .out)],
-                    outputBytes: fragmentBytes))
-            tasks.append(
-                WorkflowTaskSpec(
-                    catalogueKey: ModelledKeys.gather, cost: gatherCost,
-                    accesses: [.init(3 + f, .in), .init(1, .commutative), .init(2, .commutative)],
-                    outputBytes: matrixBytes))
+/// A real program's calls, recorded by running its code (`Shoal.record`): which task each call
+/// runs and what it reads and writes, so a scenario plays the program's own DAG, not a copy of it.
+/// In a scenario the bodies are modelled: a call of task `t` costs the scenario's `taskMicros`
+/// and writes its `bytes`, each times `t`'s weight.
+public struct RecordedShape: Sendable, Codable, Hashable {
+    public struct Call: Sendable, Codable, Hashable {
+        public var task: String
+        public var accesses: [WorkflowTaskSpec.Access]
+        public init(task: String, accesses: [WorkflowTaskSpec.Access]) {
+            self.task = task
+            self.accesses = accesses
         }
-        return WorkflowSpec(name: "cross-correlation \(fragments) fragments", dataCount: 3 + fragments, tasks: tasks)
+    }
+
+    /// A task's modelled cost and output size, relative to the scenario's.
+    public struct Weight: Sendable, Codable, Hashable {
+        public var cost: Double
+        public var bytes: Double
+        public init(cost: Double, bytes: Double) {
+            self.cost = cost
+            self.bytes = bytes
+        }
+    }
+
+    /// The workflow's name in reports.
+    public var name: String
+    public var dataCount: Int
+    public var calls: [Call]
+    /// By task name; a task without one weighs 1 and 1.
+    public var weights: [String: Weight]
+    /// The initial values' size, relative to the scenario's bytes.
+    public var initialWeight: Double
+
+    public init(name: String, dataCount: Int, calls: [Call], weights: [String: Weight] = [:], initialWeight: Double = 1) {
+        self.name = name
+        self.dataCount = dataCount
+        self.calls = calls
+        self.weights = weights
+        self.initialWeight = initialWeight
+    }
+
+    /// The modelled body of task `task`.
+    public static func key(_ task: String) -> UInt64 { CatalogueKey.modelled(task) }
+
+    /// The keys of its tasks' modelled bodies (what the simulated peers must be able to run).
+    public var catalogue: [UInt64] { Set(calls.map(\.task)).sorted().map(Self.key) }
+
+    /// The workflow with modelled bodies: each call costs `cost` and writes `bytes`, times its weight.
+    public func spec(cost: Interval, bytes: UInt64) -> WorkflowSpec {
+        func scaled(_ x: UInt64, _ weight: Double) -> UInt64 { UInt64((Double(x) * weight).rounded()) }
+        let tasks = calls.map { call in
+            let w = weights[call.task] ?? Weight(cost: 1, bytes: 1)
+            return WorkflowTaskSpec(
+                catalogueKey: Self.key(call.task), cost: Interval(nanoseconds: Int64((Double(cost.nanoseconds) * w.cost).rounded())),
+                accesses: call.accesses, outputBytes: scaled(bytes, w.bytes), label: call.task)
+        }
+        return WorkflowSpec(name: name, dataCount: dataCount, initialBytes: scaled(bytes, initialWeight), tasks: tasks)
     }
 }

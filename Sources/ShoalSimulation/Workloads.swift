@@ -7,8 +7,9 @@ public struct ScenarioWorkflow: Sendable, Codable, Hashable {
         case stencil(width: Int, steps: Int)
         /// `count` independent tasks.
         case independent(count: Int)
-        /// The cross-correlation example's DAG with `fragments` fragments.
-        case crossCorrelation(fragments: Int)
+        /// A real program's calls with modelled bodies (for example the cross-correlation
+        /// example's, `crossCorrelation: F` in a scenario file).
+        case recorded(RecordedShape)
         /// A program with real bodies (a scenario's `file:` workflow): each task takes its
         /// calibrated cost (`ProgramWorkflow.costs`, by label) of virtual time, or `taskMicros`.
         case program(ProgramWorkflow)
@@ -22,11 +23,9 @@ public struct ScenarioWorkflow: Sendable, Codable, Hashable {
     public var atSeconds: Double
     /// The peer it is submitted to.
     public var submitter: Int
-    /// Modelled run time of one task (cross-correlation: of one fragment; generating the trains
-    /// costs 5 times that, a gather a quarter).
+    /// Modelled run time of one task (a recorded shape's tasks: times their weights).
     public var taskMicros: Int64
-    /// Size of each task's output (cross-correlation: of a fragment's result; the trains and the
-    /// matrices are 4 times that).
+    /// Size of each task's output (a recorded shape's tasks: times their weights).
     public var bytes: UInt64
     /// Modelled task failures, if any.
     public var failures: Failures?
@@ -92,11 +91,7 @@ public struct ScenarioWorkflow: Sendable, Codable, Hashable {
             return spec
         case .stencil(let width, let steps): return .stencil(width: width, steps: steps, cost: cost, bytes: bytes)
         case .independent(let count): return .independent(count: count, cost: cost, bytes: bytes)
-        case .crossCorrelation(let fragments):
-            return .crossCorrelation(
-                fragments: fragments, generateCost: cost * 5, fragmentCost: cost,
-                gatherCost: Interval(nanoseconds: cost.nanoseconds / 4), trainsBytes: bytes * 4, fragmentBytes: bytes,
-                matrixBytes: bytes * 4)
+        case .recorded(let recorded): return recorded.spec(cost: cost, bytes: bytes)
         }
     }
 }

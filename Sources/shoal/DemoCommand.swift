@@ -63,7 +63,7 @@ struct Demo: AsyncParsableCommand {
     /// The program on a simulated cluster (`--simulate`).
     func runSimulated(_ path: String, params: CCParameters) async throws -> CrossCorrelationWorkflow.Output {
         var scenario: Scenario
-        do { scenario = try ScenarioFile.load(path: path, registry: ExampleTasks.registry) } catch {
+        do { scenario = try ScenarioFile.load(path: path, registry: ExampleTasks.registry, shapes: ExampleTasks.scenarioShapes) } catch {
             printError("error: \(error)")
             throw ExitCode(2)
         }

@@ -58,7 +58,7 @@ struct Simulate: AsyncParsableCommand {
     func run() async throws {
         var loaded: Scenario
         do {
-            loaded = try ScenarioFile.load(path: scenario, registry: ExampleTasks.registry)
+            loaded = try ScenarioFile.load(path: scenario, registry: ExampleTasks.registry, shapes: ExampleTasks.scenarioShapes)
         } catch {
             throw refuse("\(error)")
         }

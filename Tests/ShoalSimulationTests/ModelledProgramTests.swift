@@ -1,6 +1,7 @@
 import Testing
 
 @testable import ShoalCore
+import ShoalExamples
 @testable import ShoalSimulation
 
 /// The results checker interprets the program without the plan; these show it tells a correct
@@ -43,8 +44,7 @@ struct ModelledProgramTests {
     }
 
     @Test func membersInAnyOrderGiveTheProgramsResultsAndAWrongRunDoesNot() throws {
-        let spec = WorkflowSpec.crossCorrelation(
-            fragments: 6, generateCost: .milliseconds(1), fragmentCost: .milliseconds(1), gatherCost: .milliseconds(1))
+        let spec = try CrossCorrelationWorkflow.scenarioShape.record(6).spec(cost: .milliseconds(1), bytes: 64)
         let plan = try WorkflowPlan(spec)
         #expect(plan.groups.count == 2)
         let expected = ModelledProgram.results(of: spec, workflow: 4)

@@ -1,6 +1,7 @@
 import ShoalCore
 import Testing
 
+import ShoalExamples
 @testable import ShoalSimulation
 
 /// Scenario tests of the work protocol: workflows and persistent objects on simulated clusters,
@@ -76,10 +77,10 @@ struct WorkflowSimulationTests {
         if !keepStore { #expect(report.work.takeovers >= 1, "seed 19: \(report.work)") }
     }
 
-    @Test func theCrossCorrelationShapeSurvivesLossAndDuplication() {
+    @Test func theCrossCorrelationShapeSurvivesLossAndDuplication() throws {
         var scenario = Scenario(
             name: "cc", peers: 8, durationSeconds: 60, seeds: 2, joinSpreadSeconds: 0.5,
-            workflows: [ScenarioWorkflow(shape: .crossCorrelation(fragments: 24), atSeconds: 2, taskMicros: 100_000)])
+            workflows: [ScenarioWorkflow(shape: .recorded(try CrossCorrelationWorkflow.scenarioShape.record(24)), atSeconds: 2, taskMicros: 100_000)])
         scenario.network.dropProbability = 0.05
         scenario.network.duplicateProbability = 0.05
         scenario.network.reorderProbability = 0.1

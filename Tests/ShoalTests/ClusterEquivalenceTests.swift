@@ -750,7 +750,7 @@ struct ClusterEquivalenceTests {
     /// which writes `E/<output>` (empty: they are byte for byte the same).
     static func simulateVersusRun(_ options: [String]) throws -> [String] {
         let scenario = Self.repository.appendingPathComponent("Simulations/file-workflows.yaml").path
-        let files = try ScenarioFile.load(path: scenario, registry: ExampleTasks.registry).workflows.compactMap { $0.program?.source }
+        let files = try ScenarioFile.load(path: scenario, registry: ExampleTasks.registry, shapes: ExampleTasks.scenarioShapes).workflows.compactMap { $0.program?.source }
         var problems: [String] = []
         if files.count < 2 { problems.append("the scenario's file workflows: \(files)") }
         let dir = try ScratchDirectory("equivalence-cli")

@@ -154,7 +154,7 @@ struct ScenarioValidationTests {
             "10000 × 10000 is 100000000 tasks; at most 10000000"),
         BadScenario(base + "workflows:\n  - { independent: 0 }\n", 5, 20, "workflows[0].independent", "must be 1 to 10000000"),
         BadScenario(base + "workflows:\n  - { crossCorrelation: 0 }\n", 5, 25, "workflows[0].crossCorrelation",
-            "must be 1 to 4999999 fragments"),
+            "must be 1 to 100000 fragments"),
         BadScenario(base + "workflows:\n  - { independent: 6000000 }\n  - { independent: 6000000 }\n", 6, 5, "workflows[1]",
             "12000000 tasks", "at most 10000000 in all"),
         BadScenario(base + "workflows:\n  - { independent: 4, submitter: 4 }\n", 5, 34, "workflows[0].submitter",
@@ -183,7 +183,9 @@ struct ScenarioValidationTests {
 
     @Test(arguments: bad)
     func aBadScenarioIsRefusedWithItsLineAndField(_ bad: BadScenario) throws {
-        let error = #expect(throws: ScenarioFileError.self) { try ScenarioFile.parse(bad.yaml, file: "bad.yaml") }
+        let error = #expect(throws: ScenarioFileError.self) {
+            try ScenarioFile.parse(bad.yaml, file: "bad.yaml", shapes: ExampleTasks.scenarioShapes)
+        }
         guard let error else { return }
         #expect(error.line == bad.line && error.column == bad.column, "\(error)")
         #expect(error.field == bad.field, "\(error)")
@@ -209,8 +211,32 @@ struct ScenarioValidationTests {
         let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".yaml") }.sorted()
         #expect(files.count >= 10)
         for file in files {
-            #expect(throws: Never.self, "\(file)") { _ = try ScenarioFile.load(path: folder.appendingPathComponent(file).path, registry: ExampleTasks.registry) }
+            #expect(throws: Never.self, "\(file)") { _ = try ScenarioFile.load(path: folder.appendingPathComponent(file).path, registry: ExampleTasks.registry, shapes: ExampleTasks.scenarioShapes) }
         }
+    }
+
+    /// A program shape is the program's own calls, recorded from the example (not written again),
+    /// and a scenario read without the examples' shapes does not know its name.
+    @Test func theCrossCorrelationShapeIsTheExampleProgramsCalls() throws {
+        let shape = try CrossCorrelationWorkflow.scenarioShape.record(3)
+        #expect(shape.calls.map(\.task) == ["generateSpikeTrains"] + (0..<3).flatMap { _ in ["ccSurrogateRange", "gather"] })
+        // Datum 0 is the trains (the generating task's result), 1 and 2 the matrices, then one
+        // result per fragment.
+        #expect(shape.dataCount == 6)
+        #expect(shape.calls[0].accesses == [.init(0, .out)])
+        for f in 0..<3 {
+            #expect(shape.calls[1 + 2 * f].accesses == [.init(0, .in), .init(3 + f, .out)])
+            #expect(shape.calls[2 + 2 * f].accesses == [.init(3 + f, .in), .init(1, .commutative), .init(2, .commutative)])
+        }
+        let spec = shape.spec(cost: .milliseconds(4), bytes: 100)
+        #expect(spec.tasks.map(\.cost) == [.milliseconds(20)] + (0..<3).flatMap { _ in [Interval.milliseconds(4), .milliseconds(1)] })
+        #expect(spec.tasks.map(\.outputBytes) == [400] + (0..<3).flatMap { _ in [UInt64(100), 400] })
+        #expect(spec.initialBytes == 400)
+
+        let unknown = #expect(throws: ScenarioFileError.self) {
+            try ScenarioFile.parse(base + "workflows:\n  - { crossCorrelation: 2 }\n", file: "s.yaml")
+        }
+        #expect(unknown?.description.contains("'crossCorrelation'") == true, "\(unknown.map { "\($0)" } ?? "")")
     }
 
     /// What the file says is what the simulator gets (the values the old decoder produced).
@@ -239,7 +265,7 @@ struct ScenarioValidationTests {
               - { independent: 3 }
               - { crossCorrelation: 2, at: 3 }
             objects: { keys: 10, puts: 20, start: 2, every: 0.5, bytes: 128, replicas: 2 }
-            """, file: "ok.yaml")
+            """, file: "ok.yaml", shapes: ExampleTasks.scenarioShapes)
         var network = NetworkSettings()
         network.latency = .microseconds(300)
         network.jitter = .microseconds(40)
@@ -264,7 +290,7 @@ struct ScenarioValidationTests {
             workflows: [
                 ScenarioWorkflow(shape: .stencil(width: 4, steps: 5), atSeconds: 2, submitter: 1, taskMicros: 500, bytes: 64),
                 ScenarioWorkflow(shape: .independent(count: 3)),
-                ScenarioWorkflow(shape: .crossCorrelation(fragments: 2), atSeconds: 3),
+                ScenarioWorkflow(shape: .recorded(try CrossCorrelationWorkflow.scenarioShape.record(2)), atSeconds: 3),
             ],
             slots: 2,
             objects: ObjectWorkload(keys: 10, puts: 20, startSeconds: 2, everySeconds: 0.5, bytes: 128, replicas: 2))

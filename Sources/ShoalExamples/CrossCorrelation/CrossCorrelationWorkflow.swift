@@ -58,8 +58,16 @@ public enum CrossCorrelationWorkflow {
         public var result: CCResult
     }
 
-    /// The sequential program. Persists both matrices when the workflow has a store.
-    public static func program(_ wf: Workflow, params: CCParameters) async throws -> Output {
+    /// The data the program's calls leave: the trains and the two gathered matrices.
+    public struct Submitted: Sendable {
+        public var trains: DataRef<SpikeTrains>
+        public var ccOriginal: DataRef<Matrix>
+        public var ccSurrs: DataRef<Tensor3>
+    }
+
+    /// The program's calls, before it waits: the DAG (`program` runs it, and the scenario shape
+    /// `crossCorrelation` records it with `Shoal.record`).
+    public static func submitCalls(_ wf: Workflow, params: CCParameters) throws -> Submitted {
         try params.validate()
         let trains = wf.submit(generateSpikeTrains, params)
         let ccOriginal = wf.value(Matrix.zeros(rows: params.numPairs, cols: params.numLags), name: "cc_original")
@@ -68,6 +76,13 @@ public enum CrossCorrelationWorkflow {
             let result = wf.ccSurrogateRange(range, seed: params.seed, trains: trains, params: params)
             wf.gather(result, ccOriginal, ccSurrs)
         }
+        return Submitted(trains: trains, ccOriginal: ccOriginal, ccSurrs: ccSurrs)
+    }
+
+    /// The sequential program. Persists both matrices when the workflow has a store.
+    public static func program(_ wf: Workflow, params: CCParameters) async throws -> Output {
+        let submitted = try submitCalls(wf, params: params)
+        let (trains, ccOriginal, ccSurrs) = (submitted.trains, submitted.ccOriginal, submitted.ccSurrs)
         if wf.store != nil {
             try wf.persist(ccOriginal, as: originalName)
             try wf.persist(ccSurrs, as: surrogatesName)
@@ -94,5 +109,27 @@ extension Workflow {
         submit(
             CrossCorrelationWorkflow.gatherTask, .init(result: result, ccOriginal: ccOriginal, ccSurrs: ccSurrs),
             .in(result), .commutative(ccOriginal), .commutative(ccSurrs))
+    }
+}
+
+extension CrossCorrelationWorkflow {
+    /// The scenario shape `crossCorrelation: F`: this program's own calls with F fragments,
+    /// recorded (`Shoal.record`), with modelled bodies. Generating the trains costs 5 times a
+    /// fragment and writes 4 times its bytes; a gather costs a quarter of a fragment and writes
+    /// the matrices (4 times a fragment's bytes), as large as their initial values.
+    public static let scenarioShape = ProgramShape(name: "crossCorrelation", unit: "fragments", sizes: 1...100_000) {
+        fragments in
+        // The calls depend only on the fragments: take the fewest neurons with that many pairs,
+        // and one lag, so the zero matrices the program defines stay small.
+        var neurons = 2
+        while neurons * (neurons - 1) / 2 < fragments { neurons += 1 }
+        let params = CCParameters(neurons: neurons, bins: 100, maxlag: 0, fragments: fragments)
+        return try Shoal.record(
+            name: "cross-correlation \(fragments) fragments",
+            weights: [
+                generateSpikeTrains.name: .init(cost: 5, bytes: 4), ccSurrogateRangeTask.name: .init(cost: 1, bytes: 1),
+                gatherTask.name: .init(cost: 0.25, bytes: 4),
+            ], initialWeight: 4
+        ) { wf in _ = try submitCalls(wf, params: params) }
     }
 }
