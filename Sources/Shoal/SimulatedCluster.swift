@@ -17,10 +17,16 @@ public struct SimulatedCluster: Sendable {
     public var startSeconds: Double
     /// Virtual time each task takes (the simulator never reads a clock).
     public var taskMicros: Int64
+    /// Runs the program on the local engine first, as the reference: the simulator then checks
+    /// that each of the cluster's answers to the program's waits and barriers is the local run's
+    /// (byte for byte, in the binary value encoding) and that the workflow completes exactly when
+    /// the local run did; a difference is a violation in the report. The program runs twice, so
+    /// it must decide only from what it waits for.
+    public var checkAgainstLocalRun: Bool
 
     public init(
         scenario: Scenario, seed: UInt64 = 1, registry: TaskRegistry, submitter: Int = 0, startSeconds: Double = 1,
-        taskMicros: Int64 = 10_000
+        taskMicros: Int64 = 10_000, checkAgainstLocalRun: Bool = true
     ) {
         self.scenario = scenario
         self.seed = seed
@@ -28,6 +34,7 @@ public struct SimulatedCluster: Sendable {
         self.submitter = submitter
         self.startSeconds = startSeconds
         self.taskMicros = taskMicros
+        self.checkAgainstLocalRun = checkAgainstLocalRun
     }
 }
 
@@ -60,14 +67,15 @@ final class SimulatedClusterClient: @unchecked Sendable {
     /// Runs the tasks' bodies; kept for the life of the run (it owns a scratch folder).
     private let runner: CallRunner
 
-    init(_ cluster: SimulatedCluster, name: String) throws {
+    init(_ cluster: SimulatedCluster, name: String, expected: ProgramWorkflow.Expected?) throws {
         self.cluster = cluster
         runner = try CallRunner(registry: cluster.registry)
         var simulation = ClusterSimulation(scenario: cluster.scenario, seed: cluster.seed, runner: runner)
         simulation.begin()
         let start = Instant(nanoseconds: Int64(cluster.startSeconds * 1e9))
         _ = simulation.advance { $0.virtualTime >= start }
-        let w = simulation.submitProgram(name: name, submitter: cluster.submitter, initial: [], taskMicros: cluster.taskMicros)
+        let w = simulation.submitProgram(
+            name: name, submitter: cluster.submitter, initial: [], taskMicros: cluster.taskMicros, expected: expected)
         state = Mutex(State(simulation: simulation, workflow: w))
     }
 
@@ -198,5 +206,43 @@ public func runOffThePool<R: Sendable>(_ body: @escaping @Sendable () throws -> 
         }
         thread.stackSize = 8 << 20
         thread.start()
+    }
+}
+
+/// What a program's waits and barriers were answered on the local engine, in order: the
+/// reference its run on a simulated cluster is checked against (`SimulatedCluster.checkAgainstLocalRun`).
+final class AnswerLog: Sendable {
+    private let state = Mutex<(answers: [ClusterSimulation.ProgramAnswer], comparable: Bool)>(([], true))
+
+    func append(_ answer: ClusterSimulation.ProgramAnswer) { state.withLock { $0.answers.append(answer) } }
+
+    /// A waited value, as the bytes a peer would hold (a value that cannot cross peers makes the
+    /// run incomparable: the cluster's run refuses it anyway).
+    func append(value: Any) {
+        do {
+            let bytes = try PeerValues.encode(value)
+            append(.value(bytes))
+        } catch {
+            state.withLock { $0.comparable = false }
+        }
+    }
+
+    /// The local engine's run of `program` (nil when a waited value cannot be encoded).
+    static func reference<R>(name: String, _ program: (Workflow) async throws -> R) async -> ProgramWorkflow.Expected? {
+        let log = AnswerLog()
+        let engine = Engine(settings: RuntimeSettings())
+        engine.start()
+        defer { engine.shutdown() }
+        let workflow = Workflow(engine: engine, store: nil, name: name, answers: log)
+        var fails = false
+        do {
+            _ = try await program(workflow)
+            try await engine.barrier()  // the run's own end, not one of the program's barriers
+        } catch {
+            try? await engine.barrier()
+            fails = true
+        }
+        let (answers, comparable) = log.state.withLock { ($0.answers, $0.comparable) }
+        return comparable ? ProgramWorkflow.Expected(fails: fails, outputs: [], answers: answers) : nil
     }
 }

@@ -142,22 +142,29 @@ public final class Workflow: Sendable {
         storedObjects.withLock { $0[name] }
     }
 
-    init(engine: Engine, store: (any KeyValueShard)?, name: String?) {
+    /// What this program's waits and barriers were answered, in order, when it runs as the
+    /// reference a simulated cluster's run is checked against.
+    let answers: AnswerLog?
+
+    init(engine: Engine, store: (any KeyValueShard)?, name: String?, answers: AnswerLog? = nil) {
         self.backend = .local(engine)
         self.store = store
         self.name = name
+        self.answers = answers
     }
 
     init(cluster: SimulatedClusterClient, name: String?) {
         self.backend = .simulated(cluster)
         self.store = nil
         self.name = name
+        self.answers = nil
     }
 
     init(recorder: CallRecorder, name: String?) {
         self.backend = .recording(recorder)
         self.store = nil
         self.name = name
+        self.answers = nil
     }
 
     // MARK: Data
@@ -289,10 +296,15 @@ public final class Workflow: Sendable {
             }
             return try PeerValues.decode(bytes, as: T.self)
         }
-        let any = try await engine.value(of: ref.datum)
+        let any: Any
+        do { any = try await engine.value(of: ref.datum) } catch ShoalError.noValue(let datum) {
+            answers?.append(.noValue)
+            throw ShoalError.noValue(datum: datum)
+        }
         guard let value = any as? T else {
             throw ShoalError.typeMismatch(name: ref.description, expected: "\(T.self)", actual: "\(type(of: any))")
         }
+        answers?.append(value: value)
         return value
     }
 
@@ -309,7 +321,9 @@ public final class Workflow: Sendable {
     /// Waits for every task submitted so far. Throws the failure that aborted the workflow, if any.
     public func barrier() async throws {
         switch backend {
-        case .local(let engine): try await engine.barrier()
+        case .local(let engine):
+            try await engine.barrier()
+            answers?.append(.barrier)
         case .simulated(let cluster): try await runOffThePool { try cluster.barrier() }
         case .recording: break  // nothing runs: every task so far is as done as it will be
         }
@@ -382,7 +396,8 @@ extension Shoal {
         simulated cluster: SimulatedCluster, name: String = "program",
         _ program: (Workflow) async throws -> R
     ) async throws -> (result: R, report: SimulationReport) {
-        let client = try await runOffThePool { try SimulatedClusterClient(cluster, name: name) }
+        let expected = cluster.checkAgainstLocalRun ? await AnswerLog.reference(name: name, program) : nil
+        let client = try await runOffThePool { try SimulatedClusterClient(cluster, name: name, expected: expected) }
         let workflow = Workflow(cluster: client, name: name)
         let result = try await program(workflow)
         return (result, try await runOffThePool { try client.finish() })

@@ -148,6 +148,10 @@ public struct ClusterSimulation {
         /// were answered.
         var client: (submitter: Int, taskMicros: Int64)?
         var answers: [UInt64: ProgramAnswer] = [:]
+        /// How many of its requests were answered, and whether each answer was its local run's
+        /// (`ProgramWorkflow.Expected.answers`).
+        var answerCount = 0
+        var answersMatch = true
         /// Whether the workflow grows while its program runs (it dies with the program's peer
         /// until the program closes it).
         var grows: Bool { adaptive != nil || client != nil }
@@ -322,7 +326,7 @@ public struct ClusterSimulation {
     // MARK: Programs of a client
 
     /// What a client's program was answered.
-    public enum ProgramAnswer: Sendable, Hashable {
+    public enum ProgramAnswer: Sendable, Hashable, Codable {
         /// The bytes of the value it waited on.
         case value([UInt8])
         /// The value it waited on has none (its writer failed; ignored, or for good).
@@ -334,13 +338,18 @@ public struct ClusterSimulation {
     /// A client's program (a Swift program against the simulated cluster) submits an open
     /// workflow at peer `submitter` now: its first data's bytes. Returns the workflow's index.
     /// Its batches follow with `extendProgram`, its waits with `waitProgram`, its end with
-    /// `closeProgram`; tasks take `taskMicros` of virtual time each.
-    public mutating func submitProgram(name: String, submitter: Int, initial: [[UInt8]], taskMicros: Int64) -> Int {
+    /// `closeProgram`; tasks take `taskMicros` of virtual time each. With `expected` (the local
+    /// engine's run of the same program), every answer must be the local run's, and the workflow
+    /// must complete exactly when the local run did.
+    public mutating func submitProgram(
+        name: String, submitter: Int, initial: [[UInt8]], taskMicros: Int64, expected: ProgramWorkflow.Expected? = nil
+    ) -> Int {
         let w = workflows.count
         let spec = WorkflowSpec(name: name, dataCount: initial.count, initialBytes: 0, tasks: [])
         let plan = try! WorkflowPlan(spec, open: true)  // no call yet: it always fits
         var tracked = Tracked(
-            spec: spec, plan: plan, program: ProgramWorkflow(spec: spec, initial: initial, outputs: []), expected: nil,
+            spec: spec, plan: plan, program: ProgramWorkflow(spec: spec, initial: initial, outputs: [], expected: expected),
+            expected: nil,
             outcome: WorkflowOutcome(name: name, tasks: 0, status: .notSubmitted, owners: [submitter]))
         tracked.client = (submitter: submitter, taskMicros: taskMicros)
         workflows.append(tracked)
@@ -391,6 +400,30 @@ public struct ClusterSimulation {
         }
         workflows[w].closed = true
         step(PeerID(raw: UInt64(client.submitter)), .close(workflow: wf))
+    }
+
+    /// Request `rid` of client program `w` was answered: checked against its local run's answer.
+    mutating func clientAnswered(_ w: Int, _ rid: UInt64, _ answer: ProgramAnswer) {
+        guard workflows[w].answers[rid] == nil else { return }
+        workflows[w].answers[rid] = answer
+        let k = workflows[w].answerCount
+        workflows[w].answerCount += 1
+        guard let expected = workflows[w].program?.expected, workflows[w].answersMatch else { return }
+        guard k < expected.answers.count, expected.answers[k] == answer else {
+            workflows[w].answersMatch = false
+            func shown(_ a: ProgramAnswer?) -> String {
+                switch a {
+                case .value(let bytes)?: "a value of \(bytes.count) bytes"
+                case .noValue?: "no value"
+                case .barrier?: "a barrier"
+                case nil: "nothing (it asked fewer times)"
+                }
+            }
+            violation(
+                "wrong results",
+                "request \(k + 1) of \(workflows[w].plan.name) was answered \(shown(answer)), but the local run's was \(shown(k < expected.answers.count ? expected.answers[k] : nil))")
+            return
+        }
     }
 
     /// The answer to request `request` of workflow `w`'s program, once there is one.
@@ -628,21 +661,21 @@ public struct ClusterSimulation {
             case .barrierReached(let wf, let rid):
                 let w = workflowIndex[wf]!
                 if workflows[w].client != nil {
-                    workflows[w].answers[rid] = .barrier
+                    clientAnswered(w, rid, .barrier)
                     continue
                 }
                 queue.schedule(.programBarrier(w, requestID: rid, at: p), at: now)
             case .waited(let wf, let rid, var value):
                 if let w = workflowIndex[wf], workflows[w].client != nil {
                     guard let value else {
-                        workflows[w].answers[rid] = .noValue
+                        clientAnswered(w, rid, .noValue)
                         continue
                     }
                     guard let bytes = peers[i].payloads.bytes(of: value) else {
                         violation("payload missing", "\(p) answered a wait of \(workflows[w].plan.name) without the value's bytes")
                         continue
                     }
-                    workflows[w].answers[rid] = .value(bytes)
+                    clientAnswered(w, rid, .value(bytes))
                     continue
                 }
                 if tamperWaitedValues { value?.content &+= 1 }
@@ -882,7 +915,13 @@ public struct ClusterSimulation {
         var match: Bool?
         if let expected = program.expected {
             let got = program.outputs.map { results[$0.datum] }
-            match = !expected.fails && got == expected.outputs
+            let answered = workflows[w].answersMatch && workflows[w].answerCount == expected.answers.count
+            match = !expected.fails && got == expected.outputs && answered
+            if !expected.fails && workflows[w].answersMatch && !answered {
+                violation(
+                    "wrong results",
+                    "\(workflows[w].plan.name) completed at \(p) after \(workflows[w].answerCount) answers; its local run had \(expected.answers.count)")
+            }
             if expected.fails {
                 violation("completed a failing program", "\(workflows[w].plan.name) completed at \(p), but its local run failed")
             } else if got != expected.outputs {

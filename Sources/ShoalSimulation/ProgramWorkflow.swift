@@ -32,14 +32,17 @@ public struct ProgramWorkflow: Sendable, Hashable, Codable {
         }
     }
 
-    /// The local engine's run of the program: whether it failed, and per output its value (nil:
-    /// not written, because its task failed or was cancelled).
+    /// The local engine's run of the program: whether it failed, per output its value (nil: not
+    /// written, because its task failed or was cancelled), and for a client's program what each
+    /// of its waits and barriers was answered, in order.
     public struct Expected: Sendable, Hashable, Codable {
         public var fails: Bool
         public var outputs: [DataValue?]
-        public init(fails: Bool, outputs: [DataValue?]) {
+        public var answers: [ClusterSimulation.ProgramAnswer]
+        public init(fails: Bool, outputs: [DataValue?], answers: [ClusterSimulation.ProgramAnswer] = []) {
             self.fails = fails
             self.outputs = outputs
+            self.answers = answers
         }
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import ShoalCore
+import Synchronization
 import ShoalExamples
 import ShoalSimulation
 import Testing
@@ -27,8 +28,15 @@ private let fails = TaskDefinition<DataRef<Int>, Int>("test.fails") { _, _ in
     throw TaskContextError(task: "test.fails", message: "failed on purpose")
 }
 
+/// Not a function of its input: each run counts on (so a cluster's run cannot equal the local one).
+private let runs = Atomic<Int>(0)
+private let drifts = TaskDefinition<DataRef<Int>, Int>("test.drifts") { x, context in
+    try context.read(x) + runs.add(1, ordering: .relaxed).newValue
+}
+
 private var registry: TaskRegistry {
     var r = TaskRegistry()
+    r.register(drifts)
     r.register(square)
     r.register(add)
     r.register(accumulate)
@@ -80,6 +88,8 @@ struct SimulatedProgramTests {
         #expect(simulated == local, "seed \(seed)")
         #expect(report.passed, "seed \(seed): \(report.violations)")
         #expect(report.workflows.last?.status == .completed, "seed \(seed)")
+        // The simulator checked each answer against its own local run of the program.
+        #expect(report.workflows.last?.resultsMatch == true, "seed \(seed)")
         #expect(report.steal.tasksStolen > 0, "seed \(seed): tasks ran on other peers")
     }
 
@@ -124,5 +134,29 @@ struct SimulatedProgramTests {
         } catch {
             #expect("\(error)".contains("failed on purpose"), "\(error)")
         }
+    }
+
+    /// The simulator's checker is the local engine's run of the same program: an answer the
+    /// cluster gives that the local run did not is a violation, found without the caller's help.
+    @Test func anAnswerThatIsNotTheLocalRunsIsCaughtByTheSimulator() async throws {
+        let (_, report) = try await Shoal.run(simulated: Self.cluster(seed: 1, crashes: [])) { wf in
+            let x = wf.value(5)
+            let a = try await wf.wait(on: wf.submit(square, x, .in(x)))
+            let v = wf.value(a)
+            return try await wf.wait(on: wf.submit(drifts, v, .in(v))) - a
+        }
+        #expect(!report.passed)
+        #expect(report.workflows.last?.resultsMatch == false)
+        #expect(
+            report.violations.contains { $0.contains("request 2 of program") && $0.contains("the local run's was") },
+            "\(report.violations)")
+        // Without the check, nothing is compared.
+        var unchecked = Self.cluster(seed: 1, crashes: [])
+        unchecked.checkAgainstLocalRun = false
+        let (_, plain) = try await Shoal.run(simulated: unchecked) { wf in
+            let v = wf.value(1)
+            return try await wf.wait(on: wf.submit(drifts, v, .in(v)))
+        }
+        #expect(plain.passed && plain.workflows.last?.resultsMatch == nil, "\(plain.violations)")
     }
 }
