@@ -283,7 +283,7 @@ struct Simulate: AsyncParsableCommand {
         for w in r.workflows {
             var line = "workflow \(w.name) (\(w.tasks) tasks): \(w.status.rawValue)"
             if let m = w.makespanSeconds { line += String(format: ", makespan %.3f s", m) }
-            if let ok = w.resultsMatch { line += ok ? ", results equal the sequential run's" : ", RESULTS DIFFER" }
+            if let ok = w.resultsMatch { line += ok ? ", results equal the reference run's" : ", RESULTS DIFFER from the reference run's" }
             if let reason = w.reason { line += " (\(reason))" }
             if w.owners.count > 1 { line += ", owners " + w.owners.map { "p\($0)" }.joined(separator: " then ") }
             lines.append(line)
