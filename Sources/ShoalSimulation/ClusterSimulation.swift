@@ -837,12 +837,18 @@ public struct ClusterSimulation {
     func attached(to message: PeerMessage, at p: PeerID) -> [[UInt8]] {
         // Read in place: most messages carry no value, and most runs have no real bytes.
         guard !peers[Int(p.raw)].payloads.memory.isEmpty, case .work(let work) = message else { return [] }
+        if case .data(_, _, let value) = work { return peers[Int(p.raw)].payloads.bytes(of: value).map { [$0] } ?? [] }
+        guard let initial = Self.initialData(of: work) else { return [] }
+        let found = initial.compactMap { peers[Int(p.raw)].payloads.bytes(of: $0) }
+        return found.count == initial.count ? found : []
+    }
+
+    /// The initial values a record message carries (a whole create, or a part of one).
+    static func initialData(of work: WorkMessage) -> [DataValue]? {
         switch work {
-        case .data(_, _, let value): return peers[Int(p.raw)].payloads.bytes(of: value).map { [$0] } ?? []
-        case .recordCreate(_, _, _, _, let initial):
-            let found = initial.compactMap { peers[Int(p.raw)].payloads.bytes(of: $0) }
-            return found.count == initial.count ? found : []
-        default: return []
+        case .recordCreate(_, _, _, _, let initial): initial
+        case .recordPart(_, _, let part): part.initial
+        default: nil
         }
     }
 
@@ -863,14 +869,13 @@ public struct ClusterSimulation {
                 value.checksum = ~value.checksum
             }
             return .work(.data(version: version, requestID: rid, value: value))
-        case .recordCreate(_, _, _, _, let initial):
+        default:
+            guard let initial = Self.initialData(of: work) else { return message }
             guard zip(payloads, initial).allSatisfy({ PayloadDigest.matches($0, $1) }) else {
                 report.corruptPayloads += 1
                 return nil
             }
             for (bytes, value) in zip(payloads, initial) { peers[i].payloads.keep(bytes, as: value) }
-            return message
-        default:
             return message
         }
     }

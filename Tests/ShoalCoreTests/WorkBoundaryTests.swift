@@ -55,6 +55,18 @@ struct WorkBoundaryTests {
         }
         out.append(.recordAppend(workflow: theirs, owner: W.p(3), first: 0, entries: garbage))  // taken: a backup keeps what its owner logs
         out.append(.recordAppend(workflow: stranger, owner: W.p(3), first: 0, entries: garbage))
+        // Record parts out of range: counts, indices, firsts and sizes.
+        let parts = RecordPart.split(spec: plan.spec, backups: [W.p(1)], initial: W.initial(plan), maxPart: 1)
+        for edit in [
+            { (p: inout RecordPart) in p.parts = Int.max }, { $0.index = -1 }, { $0.index = $0.parts },
+            { $0.firstTask = Int.min }, { $0.firstTask = Int.max }, { $0.firstDatum = Int.max }, { $0.taskCount = Int.max },
+            { $0.dataCount = -1 }, { $0.tasks = Array(repeating: $0.tasks[0], count: 70_000) },
+            { $0.backups = Array(repeating: W.p(4), count: 100) },
+        ] as [(inout RecordPart) -> Void] {
+            var part = parts[0]
+            edit(&part)
+            out.append(.recordPart(workflow: stranger, owner: W.p(3), part: part))
+        }
         for count in [-5, Int.min, Int.max] { out.append(.recordAck(workflow: mine, count: count)) }
         for wf in [mine, theirs, stranger] { out += [.ownerCheck(workflow: wf), .notOwner(workflow: wf), .release(workflow: stranger)] }
         return out
@@ -75,7 +87,7 @@ struct WorkBoundaryTests {
         for message in Self.hostile(plan: plan) {
             for from in [W.p(2), W.p(3), W.p(.max)] { _ = m.on(.message(message, from: from), now: W.t0) }
         }
-        #expect(m.counters.messagesDropped >= 12, "\(m.counters)")
+        #expect(m.counters.messagesDropped >= 12 + 10 * 3, "\(m.counters)")
         #expect(m.counters.resultsApplied == 0, "no hostile result counted")
         // p3 dies: this peer takes its workflow over from the record, garbage log included.
         _ = m.on(.peerDown(W.p(3)), now: W.t0)

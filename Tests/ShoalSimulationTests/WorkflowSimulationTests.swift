@@ -51,10 +51,12 @@ struct WorkflowSimulationTests {
         #expect(report.work.tasksRecomputed + report.work.tasksRequeued > 0, "seed 12: \(report.work)")
     }
 
-    @Test func theFirstLiveBackupTakesOverWhenTheOwnerDies() {
+    /// Also with the record create in parts: 2,560 calls in parts of 100 (`maxRecordPart`).
+    @Test(arguments: [WorkSettings().maxRecordPart, 100])
+    func theFirstLiveBackupTakesOverWhenTheOwnerDies(maxRecordPart: Int) {
         var scenario = Self.stencil(peers: 10, width: 32, steps: 80, submitter: 3)
         scenario.faults = FaultPlan([ScheduledFault(at: .milliseconds(3_500), fault: .crash(peer: Self.peer(3)))])
-        let report = Self.run(scenario, seed: 13)
+        let report = Self.run(scenario, seed: 13) { $0.work.maxRecordPart = maxRecordPart }
         #expect(report.passed, "seed 13: \(report.violations)")
         let w = report.workflows[0]
         #expect(w.status == .completed && w.resultsMatch == true, "seed 13: \(w)")

@@ -989,9 +989,15 @@ final class OwnedWorkflow: @unchecked Sendable {
         if let new { backupLinks.append(Backup(peer: new)) }
     }
 
-    /// The record's header as a backup receives it, and as the owner writes it to its shard.
-    func recordCreate(owner: PeerID) -> WorkMessage {
-        .recordCreate(workflow: workflow, owner: owner, backups: backups, plan: plan, initial: initial)
+    /// The record's create as a backup receives it: one message, or parts of at most `maxPart`
+    /// calls and data each when the plan is larger.
+    func recordCreates(owner: PeerID, maxPart: Int) -> [WorkMessage] {
+        guard plan.taskCount > maxPart || initial.count > maxPart else {
+            return [.recordCreate(workflow: workflow, owner: owner, backups: backups, plan: plan, initial: initial)]
+        }
+        return RecordPart.split(spec: plan.spec, backups: backups, initial: initial, maxPart: maxPart).map {
+            .recordPart(workflow: workflow, owner: owner, part: $0)
+        }
     }
 
     func recordWrite(owner: PeerID) -> RecordWrite {

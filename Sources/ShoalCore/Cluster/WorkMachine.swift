@@ -168,6 +168,9 @@ public struct WorkMachine: Sendable {
     }
     private var ownerCheckScheduled = false
     private var records: [WorkflowID: BackupRecord] = [:]
+    /// Backup: the parts received so far of record creates that travel in parts, by workflow
+    /// (counted with `records` against `maxBackupRecords`; dropped when their owner goes down).
+    private var assembling: [WorkflowID: (owner: PeerID, parts: [Int: RecordPart])] = [:]
 
     public init(id: PeerID, settings: WorkSettings = WorkSettings()) {
         self.id = id
@@ -403,8 +406,17 @@ public struct WorkMachine: Sendable {
             OwnedWorkflow.Backup(peer: $0, sentAt: now)
         }
         out.append(.persistRecord(workflow.recordWrite(owner: id)))
-        for b in workflow.backups { out.append(.send(workflow.recordCreate(owner: id), to: b)) }
+        sendRecordCreates(w, to: workflow.backups, into: &out)
         scheduleFlush(into: &out)
+    }
+
+    /// Sends the record create of owned workflow `w` (in parts if it is large) to `peers`.
+    private func sendRecordCreates(_ w: Int, to peers: [PeerID], into out: inout [WorkDirective]) {
+        guard !peers.isEmpty else { return }
+        let messages = owned[w].recordCreates(owner: id, maxPart: settings.maxRecordPart)
+        for b in peers {
+            for m in messages { out.append(.send(m, to: b)) }
+        }
     }
 
     /// A batch of the program of open workflow `wf`.
@@ -551,6 +563,8 @@ public struct WorkMachine: Sendable {
     private mutating func peerDown(_ peer: PeerID, into out: inout [WorkDirective]) {
         guard peer != id else { return }
         live.removeAll { $0 == peer }
+        // A record that was still arriving in parts from it will not be finished.
+        for (wf, a) in assembling where a.owner == peer { assembling[wf] = nil }
         for w in owned.indices where !owned[w].finished {
             let (requeued, reopened) = owned[w].peerDown(peer)
             counters.tasksRequeued += requeued
@@ -562,7 +576,7 @@ public struct WorkMachine: Sendable {
                 out.append(.persistRecord(owned[w].recordWrite(owner: id)))
                 scheduleFlush(into: &out)
                 // Every backup learns the new list (the takeover order); the new one gets the record.
-                for b in owned[w].backups { out.append(.send(owned[w].recordCreate(owner: id), to: b)) }
+                sendRecordCreates(w, to: owned[w].backups, into: &out)
             }
             if owned[w].collecting { restartCollection(w, into: &out) }
         }
@@ -583,7 +597,7 @@ public struct WorkMachine: Sendable {
         let replacement = chooseBackups(owned[w].workflow, excluding: owned[w].backups + owned[w].refusedBackups)
         owned[w].replaceBackup(peer, with: replacement.first)
         out.append(.persistRecord(owned[w].recordWrite(owner: id)))
-        for b in owned[w].backups { out.append(.send(owned[w].recordCreate(owner: id), to: b)) }
+        sendRecordCreates(w, to: owned[w].backups, into: &out)
         scheduleFlush(into: &out)
     }
 
@@ -686,7 +700,7 @@ public struct WorkMachine: Sendable {
                 if !backup.created {
                     // The create (or the backup's copy of it) was lost: send it again now and then.
                     if quiet {
-                        out.append(.send(workflow.recordCreate(owner: id), to: backup.peer))
+                        sendRecordCreates(w, to: [backup.peer], into: &out)
                         workflow.backupLinks[b].sentAt = now
                     }
                     more = true
@@ -937,11 +951,79 @@ public struct WorkMachine: Sendable {
             return initial.count == plan.dataCount && backups.count <= 16
         case .recordAppend(_, _, let first, let entries):
             return first >= 0 && first <= Int(Int32.max) && entries.count <= settings.maxRecordBatch
+        case .recordPart(_, _, let p):
+            let most = settings.maxRecordPart * settings.maxRecordParts
+            return p.parts >= 1 && p.parts <= settings.maxRecordParts && p.index >= 0 && p.index < p.parts
+                && p.backups.count <= 16 && p.tasks.count <= settings.maxRecordPart
+                && p.initial.count <= settings.maxRecordPart && p.marks.count <= 2 * settings.maxRecordPart
+                && p.taskCount >= 0 && p.taskCount <= most && p.dataCount >= 0 && p.dataCount <= most
+                && p.firstTask >= 0 && p.firstTask <= p.taskCount - p.tasks.count
+                && p.firstDatum >= 0 && p.firstDatum <= p.dataCount - p.initial.count
         case .recordAck(_, let count):
             return count >= RecordAck.refused
         case .data, .fetch, .noData, .failure, .resultAck, .inputLost, .release, .ownerCheck, .notOwner:
             return true
         }
+    }
+
+    /// A backup keeps (or updates) the record of `wf` from `owner`, and acknowledges it.
+    private mutating func keepRecord(
+        _ wf: WorkflowID, owner: PeerID, backups: [PeerID], plan: WorkflowPlan, initial: [DataValue], from: PeerID,
+        into out: inout [WorkDirective]
+    ) {
+        if records[wf] == nil && records.count + assembling.count >= settings.maxBackupRecords {
+            // Full: say so, and the owner takes another backup (it must not wait on this one).
+            counters.recordsRefused += 1
+            out.append(.send(.recordAck(workflow: wf, count: RecordAck.refused), to: from))
+            return
+        }
+        if records[wf] == nil || records[wf]!.owner != owner {
+            records[wf] = BackupRecord(owner: owner, backups: backups, plan: plan, initial: initial, log: [])
+            out.append(.persistRecord(.drop(workflow: wf)))  // an older owner's log, if any
+            out.append(.persistRecord(.create(workflow: wf, owner: owner, backups: backups, plan: plan, initial: initial)))
+            scheduleOwnerCheck(into: &out)
+        } else if records[wf]!.backups != backups {
+            records[wf]!.backups = backups
+            out.append(.persistRecord(.create(workflow: wf, owner: owner, backups: backups, plan: plan, initial: initial)))
+        }
+        out.append(.send(.recordAck(workflow: wf, count: records[wf]!.log.count), to: from))
+    }
+
+    /// A part of a record create that travels in parts: kept until the backup has every part,
+    /// then the record is kept as from a whole `recordCreate`. Parts that do not make a valid plan
+    /// are dropped and counted.
+    private mutating func receivedPart(
+        _ part: RecordPart, of wf: WorkflowID, owner: PeerID, from: PeerID, into out: inout [WorkDirective]
+    ) {
+        if let record = records[wf], record.owner == owner, assembling[wf] == nil, part.backups == record.backups,
+            part.taskCount == record.plan.taskCount
+        {
+            // Whole already (the owner sends every part again until it hears an acknowledgement).
+            out.append(.send(.recordAck(workflow: wf, count: record.log.count), to: from))
+            return
+        }
+        var parts = assembling[wf].flatMap { $0.owner == owner ? $0.parts : nil } ?? [:]
+        if let any = parts.values.first, any.parts != part.parts || any.taskCount != part.taskCount || any.backups != part.backups {
+            parts = [:]  // the owner sends a newer create (another backup list): start over
+        }
+        if parts.isEmpty && records[wf] == nil && records.count + assembling.count >= settings.maxBackupRecords {
+            counters.recordsRefused += 1
+            out.append(.send(.recordAck(workflow: wf, count: RecordAck.refused), to: from))
+            return
+        }
+        parts[part.index] = part
+        guard parts.count == part.parts else {
+            assembling[wf] = (owner, parts)
+            return
+        }
+        assembling[wf] = nil
+        guard let (spec, initial) = RecordPart.assemble(Array(parts.values)),
+            let plan = try? WorkflowPlan(spec)
+        else {
+            counters.messagesDropped += 1
+            return
+        }
+        keepRecord(wf, owner: owner, backups: part.backups, plan: plan, initial: initial, from: from, into: &out)
     }
 
     private mutating func receive(_ message: WorkMessage, from: PeerID, into out: inout [WorkDirective]) {
@@ -1000,22 +1082,11 @@ public struct WorkMachine: Sendable {
             inputLost(task: task, version: version, holder: holder, definite: definite, into: &out)
         case .recordCreate(let wf, let owner, let backups, let plan, let initial):
             guard ownedIndex[wf] == nil, !retired.contains(wf) else { return }
-            if records[wf] == nil && records.count >= settings.maxBackupRecords {
-                // Full: say so, and the owner takes another backup (it must not wait on this one).
-                counters.recordsRefused += 1
-                out.append(.send(.recordAck(workflow: wf, count: RecordAck.refused), to: from))
-                return
-            }
-            if records[wf] == nil || records[wf]!.owner != owner {
-                records[wf] = BackupRecord(owner: owner, backups: backups, plan: plan, initial: initial, log: [])
-                out.append(.persistRecord(.drop(workflow: wf)))  // an older owner's log, if any
-                out.append(.persistRecord(.create(workflow: wf, owner: owner, backups: backups, plan: plan, initial: initial)))
-                scheduleOwnerCheck(into: &out)
-            } else if records[wf]!.backups != backups {
-                records[wf]!.backups = backups
-                out.append(.persistRecord(.create(workflow: wf, owner: owner, backups: backups, plan: plan, initial: initial)))
-            }
-            out.append(.send(.recordAck(workflow: wf, count: records[wf]!.log.count), to: from))
+            assembling[wf] = nil
+            keepRecord(wf, owner: owner, backups: backups, plan: plan, initial: initial, from: from, into: &out)
+        case .recordPart(let wf, let owner, let part):
+            guard ownedIndex[wf] == nil, !retired.contains(wf) else { return }
+            receivedPart(part, of: wf, owner: owner, from: from, into: &out)
         case .recordAppend(let wf, let owner, let first, let entries):
             guard var record = records[wf], record.owner == owner else {
                 // No record here (its create was lost or refused, or this peer restarted empty): say so.
@@ -1048,6 +1119,7 @@ public struct WorkMachine: Sendable {
             owned[w].backupLinks[b].acked = acked
             owned[w].backupLinks[b].sent = max(owned[w].backupLinks[b].sent, acked)
         case .release(let wf):
+            assembling[wf] = nil
             if records.removeValue(forKey: wf) != nil { out.append(.persistRecord(.drop(workflow: wf))) }
             dropWorkflowData(wf)
         case .ownerCheck(let wf):

@@ -200,6 +200,10 @@ public enum WorkMessage: Sendable {
     /// Owner to backup: the workflow's plan and initial data; the backup keeps the record.
     /// `backups` in takeover order (the first live one takes over).
     indirect case recordCreate(workflow: WorkflowID, owner: PeerID, backups: [PeerID], plan: WorkflowPlan, initial: [DataValue])
+    /// Owner to backup: one part of a record create too large for one message (a plan of more
+    /// than `WorkSettings.maxRecordPart` calls, or as many data). The backup keeps the parts until
+    /// it has them all, then acts as on `recordCreate` with the plan they make.
+    indirect case recordPart(workflow: WorkflowID, owner: PeerID, part: RecordPart)
     /// Owner to backup: entries `first..<first+entries.count` of the record's log.
     case recordAppend(workflow: WorkflowID, owner: PeerID, first: Int, entries: [RecordEntry])
     /// Backup to owner: it holds the log up to `count` entries (and the create); -1
@@ -228,7 +232,71 @@ public enum WorkMessage: Sendable {
             return 64 + 24 * plan.taskCount + 8 * plan.inputs.count
                 + initial.reduce(0) { $0 + 24 + Int(clamping: $1.bytes) }
         case .recordAppend(_, _, _, let entries): return 32 + 36 * entries.count
+        case .recordPart(_, _, let part):
+            return 96 + 24 * part.tasks.count + 16 * part.marks.count
+                + part.initial.reduce(0) { $0 + 24 + Int(clamping: $1.bytes) }
         }
+    }
+}
+
+/// Part `index` of `parts` of a record create (`WorkMessage.recordPart`): the plan's header, calls
+/// `firstTask..<firstTask + tasks.count`, the marks before them, and the initial values of data
+/// `firstDatum..<firstDatum + initial.count`. Every part repeats the header, so the parts may
+/// arrive in any order; together they tile the calls and the data exactly.
+public struct RecordPart: Sendable, Hashable {
+    public var index: Int
+    public var parts: Int
+    public var backups: [PeerID]
+    public var name: String
+    public var dataCount: Int
+    public var initialBytes: UInt64
+    public var taskCount: Int
+    public var firstTask: Int
+    public var tasks: [WorkflowTaskSpec]
+    public var marks: [WorkflowSpec.Mark]
+    public var firstDatum: Int
+    public var initial: [DataValue]
+
+    /// The parts of a record create whose parts hold at most `maxPart` calls and data each (one
+    /// part when it fits).
+    public static func split(spec: WorkflowSpec, backups: [PeerID], initial: [DataValue], maxPart: Int) -> [RecordPart] {
+        let n = max(1, maxPart)
+        let taskCount = spec.tasks.count, dataCount = initial.count
+        let parts = max(1, (taskCount + n - 1) / n, (dataCount + n - 1) / n)
+        var marks = Array(repeating: [WorkflowSpec.Mark](), count: parts)
+        for mark in spec.marks { marks[min(max(0, Int(mark.beforeTask)) / n, parts - 1)].append(mark) }
+        return (0..<parts).map { k in
+            let tasks = min(k * n, taskCount)..<min((k + 1) * n, taskCount)
+            let data = min(k * n, dataCount)..<min((k + 1) * n, dataCount)
+            return RecordPart(
+                index: k, parts: parts, backups: backups, name: spec.name, dataCount: spec.dataCount,
+                initialBytes: spec.initialBytes, taskCount: taskCount, firstTask: tasks.lowerBound,
+                tasks: Array(spec.tasks[tasks]), marks: marks[k], firstDatum: data.lowerBound, initial: Array(initial[data]))
+        }
+    }
+
+    /// The spec and initial values `parts` (one of each index, in any order) make, or nil when
+    /// they do not tile the calls and data of their header exactly.
+    public static func assemble(_ parts: [RecordPart]) -> (spec: WorkflowSpec, initial: [DataValue])? {
+        guard let first = parts.first, parts.count == first.parts else { return nil }
+        let sorted = parts.sorted { $0.index < $1.index }
+        var tasks: [WorkflowTaskSpec] = [], marks: [WorkflowSpec.Mark] = [], initial: [DataValue] = []
+        tasks.reserveCapacity(first.taskCount)
+        initial.reserveCapacity(first.dataCount)
+        for (k, part) in sorted.enumerated() {
+            guard part.index == k, part.parts == first.parts, part.name == first.name, part.dataCount == first.dataCount,
+                part.initialBytes == first.initialBytes, part.taskCount == first.taskCount, part.backups == first.backups,
+                part.firstTask == tasks.count, part.firstDatum == initial.count
+            else { return nil }
+            tasks += part.tasks
+            marks += part.marks
+            initial += part.initial
+        }
+        guard tasks.count == first.taskCount, initial.count == first.dataCount else { return nil }
+        return (
+            WorkflowSpec(name: first.name, dataCount: first.dataCount, initialBytes: first.initialBytes, tasks: tasks, marks: marks),
+            initial
+        )
     }
 }
 
@@ -304,6 +372,12 @@ public struct WorkSettings: Sendable, Hashable {
     /// gives it back to the owner's ready queue, as for a lost grant. A thief asks for no more
     /// than its free slots, so only late or made-up grants reach it. 1...65,536.
     public var maxGrantedQueue: Int
+    /// Most calls, and most data, one record message carries: a record create of a larger plan
+    /// travels in parts (`WorkMessage.recordPart`), at most `maxRecordParts` of them, so the
+    /// largest record a backup takes has `maxRecordPart × maxRecordParts` calls. 1...1,048,576 and
+    /// 1...65,536.
+    public var maxRecordPart: Int
+    public var maxRecordParts: Int
 
     public init() {
         slots = 4
@@ -325,6 +399,8 @@ public struct WorkSettings: Sendable, Hashable {
         maxRecordBatch = 4_096
         maxBackupRecords = 4_096
         maxGrantedQueue = 1_024
+        maxRecordPart = 65_536
+        maxRecordParts = 1_024
     }
 
     /// Most versions one task may write (its accesses): what a result may name.
@@ -351,6 +427,8 @@ public struct WorkSettings: Sendable, Hashable {
         s.maxRecordBatch = min(max(1, maxRecordBatch), 65_536)
         s.maxBackupRecords = min(max(1, maxBackupRecords), 1 << 20)
         s.maxGrantedQueue = min(max(1, maxGrantedQueue), 65_536)
+        s.maxRecordPart = min(max(1, maxRecordPart), 1 << 20)
+        s.maxRecordParts = min(max(1, maxRecordParts), 65_536)
         return s
     }
 }
