@@ -18,4 +18,8 @@ extension ClusterSimulation {
     public var membershipEstimatedHeapBytes: Int {
         peers.reduce(0) { $0 + ($1.up ? ($1.machine?.membership.estimatedHeapBytes ?? 0) : 0) }
     }
+
+    /// Bytes of values the shell of `peer` holds in memory (an ended workflow's are dropped with
+    /// its versions).
+    public func heldPayloadBytes(at peer: Int) -> Int { peers[peer].payloads.heldBytes }
 }

@@ -75,8 +75,10 @@ public struct SimulationReport: Sendable, Codable, Hashable {
     /// Tasks run per peer: least, median, most (over peers that ever started).
     public var tasksPerPeer: [Int] = []
     public var objects: ObjectStatistics?
-    /// Real values whose attached bytes did not match their digest on receipt (dropped).
+    /// Real values whose attached bytes did not match their digest on receipt (dropped), and real
+    /// values that came without their bytes (their sender's shell no longer had them; dropped too).
     public var corruptPayloads = 0
+    public var missingPayloads = 0
 
     public var passed: Bool { violations.isEmpty }
 }
@@ -368,7 +370,7 @@ public struct ClusterSimulation {
         workflows[w].record(calls, newData: initial.count)
         let p = PeerID(raw: UInt64(client.submitter))
         let values = initial.map(PayloadDigest.value(of:))
-        for (bytes, value) in zip(initial, values) { peers[client.submitter].payloads.keep(bytes, as: value) }
+        for (bytes, value) in zip(initial, values) { peers[client.submitter].payloads.keep(bytes, as: value, for: wf) }
         step(p, .extend(workflow: wf, calls: calls, initial: values))
     }
 
@@ -456,11 +458,13 @@ public struct ClusterSimulation {
             startPeer(p)
         case .deliver(let to, let generation, let from, let message, let payloads):
             guard isRunning(to, generation) else { return }
-            if payloads.isEmpty {
+            if payloads.isEmpty && runner == nil {
                 step(to, .message(message, from: from))
             } else if let message = received(message, payloads, at: to) {
                 step(to, .message(message, from: from))
             }
+            // Its machine dropped the ended workflow's versions: the shell drops their bytes.
+            if case .work(.release(let wf)) = message { peers[Int(to.raw)].payloads.release(wf) }
         case .timer(let p, let generation, let timer):
             guard isRunning(p, generation) else { return }
             step(p, .timer(timer))
@@ -536,7 +540,7 @@ public struct ClusterSimulation {
         let initial: [DataValue]
         if let program = workflows[w].program {
             initial = program.initial.map(PayloadDigest.value(of:))
-            for (bytes, value) in zip(program.initial, initial) { peers[submitter].payloads.keep(bytes, as: value) }
+            for (bytes, value) in zip(program.initial, initial) { peers[submitter].payloads.keep(bytes, as: value, for: wf) }
         } else {
             initial = (0..<plan.dataCount).map {
                 DataValue(bytes: plan.initialBytes, content: WorkflowPlan.initialContent(workflow: wf.raw, datum: $0))
@@ -682,6 +686,7 @@ public struct ClusterSimulation {
                 answered(workflowIndex[wf]!, requestID: rid, value: value, at: p)
             case .workflowCompleted(let wf, let results, _):
                 completed(workflowIndex[wf]!, results: results, at: p)
+                peers[i].payloads.release(wf)  // the owner drops the workflow's data as it ends
             case .workflowFailed(let wf, let reason, let cause):
                 let w = workflowIndex[wf]!
                 // Failing is allowed when the cluster cannot recover an input; a task failure
@@ -697,6 +702,7 @@ public struct ClusterSimulation {
                         "failed by a task the program does not fail",
                         "\(workflows[w].plan.name) failed at \(p): \(reason)")
                 }
+                peers[i].payloads.release(wf)
                 guard workflows[w].outcome.status == .unfinished else { continue }
                 workflows[w].outcome.status = .failed
                 workflows[w].outcome.reason = reason
@@ -826,7 +832,7 @@ public struct ClusterSimulation {
         return result.map { outputs in
             outputs.map { b in
                 let value = PayloadDigest.value(of: b)
-                peers[i].payloads.keep(b, as: value)
+                peers[i].payloads.keep(b, as: value, for: task.workflow)
                 return value
             }
         }
@@ -841,6 +847,17 @@ public struct ClusterSimulation {
         guard let initial = Self.initialData(of: work) else { return [] }
         let found = initial.compactMap { peers[Int(p.raw)].payloads.bytes(of: $0) }
         return found.count == initial.count ? found : []
+    }
+
+    /// Whether workflow `wf`'s values are real bytes (a program's), not modelled content.
+    func hasRealBytes(_ wf: WorkflowID) -> Bool { workflowIndex[wf].map { workflows[$0].program != nil } ?? false }
+
+    /// The workflow of a record message.
+    static func recordWorkflow(of work: WorkMessage) -> WorkflowID? {
+        switch work {
+        case .recordCreate(let wf, _, _, _, _), .recordPart(let wf, _, _): wf
+        default: nil
+        }
     }
 
     /// The initial values a record message carries (a whole create, or a part of one).
@@ -858,12 +875,26 @@ public struct ClusterSimulation {
     /// (`WorkCounters.corruptTransfers`); a record create whose initial data do not match is
     /// dropped (nil), as if lost: the owner sends it again.
     mutating func received(_ message: PeerMessage, _ payloads: [[UInt8]], at p: PeerID) -> PeerMessage? {
-        guard !payloads.isEmpty, case .work(let work) = message else { return message }
+        guard case .work(let work) = message else { return message }
+        guard !payloads.isEmpty else {
+            // A real value without its bytes is no value: the machine must not believe it holds it.
+            switch work {
+            case .data(let version, let rid, var value) where hasRealBytes(version.workflow):
+                report.missingPayloads += 1
+                value.checksum = ~value.checksum
+                return .work(.data(version: version, requestID: rid, value: value))
+            default:
+                guard let initial = Self.initialData(of: work), !initial.isEmpty, hasRealBytes(Self.recordWorkflow(of: work)!)
+                else { return message }
+                report.missingPayloads += 1
+                return nil
+            }
+        }
         let i = Int(p.raw)
         switch work {
         case .data(let version, let rid, var value):
             if PayloadDigest.matches(payloads[0], value) {
-                peers[i].payloads.keep(payloads[0], as: value)
+                peers[i].payloads.keep(payloads[0], as: value, for: version.workflow)
             } else {
                 report.corruptPayloads += 1
                 value.checksum = ~value.checksum
@@ -875,7 +906,8 @@ public struct ClusterSimulation {
                 report.corruptPayloads += 1
                 return nil
             }
-            for (bytes, value) in zip(payloads, initial) { peers[i].payloads.keep(bytes, as: value) }
+            let wf = Self.recordWorkflow(of: work)!
+            for (bytes, value) in zip(payloads, initial) { peers[i].payloads.keep(bytes, as: value, for: wf) }
             return message
         }
     }

@@ -90,19 +90,44 @@ public protocol TaskBodyRunner {
 struct PayloadStore {
     var memory: [UInt64: [UInt8]] = [:]
     var disk: [UInt64: [UInt8]] = [:]
+    /// The workflows whose values have each digest's bytes (equal bytes are kept once, so two
+    /// workflows may share them): the bytes go when the last of them is released.
+    var users: [UInt64: Set<WorkflowID>] = [:]
 
-    mutating func keep(_ bytes: [UInt8], as value: DataValue) { memory[value.content] = bytes }
+    mutating func keep(_ bytes: [UInt8], as value: DataValue, for workflow: WorkflowID) {
+        memory[value.content] = bytes
+        users[value.content, default: []].insert(workflow)
+    }
 
     func bytes(of value: DataValue) -> [UInt8]? { memory[value.content] }
+
+    /// Bytes held in memory.
+    var heldBytes: Int { memory.values.reduce(0) { $0 + $1.count } }
 
     /// Persists the bytes of `values` that are held (a record's initial data).
     mutating func persist(_ values: [DataValue]) {
         for v in values { if let b = memory[v.content] { disk[v.content] = b } }
     }
 
+    /// Workflow `workflow` ended and this peer's machine dropped its versions: the bytes no other
+    /// workflow uses go too.
+    mutating func release(_ workflow: WorkflowID) {
+        for (digest, var workflows) in users where workflows.contains(workflow) {
+            workflows.remove(workflow)
+            if workflows.isEmpty {
+                users[digest] = nil
+                memory[digest] = nil
+                disk[digest] = nil
+            } else {
+                users[digest] = workflows
+            }
+        }
+    }
+
     /// The process crashed and restarted: what was on disk is what it has (or nothing).
     mutating func restart(keepingDisk: Bool) {
         if !keepingDisk { disk = [:] }
         memory = disk
+        users = users.filter { disk[$0.key] != nil }
     }
 }

@@ -295,6 +295,12 @@ struct Simulate: AsyncParsableCommand {
             lines.append("tasks: \(k.tasksRun) run (per peer: \(perPeer)), \(k.resultsApplied) results applied, \(k.duplicateResults) duplicates discarded, \(k.tasksRecomputed) recomputed from lineage, \(k.tasksRequeued) re-queued")
             lines.append("steals: \(r.steal.stealsTried) tried, \(r.steal.stealsGranted) granted, \(r.steal.tasksStolen) tasks stolen, \(r.steal.timeouts) timed out")
             lines.append("data: \(k.fetches) fetches, \(k.bytesFetched) bytes moved, \(k.corruptTransfers) corrupt transfers caught; \(k.takeovers) owner takeovers")
+            if r.corruptPayloads + r.missingPayloads > 0 {
+                lines.append("payloads: \(r.corruptPayloads) received with bytes that do not match their digest, \(r.missingPayloads) without their bytes (each dropped, and fetched or sent again)")
+            }
+            if k.workflowsEndedElsewhere + k.tasksDroppedAfterEnd > 0 {
+                lines.append("ended workflows: \(k.workflowsEndedElsewhere) stopped by a second owner when the first ended them, \(k.tasksDroppedAfterEnd) granted or fetching tasks dropped")
+            }
         }
         if let o = r.objects {
             lines.append("objects: \(o.putsIssued) puts, \(o.putsAcknowledged) acknowledged, \(o.putsFailed) failed; \(o.objectsFound) of \(o.objectsAcknowledged) acknowledged objects held by a live peer at the end; \(o.transfers) re-replications (\(o.bytesTransferred) bytes), \(o.corruptTransfers) corrupt transfers caught; at most \(o.mostPeersDown) peers down at once")

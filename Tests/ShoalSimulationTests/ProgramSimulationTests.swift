@@ -116,6 +116,22 @@ struct ProgramSimulationTests {
         #expect(outputs.map(\.bytes) == Self.sequential(program).map { Optional($0) })
     }
 
+    /// A shell holds a value's bytes as long as its machine holds a version of it: once the
+    /// workflow ends and its owner releases it, no peer keeps any of its bytes.
+    @Test func theBytesOfAnEndedWorkflowAreDroppedEverywhere() {
+        var simulation = ClusterSimulation(scenario: Self.scenario(Self.program(width: 12, steps: 6)), seed: 6, runner: TestBodies())
+        var mostHeld = 0
+        simulation.begin()
+        _ = simulation.advance { sim in
+            mostHeld = max(mostHeld, (0..<8).reduce(0) { $0 + sim.heldPayloadBytes(at: $1) })
+            return false
+        }
+        let report = simulation.end()
+        #expect(report.passed && report.workflows[0].resultsMatch == true, "seed 6: \(report.violations)")
+        #expect(mostHeld > 0)
+        #expect((0..<8).map { simulation.heldPayloadBytes(at: $0) } == Array(repeating: 0, count: 8), "seed 6")
+    }
+
     @Test func aPayloadCorruptedInTransitIsCaughtByItsDigestAndFetchedAgain() {
         let program = Self.program(width: 12, steps: 6)
         var simulation = ClusterSimulation(scenario: Self.scenario(program), seed: 4, runner: TestBodies())

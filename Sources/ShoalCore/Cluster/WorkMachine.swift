@@ -548,7 +548,45 @@ public struct WorkMachine: Sendable {
         for p in peers.sorted() { out.append(.send(.release(workflow: wf), to: p)) }
         out.append(.persistRecord(.drop(workflow: wf)))
         dropWorkflowData(wf)
+        dropExecutorWork(of: wf)
         owned[w].dropState()
+    }
+
+    /// Workflow `wf` ended at its owner (which released it): what this peer would still do for it
+    /// goes, since its results would be discarded and its inputs are being dropped: granted tasks
+    /// waiting for a slot, and jobs still fetching inputs (with their fetches). A job already
+    /// handed to the shell runs on; its result is acknowledged and dropped. If this peer owns the
+    /// workflow too (it took it over while the other owner ran on, across a partition), it stops
+    /// owning it: the workflow ended there, and its outcome is the one that owner reported.
+    private mutating func ended(_ wf: WorkflowID, into out: inout [WorkDirective]) {
+        dropExecutorWork(of: wf)
+        if let w = ownedIndex[wf], !owned[w].finished {
+            owned[w].finished = true
+            counters.workflowsEndedElsewhere += 1
+            release(w, into: &out)
+        }
+        fill(into: &out)
+    }
+
+    /// Granted tasks of ended workflow `wf` waiting for a slot here, and its jobs still fetching.
+    private mutating func dropExecutorWork(of wf: WorkflowID) {
+        var kept = RingBuffer<StealableTask>()
+        while let task = queue.popFirst() {
+            if task.id.workflow == wf {
+                queuedIDs.remove(task.id)
+                counters.tasksDroppedAfterEnd += 1
+            } else {
+                kept.append(task)
+            }
+        }
+        queue = kept
+        let fetching = running.filter { $0.key.workflow == wf && $0.value.waiting > 0 }.map(\.key)
+        for task in fetching {
+            running[task] = nil
+            alsoTell[task] = nil
+            counters.tasksDroppedAfterEnd += 1
+        }
+        fetches = fetches.filter { $0.value.task.workflow != wf }
     }
 
     private mutating func fail(
@@ -1122,6 +1160,7 @@ public struct WorkMachine: Sendable {
             assembling[wf] = nil
             if records.removeValue(forKey: wf) != nil { out.append(.persistRecord(.drop(workflow: wf))) }
             dropWorkflowData(wf)
+            ended(wf, into: &out)
         case .ownerCheck(let wf):
             if let w = ownedIndex[wf] {
                 if owned[w].finished { out.append(.send(.release(workflow: wf), to: from)) }

@@ -464,6 +464,10 @@ public struct WorkCounters: Sendable, Hashable, Codable {
     public var tasksUnknown = 0
     /// Owner: workflows taken over after their owner died.
     public var takeovers = 0
+    /// Owner: workflows it stopped because another owner ended them (across a partition, both
+    /// sides owned one); executor: granted or fetching tasks dropped because their workflow ended.
+    public var workflowsEndedElsewhere = 0
+    public var tasksDroppedAfterEnd = 0
     /// Backup: record creates refused because this peer keeps `maxBackupRecords` records.
     public var recordsRefused = 0
     /// Executor: granted tasks not taken because `maxGrantedQueue` tasks wait here already.
@@ -488,6 +492,8 @@ public struct WorkCounters: Sendable, Hashable, Codable {
         auditQueries += o.auditQueries
         tasksUnknown += o.tasksUnknown
         takeovers += o.takeovers
+        workflowsEndedElsewhere += o.workflowsEndedElsewhere
+        tasksDroppedAfterEnd += o.tasksDroppedAfterEnd
         recordsRefused += o.recordsRefused
         grantsRefused += o.grantsRefused
     }
