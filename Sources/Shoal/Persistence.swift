@@ -130,7 +130,12 @@ extension Workflow {
     /// Persists and opens of one name are ordered as the program wrote them: each accesses a datum
     /// that stands for the stored object (`inout` for a persist, `in` for an open), so the last
     /// persist of a name is the one that stays.
+    ///
+    /// On a simulated cluster, the object goes to the cluster's persistent objects (R replicas by
+    /// rendezvous hashing): `persist` waits for the value and for every replica to have it on
+    /// disk before it returns, and throws if it cannot.
     public func persist<T: Codable & Sendable>(_ ref: DataRef<T>, as name: String) throws {
+        if let cluster { return try cluster.persist(ref.datum, as: name) }
         guard let store else { throw ShoalError.noStore(operation: "persist '\(name)'") }
         let writer = self.name
         let stored = storedObject(name)
@@ -141,7 +146,15 @@ extension Workflow {
 
     /// A datum holding the persistent object `name`, as stored by this or another application.
     /// When this workflow persists `name` earlier, the value is read after that persist is written.
+    /// On a simulated cluster, it is the newest version on a live replica, read when `open` is called.
     public func open<T: Codable & Sendable>(_ name: String, as type: T.Type = T.self) throws -> DataRef<T> {
+        if let cluster {
+            let bytes = try cluster.open(name)
+            _ = try PeerValues.decode(bytes, as: T.self)  // the program learns now if it is not a T
+            let ref = DataRef<T>(datum: newDatum(), name: name)
+            cluster.define(ref.datum, bytes: bytes)
+            return ref
+        }
         guard let store else { throw ShoalError.noStore(operation: "open '\(name)'") }
         guard let stored = persistedInThisRun(name) else {
             return value(try PersistentObjects.load(name, as: T.self, from: store), name: name)

@@ -142,14 +142,62 @@ final class SimulatedClusterClient: @unchecked Sendable {
     }
 
     /// The bytes of `datum` after every call submitted so far (nil: it has no value).
-    func wait(on datum: DatumID) throws -> [UInt8]? {
+    func wait(on datum: DatumID, compared: Bool = true) throws -> [UInt8]? {
         try state.withLock { s in
             if let refused = s.refused { throw SimulatedClusterError(refused) }
             Self.flush(&s)
-            let rid = s.simulation.waitProgram(s.workflow, datum: Int(datum.raw))
+            let rid = s.simulation.waitProgram(s.workflow, datum: Int(datum.raw), compared: compared)
             switch try Self.answer(&s, rid) {
             case .value(let bytes): return bytes
             case .noValue, .barrier: return nil
+            }
+        }
+    }
+
+    /// A datum whose value is `bytes` as they are (a value read from the cluster).
+    func define(_ datum: DatumID, bytes: [UInt8]) {
+        state.withLock { s in
+            let index = Int(datum.raw) - s.dataCount
+            while s.newData.count <= index { s.newData.append([]) }
+            s.newData[index] = bytes
+        }
+    }
+
+    /// Plays the cluster until object request `rid` is answered (or the scenario ends).
+    private static func objectAnswer(_ s: inout State, _ rid: UInt64) throws -> ClusterSimulation.ObjectAnswer {
+        _ = s.simulation.advance { $0.objectAnswer(rid) != nil }
+        guard let answer = s.simulation.objectAnswer(rid) else {
+            throw SimulatedClusterError("the simulated cluster did not answer within the scenario's \(s.simulation.scenario.durationSeconds) s")
+        }
+        return answer
+    }
+
+    /// Persists the value of `datum` (after every call so far) as the object `name`: waits for the
+    /// value, then for the cluster to have it on its R replicas' disks.
+    func persist(_ datum: DatumID, as name: String) throws {
+        guard let bytes = try wait(on: datum, compared: false) else {
+            throw SimulatedClusterError("cannot persist '\(name)': its value is missing (the task that writes it failed)")
+        }
+        try state.withLock { s in
+            let rid = s.simulation.putObject(at: cluster.submitter, name: name, bytes: bytes)
+            switch try Self.objectAnswer(&s, rid) {
+            case .stored: return
+            case .failed(let reason): throw SimulatedClusterError("cannot persist '\(name)': \(reason)")
+            case .found, .notFound: preconditionFailure("a put is answered stored or failed")
+            }
+        }
+    }
+
+    /// The bytes of the object `name`'s newest version on the cluster.
+    func open(_ name: String) throws -> [UInt8] {
+        try state.withLock { s in
+            if let refused = s.refused { throw SimulatedClusterError(refused) }
+            let rid = s.simulation.getObject(at: cluster.submitter, name: name)
+            switch try Self.objectAnswer(&s, rid) {
+            case .found(let bytes, _): return bytes
+            case .notFound: throw ShoalError.notFound(name: name)
+            case .failed(let reason): throw SimulatedClusterError("cannot open '\(name)': \(reason)")
+            case .stored: preconditionFailure("a get is answered found, not found or failed")
             }
         }
     }
@@ -233,7 +281,9 @@ final class AnswerLog: Sendable {
         let engine = Engine(settings: RuntimeSettings())
         engine.start()
         defer { engine.shutdown() }
-        let workflow = Workflow(engine: engine, store: nil, name: name, answers: log)
+        // A store of its own, empty like the simulated cluster's at the start, so the program's
+        // persists and opens run as they do there.
+        let workflow = Workflow(engine: engine, store: MemoryShard(), name: name, answers: log)
         var fails = false
         do {
             _ = try await program(workflow)

@@ -154,6 +154,7 @@ public struct ClusterSimulation {
         /// (`ProgramWorkflow.Expected.answers`).
         var answerCount = 0
         var answersMatch = true
+        var uncompared: Set<UInt64> = []
         /// Whether the workflow grows while its program runs (it dies with the program's peer
         /// until the program closes it).
         var grows: Bool { adaptive != nil || client != nil }
@@ -214,6 +215,10 @@ public struct ClusterSimulation {
     /// Object workload: puts in flight (request id -> key, content) and the newest acknowledged
     /// (version, content) per key.
     var pendingPuts: [UInt64: (key: UInt64, content: UInt64)] = [:]
+    /// Requests of client programs to the placement machines (`putObject`, `getObject`), from
+    /// `ClusterSimulation.clientRequests` on, and their answers.
+    var nextObjectRequest = ClusterSimulation.clientRequests
+    var objectAnswers: [UInt64: ObjectAnswer] = [:]
     var acknowledged: [UInt64: (version: ObjectVersion, content: UInt64)] = [:]
     /// When the last fault healed (or the last peer started): convergence is measured from here.
     var settledSince = Instant.zero
@@ -375,8 +380,11 @@ public struct ClusterSimulation {
     }
 
     /// The client's program waits on `datum`: the request whose answer `answer(_:request:)` gives.
-    public mutating func waitProgram(_ w: Int, datum: Int) -> UInt64 {
+    /// A wait the program did not write itself (its client's, to persist the value) is not
+    /// compared with the local run's answers (`compared: false`).
+    public mutating func waitProgram(_ w: Int, datum: Int, compared: Bool = true) -> UInt64 {
         nextClientRequest += 1
+        if !compared { workflows[w].uncompared.insert(nextClientRequest) }
         guard let client = workflows[w].client, workflows[w].outcome.status == .unfinished, let wf = workflows[w].id else {
             return nextClientRequest
         }
@@ -408,6 +416,7 @@ public struct ClusterSimulation {
     mutating func clientAnswered(_ w: Int, _ rid: UInt64, _ answer: ProgramAnswer) {
         guard workflows[w].answers[rid] == nil else { return }
         workflows[w].answers[rid] = answer
+        guard workflows[w].uncompared.remove(rid) == nil else { return }
         let k = workflows[w].answerCount
         workflows[w].answerCount += 1
         guard let expected = workflows[w].program?.expected, workflows[w].answersMatch else { return }
@@ -415,7 +424,7 @@ public struct ClusterSimulation {
             workflows[w].answersMatch = false
             func shown(_ a: ProgramAnswer?) -> String {
                 switch a {
-                case .value(let bytes)?: "a value of \(bytes.count) bytes"
+                case .value(let bytes)?: "a value of \(bytes.count) bytes (digest \(String(PayloadDigest.of(bytes), radix: 16)))"
                 case .noValue?: "no value"
                 case .barrier?: "a barrier"
                 case nil: "nothing (it asked fewer times)"
@@ -427,6 +436,52 @@ public struct ClusterSimulation {
             return
         }
     }
+
+    /// Request ids from here on are client programs' object requests (the scenario's own puts
+    /// count from 1).
+    static let clientRequests: UInt64 = 1 << 62
+
+    /// What a client program's object request was answered.
+    public enum ObjectAnswer: Sendable, Hashable {
+        /// The put is on every replica's disk, as this version.
+        case stored(ObjectVersion)
+        /// The newest version found, and its bytes.
+        case found([UInt8], ObjectVersion)
+        case notFound
+        case failed(String)
+    }
+
+    /// The placement key of the persistent object `name`.
+    public static func objectKey(_ name: String) -> UInt64 { PayloadDigest.of(Array(("object:" + name).utf8)) }
+
+    /// A client program at `peer` persists `bytes` as the object `name` (to its R replicas): the
+    /// request whose answer `objectAnswer(_:)` gives.
+    public mutating func putObject(at peer: Int, name: String, bytes: [UInt8]) -> UInt64 {
+        let rid = nextObjectRequest
+        nextObjectRequest += 1
+        guard peers[peer].up else {
+            objectAnswers[rid] = .failed("p\(peer) is down")
+            return rid
+        }
+        let value = ObjectValue(bytes: UInt64(bytes.count), content: PayloadDigest.of(bytes))
+        peers[peer].payloads.objects[value.content] = bytes
+        step(PeerID(raw: UInt64(peer)), .put(requestID: rid, key: Self.objectKey(name), value: value))
+        return rid
+    }
+
+    /// A client program at `peer` reads the object `name` (its newest version on a live replica).
+    public mutating func getObject(at peer: Int, name: String) -> UInt64 {
+        let rid = nextObjectRequest
+        nextObjectRequest += 1
+        guard peers[peer].up else {
+            objectAnswers[rid] = .failed("p\(peer) is down")
+            return rid
+        }
+        step(PeerID(raw: UInt64(peer)), .get(requestID: rid, key: Self.objectKey(name)))
+        return rid
+    }
+
+    public func objectAnswer(_ rid: UInt64) -> ObjectAnswer? { objectAnswers[rid] }
 
     /// The answer to request `request` of workflow `w`'s program, once there is one.
     public func answer(_ w: Int, request: UInt64) -> ProgramAnswer? { workflows[w].answers[request] }
@@ -723,6 +778,25 @@ public struct ClusterSimulation {
             case .persist(let o):
                 // The shell writes before it carries out the next directive (the machine's ack).
                 try! peers[i].shard.put(ObjectRecord.key(o.key), ObjectRecord.encode(o), in: .objects)
+                if let bytes = peers[i].payloads.objects[o.value.content] { peers[i].payloads.objectDisk[o.value.content] = bytes }
+            case .putAcknowledged(let rid, _, let version) where rid >= Self.clientRequests:
+                if objectAnswers[rid] == nil { objectAnswers[rid] = .stored(version) }
+            case .putFailed(let rid, _, let reason) where rid >= Self.clientRequests:
+                if objectAnswers[rid] == nil { objectAnswers[rid] = .failed(reason) }
+            case .getFailed(let rid, _, let reason) where rid >= Self.clientRequests:
+                if objectAnswers[rid] == nil { objectAnswers[rid] = .failed(reason) }
+            case .getResult(let rid, let object) where rid >= Self.clientRequests:
+                guard objectAnswers[rid] == nil else { continue }
+                guard let object else {
+                    objectAnswers[rid] = .notFound
+                    continue
+                }
+                guard let bytes = peers[i].payloads.objects[object.value.content] else {
+                    violation("payload missing", "\(p) read object \(object.key) without its bytes")
+                    objectAnswers[rid] = .failed("the object's bytes are missing on \(p)")
+                    continue
+                }
+                objectAnswers[rid] = .found(bytes, object.version)
             case .putAcknowledged(let rid, let key, let version):
                 guard let put = pendingPuts.removeValue(forKey: rid), put.key == key else { continue }
                 report.objects?.putsAcknowledged += 1
@@ -842,11 +916,23 @@ public struct ClusterSimulation {
     /// version, a record's initial data), as `p` holds them.
     func attached(to message: PeerMessage, at p: PeerID) -> [[UInt8]] {
         // Read in place: most messages carry no value, and most runs have no real bytes.
+        if case .placement(let m) = message, !peers[Int(p.raw)].payloads.objects.isEmpty, let o = Self.object(in: m) {
+            return peers[Int(p.raw)].payloads.objects[o.value.content].map { [$0] } ?? []
+        }
         guard !peers[Int(p.raw)].payloads.memory.isEmpty, case .work(let work) = message else { return [] }
         if case .data(_, _, let value) = work { return peers[Int(p.raw)].payloads.bytes(of: value).map { [$0] } ?? [] }
         guard let initial = Self.initialData(of: work) else { return [] }
         let found = initial.compactMap { peers[Int(p.raw)].payloads.bytes(of: $0) }
         return found.count == initial.count ? found : []
+    }
+
+    /// The object a placement message carries, if any.
+    static func object(in message: PlacementMessage) -> StoredObject? {
+        switch message {
+        case .store(let o): o
+        case .fetched(_, _, let o): o
+        default: nil
+        }
     }
 
     /// Whether workflow `wf`'s values are real bytes (a program's), not modelled content.
@@ -875,6 +961,21 @@ public struct ClusterSimulation {
     /// (`WorkCounters.corruptTransfers`); a record create whose initial data do not match is
     /// dropped (nil), as if lost: the owner sends it again.
     mutating func received(_ message: PeerMessage, _ payloads: [[UInt8]], at p: PeerID) -> PeerMessage? {
+        if case .placement(let m) = message {
+            // An object's bytes, if it has real ones (a scenario's modelled objects have none).
+            guard let bytes = payloads.first, var o = Self.object(in: m) else { return message }
+            if PayloadDigest.of(bytes) == o.value.content && UInt64(bytes.count) == o.value.bytes {
+                peers[Int(p.raw)].payloads.objects[o.value.content] = bytes
+                return message
+            }
+            report.corruptPayloads += 1
+            o.value.checksum = ~o.value.checksum  // the machine drops it, and the sender sends it again
+            switch m {
+            case .store: return .placement(.store(o))
+            case .fetched(let rid, let key, _): return .placement(.fetched(requestID: rid, key: key, object: o))
+            default: return message
+            }
+        }
         guard case .work(let work) = message else { return message }
         guard !payloads.isEmpty else {
             // A real value without its bytes is no value: the machine must not believe it holds it.
@@ -996,7 +1097,7 @@ public struct ClusterSimulation {
             guard i < peers.count, peers[i].up else { return }
             retire(i)
             peers[i].up = false
-            peers[i].payloads.memory = [:]
+            peers[i].payloads.crash()
             // A growing program runs at its submitter: it dies with it, and its open workflow
             // with it (it has no record anywhere until it closes).
             for w in workflows.indices where workflows[w].outcome.status == .unfinished && workflows[w].grows

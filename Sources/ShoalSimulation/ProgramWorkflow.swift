@@ -94,6 +94,11 @@ struct PayloadStore {
     /// workflows may share them): the bytes go when the last of them is released.
     var users: [UInt64: Set<WorkflowID>] = [:]
 
+    /// Persistent objects' bytes, by content digest: in memory once received, on disk once the
+    /// placement machine persisted the object (a restarted peer has those).
+    var objects: [UInt64: [UInt8]] = [:]
+    var objectDisk: [UInt64: [UInt8]] = [:]
+
     mutating func keep(_ bytes: [UInt8], as value: DataValue, for workflow: WorkflowID) {
         memory[value.content] = bytes
         users[value.content, default: []].insert(workflow)
@@ -126,8 +131,18 @@ struct PayloadStore {
 
     /// The process crashed and restarted: what was on disk is what it has (or nothing).
     mutating func restart(keepingDisk: Bool) {
-        if !keepingDisk { disk = [:] }
+        if !keepingDisk {
+            disk = [:]
+            objectDisk = [:]
+        }
         memory = disk
         users = users.filter { disk[$0.key] != nil }
+        objects = objectDisk
+    }
+
+    /// The process crashed: what it held in memory is gone.
+    mutating func crash() {
+        memory = [:]
+        objects = [:]
     }
 }

@@ -159,4 +159,33 @@ struct SimulatedProgramTests {
         }
         #expect(plain.passed && plain.workflows.last?.resultsMatch == nil, "\(plain.violations)")
     }
+
+    /// Persistent objects on a simulated cluster hold the program's real bytes on R = 3 replicas:
+    /// an object persisted before two of its three replicas crash is opened afterwards with the
+    /// same value, which later tasks read; a name never persisted is not found.
+    @Test func aProgramPersistsAndOpensObjectsWhoseReplicasCrash() async throws {
+        let name = "squares/7"
+        let replicas = Rendezvous.replicas(
+            of: ClusterSimulation.objectKey(name), among: (0..<8).map { PeerID(raw: UInt64($0)) }, count: 3)
+        let doomed = replicas.map { Int($0.raw) }.filter { $0 != 1 }.prefix(2)  // the program runs at p1
+        #expect(doomed.count == 2)
+        let (result, report) = try await Shoal.run(simulated: Self.cluster(seed: 5, crashes: Array(doomed))) { wf in
+            let x = wf.value(7)
+            let y = wf.submit(square, x, .in(x))
+            try wf.persist(y, as: name)
+            // Rounds of work until after both crashes (2.3 s and 2.7 s of virtual time).
+            var z = y
+            for _ in 0..<16 { z = wf.submit(square, z, .in(z)) }
+            _ = try await wf.wait(on: z)
+            let opened: DataRef<Int> = try wf.open(name)
+            let sum = wf.submit(add, [opened, x], .in(opened), .in(x))
+            var missing = false
+            do { _ = try wf.open("never persisted") as DataRef<Int> } catch ShoalError.notFound { missing = true }
+            return (try await wf.wait(on: sum), missing)
+        }
+        #expect(result.0 == 49 + 7 && result.1)
+        #expect(report.passed, "seed 5: \(report.violations)")
+        #expect(report.virtualSeconds > 2.7)
+        #expect(report.faultsInjected.count == 2, "\(report.faultsInjected)")
+    }
 }
