@@ -41,7 +41,7 @@ struct RecordPartTests {
     @Test func partsTileThePlanAndPutItBackTogetherInAnyOrder() throws {
         let plan = try WorkflowPlan(Self.spec)
         let initial = W.initial(plan)
-        let parts = RecordPart.split(spec: Self.spec, backups: [W.p(2)], initial: initial, maxPart: 2)
+        let parts = RecordPart.split(plan: try WorkflowPlan(Self.spec), backups: [W.p(2)], initial: initial, maxPart: 2)
         #expect(parts.count == 4)
         #expect(parts.allSatisfy { $0.tasks.count <= 2 && $0.initial.count <= 2 })
         #expect(parts.map(\.marks.count) == [1, 0, 2, 1])
@@ -58,7 +58,7 @@ struct RecordPartTests {
         otherHeader[1].dataCount = 6
         #expect(RecordPart.assemble(otherHeader) == nil)
         // A plan that fits is one part.
-        #expect(RecordPart.split(spec: Self.spec, backups: [], initial: initial, maxPart: 7).count == 1)
+        #expect(RecordPart.split(plan: try WorkflowPlan(Self.spec), backups: [], initial: initial, maxPart: 7).count == 1)
     }
 
     @Test func aBackupKeepsARecordThatCameInPartsAndTakesTheWorkflowOver() throws {
@@ -99,7 +99,7 @@ struct RecordPartTests {
 
     @Test func partsThatDoNotMakeAPlanAreDroppedAndAnUnfinishedOneGivesItsRoomBack() throws {
         let plan = try WorkflowPlan(Self.spec)
-        let parts = RecordPart.split(spec: Self.spec, backups: [W.p(2)], initial: W.initial(plan), maxPart: 2)
+        let parts = RecordPart.split(plan: try WorkflowPlan(Self.spec), backups: [W.p(2)], initial: W.initial(plan), maxPart: 2)
         var backup = WorkMachine(id: W.p(2), settings: Self.settings(maxPart: 2, maxRecords: 1))
         for p in [3, 4] { _ = backup.on(.peerUp(W.p(UInt64(p))), now: W.t0) }
         let a = WorkflowID(raw: 7), b = WorkflowID(raw: 8)

@@ -56,7 +56,7 @@ struct WorkBoundaryTests {
         out.append(.recordAppend(workflow: theirs, owner: W.p(3), first: 0, entries: garbage))  // taken: a backup keeps what its owner logs
         out.append(.recordAppend(workflow: stranger, owner: W.p(3), first: 0, entries: garbage))
         // Record parts out of range: counts, indices, firsts and sizes.
-        let parts = RecordPart.split(spec: plan.spec, backups: [W.p(1)], initial: W.initial(plan), maxPart: 1)
+        let parts = RecordPart.split(plan: plan, backups: [W.p(1)], initial: W.initial(plan), maxPart: 1)
         for edit in [
             { (p: inout RecordPart) in p.parts = Int.max }, { $0.index = -1 }, { $0.index = $0.parts },
             { $0.firstTask = Int.min }, { $0.firstTask = Int.max }, { $0.firstDatum = Int.max }, { $0.taskCount = Int.max },

@@ -995,7 +995,7 @@ final class OwnedWorkflow: @unchecked Sendable {
         guard plan.taskCount > maxPart || initial.count > maxPart else {
             return [.recordCreate(workflow: workflow, owner: owner, backups: backups, plan: plan, initial: initial)]
         }
-        return RecordPart.split(spec: plan.spec, backups: backups, initial: initial, maxPart: maxPart).map {
+        return RecordPart.split(plan: plan, backups: backups, initial: initial, maxPart: maxPart).map {
             .recordPart(workflow: workflow, owner: owner, part: $0)
         }
     }

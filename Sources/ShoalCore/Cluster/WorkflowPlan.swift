@@ -426,7 +426,12 @@ public struct WorkflowPlan: Sendable {
 
     /// The calls this plan was built from (what a record stores).
     public var spec: WorkflowSpec {
-        let tasks = (0..<taskCount).map { t in
+        WorkflowSpec(name: name, dataCount: dataCount, initialBytes: initialBytes, tasks: calls(0..<taskCount), marks: marks)
+    }
+
+    /// Calls `range` as they were given.
+    public func calls(_ range: Range<Int>) -> [WorkflowTaskSpec] {
+        range.map { t in
             var call = WorkflowTaskSpec(
                 catalogueKey: catalogueKey[t], cost: Interval(nanoseconds: cost[t]),
                 accesses: accessRange(of: t).map { WorkflowTaskSpec.Access(Int(accessDatum[$0]), accessDirection[$0]) },
@@ -434,7 +439,6 @@ public struct WorkflowPlan: Sendable {
             call.body = body(of: t)
             return call
         }
-        return WorkflowSpec(name: name, dataCount: dataCount, initialBytes: initialBytes, tasks: tasks, marks: marks)
     }
 
     /// How task t is named in reports: its label, or its index.
