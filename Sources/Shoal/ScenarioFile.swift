@@ -18,6 +18,7 @@ public typealias ScenarioFileError = YAMLFileError
 /// protocolPeriodMs: 200
 /// convergeWithin: 15      # seconds after the last fault by which membership must agree
 /// slots: 4                # task slots per peer
+/// maxHeldBytes: 4294967296 # bytes of workflow values one peer's shell may hold (1 KiB to 1 TiB)
 /// network: { latencyMicros: 200, jitterMicros: 50, bandwidthMbps: 10000, drop: 0, duplicate: 0, reorder: 0 }
 /// faults:                 # each names one fault; times in seconds, at least one protocol period before the end
 ///   - { at: 5, split: 2 }                 # partition the peers into 2 halves by id
@@ -42,7 +43,7 @@ public typealias ScenarioFileError = YAMLFileError
 /// Every range is in `ScenarioLimits`; faults, submissions and puts must fall inside the run.
 public enum ScenarioFile {
     static let topLevelKeys = [
-        "name", "peers", "duration", "seeds", "joinSpread", "protocolPeriodMs", "convergeWithin", "slots", "network",
+        "name", "peers", "duration", "seeds", "joinSpread", "protocolPeriodMs", "convergeWithin", "slots", "maxHeldBytes", "network",
         "faults", "workflows", "objects",
     ]
     static let networkKeys = ["latencyMicros", "jitterMicros", "bandwidthMbps", "drop", "duplicate", "reorder"]
@@ -306,6 +307,13 @@ struct ScenarioFileReader {
         let slots = try top.value("slots").map { (n) throws(ScenarioFileError) in
             try int(n, "slots", 1...ScenarioLimits.maxSlots, "must be 1 to \(ScenarioLimits.maxSlots) task slots per peer")
         } ?? 4
+        let maxHeldBytes = try top.value("maxHeldBytes").map { (n) throws(ScenarioFileError) -> UInt64 in
+            let range = ScenarioLimits.heldBytes
+            return UInt64(
+                try int(
+                    n, "maxHeldBytes", Int(range.lowerBound)...Int(range.upperBound),
+                    "must be \(range.lowerBound) to \(range.upperBound) bytes"))
+        } ?? (1 << 32)
 
         let network = try top.value("network").map { (n) throws(ScenarioFileError) in try self.network(n) } ?? NetworkSettings()
 
@@ -432,7 +440,7 @@ struct ScenarioFileReader {
         return Scenario(
             name: name, peers: peers, durationSeconds: duration, seeds: seedCount, joinSpreadSeconds: joinSpread,
             network: network, protocolPeriodMs: periodMs, faults: FaultPlan(plan), convergeWithinSeconds: convergeWithin,
-            workflows: flows, slots: slots, objects: objects)
+            workflows: flows, slots: slots, objects: objects, maxHeldBytes: maxHeldBytes)
     }
 
     func network(_ node: Node) throws(ScenarioFileError) -> NetworkSettings {

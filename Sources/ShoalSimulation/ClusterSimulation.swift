@@ -21,6 +21,12 @@ public struct Scenario: Sendable, Codable, Hashable {
     public var slots: Int
     /// Persistent objects written during the run.
     public var objects: ObjectWorkload?
+    /// Most bytes of workflow values one peer's shell holds in memory from what it makes: a task
+    /// whose outputs would pass it fails with the reason (its policy then applies; counted in
+    /// `SimulationReport.payloadsRefused`). What a peer receives (the inputs of the tasks it
+    /// runs, a record's initial data) and a submitter's own initial data are always kept, so a
+    /// peer holds at most this plus those.
+    public var maxHeldBytes: UInt64
     /// Run the whole duration even once everything has settled (benchmarks of a steady state);
     /// otherwise a run without objects stops when membership has converged after the last fault
     /// and every workflow has ended.
@@ -30,8 +36,9 @@ public struct Scenario: Sendable, Codable, Hashable {
         name: String, peers: Int, durationSeconds: Double, seeds: Int = 1, joinSpreadSeconds: Double = 0,
         network: NetworkSettings = NetworkSettings(), protocolPeriodMs: Int64 = 200, faults: FaultPlan = FaultPlan(),
         convergeWithinSeconds: Double = 10, workflows: [ScenarioWorkflow] = [], slots: Int = 4,
-        objects: ObjectWorkload? = nil, runToEnd: Bool = false
+        objects: ObjectWorkload? = nil, runToEnd: Bool = false, maxHeldBytes: UInt64 = 1 << 32
     ) {
+        self.maxHeldBytes = maxHeldBytes
         self.name = name
         self.peers = peers
         self.durationSeconds = durationSeconds
@@ -79,6 +86,8 @@ public struct SimulationReport: Sendable, Codable, Hashable {
     /// values that came without their bytes (their sender's shell no longer had them; dropped too).
     public var corruptPayloads = 0
     public var missingPayloads = 0
+    /// Task outputs refused because keeping them would pass the peer's `maxHeldBytes`.
+    public var payloadsRefused = 0
 
     public var passed: Bool { violations.isEmpty }
 }
@@ -155,6 +164,8 @@ public struct ClusterSimulation {
         var answerCount = 0
         var answersMatch = true
         var uncompared: Set<UInt64> = []
+        /// A task of it failed because its outputs would pass a peer's `maxHeldBytes`.
+        var hitHeldBytesLimit = false
         /// Whether the workflow grows while its program runs (it dies with the program's peer
         /// until the program closes it).
         var grows: Bool { adaptive != nil || client != nil }
@@ -747,7 +758,8 @@ public struct ClusterSimulation {
                 // Failing is allowed when the cluster cannot recover an input; a task failure
                 // that fails the workflow must be one the program has.
                 if let program = workflows[w].program {
-                    if let expected = program.expected, !expected.fails, cause != nil {
+                    // (A task failed by the held-bytes limit is the scenario's doing, not the program's.)
+                    if let expected = program.expected, !expected.fails, cause != nil, !workflows[w].hitHeldBytesLimit {
                         violation(
                             "failed by a task the program does not fail",
                             "\(workflows[w].plan.name) failed at \(p): \(reason), but its local run completed")
@@ -903,13 +915,19 @@ public struct ClusterSimulation {
         let result = runner!.run(
             call.body, workflow: workflows[w].spec.name, label: call.label,
             accesses: call.accesses, inputs: bytes, attempt: attempt)
-        return result.map { outputs in
-            outputs.map { b in
-                let value = PayloadDigest.value(of: b)
-                peers[i].payloads.keep(b, as: value, for: task.workflow)
-                return value
-            }
+        guard case .success(let outputs) = result else { return result.map { _ in [] } }
+        let values = outputs.map(PayloadDigest.value(of:))
+        let adding = peers[i].payloads.bytesToKeep(values)
+        let held = peers[i].payloads.heldBytes
+        guard UInt64(held + adding) <= scenario.maxHeldBytes else {
+            report.payloadsRefused += 1
+            workflows[w].hitHeldBytesLimit = true
+            return .failure(
+                TaskFailure(
+                    message: "\(p) holds \(held) bytes of values; this task's \(adding) more would pass its limit (maxHeldBytes \(scenario.maxHeldBytes))"))
         }
+        for (bytes, value) in zip(outputs, values) { peers[i].payloads.keep(bytes, as: value, for: task.workflow) }
+        return .success(values)
     }
 
     /// The bytes to send with `message` from `p`: those of the real values it carries (a fetched

@@ -93,6 +93,8 @@ struct PayloadStore {
     /// The workflows whose values have each digest's bytes (equal bytes are kept once, so two
     /// workflows may share them): the bytes go when the last of them is released.
     var users: [UInt64: Set<WorkflowID>] = [:]
+    /// Bytes held in memory (what `Scenario.maxHeldBytes` bounds).
+    private(set) var heldBytes = 0
 
     /// Persistent objects' bytes, by content digest: in memory once received, on disk once the
     /// placement machine persisted the object (a restarted peer has those).
@@ -100,14 +102,20 @@ struct PayloadStore {
     var objectDisk: [UInt64: [UInt8]] = [:]
 
     mutating func keep(_ bytes: [UInt8], as value: DataValue, for workflow: WorkflowID) {
-        memory[value.content] = bytes
+        if let old = memory.updateValue(bytes, forKey: value.content) { heldBytes -= old.count }
+        heldBytes += bytes.count
         users[value.content, default: []].insert(workflow)
     }
 
     func bytes(of value: DataValue) -> [UInt8]? { memory[value.content] }
 
-    /// Bytes held in memory.
-    var heldBytes: Int { memory.values.reduce(0) { $0 + $1.count } }
+    /// How many more bytes keeping the bytes of `values` would hold (bytes already held are shared).
+    func bytesToKeep(_ values: [DataValue]) -> Int {
+        var seen = Set<UInt64>()
+        var more = 0
+        for v in values where memory[v.content] == nil && seen.insert(v.content).inserted { more += Int(clamping: v.bytes) }
+        return more
+    }
 
     /// Persists the bytes of `values` that are held (a record's initial data).
     mutating func persist(_ values: [DataValue]) {
@@ -121,7 +129,7 @@ struct PayloadStore {
             workflows.remove(workflow)
             if workflows.isEmpty {
                 users[digest] = nil
-                memory[digest] = nil
+                if let old = memory.removeValue(forKey: digest) { heldBytes -= old.count }
                 disk[digest] = nil
             } else {
                 users[digest] = workflows
@@ -136,6 +144,7 @@ struct PayloadStore {
             objectDisk = [:]
         }
         memory = disk
+        heldBytes = memory.values.reduce(0) { $0 + $1.count }
         users = users.filter { disk[$0.key] != nil }
         objects = objectDisk
     }
@@ -143,6 +152,7 @@ struct PayloadStore {
     /// The process crashed: what it held in memory is gone.
     mutating func crash() {
         memory = [:]
+        heldBytes = 0
         objects = [:]
     }
 }

@@ -36,6 +36,8 @@ public enum ScenarioLimits {
     public static let maxTaskMicros: Int64 = 86_400_000_000
     /// Puts of the object workload (each is scheduled when the run starts).
     public static let maxPuts = 10_000_000
+    /// Bytes of workflow values one peer's shell may hold (`Scenario.maxHeldBytes`): 1 KiB to 1 TiB.
+    public static let heldBytes: ClosedRange<UInt64> = 1_024...(1 << 40)
     /// Distinct keys of the object workload.
     public static let maxKeys = 1_000_000_000
 }

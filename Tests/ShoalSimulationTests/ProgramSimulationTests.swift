@@ -132,6 +132,23 @@ struct ProgramSimulationTests {
         #expect((0..<8).map { simulation.heldPayloadBytes(at: $0) } == Array(repeating: 0, count: 8), "seed 6")
     }
 
+    /// A peer's shell holds at most `maxHeldBytes` of values: a task whose outputs would pass it
+    /// fails with that reason, and the workflow with it (its policy: fail); with room it completes.
+    @Test func aTaskWhoseOutputsWouldPassThePeersHeldBytesFailsWithTheReason() {
+        var scenario = Self.scenario(Self.program(width: 12, steps: 6))
+        scenario.maxHeldBytes = 1_024
+        var simulation = ClusterSimulation(scenario: scenario, seed: 7, runner: TestBodies())
+        let report = simulation.run()
+        #expect(report.passed, "seed 7: \(report.violations)")
+        #expect(report.workflows[0].status == .failed, "seed 7: \(report.workflows[0])")
+        #expect(report.workflows[0].reason?.contains("maxHeldBytes 1024") == true, "\(report.workflows[0].reason ?? "")")
+        #expect(report.payloadsRefused > 0)
+        scenario.maxHeldBytes = 1 << 20
+        var roomy = ClusterSimulation(scenario: scenario, seed: 7, runner: TestBodies())
+        let ok = roomy.run()
+        #expect(ok.passed && ok.workflows[0].resultsMatch == true && ok.payloadsRefused == 0, "seed 7: \(ok.violations)")
+    }
+
     @Test func aPayloadCorruptedInTransitIsCaughtByItsDigestAndFetchedAgain() {
         let program = Self.program(width: 12, steps: 6)
         var simulation = ClusterSimulation(scenario: Self.scenario(program), seed: 4, runner: TestBodies())

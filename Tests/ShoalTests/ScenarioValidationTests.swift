@@ -142,6 +142,8 @@ struct ScenarioValidationTests {
         BadScenario(base + "faults:\n  - { at: 5, heal: false }\n", 5, 20, "faults[0].heal", "'heal: false' is no fault"),
         BadScenario(base + "faults:\n  - { at: 5, duplicate: -0.5 }\n", 5, 25, "faults[0].duplicate", "-0.5 is not a probability"),
 
+        BadScenario(base + "maxHeldBytes: 100\n", 4, 15, "maxHeldBytes", "must be 1024 to 1099511627776 bytes"),
+
         // Workflows.
         BadScenario(base + "workflows:\n  - { at: 1 }\n", 5, 5, "workflows[0]", "this one names none"),
         BadScenario(base + "workflows:\n  - { independent: 2, crossCorrelation: 2 }\n", 5, 5, "workflows[0]",
