@@ -125,6 +125,7 @@ struct ClusterFailureTests {
         let entries = [
             RecordEntry(.passedThrough, task: 0, version: 1, holder: W.p(1), checksum: 9, bytes: 8, source: 0),
             RecordEntry(.failed, task: 0, version: RecordEntry.none, holder: W.p(1), checksum: 0, bytes: 0),
+            RecordEntry(.attemptFailed, task: 0, version: RecordEntry.none, holder: W.p(1), checksum: 0, bytes: 0, source: 3),
             RecordEntry.about(.cut, version: 1),
         ]
         for write in [
@@ -136,5 +137,41 @@ struct ClusterFailureTests {
         }
         let r = try #require(RecordCodec.records(try shard.scan(.workflows, prefix: [], after: nil, limit: 10)).first)
         #expect(r.plan.spec == spec && r.log == entries)
+    }
+
+    /// Retries are counted over owners: an owner that takes a workflow over goes on from the
+    /// failed attempts its record logs, so a task runs at most `retries + 1` times in all (found:
+    /// a takeover used to start the count again).
+    @Test func aTakeoverGoesOnCountingFailedAttempts() throws {
+        let plan = try WorkflowPlan(
+            WorkflowSpec(name: "one", dataCount: 1, tasks: [Self.task([(0, .inout)], .init(retries: 2), label: "flaky")]))
+        var owner = W.machine(1, replicas: 2)
+        var backup = W.machine(2, replicas: 2)
+        _ = owner.on(.peerUp(W.p(2)), now: W.t0)
+        _ = backup.on(.peerUp(W.p(1)), now: W.t0)
+        func toBackup(_ out: [WorkDirective]) -> [WorkMessage] {
+            out.compactMap { if case .send(let m, W.p(2)) = $0 { m } else { nil } }
+        }
+        var out = owner.on(.submit(workflow: Self.wf, plan: plan, initial: W.initial(plan)), now: W.t0)
+        for m in toBackup(out) {
+            // The backup's acknowledgement of the record goes back to the owner.
+            for d in backup.on(.message(m, from: W.p(1)), now: W.t0) {
+                if case .send(let ack, W.p(1)) = d { _ = owner.on(.message(ack, from: W.p(2)), now: W.t0) }
+            }
+        }
+        // Attempts 1 and 2 fail at the owner; its record reaches the backup.
+        _ = owner.on(.failed(task: TaskRef(Self.wf, 0), failure: Self.boom), now: W.t0)
+        out = owner.on(.failed(task: TaskRef(Self.wf, 0), failure: Self.boom), now: W.t0)
+        #expect(Self.attempts(out).map(\.1) == [3])
+        out = owner.on(.timer(.recordFlush), now: W.t0 + .milliseconds(30))
+        let appends = toBackup(out).filter { if case .recordAppend = $0 { true } else { false } }
+        #expect(!appends.isEmpty)
+        for m in appends { _ = backup.on(.message(m, from: W.p(1)), now: W.t0) }
+        // The owner dies: the backup runs attempt 3, the last the policy allows.
+        out = backup.on(.peerDown(W.p(1)), now: W.t0 + .seconds(1))
+        #expect(Self.attempts(out).map(\.1) == [3], "\(Self.attempts(out).map(\.1))")
+        out = backup.on(.failed(task: TaskRef(Self.wf, 0), failure: Self.boom), now: W.t0 + .seconds(1))
+        let failed = out.compactMap { if case .workflowFailed(_, let reason, _) = $0 { reason } else { nil } }
+        #expect(failed.first?.contains("task 'flaky' failed after 3 attempts") == true, "\(failed)")
     }
 }

@@ -52,6 +52,10 @@ final class OwnedWorkflow: @unchecked Sendable {
     /// Times a task could not start (an input unreachable), and attempts of it that failed.
     var attempts: [UInt16]
     private(set) var failedAttempts: [UInt16]
+    /// Tasks whose failure was ignored: their outcome is decided. One that runs again (its
+    /// pass-through's value was lost with its holder, or a takeover did not find it) takes the
+    /// same outcome whatever its body does this time (`repeatIgnoredFailure`).
+    private(set) var ignoredFailures: Set<Int> = []
     /// The failures applied (ignored or for good), for the workflow's report.
     private(set) var reports: [FailureReport] = []
     private(set) var valueState: [ValueState]
@@ -240,6 +244,10 @@ final class OwnedWorkflow: @unchecked Sendable {
             case .failed:
                 if Int(e.task) < plan.taskCount { failedForGood.insert(Int(e.task)) }
                 continue
+            case .attemptFailed:
+                let t = Int(e.task)
+                if t < plan.taskCount { failedAttempts[t] = max(failedAttempts[t], UInt16(clamping: e.source)) }
+                continue
             case .made, .passedThrough, .absent:
                 break
             }
@@ -276,11 +284,12 @@ final class OwnedWorkflow: @unchecked Sendable {
             takeValue(of: source, into: v)
         }
         for t in failedForGood { completed[t] = false }
+        ignoredFailures.formUnion(ignored)
         for t in ignored.union(failedForGood).sorted() {
             reports.append(
                 FailureReport(
                     task: t, label: plan.name(of: t), failure: TaskFailure(message: "failed (reported to an earlier owner)"),
-                    attempts: 0, action: failedForGood.contains(t) ? .cancelSuccessors : .ignore))
+                    attempts: Int(failedAttempts[t]), action: failedForGood.contains(t) ? .cancelSuccessors : .ignore))
         }
         let logged = groupRuns.map(\.chain)
         for g in groupRuns.indices {
@@ -671,6 +680,8 @@ final class OwnedWorkflow: @unchecked Sendable {
             return nil
         }
         failedAttempts[t] = attempt
+        log.append(
+            RecordEntry(.attemptFailed, task: UInt32(t), version: RecordEntry.none, holder: peer, checksum: 0, bytes: 0, source: UInt32(attempt)))
         switch plan.policy[t].decision(afterFailedAttempts: Int(attempt)) {
         case .retry:
             requeue(t)
@@ -682,6 +693,7 @@ final class OwnedWorkflow: @unchecked Sendable {
             case .fail:
                 return .workflowFails("task '\(plan.name(of: t))' failed after \(attempt) attempts: \(failure)")
             case .ignore:
+                ignoredFailures.insert(t)
                 passThrough(t)
             case .cancelSuccessors:
                 log.append(RecordEntry(.failed, task: UInt32(t), version: RecordEntry.none, holder: owner, checksum: 0, bytes: 0))
@@ -689,6 +701,14 @@ final class OwnedWorkflow: @unchecked Sendable {
             }
             return .handled
         }
+    }
+
+    /// Task `t`, whose failure was ignored, ran again and reported a result: the outcome stays the
+    /// one decided (locally the task failed once and for all), so its outputs take their
+    /// pass-through values again and what it made now is not used.
+    func repeatIgnoredFailure(_ t: Int) {
+        guard state[t] != .done && state[t] != .failed else { return }
+        passThrough(t)
     }
 
     /// Task `t` failed and its failure is ignored: what it should have written takes the value

@@ -470,6 +470,14 @@ public struct WorkMachine: Sendable {
             counters.duplicateResults += 1
             return
         }
+        if owned[w].ignoredFailures.contains(t) {
+            // Its failure was ignored before: that outcome stands, whatever this run made.
+            owned[w].repeatIgnoredFailure(t)
+            scheduleFlush(into: &out)
+            checkFinished(w, into: &out)
+            fill(into: &out)
+            return
+        }
         guard owned[w].accepts(t, outputs: result.outputs, basis: result.basis) else {
             counters.resultsRefused += 1
             // A member that ran on a value since cut back: it runs again on the current one.

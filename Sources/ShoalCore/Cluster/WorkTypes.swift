@@ -87,6 +87,9 @@ public struct RecordEntry: Sendable, Hashable, Codable {
         /// Task `task` failed for good (`cancel-successors`): what it writes fails, and so do the
         /// tasks that read it.
         case failed = 5
+        /// Attempt `source` of task `task` failed (logged for every failed attempt, so an owner
+        /// that takes the workflow over goes on counting its retries where the last one stopped).
+        case attemptFailed = 6
     }
     public static let none = UInt32.max
     public var kind: Kind
@@ -97,7 +100,8 @@ public struct RecordEntry: Sendable, Hashable, Codable {
     public var holder: PeerID
     public var checksum: UInt64
     public var bytes: UInt64
-    /// For `passedThrough`: the version whose value `version` takes.
+    /// For `passedThrough`: the version whose value `version` takes; for `attemptFailed`: the
+    /// attempt's number.
     public var source: UInt32
 
     public init(
