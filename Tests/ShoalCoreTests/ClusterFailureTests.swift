@@ -125,7 +125,8 @@ struct ClusterFailureTests {
         let entries = [
             RecordEntry(.passedThrough, task: 0, version: 1, holder: W.p(1), checksum: 9, bytes: 8, source: 0),
             RecordEntry(.failed, task: 0, version: RecordEntry.none, holder: W.p(1), checksum: 0, bytes: 0),
-            RecordEntry(.attemptFailed, task: 0, version: RecordEntry.none, holder: W.p(1), checksum: 0, bytes: 0, source: 3),
+            RecordEntry(.attemptFailed, task: 0, version: RecordEntry.none, holder: W.p(1), checksum: 0, bytes: 0, source: 3, failure: Self.boom),
+            RecordEntry(.attemptFailed, task: 0, version: RecordEntry.none, holder: W.p(1), checksum: 0, bytes: 0, source: 4),
             RecordEntry.about(.cut, version: 1),
         ]
         for write in [
@@ -173,5 +174,43 @@ struct ClusterFailureTests {
         out = backup.on(.failed(task: TaskRef(Self.wf, 0), failure: Self.boom), now: W.t0 + .seconds(1))
         let failed = out.compactMap { if case .workflowFailed(_, let reason, _) = $0 { reason } else { nil } }
         #expect(failed.first?.contains("task 'flaky' failed after 3 attempts") == true, "\(failed)")
+    }
+
+    /// The cause of a failure an earlier owner ignored reaches the workflow's end after a
+    /// takeover: its text, exit status and stderr tail, and its attempts.
+    @Test func aTakeoverReportsTheCauseOfAnIgnoredFailure() throws {
+        let plan = try WorkflowPlan(
+            WorkflowSpec(
+                name: "two", dataCount: 1,
+                tasks: [Self.task([(0, .inout)], .init(retries: 1, action: .ignore), label: "convert"), Self.task([(0, .inout)], .init())]))
+        var owner = W.machine(1, replicas: 2)
+        var backup = W.machine(2, replicas: 2)
+        _ = owner.on(.peerUp(W.p(2)), now: W.t0)
+        _ = backup.on(.peerUp(W.p(1)), now: W.t0)
+        func deliver(_ out: [WorkDirective]) {
+            for case .send(let m, W.p(2)) in out {
+                for case .send(let ack, W.p(1)) in backup.on(.message(m, from: W.p(1)), now: W.t0) {
+                    _ = owner.on(.message(ack, from: W.p(2)), now: W.t0)
+                }
+            }
+        }
+        deliver(owner.on(.submit(workflow: Self.wf, plan: plan, initial: W.initial(plan)), now: W.t0))
+        // Task 0 fails twice and is ignored at the owner; the record reaches the backup.
+        _ = owner.on(.failed(task: TaskRef(Self.wf, 0), failure: Self.boom), now: W.t0)
+        _ = owner.on(.failed(task: TaskRef(Self.wf, 0), failure: Self.boom), now: W.t0)
+        let flushed = owner.on(.timer(.recordFlush), now: W.t0 + .milliseconds(30))
+        #expect(flushed.contains { if case .send(.recordAppend(_, _, _, let e), W.p(2)) = $0 { e.contains { $0.kind == .passedThrough } } else { false } }, "\(flushed)")
+        deliver(flushed)
+        // The owner dies while task 1 (which reads what task 0 passed through) runs: the backup
+        // runs what is left and reports task 0's cause.
+        var out = backup.on(.peerDown(W.p(1)), now: W.t0 + .seconds(1))
+        for _ in 0..<4 {
+            guard let (task, inputs) = W.executions(out).first else { break }
+            out = backup.on(.executed(task: task, outputs: W.outputs(plan, task, inputs)), now: W.t0 + .seconds(1))
+        }
+        let completed: [[FailureReport]] = out.compactMap { if case .workflowCompleted(_, _, let f) = $0 { f } else { nil } }
+        let reports = completed.first ?? []
+        #expect(reports.count == 1, "\(out)")
+        #expect(reports.first?.failure == Self.boom && reports.first?.attempts == 2 && reports.first?.label == "convert", "\(reports)")
     }
 }

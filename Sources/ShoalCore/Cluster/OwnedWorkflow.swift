@@ -228,6 +228,7 @@ final class OwnedWorkflow: @unchecked Sendable {
         var absent: [Int] = []
         var ignored = Set<Int>()
         var aliased: [Int] = []
+        var causes: [Int: TaskFailure] = [:]
         for e in entries {
             let v = Int(e.version)
             switch e.kind {
@@ -246,7 +247,10 @@ final class OwnedWorkflow: @unchecked Sendable {
                 continue
             case .attemptFailed:
                 let t = Int(e.task)
-                if t < plan.taskCount { failedAttempts[t] = max(failedAttempts[t], UInt16(clamping: e.source)) }
+                if t < plan.taskCount {
+                    failedAttempts[t] = max(failedAttempts[t], UInt16(clamping: e.source))
+                    if let failure = e.failure { causes[t] = failure }
+                }
                 continue
             case .made, .passedThrough, .absent:
                 break
@@ -288,7 +292,8 @@ final class OwnedWorkflow: @unchecked Sendable {
         for t in ignored.union(failedForGood).sorted() {
             reports.append(
                 FailureReport(
-                    task: t, label: plan.name(of: t), failure: TaskFailure(message: "failed (reported to an earlier owner)"),
+                    task: t, label: plan.name(of: t),
+                    failure: causes[t] ?? TaskFailure(message: "failed (reported to an earlier owner)"),
                     attempts: Int(failedAttempts[t]), action: failedForGood.contains(t) ? .cancelSuccessors : .ignore))
         }
         let logged = groupRuns.map(\.chain)
@@ -681,7 +686,9 @@ final class OwnedWorkflow: @unchecked Sendable {
         }
         failedAttempts[t] = attempt
         log.append(
-            RecordEntry(.attemptFailed, task: UInt32(t), version: RecordEntry.none, holder: peer, checksum: 0, bytes: 0, source: UInt32(attempt)))
+            RecordEntry(
+                .attemptFailed, task: UInt32(t), version: RecordEntry.none, holder: peer, checksum: 0, bytes: 0,
+                source: UInt32(attempt), failure: failure))
         switch plan.policy[t].decision(afterFailedAttempts: Int(attempt)) {
         case .retry:
             requeue(t)

@@ -93,6 +93,15 @@ public enum RecordCodec {
                 w.u64(e.holder.raw)
                 w.u64(e.checksum)
                 w.u64(e.bytes)
+                if e.kind == .attemptFailed {
+                    // Its cause: present?, exit status present? and value, the message, the stderr tail.
+                    let f = e.failure
+                    w.u32(f == nil ? 0 : 1)
+                    w.u32(f?.exitStatus == nil ? 0 : 1)
+                    w.u32(UInt32(bitPattern: f?.exitStatus ?? 0))
+                    w.bytes(Array((f?.message ?? "").utf8))
+                    w.bytes(Array((f?.stderrTail ?? "").utf8))
+                }
             }
             return (prefix(wf) + [0x4C] + bigEndian(UInt64(first)), w.out)
         case .drop:
@@ -157,10 +166,21 @@ public enum RecordCodec {
                         let source = r.unsigned32(), let t = r.u64(), let v = r.u64(), let h = r.u64(), let c = r.u64(),
                         let b = r.u64()
                     else { break }
+                    var failure: TaskFailure?
+                    if kind == .attemptFailed {
+                        guard let present = r.unsigned32(), let hasExit = r.unsigned32(), let exit = r.u32(),
+                            let message = r.bytes(), let stderr = r.bytes()
+                        else { break }
+                        if present == 1 {
+                            failure = TaskFailure(
+                                message: String(decoding: message, as: UTF8.self), exitStatus: hasExit == 1 ? exit : nil,
+                                stderrTail: String(decoding: stderr, as: UTF8.self))
+                        }
+                    }
                     found[i].log.append(
                         RecordEntry(
                             kind, task: UInt32(truncatingIfNeeded: t), version: UInt32(truncatingIfNeeded: v),
-                            holder: PeerID(raw: h), checksum: c, bytes: b, source: source))
+                            holder: PeerID(raw: h), checksum: c, bytes: b, source: source, failure: failure))
                 }
             }
         }

@@ -103,10 +103,14 @@ public struct RecordEntry: Sendable, Hashable, Codable {
     /// For `passedThrough`: the version whose value `version` takes; for `attemptFailed`: the
     /// attempt's number.
     public var source: UInt32
+    /// For `attemptFailed`: why it failed, so an owner that takes over reports the cause. (Kept
+    /// in an array, empty for every other entry, so an entry stays one word larger, not five.)
+    private var failures: [TaskFailure]
+    public var failure: TaskFailure? { failures.first }
 
     public init(
         _ kind: Kind = .made, task: UInt32, version: UInt32, holder: PeerID, checksum: UInt64, bytes: UInt64,
-        source: UInt32 = RecordEntry.none
+        source: UInt32 = RecordEntry.none, failure: TaskFailure? = nil
     ) {
         self.kind = kind
         self.task = task
@@ -115,6 +119,7 @@ public struct RecordEntry: Sendable, Hashable, Codable {
         self.checksum = checksum
         self.bytes = bytes
         self.source = source
+        self.failures = failure.map { [$0] } ?? []
     }
 
     /// An entry about `version` alone (`lost`, `cut`).
@@ -235,7 +240,9 @@ public enum WorkMessage: Sendable {
         case .recordCreate(_, _, _, let plan, let initial):
             return 64 + 24 * plan.taskCount + 8 * plan.inputs.count
                 + initial.reduce(0) { $0 + 24 + Int(clamping: $1.bytes) }
-        case .recordAppend(_, _, _, let entries): return 32 + 36 * entries.count
+        case .recordAppend(_, _, _, let entries):
+            return 32 + 36 * entries.count
+                + entries.reduce(0) { $0 + ($1.failure.map { 8 + $0.message.utf8.count + $0.stderrTail.utf8.count } ?? 0) }
         case .recordPart(_, _, let part):
             return 96 + 24 * part.tasks.count + 16 * part.marks.count
                 + part.initial.reduce(0) { $0 + 24 + Int(clamping: $1.bytes) }
