@@ -23,11 +23,15 @@ public struct SimulatedCluster: Sendable {
     /// the local run did; a difference is a violation in the report. The program runs twice, so
     /// it must decide only from what it waits for.
     public var checkAgainstLocalRun: Bool
+    /// Most calls the program's side holds before it hands them to the owner as a batch (it also
+    /// hands over what it holds at every wait, barrier and at the end). 1 to 1,048,576.
+    public var maxBatchCalls: Int
 
     public init(
         scenario: Scenario, seed: UInt64 = 1, registry: TaskRegistry, submitter: Int = 0, startSeconds: Double = 1,
-        taskMicros: Int64 = 10_000, checkAgainstLocalRun: Bool = true
+        taskMicros: Int64 = 10_000, checkAgainstLocalRun: Bool = true, maxBatchCalls: Int = 4_096
     ) {
+        self.maxBatchCalls = min(max(1, maxBatchCalls), 1 << 20)
         self.scenario = scenario
         self.seed = seed
         self.registry = registry
@@ -115,6 +119,8 @@ final class SimulatedClusterClient: @unchecked Sendable {
                 WorkflowTaskSpec(
                     body: .registered(name: name, arguments: arguments),
                     accesses: accesses.map { .init(Int($0.datum.raw), $0.direction) }, policy: policy, label: name))
+            // Batches stream to the owner while the program runs, each of a bounded size.
+            if s.calls.count >= cluster.maxBatchCalls { Self.flush(&s) }
         }
     }
 

@@ -188,4 +188,20 @@ struct SimulatedProgramTests {
         #expect(report.virtualSeconds > 2.7)
         #expect(report.faultsInjected.count == 2, "\(report.faultsInjected)")
     }
+
+    /// The program's calls reach the owner in batches of at most `maxBatchCalls` while it runs,
+    /// not only when it waits.
+    @Test func callsStreamToTheOwnerInBoundedBatches() async throws {
+        var cluster = Self.cluster(seed: 3, crashes: [])
+        cluster.maxBatchCalls = 3
+        let (handed, report) = try await Shoal.run(simulated: cluster) { wf in
+            var x = wf.value(2)
+            for _ in 0..<10 { x = wf.submit(square, x, .in(x)) }
+            let handed = wf.statistics.submitted  // before any wait: three full batches
+            _ = try await wf.wait(on: x)
+            return handed
+        }
+        #expect(handed == 9)
+        #expect(report.passed && report.workflows.last?.resultsMatch == true, "\(report.violations)")
+    }
 }
