@@ -91,10 +91,15 @@ final class SimulatedClusterClient: @unchecked Sendable {
                 if s.refused == nil { s.refused = "\(error)" }
                 bytes = []
             }
-            let index = Int(datum.raw) - s.dataCount
-            while s.newData.count <= index { s.newData.append([]) }
-            s.newData[index] = bytes
+            Self.define(datum, bytes, in: &s)
         }
+    }
+
+    /// Datum `datum` of the next batch has `bytes` (the data between are placeholders so far).
+    private static func define(_ datum: DatumID, _ bytes: [UInt8], in s: inout State) {
+        let index = Int(datum.raw) - s.dataCount
+        while s.newData.count <= index { s.newData.append([]) }
+        s.newData[index] = bytes
     }
 
     /// A call of the program: registered task `name` with its arguments.
@@ -162,11 +167,7 @@ final class SimulatedClusterClient: @unchecked Sendable {
 
     /// A datum whose value is `bytes` as they are (a value read from the cluster).
     func define(_ datum: DatumID, bytes: [UInt8]) {
-        state.withLock { s in
-            let index = Int(datum.raw) - s.dataCount
-            while s.newData.count <= index { s.newData.append([]) }
-            s.newData[index] = bytes
-        }
+        state.withLock { Self.define(datum, bytes, in: &$0) }
     }
 
     /// Plays the cluster until object request `rid` is answered (or the scenario ends).

@@ -468,27 +468,31 @@ public struct ClusterSimulation {
     /// A client program at `peer` persists `bytes` as the object `name` (to its R replicas): the
     /// request whose answer `objectAnswer(_:)` gives.
     public mutating func putObject(at peer: Int, name: String, bytes: [UInt8]) -> UInt64 {
-        let rid = nextObjectRequest
-        nextObjectRequest += 1
-        guard peers[peer].up else {
-            objectAnswers[rid] = .failed("p\(peer) is down")
-            return rid
-        }
         let value = ObjectValue(bytes: UInt64(bytes.count), content: PayloadDigest.of(bytes))
-        peers[peer].payloads.objects[value.content] = bytes
-        step(PeerID(raw: UInt64(peer)), .put(requestID: rid, key: Self.objectKey(name), value: value))
-        return rid
+        return objectRequest(at: peer) { sim, rid in
+            sim.peers[peer].payloads.objects[value.content] = bytes
+            return .put(requestID: rid, key: Self.objectKey(name), value: value)
+        }
     }
 
     /// A client program at `peer` reads the object `name` (its newest version on a live replica).
     public mutating func getObject(at peer: Int, name: String) -> UInt64 {
+        objectRequest(at: peer) { _, rid in .get(requestID: rid, key: Self.objectKey(name)) }
+    }
+
+    /// A new object request at `peer`: the event `request` makes of its id goes to the peer's
+    /// machine, or the request fails at once if the peer is down.
+    private mutating func objectRequest(
+        at peer: Int, _ request: (inout ClusterSimulation, UInt64) -> PeerEvent
+    ) -> UInt64 {
         let rid = nextObjectRequest
         nextObjectRequest += 1
         guard peers[peer].up else {
             objectAnswers[rid] = .failed("p\(peer) is down")
             return rid
         }
-        step(PeerID(raw: UInt64(peer)), .get(requestID: rid, key: Self.objectKey(name)))
+        let event = request(&self, rid)
+        step(PeerID(raw: UInt64(peer)), event)
         return rid
     }
 

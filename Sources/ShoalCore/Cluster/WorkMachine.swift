@@ -473,24 +473,21 @@ public struct WorkMachine: Sendable {
         if owned[w].ignoredFailures.contains(t) {
             // Its failure was ignored before: that outcome stands, whatever this run made.
             owned[w].repeatIgnoredFailure(t)
-            scheduleFlush(into: &out)
-            checkFinished(w, into: &out)
-            fill(into: &out)
-            return
-        }
-        guard owned[w].accepts(t, outputs: result.outputs, basis: result.basis) else {
-            counters.resultsRefused += 1
-            // A member that ran on a value since cut back: it runs again on the current one.
-            if owned[w].state[t] == .assigned && owned[w].assignee[t] == executor {
-                owned[w].requeue(t)
-                counters.tasksRequeued += 1
-                fill(into: &out)
+        } else {
+            guard owned[w].accepts(t, outputs: result.outputs, basis: result.basis) else {
+                counters.resultsRefused += 1
+                // A member that ran on a value since cut back: it runs again on the current one.
+                if owned[w].state[t] == .assigned && owned[w].assignee[t] == executor {
+                    owned[w].requeue(t)
+                    counters.tasksRequeued += 1
+                    fill(into: &out)
+                }
+                return
             }
-            return
+            counters.resultsApplied += 1
+            out.append(.resultApplied(task: taskID))
+            owned[w].complete(t, outputs: result.outputs, holder: executor)
         }
-        counters.resultsApplied += 1
-        out.append(.resultApplied(task: taskID))
-        owned[w].complete(t, outputs: result.outputs, holder: executor)
         scheduleFlush(into: &out)
         checkFinished(w, into: &out)
         fill(into: &out)
@@ -567,11 +564,12 @@ public struct WorkMachine: Sendable {
     /// workflow too (it took it over while the other owner ran on, across a partition), it stops
     /// owning it: the workflow ended there, and its outcome is the one that owner reported.
     private mutating func ended(_ wf: WorkflowID, into out: inout [WorkDirective]) {
-        dropExecutorWork(of: wf)
         if let w = ownedIndex[wf], !owned[w].finished {
             owned[w].finished = true
             counters.workflowsEndedElsewhere += 1
-            release(w, into: &out)
+            release(w, into: &out)  // drops the executor's work of it too
+        } else {
+            dropExecutorWork(of: wf)
         }
         fill(into: &out)
     }
@@ -1017,12 +1015,7 @@ public struct WorkMachine: Sendable {
         _ wf: WorkflowID, owner: PeerID, backups: [PeerID], plan: WorkflowPlan, initial: [DataValue], from: PeerID,
         into out: inout [WorkDirective]
     ) {
-        if records[wf] == nil && records.count + assembling.count >= settings.maxBackupRecords {
-            // Full: say so, and the owner takes another backup (it must not wait on this one).
-            counters.recordsRefused += 1
-            out.append(.send(.recordAck(workflow: wf, count: RecordAck.refused), to: from))
-            return
-        }
+        guard !refusedForRoom(wf, from: from, into: &out) else { return }
         if records[wf] == nil || records[wf]!.owner != owner {
             records[wf] = BackupRecord(owner: owner, backups: backups, plan: plan, initial: initial, log: [])
             out.append(.persistRecord(.drop(workflow: wf)))  // an older owner's log, if any
@@ -1033,6 +1026,15 @@ public struct WorkMachine: Sendable {
             out.append(.persistRecord(.create(workflow: wf, owner: owner, backups: backups, plan: plan, initial: initial)))
         }
         out.append(.send(.recordAck(workflow: wf, count: records[wf]!.log.count), to: from))
+    }
+
+    /// A backup that keeps `maxBackupRecords` records (those arriving in parts count) refuses one
+    /// more, and says so: its owner takes another backup (it must not wait on this one).
+    private mutating func refusedForRoom(_ wf: WorkflowID, from: PeerID, into out: inout [WorkDirective]) -> Bool {
+        guard records[wf] == nil && records.count + assembling.count >= settings.maxBackupRecords else { return false }
+        counters.recordsRefused += 1
+        out.append(.send(.recordAck(workflow: wf, count: RecordAck.refused), to: from))
+        return true
     }
 
     /// A part of a record create that travels in parts: kept until the backup has every part,
@@ -1052,11 +1054,7 @@ public struct WorkMachine: Sendable {
         if let any = parts.values.first, any.parts != part.parts || any.taskCount != part.taskCount || any.backups != part.backups {
             parts = [:]  // the owner sends a newer create (another backup list): start over
         }
-        if parts.isEmpty && records[wf] == nil && records.count + assembling.count >= settings.maxBackupRecords {
-            counters.recordsRefused += 1
-            out.append(.send(.recordAck(workflow: wf, count: RecordAck.refused), to: from))
-            return
-        }
+        if parts.isEmpty && refusedForRoom(wf, from: from, into: &out) { return }
         parts[part.index] = part
         guard parts.count == part.parts else {
             assembling[wf] = (owner, parts)

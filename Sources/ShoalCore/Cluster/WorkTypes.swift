@@ -143,6 +143,9 @@ public struct TaskFailure: Error, Sendable, Hashable, Codable, CustomStringConve
         self.stderrTail = Self.bounded(stderrTail, keepEnd: true)
     }
 
+    /// The bytes of its texts (what a message carrying it grows by).
+    public var textBytes: Int { message.utf8.count + stderrTail.utf8.count }
+
     static func bounded(_ text: String, keepEnd: Bool) -> String {
         let utf8 = Array(text.utf8)
         guard utf8.count > maxText else { return text }
@@ -235,14 +238,14 @@ public enum WorkMessage: Sendable {
         case .data(_, _, let value): return 40 + Int(clamping: value.bytes)
         case .started(let tasks), .query(let tasks), .unknown(let tasks): return 16 + 8 * tasks.count
         case .result(_, let outputs, _): return 32 + 24 * outputs.count
-        case .failure(_, _, let failure): return 40 + failure.message.utf8.count + failure.stderrTail.utf8.count
+        case .failure(_, _, let failure): return 40 + failure.textBytes
         case .inputLost: return 40
         case .recordCreate(_, _, _, let plan, let initial):
             return 64 + 24 * plan.taskCount + 8 * plan.inputs.count
                 + initial.reduce(0) { $0 + 24 + Int(clamping: $1.bytes) }
         case .recordAppend(_, _, _, let entries):
             return 32 + 36 * entries.count
-                + entries.reduce(0) { $0 + ($1.failure.map { 8 + $0.message.utf8.count + $0.stderrTail.utf8.count } ?? 0) }
+                + entries.reduce(0) { $0 + ($1.failure.map { 8 + $0.textBytes } ?? 0) }
         case .recordPart(_, _, let part):
             return 96 + 24 * part.tasks.count + 16 * part.marks.count
                 + part.initial.reduce(0) { $0 + 24 + Int(clamping: $1.bytes) }
