@@ -141,12 +141,11 @@ struct MachineBoundaryTests {
         _ = t.on(.tick, now: Self.t0)
         let rid = t.outstandingRequests[0]
         let version = VersionRef(WorkflowID(raw: 5), 0)
-        let location = DataLocation(datum: version, bytes: .max, holders: [Self.p(2)], checksum: .max)
+        let location = DataLocation(datum: version, bytes: .max, holder: Self.p(2), checksum: .max)
         let hostile: [[StealableTask]] = [
             (0...t.settings.stealBatchMax).map { Self.stealTask($0) },
             [Self.stealTask(0, inputs: Array(repeating: location, count: WorkSettings.maxOutputsPerTask + 1))],
             [Self.stealTask(0, outputs: Array(repeating: version, count: WorkSettings.maxOutputsPerTask + 1))],
-            [Self.stealTask(0, inputs: [DataLocation(datum: version, bytes: 1, holders: Array(repeating: Self.p(2), count: 100))])],
         ]
         for granted in hostile {
             #expect(t.on(.stealReply(from: Self.p(2), requestID: rid, granted: granted), now: Self.t0).isEmpty)

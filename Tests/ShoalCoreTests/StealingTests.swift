@@ -184,10 +184,10 @@ private func ran(_ out: [StealDirective]) -> [TaskRef] {
     @Test func victimPrefersTasksWhoseInputsTheThiefHolds() {
         let queue = [
             task(1),
-            task(2, inputs: [DataLocation(datum: 70, bytes: 100, holders: [p(2)])]),  // held: 100 bytes
-            task(3, inputs: [DataLocation(datum: 80, bytes: 5_000, holders: [p(2), p(1)])]),  // thief is a holder
+            task(2, inputs: [DataLocation(datum: 70, bytes: 100, holder: p(2))]),  // held: 100 bytes
+            task(3, inputs: [DataLocation(datum: 80, bytes: 5_000, holder: p(1))]),  // thief is a holder
             task(4),
-            task(5, inputs: [DataLocation(datum: 90, bytes: 9_000, holders: [p(2)])]),  // not held
+            task(5, inputs: [DataLocation(datum: 90, bytes: 9_000, holder: p(2))]),  // not held
         ]
         var v = victim(queue: queue)
         let out = v.on(.stealRequest(from: p(1), requestID: 1, max: 3, catalogue: [1], holding: [70]), now: t0)

@@ -108,7 +108,7 @@ struct WorkMachineTests {
         var thief = Self.machine(2)
         let task = StealableTask(
             id: TaskRef(WorkflowID(raw: 1), 0), owner: Self.p(1), catalogueKey: 1,
-            inputs: [DataLocation(datum: VersionRef(WorkflowID(raw: 1), 0), bytes: 8, holders: [Self.p(1)], checksum: 99)],
+            inputs: [DataLocation(datum: VersionRef(WorkflowID(raw: 1), 0), bytes: 8, holder: Self.p(1), checksum: 99)],
             outputs: [VersionRef(WorkflowID(raw: 1), 1)])
         var out = thief.on(.granted([task]), now: Self.t0)
         guard case .send(.fetch(let version, let rid), _)? = out.first(where: { if case .send(.fetch, _) = $0 { true } else { false } })

@@ -532,7 +532,7 @@ final class OwnedWorkflow: @unchecked Sendable {
             let v = storedVersion(read)
             inputs.append(
                 DataLocation(
-                    datum: VersionRef(workflow, v), bytes: bytes[v], holders: [holder[v]], checksum: checksum[v],
+                    datum: VersionRef(workflow, v), bytes: bytes[v], holder: holder[v], checksum: checksum[v],
                     absent: valueState[v] == .absent))
         }
         var task = StealableTask(

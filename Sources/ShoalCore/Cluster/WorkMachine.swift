@@ -211,6 +211,7 @@ public struct WorkMachine: Sendable {
     /// it drops stale entries from the ready queues on the way.
     public mutating func stealable() -> [StealableTask] {
         var out: [StealableTask] = []
+        out.reserveCapacity(settings.stealWindow)
         for workflow in owned where !workflow.finished {
             for t in workflow.readyTasks(limit: settings.stealWindow - out.count) {
                 out.append(workflow.stealable(t, owner: id))
@@ -807,7 +808,7 @@ public struct WorkMachine: Sendable {
             return
         }
         for (i, input) in task.inputs.enumerated() where job.values[i] == nil && !input.absent {
-            fetch(input.datum, for: task.id, input: i, from: input.holders.first ?? task.owner, into: &out)
+            fetch(input.datum, for: task.id, input: i, from: input.holder, into: &out)
         }
     }
 
@@ -925,18 +926,19 @@ public struct WorkMachine: Sendable {
             finishIfCollected(w, into: &out)
             return
         }
-        guard var job = running[f.task], job.values[f.input] == nil else { return }
-        let expected = job.task.inputs[f.input].checksum
+        // The job is changed in the table, never on a copy (which would copy its arrays at every
+        // fetch): no binding of it outlives this read.
+        guard let expected = running[f.task].flatMap({ $0.values[f.input] == nil ? $0.task.inputs[f.input].checksum : nil })
+        else { return }
         guard expected == 0 || value.checksum == expected else {
             // The holder has another version under this id: treat as lost there.
             fetchFailed(f, definite: true, into: &out)
             return
         }
         keep(version, value)
-        job.values[f.input] = value
-        job.waiting -= 1
-        running[f.task] = job
-        if job.waiting == 0 { run(f.task, into: &out) }
+        running[f.task]!.values[f.input] = value
+        running[f.task]!.waiting -= 1
+        if running[f.task]!.waiting == 0 { run(f.task, into: &out) }
     }
 
     private mutating func fetchFailed(_ f: Fetch, definite: Bool, into out: inout [WorkDirective]) {
@@ -1132,19 +1134,21 @@ public struct WorkMachine: Sendable {
             guard ownedIndex[wf] == nil, !retired.contains(wf) else { return }
             receivedPart(part, of: wf, owner: owner, from: from, into: &out)
         case .recordAppend(let wf, let owner, let first, let entries):
-            guard var record = records[wf], record.owner == owner else {
+            guard let have = records[wf]?.log.count, records[wf]?.owner == owner else {
                 // No record here (its create was lost or refused, or this peer restarted empty): say so.
                 out.append(.send(.recordAck(workflow: wf, count: RecordAck.noRecord), to: from))
                 return
             }
-            if first <= record.log.count && first + entries.count > record.log.count {
-                let from = record.log.count
-                let added = Array(entries[(from - first)...])
-                record.log.append(contentsOf: added)
-                out.append(.persistRecord(.append(workflow: wf, first: from, entries: added)))
+            var count = have
+            if first <= have && first + entries.count > have {
+                let added = Array(entries[(have - first)...])
+                // In place: a copy of the record taken out of the table made every append copy
+                // the whole log (quadratic in a workflow's tasks).
+                records[wf]!.log.append(contentsOf: added)
+                count += added.count
+                out.append(.persistRecord(.append(workflow: wf, first: have, entries: added)))
             }
-            records[wf] = record
-            out.append(.send(.recordAck(workflow: wf, count: record.log.count), to: from))
+            out.append(.send(.recordAck(workflow: wf, count: count), to: from))
         case .recordAck(let wf, let count):
             guard let w = ownedIndex[wf], !owned[w].finished,
                 let b = owned[w].backupLinks.firstIndex(where: { $0.peer == from })

@@ -53,7 +53,10 @@ public struct StealMachine: Sendable {
     private var queue: [StealableTask] = []
     private struct GrantKey: Hashable { var thief: PeerID; var requestID: UInt64 }
     private var grants: [GrantKey: [StealableTask]] = [:]  // empty = refused
+    /// The remembered grants' keys, a ring of at most `grantMemory`: once full, `grantOldest`
+    /// is the next to forget (a victim answers a request per idle thief per protocol period).
     private var grantOrder: [GrantKey] = []
+    private var grantOldest = 0
 
     public init(id: PeerID, settings: StealSettings = StealSettings(), seed: UInt64) {
         self.id = id
@@ -120,9 +123,6 @@ public struct StealMachine: Sendable {
     /// and `maxHoldingAdvertised` a sender's settings allow. A request's `max` needs no check: the
     /// victim clamps it (`stealBatchMax`, its queue), and one of 0 or less is refused.
     static let maxAdvertised = 4_096
-    /// Most holders a granted task's input lists (an owner names one).
-    static let maxHolders = 64
-
     /// Whether a grant from another peer is within bounds. One that is not is dropped and counted
     /// (`messagesDropped`), never run: its sender may be buggy, or hostile. This thief never asks
     /// for more than `stealBatchMax` tasks, and a task has at most `WorkSettings.maxOutputsPerTask`
@@ -132,7 +132,6 @@ public struct StealMachine: Sendable {
         for t in granted {
             guard t.inputs.count <= WorkSettings.maxOutputsPerTask, t.outputs.count <= WorkSettings.maxOutputsPerTask
             else { return false }
-            for input in t.inputs where input.holders.count > Self.maxHolders { return false }
         }
         return true
     }
@@ -293,20 +292,29 @@ public struct StealMachine: Sendable {
         let room = min(asked, settings.stealBatchMax, queue.count - keep)
         var chosen: [StealableTask] = []
         if room > 0 {
-            let runnable = Set(cat.prefix(settings.maxCatalogueAdvertised))
+            // A victim answers a request for every protocol period of every idle thief: no
+            // hashing of the catalogue (sorted, as a request's is: binary search) and one pass
+            // to split the queue.
+            let runnable = cat.prefix(settings.maxCatalogueAdvertised)
             let heldSet = Set(held.prefix(settings.maxHoldingAdvertised))
             var scored: [(held: UInt64, index: Int)] = []
-            for (i, t) in queue.enumerated() where runnable.contains(t.catalogueKey) {
+            scored.reserveCapacity(queue.count)
+            for (i, t) in queue.enumerated() where Self.sortedContains(runnable, t.catalogueKey) {
                 let bytes = t.inputs.reduce(UInt64(0)) { sum, input in
-                    heldSet.contains(input.datum) || input.holders.contains(thief) ? sum &+ input.bytes : sum
+                    heldSet.contains(input.datum) || input.holder == thief ? sum &+ input.bytes : sum
                 }
                 scored.append((bytes, i))
             }
             scored.sort { $0.held != $1.held ? $0.held > $1.held : $0.index < $1.index }
-            let picked = scored.prefix(room).map(\.index).sorted()
-            chosen = picked.map { queue[$0] }
-            let gone = Set(picked)
-            queue = queue.enumerated().filter { !gone.contains($0.offset) }.map(\.element)
+            var picked = [Bool](repeating: false, count: queue.count)
+            for s in scored.prefix(room) { picked[s.index] = true }
+            chosen.reserveCapacity(min(room, scored.count))
+            var kept: [StealableTask] = []
+            kept.reserveCapacity(queue.count - min(room, scored.count))
+            for (i, t) in queue.enumerated() {
+                if picked[i] { chosen.append(t) } else { kept.append(t) }
+            }
+            queue = kept
         }
         rememberGrant(key, chosen)
         if chosen.isEmpty {
@@ -318,15 +326,29 @@ public struct StealMachine: Sendable {
         out.append(.send(answer(rid, chosen), to: thief))
     }
 
+    /// Whether the ascending `keys` hold `key`.
+    private static func sortedContains(_ keys: ArraySlice<UInt64>, _ key: UInt64) -> Bool {
+        var low = keys.startIndex
+        var high = keys.endIndex
+        while low < high {
+            let mid = low + (high - low) / 2
+            if keys[mid] < key { low = mid + 1 } else { high = mid }
+        }
+        return low < keys.endIndex && keys[low] == key
+    }
+
     private func answer(_ rid: UInt64, _ tasks: [StealableTask]) -> StealMessage {
         tasks.isEmpty ? .refused(requestID: rid) : .reply(requestID: rid, granted: tasks)
     }
 
     private mutating func rememberGrant(_ key: GrantKey, _ tasks: [StealableTask]) {
         grants[key] = tasks
-        grantOrder.append(key)
-        if grantOrder.count > settings.grantMemory {
-            grants[grantOrder.removeFirst()] = nil
+        if grantOrder.count < settings.grantMemory {
+            grantOrder.append(key)
+        } else {
+            grants[grantOrder[grantOldest]] = nil
+            grantOrder[grantOldest] = key
+            grantOldest = (grantOldest + 1) % grantOrder.count
         }
     }
 }

@@ -79,18 +79,20 @@ public struct DataLocation: Sendable, Hashable, Codable {
     /// The version.
     public var datum: VersionRef
     public var bytes: UInt64
-    /// Peers holding a copy, as the owner knows them.
-    public var holders: [PeerID]
+    /// The peer holding the copy the owner recorded (the owner tracks one holder per version;
+    /// one field, not a list: a ready task is offered to thieves every protocol period, and a
+    /// list cost an allocation per input each time).
+    public var holder: PeerID
     /// The checksum the owner recorded for this version: a fetched copy must match it.
     public var checksum: UInt64
     /// The version has no value (its writer failed and the failure was ignored): nothing to
     /// fetch; the body fails if it reads it.
     public var absent: Bool
 
-    public init(datum: VersionRef, bytes: UInt64, holders: [PeerID], checksum: UInt64 = 0, absent: Bool = false) {
+    public init(datum: VersionRef, bytes: UInt64, holder: PeerID, checksum: UInt64 = 0, absent: Bool = false) {
         self.datum = datum
         self.bytes = bytes
-        self.holders = holders
+        self.holder = holder
         self.checksum = checksum
         self.absent = absent
     }
