@@ -23,6 +23,22 @@ public enum Checksum {
         bytes.withUnsafeBytes { blake2b($0) }
     }
 
+    /// The first 8 bytes of the 32-byte digest of `bytes`, as a little-endian word, with no
+    /// allocation (value references and modelled checksums are this word; the simulator takes
+    /// one for every task output).
+    public static func blake2bWord(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
+        _ = ensureSodium
+        var digest: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        let rc = withUnsafeMutableBytes(of: &digest) { o in
+            crypto_generichash(
+                o.baseAddress!.assumingMemoryBound(to: UInt8.self), byteCount,
+                bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(bytes.count),
+                nil, 0)
+        }
+        precondition(rc == 0, "crypto_generichash failed with \(rc)")
+        return UInt64(littleEndian: digest.0)
+    }
+
     /// Whether `digest` is the checksum of `bytes`, compared in constant time.
     public static func verify(_ digest: some Collection<UInt8>, of bytes: UnsafeRawBufferPointer) -> Bool {
         guard digest.count == byteCount else { return false }

@@ -30,6 +30,14 @@ import Testing
         let hex = Checksum.blake2b([]).map { String($0, radix: 16).leftPadded(to: 2) }.joined()
         #expect(hex == "0e5751c026e543b2e8ab2eb06099daa1d1e5df47778f7787faab45cdf12fe3a8")
     }
+
+    @Test func checksumWordIsTheDigestsFirstEightBytesLittleEndian() {
+        // The empty string's digest starts 0e 57 51 c0 26 e5 43 b2.
+        #expect([UInt8]().withUnsafeBytes { Checksum.blake2bWord($0) } == 0xB243_E526_C051_570E)
+        let text = Array("shoal".utf8)
+        let digest = Checksum.blake2b(text)
+        #expect(text.withUnsafeBytes { Checksum.blake2bWord($0) } == digest.prefix(8).reversed().reduce(0) { $0 << 8 | UInt64($1) })
+    }
 }
 
 @Suite struct TimeTests {

@@ -30,4 +30,26 @@ import Testing
         while let e = q.pop() { got.append((e.time.nanoseconds, e.payload)) }
         #expect(got.map(\.1) == expected.map(\.1))
     }
+
+    /// Pops between schedules (as a run does), against a sorted list: each pop is the earliest
+    /// pending event, ties in scheduling order.
+    @Test func interleavedSchedulesAndPopsMatchASortedList() {
+        var g = SeededGenerator(seed: 11)
+        var q = EventQueue<Int>()
+        var pending: [(time: Int64, id: Int)] = []
+        var now: Int64 = 0
+        for id in 0..<6_000 {
+            let t = now + Int64(g.next() % 50)
+            q.schedule(id, at: Instant(nanoseconds: t))
+            pending.append((t, id))
+            if g.next() % 3 != 0 {
+                let e = q.pop()!
+                let earliest = pending.indices.min { pending[$0].time != pending[$1].time ? pending[$0].time < pending[$1].time : pending[$0].id < pending[$1].id }!
+                #expect(e.payload == pending[earliest].id && e.time.nanoseconds == pending[earliest].time)
+                now = e.time.nanoseconds
+                pending.remove(at: earliest)
+            }
+        }
+        #expect(q.count == pending.count)
+    }
 }

@@ -112,10 +112,7 @@ public enum CatalogueKey {
     public static func modelled(_ name: String) -> UInt64 { derive("model:" + name) }
 
     static func derive(_ text: String) -> UInt64 {
-        let digest = Checksum.blake2b(Array(text.utf8))
-        var key: UInt64 = 0
-        for i in 0..<8 { key |= UInt64(digest[i]) << (8 * UInt64(i)) }
-        return key
+        Array(text.utf8).withUnsafeBytes { Checksum.blake2bWord($0) }
     }
 }
 
@@ -124,10 +121,7 @@ public enum CatalogueKey {
 /// on every transfer.
 public enum PayloadDigest {
     public static func of(_ bytes: [UInt8]) -> UInt64 {
-        let digest = Checksum.blake2b(bytes)
-        var d: UInt64 = 0
-        for i in 0..<8 { d |= UInt64(digest[i]) << (8 * UInt64(i)) }
-        return d
+        bytes.withUnsafeBytes { Checksum.blake2bWord($0) }
     }
 
     /// The value reference of `bytes`: their size and digest.

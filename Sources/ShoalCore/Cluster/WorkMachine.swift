@@ -129,6 +129,10 @@ public struct WorkMachine: Sendable {
     }
     private var fetches: [UInt64: Fetch] = [:]
     private var nextRequestID: UInt64 = 1
+    /// When each fetch attempt times out (by request id), and each sent result is sent again (by
+    /// task): one sweep timer each, not one timer per request.
+    private var fetchDeadlines: SweptDeadlines<UInt64>
+    private var resultDeadlines: SweptDeadlines<TaskRef>
     /// A result not yet acknowledged by every owner it was sent to.
     private struct PendingResult { var owners: [PeerID]; var result: TaskResult; var attempts: Int }
     /// A task's outputs and what they were computed from (`OutputRecord.basis`).
@@ -176,6 +180,8 @@ public struct WorkMachine: Sendable {
         self.id = id
         self.settings = settings.clamped
         live = [id]
+        fetchDeadlines = SweptDeadlines(interval: self.settings.fetchTimeout)
+        resultDeadlines = SweptDeadlines(interval: self.settings.resultRetry)
     }
 
     // MARK: Queries
@@ -853,7 +859,7 @@ public struct WorkMachine: Sendable {
                 }
             }
             for owner in remote { out.append(.send(result.message(taskID), to: owner)) }
-            out.append(.schedule(.resultRetry(task: taskID), after: settings.resultRetry))
+            if let d = resultDeadlines.add(taskID, attempt: 1, now: now) { out.append(.schedule(.resultSweep, after: d)) }
         }
         fill(into: &out)
     }
@@ -882,7 +888,38 @@ public struct WorkMachine: Sendable {
         fetches[rid] = Fetch(task: task, input: input, holder: holder, attempts: 1, version: version)
         counters.fetches += 1
         out.append(.send(.fetch(version: version, requestID: rid), to: holder))
-        out.append(.schedule(.fetchTimeout(requestID: rid), after: settings.fetchTimeout))
+        if let d = fetchDeadlines.add(rid, attempt: 1, now: now) { out.append(.schedule(.fetchSweep, after: d)) }
+    }
+
+    /// Attempt `attempt` of fetch `rid` got no answer in time: sent again, or given up.
+    private mutating func fetchTimedOut(_ rid: UInt64, attempt: Int, into out: inout [WorkDirective]) {
+        guard var f = fetches[rid], f.attempts == attempt else { return }  // answered, or a later attempt's
+        if f.attempts < settings.maxFetchAttempts && isLive(f.holder) {
+            f.attempts += 1
+            fetches[rid] = f
+            out.append(.send(.fetch(version: f.version, requestID: rid), to: f.holder))
+            if let d = fetchDeadlines.add(rid, attempt: f.attempts, now: now) { out.append(.schedule(.fetchSweep, after: d)) }
+        } else {
+            fetches[rid] = nil
+            fetchFailed(f, definite: false, into: &out)
+        }
+    }
+
+    /// Sending `attempt` of the result of `task` got no acknowledgement in time: sent again to
+    /// the owners still alive, or given up.
+    private mutating func resultUnacknowledged(_ task: TaskRef, attempt: Int, into out: inout [WorkDirective]) {
+        guard var pending = unacknowledged[task], pending.attempts == attempt else { return }
+        // An owner that is gone is dropped: its successor re-runs the task, or asks (audit).
+        let liveNow = sortedLive()
+        pending.owners.removeAll { !liveNow.binarySearchContains($0) }
+        if pending.attempts >= settings.maxResultAttempts || pending.owners.isEmpty {
+            unacknowledged[task] = nil
+            return
+        }
+        pending.attempts += 1
+        unacknowledged[task] = pending
+        for owner in pending.owners { out.append(.send(pending.result.message(task), to: owner)) }
+        if let d = resultDeadlines.add(task, attempt: pending.attempts, now: now) { out.append(.schedule(.resultSweep, after: d)) }
     }
 
     private mutating func received(
@@ -1188,30 +1225,14 @@ public struct WorkMachine: Sendable {
 
     private mutating func fire(_ timer: WorkTimer, into out: inout [WorkDirective]) {
         switch timer {
-        case .fetchTimeout(let rid):
-            guard var f = fetches[rid] else { return }
-            if f.attempts < settings.maxFetchAttempts && isLive(f.holder) {
-                f.attempts += 1
-                fetches[rid] = f
-                out.append(.send(.fetch(version: f.version, requestID: rid), to: f.holder))
-                out.append(.schedule(.fetchTimeout(requestID: rid), after: settings.fetchTimeout))
-            } else {
-                fetches[rid] = nil
-                fetchFailed(f, definite: false, into: &out)
-            }
-        case .resultRetry(let task):
-            guard var pending = unacknowledged[task] else { return }
-            // An owner that is gone is dropped: its successor re-runs the task, or asks (audit).
-            let liveNow = sortedLive()
-            pending.owners.removeAll { !liveNow.binarySearchContains($0) }
-            if pending.attempts >= settings.maxResultAttempts || pending.owners.isEmpty {
-                unacknowledged[task] = nil
-                return
-            }
-            pending.attempts += 1
-            unacknowledged[task] = pending
-            for owner in pending.owners { out.append(.send(pending.result.message(task), to: owner)) }
-            out.append(.schedule(.resultRetry(task: task), after: settings.resultRetry))
+        case .fetchSweep:
+            let (due, next) = fetchDeadlines.sweep(now: now)
+            if let next { out.append(.schedule(.fetchSweep, after: next)) }
+            for entry in due { fetchTimedOut(entry.id, attempt: entry.attempt, into: &out) }
+        case .resultSweep:
+            let (due, next) = resultDeadlines.sweep(now: now)
+            if let next { out.append(.schedule(.resultSweep, after: next)) }
+            for entry in due { resultUnacknowledged(entry.id, attempt: entry.attempt, into: &out) }
         case .leaseCheck:
             leaseCheckScheduled = false
             var pending = false

@@ -325,8 +325,11 @@ public enum RecordAck {
 
 /// Timers of the work machine; each comes back as `.timer(_)`. Stale ones are ignored.
 public enum WorkTimer: Sendable, Hashable {
-    case fetchTimeout(requestID: UInt64)
-    case resultRetry(task: TaskRef)
+    /// Executor: fetches whose answer is `fetchTimeout` late are sent again (one sweep for all
+    /// of them, on a grid of an eighth of the timeout).
+    case fetchSweep
+    /// Executor: results unacknowledged for `resultRetry` are sent again (one sweep, likewise).
+    case resultSweep
     /// Owner: re-queue granted tasks whose thief never confirmed them.
     case leaseCheck
     /// Owner: ask executors about tasks assigned to them for a long time.
@@ -344,10 +347,12 @@ public enum WorkTimer: Sendable, Hashable {
 public struct WorkSettings: Sendable, Hashable {
     /// Tasks this peer runs at once.
     public var slots: Int
-    /// A fetch without answer after this long is sent again, up to `maxFetchAttempts` in all.
+    /// A fetch without answer after this long (at most an eighth more: one sweep checks them all,
+    /// `SweptDeadlines`) is sent again, up to `maxFetchAttempts` in all.
     public var fetchTimeout: Interval
     public var maxFetchAttempts: Int
-    /// A result without acknowledgement is sent again after this long, up to `maxResultAttempts`.
+    /// A result without acknowledgement is sent again after this long (at most an eighth more),
+    /// up to `maxResultAttempts`.
     public var resultRetry: Interval
     public var maxResultAttempts: Int
     /// A granted task whose thief has not confirmed it (`started`) after this long is queued again

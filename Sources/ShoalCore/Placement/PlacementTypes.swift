@@ -114,15 +114,8 @@ public struct ObjectValue: Sendable, Hashable, Codable {
     /// BLAKE2b (libsodium) of `content` and `bytes` (16 bytes, little-endian), truncated to its
     /// first 8 bytes read little-endian. Deterministic on every platform.
     public static func checksum(of content: UInt64, bytes: UInt64) -> UInt64 {
-        var input = [UInt8](repeating: 0, count: 16)
-        for i in 0..<8 {
-            input[i] = UInt8(truncatingIfNeeded: content >> (8 * UInt64(i)))
-            input[8 + i] = UInt8(truncatingIfNeeded: bytes >> (8 * UInt64(i)))
-        }
-        let digest = Checksum.blake2b(input)
-        var out: UInt64 = 0
-        for i in 0..<8 { out |= UInt64(digest[i]) << (8 * UInt64(i)) }
-        return out
+        var input = (content.littleEndian, bytes.littleEndian)  // 16 bytes: content, then size
+        return withUnsafeBytes(of: &input) { Checksum.blake2bWord($0) }
     }
 
     /// Whether `checksum` matches `content` and `bytes`.
