@@ -112,6 +112,13 @@ public struct WorkMachine: Sendable {
         var task: StealableTask
         var values: [DataValue?]
         var waiting: Int
+
+        /// Input `i` arrived; whether the job has all its inputs now.
+        mutating func received(_ value: DataValue, input i: Int) -> Bool {
+            values[i] = value
+            waiting -= 1
+            return waiting == 0
+        }
     }
     private var queue = RingBuffer<StealableTask>()
     private var running: [TaskRef: Job] = [:]
@@ -859,7 +866,7 @@ public struct WorkMachine: Sendable {
                 }
             }
             for owner in remote { out.append(.send(result.message(taskID), to: owner)) }
-            if let d = resultDeadlines.add(taskID, attempt: 1, now: now) { out.append(.schedule(.resultSweep, after: d)) }
+            resultDeadline(taskID, attempt: 1, into: &out)
         }
         fill(into: &out)
     }
@@ -888,7 +895,18 @@ public struct WorkMachine: Sendable {
         fetches[rid] = Fetch(task: task, input: input, holder: holder, attempts: 1, version: version)
         counters.fetches += 1
         out.append(.send(.fetch(version: version, requestID: rid), to: holder))
-        if let d = fetchDeadlines.add(rid, attempt: 1, now: now) { out.append(.schedule(.fetchSweep, after: d)) }
+        fetchDeadline(rid, attempt: 1, into: &out)
+    }
+
+    /// Attempt `attempt` of fetch `rid` times out `fetchTimeout` from now (checked by the sweep).
+    private mutating func fetchDeadline(_ rid: UInt64, attempt: Int, into out: inout [WorkDirective]) {
+        if let d = fetchDeadlines.add(rid, attempt: attempt, now: now) { out.append(.schedule(.fetchSweep, after: d)) }
+    }
+
+    /// Attempt `attempt` of sending the result of `task` is sent again `resultRetry` from now,
+    /// unless acknowledged (checked by the sweep).
+    private mutating func resultDeadline(_ task: TaskRef, attempt: Int, into out: inout [WorkDirective]) {
+        if let d = resultDeadlines.add(task, attempt: attempt, now: now) { out.append(.schedule(.resultSweep, after: d)) }
     }
 
     /// Attempt `attempt` of fetch `rid` got no answer in time: sent again, or given up.
@@ -898,7 +916,7 @@ public struct WorkMachine: Sendable {
             f.attempts += 1
             fetches[rid] = f
             out.append(.send(.fetch(version: f.version, requestID: rid), to: f.holder))
-            if let d = fetchDeadlines.add(rid, attempt: f.attempts, now: now) { out.append(.schedule(.fetchSweep, after: d)) }
+            fetchDeadline(rid, attempt: f.attempts, into: &out)
         } else {
             fetches[rid] = nil
             fetchFailed(f, definite: false, into: &out)
@@ -919,7 +937,7 @@ public struct WorkMachine: Sendable {
         pending.attempts += 1
         unacknowledged[task] = pending
         for owner in pending.owners { out.append(.send(pending.result.message(task), to: owner)) }
-        if let d = resultDeadlines.add(task, attempt: pending.attempts, now: now) { out.append(.schedule(.resultSweep, after: d)) }
+        resultDeadline(task, attempt: pending.attempts, into: &out)
     }
 
     private mutating func received(
@@ -973,9 +991,7 @@ public struct WorkMachine: Sendable {
             return
         }
         keep(version, value)
-        running[f.task]!.values[f.input] = value
-        running[f.task]!.waiting -= 1
-        if running[f.task]!.waiting == 0 { run(f.task, into: &out) }
+        if running[f.task]!.received(value, input: f.input) { run(f.task, into: &out) }
     }
 
     private mutating func fetchFailed(_ f: Fetch, definite: Bool, into out: inout [WorkDirective]) {
@@ -1171,7 +1187,7 @@ public struct WorkMachine: Sendable {
             guard ownedIndex[wf] == nil, !retired.contains(wf) else { return }
             receivedPart(part, of: wf, owner: owner, from: from, into: &out)
         case .recordAppend(let wf, let owner, let first, let entries):
-            guard let have = records[wf]?.log.count, records[wf]?.owner == owner else {
+            guard let have = records[wf].flatMap({ $0.owner == owner ? $0.log.count : nil }) else {
                 // No record here (its create was lost or refused, or this peer restarted empty): say so.
                 out.append(.send(.recordAck(workflow: wf, count: RecordAck.noRecord), to: from))
                 return
