@@ -85,6 +85,35 @@ struct WorkMachineTests {
         #expect(owner.counters.duplicateResults == 1)
     }
 
+    /// A thief is offered the ready tasks whose inputs it holds first, then the rest in queue
+    /// order; a peer that holds nothing gets queue order.
+    @Test func aThiefIsOfferedTheTasksWhoseInputsItHoldsFirst() throws {
+        // Task 0 keeps the owner's one slot; tasks 1...4 write data 1...4; task 5...8 reads datum
+        // 1...4 and writes datum 5...8.
+        let wf = WorkflowID(raw: 1)
+        let tasks = [Self.task([(0, .out)])] + (1...4).map { Self.task([($0, .out)]) }
+            + (1...4).map { Self.task([($0, .in), ($0 + 4, .out)]) }
+        let plan = try WorkflowPlan(WorkflowSpec(name: "near", dataCount: 9, tasks: tasks))
+        var owner = Self.machine(1)
+        for peer in [2, 3, 4] as [UInt64] { _ = owner.on(.peerUp(Self.p(peer)), now: Self.t0) }
+        let out = owner.on(.submit(workflow: wf, plan: plan, initial: Self.initial(plan)), now: Self.t0)
+        #expect(Self.executions(out).map(\.0) == [TaskRef(wf, 0)])
+        #expect(owner.stealable().map(\.id.task) == [1, 2, 3, 4])
+        // Tasks 1 and 2 ran at p2, 3 and 4 at p3.
+        for (t, peer) in [(1, 2), (2, 2), (3, 3), (4, 3)] as [(Int, UInt64)] {
+            _ = owner.on(.gave([TaskRef(wf, t)], to: Self.p(peer)), now: Self.t0)
+            let record = OutputRecord(version: VersionRef(wf, Int(plan.outputs(of: t)[0])), bytes: 8, checksum: UInt64(t))
+            _ = owner.on(.message(.result(task: TaskRef(wf, t), outputs: [record], basis: 0), from: Self.p(peer)), now: Self.t0)
+        }
+        #expect(owner.stealable().map(\.id.task) == [5, 6, 7, 8])
+        #expect(owner.stealable(near: Self.p(3)).map(\.id.task) == [7, 8, 5, 6])
+        #expect(owner.stealable(near: Self.p(2)).map(\.id.task) == [5, 6, 7, 8])
+        #expect(owner.stealable(near: Self.p(4)).map(\.id.task) == [5, 6, 7, 8])
+        // Given away, a task is no longer offered, near or not.
+        _ = owner.on(.gave([TaskRef(wf, 7)], to: Self.p(4)), now: Self.t0)
+        #expect(owner.stealable(near: Self.p(3)).map(\.id.task) == [8, 5, 6])
+    }
+
     @Test func aLostVersionReopensItsProducer() throws {
         // a = f() on p2; b = g(a) not yet run when p2 dies: f runs again.
         let plan = try WorkflowPlan(WorkflowSpec(name: "chain", dataCount: 2, tasks: [Self.task([(0, .out)]), Self.task([(0, .in), (1, .out)])]))

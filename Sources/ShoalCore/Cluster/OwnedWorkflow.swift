@@ -72,6 +72,15 @@ final class OwnedWorkflow: @unchecked Sendable {
     private var ready: [Int32] = []
     private var readyHead = 0
     private(set) var readyCount = 0
+    /// Ready tasks by a peer that holds one of their inputs (at most `nearHoldersPerTask` peers a
+    /// task), so a thief is offered the tasks whose data it has first (`readyTasks(near:limit:)`):
+    /// a stencil's columns then stay where they ran, and most inputs need no fetch. An entry is
+    /// checked when read (a task run or given away since is skipped), and the lists are rebuilt
+    /// without such entries once they hold more than `2 × readyCount + 4096`.
+    private var readyNear: [PeerID: NearList] = [:]
+    private var nearEntries = 0
+    fileprivate struct NearList { var tasks: [Int32] = []; var head = 0 }
+    static let nearHoldersPerTask = 4
     private(set) var remaining: Int
     private struct Lease { var deadline: Instant; var task: Int32; var peer: PeerID }
     private var leases = RingBuffer<Lease>()
@@ -358,6 +367,8 @@ final class OwnedWorkflow: @unchecked Sendable {
         ready.removeAll(keepingCapacity: true)
         readyHead = 0
         readyCount = 0
+        readyNear = [:]
+        nearEntries = 0
         for t in 0..<plan.taskCount where state[t] != .done && state[t] != .failed { wait(t) }
     }
 
@@ -474,6 +485,31 @@ final class OwnedWorkflow: @unchecked Sendable {
         state[t] = .ready
         ready.append(Int32(t))
         readyCount += 1
+        // The distinct peers (other than this one, which never steals from itself) holding the
+        // task's inputs, in input order.
+        var near: [PeerID] = []
+        for v in plan.inputs(of: t) {
+            let h = holder[Int(v)]
+            guard h != owner, h != OwnedWorkflow.nobody, !near.contains(h) else { continue }
+            near.append(h)
+            readyNear[h, default: NearList()].tasks.append(Int32(t))
+            nearEntries += 1
+            if near.count == OwnedWorkflow.nearHoldersPerTask { break }
+        }
+        if nearEntries > 2 * readyCount + 4_096 { compactNear() }
+    }
+
+    /// Drops the entries of tasks no longer ready, and the lists left empty.
+    private func compactNear() {
+        var kept: [PeerID: NearList] = [:]
+        nearEntries = 0
+        for (peer, list) in readyNear {  // each list is filtered on its own: the order is not seen
+            let tasks = list.tasks[list.head...].filter { state[Int($0)] == .ready }
+            guard !tasks.isEmpty else { continue }
+            kept[peer] = NearList(tasks: tasks)
+            nearEntries += tasks.count
+        }
+        readyNear = kept
     }
 
     /// The next ready task in queue order, if any (it stays `ready` until assigned).
@@ -490,19 +526,25 @@ final class OwnedWorkflow: @unchecked Sendable {
         return nil
     }
 
-    /// The first `limit` ready tasks in queue order. Entries no longer ready (given to thieves)
-    /// are dropped from the front on the way, so the scan stays short.
-    func readyTasks(limit: Int) -> [Int] {
+    /// At most `limit` ready tasks: first those with an input held by `thief` (in the order they
+    /// became ready), then the rest in queue order. Entries no longer ready (given to thieves)
+    /// are dropped from the fronts on the way, so the scans stay short.
+    func readyTasks(near thief: PeerID? = nil, limit: Int) -> [Int] {
+        var found: [Int] = []
+        if let thief, thief != owner, let n = readyNear.index(forKey: thief) {
+            found = readyNear.values[n].ready(limit: limit, state: state, entries: &nearEntries)
+            if readyNear.values[n].head == readyNear.values[n].tasks.count { readyNear.remove(at: n) }
+        }
         while readyHead < ready.count && state[Int(ready[readyHead])] != .ready { readyHead += 1 }
         if readyHead >= 4_096 && readyHead * 2 >= ready.count {
             ready.removeFirst(readyHead)
             readyHead = 0
         }
-        var found: [Int] = []
+        let near = found.count
         var i = readyHead
         while found.count < limit && i < ready.count {
             let t = Int(ready[i])
-            if state[t] == .ready { found.append(t) }
+            if state[t] == .ready && !found[..<near].contains(t) { found.append(t) }
             i += 1
         }
         return found
@@ -1058,8 +1100,33 @@ final class OwnedWorkflow: @unchecked Sendable {
         ready = []
         readyHead = 0
         readyCount = 0
+        readyNear = [:]
+        nearEntries = 0
         log = []
         results = []
         leases = RingBuffer()
+    }
+}
+
+extension OwnedWorkflow.NearList {
+    /// The first `limit` distinct ready tasks of the list; the entries before the first ready one
+    /// are dropped (`entries` counts what is left in all lists).
+    mutating func ready(limit: Int, state: [OwnedWorkflow.TaskState], entries: inout Int) -> [Int] {
+        while head < tasks.count && state[Int(tasks[head])] != .ready {
+            head += 1
+            entries -= 1
+        }
+        if head >= 64 && head * 2 >= tasks.count {
+            tasks.removeFirst(head)
+            head = 0
+        }
+        var found: [Int] = []
+        var i = head
+        while found.count < limit && i < tasks.count {
+            let t = Int(tasks[i])
+            if state[t] == .ready && !found.contains(t) { found.append(t) }
+            i += 1
+        }
+        return found
     }
 }

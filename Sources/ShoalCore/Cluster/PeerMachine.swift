@@ -151,7 +151,7 @@ public struct PeerMachine: Sendable {
             onMembership(.start(seeds: seeds), now: now, into: &out)
         case .message(.membership(let m), let from): onMembership(.message(m, from: from), now: now, into: &out)
         case .message(.steal(let m), let from):
-            if case .request = m { updateVictim(now: now) }
+            if case .request = m { updateVictim(thief: from, now: now) }
             onSteal(.received(m, from: from), now: now, into: &out)
         case .message(.work(let m), let from): onWork(.message(m, from: from), now: now, into: &out)
         case .timer(.membership(let t)):
@@ -248,9 +248,9 @@ public struct PeerMachine: Sendable {
         steal.on(.loadView(candidates), now: now, into: &stealOut)
     }
 
-    private mutating func updateVictim(now: Instant) {
+    private mutating func updateVictim(thief: PeerID, now: Instant) {
         tellStealLocalState(now: now)
-        steal.on(.readyQueue(work.stealable()), now: now, into: &stealOut)
+        steal.on(.readyQueue(work.stealable(near: thief)), now: now, into: &stealOut)
     }
 
     private mutating func tryToSteal(now: Instant, into out: inout [PeerDirective]) {

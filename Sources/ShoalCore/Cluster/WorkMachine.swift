@@ -220,13 +220,14 @@ public struct WorkMachine: Sendable {
     /// Workflows whose record this peer keeps as a backup.
     public var backedUpWorkflows: [WorkflowID] { records.keys.sorted() }
 
-    /// The tasks this peer offers to thieves, in queue order (at most `stealWindow`). Mutating:
-    /// it drops stale entries from the ready queues on the way.
-    public mutating func stealable() -> [StealableTask] {
+    /// The tasks this peer offers to a thief (at most `stealWindow`): those with an input the
+    /// thief holds first, then the rest in queue order. Mutating: it drops stale entries from the
+    /// ready queues on the way.
+    public mutating func stealable(near thief: PeerID? = nil) -> [StealableTask] {
         var out: [StealableTask] = []
         out.reserveCapacity(settings.stealWindow)
         for workflow in owned where !workflow.finished {
-            for t in workflow.readyTasks(limit: settings.stealWindow - out.count) {
+            for t in workflow.readyTasks(near: thief, limit: settings.stealWindow - out.count) {
                 out.append(workflow.stealable(t, owner: id))
             }
             if out.count >= settings.stealWindow { break }
