@@ -144,7 +144,7 @@ private func ran(_ out: [StealDirective]) -> [TaskRef] {
         var plain = thief(view: view)
         var out = plain.on(.tick, now: t0)
         out.removeAll { if case .send = $0 { return true } else { return false } }
-        #expect(out == [.schedule(.timeout(requestID: 1), after: .milliseconds(50))])
+        #expect(out == [.schedule(.timeoutSweep, after: .milliseconds(50))])
     }
 
     @Test func victimKeepsForSelfAndItsFreeSlots() {
@@ -224,7 +224,7 @@ private func ran(_ out: [StealDirective]) -> [TaskRef] {
             #expect(rid > previous)
             previous = rid
             now = now + .milliseconds(50)
-            let out = m.on(.timer(.timeout(requestID: rid)), now: now)
+            let out = m.on(.timer(.timeoutSweep), now: now)
             let d = expected.removeFirst()
             #expect(out == [.schedule(.retry, after: .milliseconds(d))])
             #expect(m.currentBackoff == .milliseconds(d))
@@ -250,14 +250,16 @@ private func ran(_ out: [StealDirective]) -> [TaskRef] {
         #expect(ran(m.on(.stealReply(from: p(2), requestID: rid3, granted: [task(1)]), now: at(ms: 31))) == [1])
         #expect(m.currentBackoff == .zero)
         #expect(requests(m.on(.tick, now: at(ms: 31))).count == 1)
-        // The stale timeout of an answered request is ignored.
-        #expect(m.on(.timer(.timeout(requestID: rid3)), now: at(ms: 80)).isEmpty)
+        // The stale timeout of an answered request is ignored; the sweep comes back for the
+        // request still pending (due at 81 ms, the next point of the 6.25 ms grid is 81.25 ms).
+        #expect(m.on(.timer(.timeoutSweep), now: at(ms: 80)) == [.schedule(.timeoutSweep, after: .microseconds(1_250))])
+        #expect(m.counters.timeouts == 0)
     }
 
     @Test func lateGrantIsStillRunOnceAndWrongSenderIgnored() {
         var m = thief(view: [member(2, ready: 50)])
         let rid = requests(m.on(.tick, now: t0))[0].rid
-        _ = m.on(.timer(.timeout(requestID: rid)), now: at(ms: 50))
+        _ = m.on(.timer(.timeoutSweep), now: at(ms: 50))
         #expect(m.outstandingRequests.isEmpty)
         // A reply from a peer the request did not go to is ignored.
         #expect(m.on(.stealReply(from: p(3), requestID: rid, granted: [task(1)]), now: at(ms: 51)).isEmpty)
@@ -339,7 +341,7 @@ private func ran(_ out: [StealDirective]) -> [TaskRef] {
         let req = StealEvent.stealRequest(from: p(1), requestID: r.rid, max: r.max, catalogue: r.catalogue, holding: r.holding)
         let reply = b.on(req, now: at(ms: 1))  // the reply is lost
         #expect(given(reply) == [1, 2, 3, 4])
-        let again = a.on(.timer(.timeout(requestID: r.rid)), now: at(ms: 50))
+        let again = a.on(.timer(.timeoutSweep), now: at(ms: 50))
         #expect(requests(again).map(\.rid) == [r.rid])
         #expect(a.counters.retransmits == 1 && a.counters.timeouts == 0)
         let second = b.on(req, now: at(ms: 51))
@@ -349,8 +351,8 @@ private func ran(_ out: [StealDirective]) -> [TaskRef] {
         #expect(a.counters.lateGrants == 0 && a.currentBackoff == .zero)
         // Out of retransmissions: the timeout backs off.
         let r2 = requests(a.on(.tick, now: at(ms: 60)))[0].rid
-        _ = a.on(.timer(.timeout(requestID: r2)), now: at(ms: 110))
-        #expect(a.on(.timer(.timeout(requestID: r2)), now: at(ms: 160)) == [.schedule(.retry, after: .milliseconds(10))])
+        #expect(requests(a.on(.timer(.timeoutSweep), now: at(ms: 110))).map(\.rid) == [r2])
+        #expect(a.on(.timer(.timeoutSweep), now: at(ms: 160)) == [.schedule(.retry, after: .milliseconds(10))])
         #expect(a.counters.timeouts == 1)
     }
 

@@ -48,6 +48,9 @@ public struct StealMachine: Sendable {
     private var pending: [UInt64] = []  // request ids awaiting a reply, oldest first
     private var failures = 0
     private var backoffUntil = Instant(nanoseconds: .min)
+    /// When each request (attempt) times out: one sweep timer, not a timer per request (a thief
+    /// sends one per protocol period while idle; nearly all are answered long before).
+    private var timeouts: SweptDeadlines<UInt64>
 
     // Victim.
     private var queue: [StealableTask] = []
@@ -61,6 +64,7 @@ public struct StealMachine: Sendable {
     public init(id: PeerID, settings: StealSettings = StealSettings(), seed: UInt64) {
         self.id = id
         self.settings = settings.clamped
+        timeouts = SweptDeadlines(interval: self.settings.stealTimeout)
         self.rng = SeededGenerator(seed: seed ^ (id.raw &* 0x9E37_79B9_7F4A_7C15) ^ 0x5354_4541_4C00_0000)
     }
 
@@ -103,7 +107,12 @@ public struct StealMachine: Sendable {
             onAnswer(from: from, requestID: rid, granted: granted, now: now, into: &out)
         case .stealRefused(let from, let rid):
             onAnswer(from: from, requestID: rid, granted: [], now: now, into: &out)
-        case .timer(.timeout(let rid)): onTimeout(requestID: rid, now: now, into: &out)
+        case .timer(.timeoutSweep):
+            let (due, next) = timeouts.sweep(now: now)
+            if let next { out.append(.schedule(.timeoutSweep, after: next)) }
+            for entry in due where sent[entry.id]?.attempts == entry.attempt {
+                onTimeout(requestID: entry.id, now: now, into: &out)
+            }
         case .timer(.retry):
             if freeSlots > 0 && readyTasks == 0 { onTick(now: now, into: &out) }
         case .readyQueue(let tasks): queue = tasks
@@ -182,7 +191,11 @@ public struct StealMachine: Sendable {
         let message = StealMessage.request(requestID: rid, max: max, catalogue: cat, holding: holding)
         pendingMessages[rid] = message
         out.append(.send(message, to: victim))
-        out.append(.schedule(.timeout(requestID: rid), after: settings.stealTimeout))
+        timeout(rid, attempt: 1, now: now, into: &out)
+    }
+
+    private mutating func timeout(_ rid: UInt64, attempt: Int, now: Instant, into out: inout [StealDirective]) {
+        if let d = timeouts.add(rid, attempt: attempt, now: now) { out.append(.schedule(.timeoutSweep, after: d)) }
     }
 
     private mutating func remember(_ rid: UInt64, _ request: SentRequest) {
@@ -248,7 +261,7 @@ public struct StealMachine: Sendable {
             sent[rid]?.attempts += 1
             counters.retransmits += 1
             out.append(.send(message, to: request.victim))
-            out.append(.schedule(.timeout(requestID: rid), after: settings.stealTimeout))
+            timeout(rid, attempt: request.attempts + 1, now: now, into: &out)
             return
         }
         sent[rid]?.state = .expired

@@ -6,7 +6,8 @@ public struct StealSettings: Sendable, Hashable {
     /// Most steal requests a thief has awaiting a reply at once (each to a different victim).
     /// Default 1: a thief never has two outstanding requests. 1...8.
     public var maxOutstandingSteals: Int
-    /// A request without reply after this long is given up (the thief backs off). A reply that
+    /// A request without reply after this long (up to an eighth more: timeouts are swept on a
+    /// grid, `StealTimer.timeoutSweep`) is given up (the thief backs off). A reply that
     /// arrives later is still honoured: the victim has already given the tasks away.
     public var stealTimeout: Interval
     /// Times a request is sent again (same request id, to the same victim) when `stealTimeout`
@@ -138,8 +139,9 @@ public enum StealMessage: Sendable, Hashable {
 /// Timers the machine asks its shell to run; each comes back as `.timer(_)`. Stale ones are
 /// ignored, so the shell never cancels a timer.
 public enum StealTimer: Sendable, Hashable {
-    /// The request got no answer in `stealTimeout`.
-    case timeout(requestID: UInt64)
+    /// Requests that got no answer in `stealTimeout` time out (one sweep timer for all of them,
+    /// on a grid of an eighth of `stealTimeout`: a request times out up to that much late).
+    case timeoutSweep
     /// The back-off is over: if the peer is still idle, try again.
     case retry
 }
