@@ -151,7 +151,7 @@ public struct PeerMachine: Sendable {
             onMembership(.start(seeds: seeds), now: now, into: &out)
         case .message(.membership(let m), let from): onMembership(.message(m, from: from), now: now, into: &out)
         case .message(.steal(let m), let from):
-            if case .request = m { updateVictim(thief: from, now: now) }
+            if case .request(_, let asked, _, _) = m { updateVictim(thief: from, asked: asked, now: now) }
             onSteal(.received(m, from: from), now: now, into: &out)
         case .message(.work(let m), let from): onWork(.message(m, from: from), now: now, into: &out)
         case .timer(.membership(let t)):
@@ -248,9 +248,15 @@ public struct PeerMachine: Sendable {
         steal.on(.loadView(candidates), now: now, into: &stealOut)
     }
 
-    private mutating func updateVictim(thief: PeerID, now: Instant) {
+    /// The victim's picture before it answers `thief`: the tasks it may give, at most what the
+    /// thief asked for plus what the victim keeps (`StealSettings.keepForSelf`, its free slots).
+    /// A window of `stealWindow` built for every request cost more than the rest of answering it
+    /// (a task's inputs and outputs are arrays); the tasks the thief holds inputs of come first.
+    private mutating func updateVictim(thief: PeerID, asked: Int, now: Instant) {
         tellStealLocalState(now: now)
-        steal.on(.readyQueue(work.stealable(near: thief)), now: now, into: &stealOut)
+        let keep = max(steal.settings.keepForSelf, work.freeSlots)
+        let window = min(max(0, asked), work.settings.stealWindow) + keep
+        steal.on(.readyQueue(work.stealable(near: thief, limit: window)), now: now, into: &stealOut)
     }
 
     private mutating func tryToSteal(now: Instant, into out: inout [PeerDirective]) {

@@ -220,17 +220,17 @@ public struct WorkMachine: Sendable {
     /// Workflows whose record this peer keeps as a backup.
     public var backedUpWorkflows: [WorkflowID] { records.keys.sorted() }
 
-    /// The tasks this peer offers to a thief (at most `stealWindow`): those with an input the
-    /// thief holds first, then the rest in queue order. Mutating: it drops stale entries from the
-    /// ready queues on the way.
-    public mutating func stealable(near thief: PeerID? = nil) -> [StealableTask] {
+    /// The tasks this peer offers to a thief (at most `limit`, and at most `stealWindow`): those
+    /// with an input the thief holds first, then the rest in queue order. Mutating: it drops stale
+    /// entries from the ready queues on the way.
+    public mutating func stealable(near thief: PeerID? = nil, limit: Int = .max) -> [StealableTask] {
+        let window = max(0, min(limit, settings.stealWindow))
         var out: [StealableTask] = []
-        out.reserveCapacity(settings.stealWindow)
-        for workflow in owned where !workflow.finished {
-            for t in workflow.readyTasks(near: thief, limit: settings.stealWindow - out.count) {
+        out.reserveCapacity(window)
+        for workflow in owned where !workflow.finished && out.count < window {
+            for t in workflow.readyTasks(near: thief, limit: window - out.count) {
                 out.append(workflow.stealable(t, owner: id))
             }
-            if out.count >= settings.stealWindow { break }
         }
         return out
     }

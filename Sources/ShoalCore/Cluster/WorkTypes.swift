@@ -368,7 +368,8 @@ public struct WorkSettings: Sendable, Hashable {
     /// Owner: how many ended workflows it remembers (their ids only), to tell a backup that asks
     /// about one to drop its record.
     public var retiredMemory: Int
-    /// Most ready tasks the owner offers to thieves at once (the victim's window).
+    /// Most ready tasks the owner offers to a thief at once (the victim's window; it builds no more
+    /// than the thief asked for plus what it keeps for itself).
     public var stealWindow: Int
     /// A task that failed to start this many times (inputs unreachable) fails its workflow.
     public var maxTaskAttempts: Int
