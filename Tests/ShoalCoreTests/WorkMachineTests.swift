@@ -114,6 +114,34 @@ struct WorkMachineTests {
         #expect(owner.stealable(near: Self.p(3)).map(\.id.task) == [8, 5, 6])
     }
 
+    /// A thief confirms a grant only if the task is not done a quarter of the lease later: a
+    /// short task's result is its confirmation, and the owner keeps it assigned until then.
+    @Test func aQuickResultConfirmsItsGrant() throws {
+        let wf = WorkflowID(raw: 1)
+        let plan = try WorkflowPlan(WorkflowSpec(name: "two", dataCount: 2, tasks: [Self.task([(0, .out)]), Self.task([(1, .out)])]))
+        var owner = Self.machine(1)
+        _ = owner.on(.peerUp(Self.p(2)), now: Self.t0)
+        _ = owner.on(.submit(workflow: wf, plan: plan, initial: Self.initial(plan)), now: Self.t0)  // task 0 runs here
+        let offered = owner.stealable()
+        #expect(offered.map(\.id) == [TaskRef(wf, 1)])
+        _ = owner.on(.gave(offered.map(\.id), to: Self.p(2)), now: Self.t0)
+        var thief = Self.machine(2)
+        _ = thief.on(.peerUp(Self.p(1)), now: Self.t0)
+        let granted = thief.on(.granted(offered), now: Self.t0)
+        #expect(!granted.contains { if case .send(.started, _) = $0 { true } else { false } })
+        let (task, inputs) = try #require(Self.executions(granted).first)
+        let done = thief.on(.executed(task: task, outputs: Self.outputs(plan, task, inputs)), now: Self.t0 + .milliseconds(5))
+        let sent = done.compactMap { d -> WorkMessage? in if case .send(let m, Self.p(1)) = d { m } else { nil } }
+        let result = try #require(sent.first { if case .result = $0 { true } else { false } })
+        let quarter = Self.t0 + Interval(nanoseconds: thief.settings.grantLease.nanoseconds / 4)
+        #expect(!thief.on(.timer(.confirmSweep), now: quarter).contains { if case .send(.started, _) = $0 { true } else { false } })
+        // The result reaches the owner before the lease ends: applied, and nothing is queued again.
+        _ = owner.on(.message(result, from: Self.p(2)), now: Self.t0 + .milliseconds(6))
+        #expect(owner.counters.resultsApplied == 1)
+        _ = owner.on(.timer(.leaseCheck), now: Self.t0 + owner.settings.grantLease + .milliseconds(1))
+        #expect(owner.counters.tasksRequeued == 0)
+    }
+
     @Test func aLostVersionReopensItsProducer() throws {
         // a = f() on p2; b = g(a) not yet run when p2 dies: f runs again.
         let plan = try WorkflowPlan(WorkflowSpec(name: "chain", dataCount: 2, tasks: [Self.task([(0, .out)]), Self.task([(0, .in), (1, .out)])]))

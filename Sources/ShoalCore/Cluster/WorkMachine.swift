@@ -67,7 +67,7 @@ public enum WorkDirective: Sendable {
 /// - **Owner.** Tasks become ready when every input version has a holder. The owner runs ready
 ///   tasks on its own slots first; the rest wait in its ready queue, which thieves steal from
 ///   (the stealing machine decides what to give; `gave` records the thief and starts a grant
-///   lease that the thief's `started` ends). The first result of a task is applied and
+///   lease that the thief's `started`, or its result, ends). The first result of a task is applied and
 ///   acknowledged; later ones are acknowledged and discarded. When a peer dies, the tasks it was
 ///   running are queued again and the versions only it held are lost: a lost version still
 ///   needed (a final result, or read by a task not done) re-opens its producing task, and so on
@@ -140,6 +140,9 @@ public struct WorkMachine: Sendable {
     /// task): one sweep timer each, not one timer per request.
     private var fetchDeadlines: SweptDeadlines<UInt64>
     private var resultDeadlines: SweptDeadlines<TaskRef>
+    /// When each granted task is confirmed to its owner if it has not finished by then.
+    private var confirmDeadlines: SweptDeadlines<Grant>
+    private struct Grant: Sendable { var task: TaskRef; var owner: PeerID }
     /// A result not yet acknowledged by every owner it was sent to.
     private struct PendingResult { var owners: [PeerID]; var result: TaskResult; var attempts: Int }
     /// A task's outputs and what they were computed from (`OutputRecord.basis`).
@@ -189,6 +192,7 @@ public struct WorkMachine: Sendable {
         live = [id]
         fetchDeadlines = SweptDeadlines(interval: self.settings.fetchTimeout)
         resultDeadlines = SweptDeadlines(interval: self.settings.resultRetry)
+        confirmDeadlines = SweptDeadlines(interval: Interval(nanoseconds: max(1, self.settings.grantLease.nanoseconds / 4)))
     }
 
     // MARK: Queries
@@ -273,9 +277,9 @@ public struct WorkMachine: Sendable {
         case .executed(let task, let outputs): executed(task, outputs: outputs, into: &out)
         case .failed(let task, let failure): executed(task, failure: failure, into: &out)
         case .granted(let tasks):
-            var byOwner: [PeerID: [TaskRef]] = [:]
             // At most `maxGrantedQueue` wait for a slot; one beyond is not confirmed, and its
-            // owner's grant lease gives it back to the owner's queue.
+            // owner's grant lease gives it back to the owner's queue. The others are confirmed
+            // if they are not done a quarter of the lease from now (`confirmSweep`).
             let room = settings.maxGrantedQueue + max(0, settings.slots - running.count)
             for t in tasks {
                 if !queuedIDs.contains(t.id) {
@@ -286,10 +290,10 @@ public struct WorkMachine: Sendable {
                     queuedIDs.insert(t.id)
                     queue.append(t)
                 }
-                byOwner[t.owner, default: []].append(t.id)
-            }
-            for owner in byOwner.keys.sorted() where owner != id {
-                out.append(.send(.started(tasks: byOwner[owner]!), to: owner))
+                guard t.owner != id else { continue }
+                if let d = confirmDeadlines.add(Grant(task: t.id, owner: t.owner), attempt: 1, now: now) {
+                    out.append(.schedule(.confirmSweep, after: d))
+                }
             }
             fill(into: &out)
         case .gave(let ids, let thief):
@@ -1250,6 +1254,15 @@ public struct WorkMachine: Sendable {
             let (due, next) = resultDeadlines.sweep(now: now)
             if let next { out.append(.schedule(.resultSweep, after: next)) }
             for entry in due { resultUnacknowledged(entry.id, attempt: entry.attempt, into: &out) }
+        case .confirmSweep:
+            let (due, next) = confirmDeadlines.sweep(now: now)
+            if let next { out.append(.schedule(.confirmSweep, after: next)) }
+            // Those still queued or running here, by owner; a finished one's result confirms it.
+            var byOwner: [PeerID: [TaskRef]] = [:]
+            for entry in due where running[entry.id.task] != nil || queuedIDs.contains(entry.id.task) {
+                byOwner[entry.id.owner, default: []].append(entry.id.task)
+            }
+            for owner in byOwner.keys.sorted() { out.append(.send(.started(tasks: byOwner[owner]!), to: owner)) }
         case .leaseCheck:
             leaseCheckScheduled = false
             var pending = false

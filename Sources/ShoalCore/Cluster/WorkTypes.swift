@@ -330,6 +330,9 @@ public enum WorkTimer: Sendable, Hashable {
     case fetchSweep
     /// Executor: results unacknowledged for `resultRetry` are sent again (one sweep, likewise).
     case resultSweep
+    /// Thief: confirm (`started`) the granted tasks not finished a quarter of `grantLease` after
+    /// they came (one sweep, on a grid of an eighth of that).
+    case confirmSweep
     /// Owner: re-queue granted tasks whose thief never confirmed them.
     case leaseCheck
     /// Owner: ask executors about tasks assigned to them for a long time.
@@ -355,8 +358,11 @@ public struct WorkSettings: Sendable, Hashable {
     /// up to `maxResultAttempts`.
     public var resultRetry: Interval
     public var maxResultAttempts: Int
-    /// A granted task whose thief has not confirmed it (`started`) after this long is queued again
-    /// (a lost grant); a late duplicate run is discarded by the owner.
+    /// A granted task whose thief has not confirmed it (`started`) or sent its result after this
+    /// long is queued again (a lost grant); a late duplicate run is discarded by the owner. A
+    /// thief confirms only the tasks it has not finished a quarter of this after they came (at
+    /// most an eighth of that later): a short task's result is its confirmation, and saves a
+    /// message. Peers are expected to share this setting.
     public var grantLease: Interval
     /// The owner asks an executor about a task assigned to it for longer than this (a result
     /// lost for good, an executor restarted without the owner noticing), at most
