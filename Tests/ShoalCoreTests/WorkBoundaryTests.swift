@@ -28,13 +28,14 @@ struct WorkBoundaryTests {
         }
         out.append(.started(tasks: tasks))
         out.append(.started(tasks: Array(repeating: tasks[0], count: 100_000)))
+        out.append(.resultAck(tasks: Array(repeating: tasks[0], count: 100_000)))
         for t in tasks {
             out += [
                 .result(task: t, outputs: [OutputRecord(version: versions[0], bytes: .max, checksum: 0)], basis: 0),
                 .result(task: t, outputs: [], basis: .max),
                 .failure(task: t, attempt: 0, failure: TaskFailure(message: String(repeating: "x", count: 100_000))),
                 .failure(task: t, attempt: .max, failure: TaskFailure(message: "")),
-                .resultAck(task: t), .query(tasks: [t]), .unknown(tasks: [t]),
+                .resultAck(tasks: [t]), .query(tasks: [t]), .unknown(tasks: [t]),
                 .inputLost(task: t, version: versions[0], holder: W.p(.max), definite: true),
             ]
         }

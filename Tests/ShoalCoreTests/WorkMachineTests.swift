@@ -79,7 +79,10 @@ struct WorkMachineTests {
         let record = OutputRecord(version: VersionRef(WorkflowID(raw: 1), 3), bytes: 8, checksum: 42)
         for _ in 0..<2 {
             out = owner.on(.message(.result(task: TaskRef(WorkflowID(raw: 1), 1), outputs: [record], basis: 0), from: Self.p(2)), now: Self.t0)
-            #expect(out.contains { if case .send(.resultAck(let t), let to) = $0 { t == TaskRef(WorkflowID(raw: 1), 1) && to == Self.p(2) } else { false } })
+            #expect(!out.contains { if case .send(.resultAck, _) = $0 { true } else { false } })  // gathered
+            let flushed = owner.on(.timer(.ackFlush), now: Self.t0 + owner.settings.ackDelay)
+            #expect(flushed.count == 1)
+            #expect(flushed.contains { if case .send(.resultAck(let t), let to) = $0 { t == [TaskRef(WorkflowID(raw: 1), 1)] && to == Self.p(2) } else { false } })
         }
         #expect(owner.counters.resultsApplied == 1)
         #expect(owner.counters.duplicateResults == 1)
@@ -140,6 +143,35 @@ struct WorkMachineTests {
         #expect(owner.counters.resultsApplied == 1)
         _ = owner.on(.timer(.leaseCheck), now: Self.t0 + owner.settings.grantLease + .milliseconds(1))
         #expect(owner.counters.tasksRequeued == 0)
+    }
+
+    /// An owner gathers acknowledgements per executor for `ackDelay` and sends each executor's
+    /// in one message (by executor, in arrival order), or at once once it has `maxAckBatch`.
+    @Test func acknowledgementsAreGatheredPerExecutor() throws {
+        let wf = WorkflowID(raw: 1)
+        let plan = try WorkflowPlan(WorkflowSpec(name: "six", dataCount: 6, tasks: (0..<6).map { Self.task([($0, .out)]) }))
+        var s = WorkSettings()
+        s.slots = 1
+        s.maxAckBatch = 3
+        var owner = WorkMachine(id: Self.p(1), settings: s)
+        for peer in [2, 3] as [UInt64] { _ = owner.on(.peerUp(Self.p(peer)), now: Self.t0) }
+        _ = owner.on(.submit(workflow: wf, plan: plan, initial: Self.initial(plan)), now: Self.t0)  // task 0 runs here
+        func result(_ t: Int, from peer: UInt64) -> [WorkDirective] {
+            _ = owner.on(.gave([TaskRef(wf, t)], to: Self.p(peer)), now: Self.t0)
+            let record = OutputRecord(version: VersionRef(wf, Int(plan.outputs(of: t)[0])), bytes: 8, checksum: UInt64(t))
+            return owner.on(.message(.result(task: TaskRef(wf, t), outputs: [record], basis: 0), from: Self.p(peer)), now: Self.t0)
+        }
+        func acks(_ out: [WorkDirective]) -> [(PeerID, [Int])] {
+            out.compactMap { if case .send(.resultAck(let tasks), let to) = $0 { (to, tasks.map(\.task)) } else { nil } }
+        }
+        let first = result(3, from: 3)
+        #expect(first.contains { if case .schedule(.ackFlush, s.ackDelay) = $0 { true } else { false } } && acks(first).isEmpty)
+        #expect(acks(result(1, from: 2)).isEmpty && acks(result(4, from: 3)).isEmpty)
+        let third = acks(result(5, from: 3))  // p3's third: sent at once
+        #expect(third.map(\.0) == [Self.p(3)] && third.map(\.1) == [[3, 4, 5]])
+        let flushed = acks(owner.on(.timer(.ackFlush), now: Self.t0 + s.ackDelay))
+        #expect(flushed.map(\.0) == [Self.p(2)] && flushed.map(\.1) == [[1]])
+        #expect(owner.counters.resultsApplied == 4)
     }
 
     @Test func aLostVersionReopensItsProducer() throws {

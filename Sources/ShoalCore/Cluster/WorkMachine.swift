@@ -140,6 +140,9 @@ public struct WorkMachine: Sendable {
     /// task): one sweep timer each, not one timer per request.
     private var fetchDeadlines: SweptDeadlines<UInt64>
     private var resultDeadlines: SweptDeadlines<TaskRef>
+    /// Acknowledgements of results not sent yet, by executor (`ackDelay`), in arrival order.
+    private var pendingAcks: [PeerID: [TaskRef]] = [:]
+    private var ackFlushScheduled = false
     /// When each granted task is confirmed to its owner if it has not finished by then.
     private var confirmDeadlines: SweptDeadlines<Grant>
     private struct Grant: Sendable { var task: TaskRef; var owner: PeerID }
@@ -456,6 +459,23 @@ public struct WorkMachine: Sendable {
         fill(into: &out)
     }
 
+    /// Acknowledges a result to its executor: at once without `ackDelay`, or gathered with the
+    /// others for that executor until the flush (or until `maxAckBatch` of them).
+    private mutating func acknowledge(_ task: TaskRef, to executor: PeerID, into out: inout [WorkDirective]) {
+        guard settings.ackDelay > .zero else {
+            out.append(.send(.resultAck(tasks: [task]), to: executor))
+            return
+        }
+        pendingAcks[executor, default: []].append(task)
+        if pendingAcks[executor]!.count >= settings.maxAckBatch {
+            out.append(.send(.resultAck(tasks: pendingAcks.removeValue(forKey: executor)!), to: executor))
+        }
+        if !ackFlushScheduled && !pendingAcks.isEmpty {
+            ackFlushScheduled = true
+            out.append(.schedule(.ackFlush, after: settings.ackDelay))
+        }
+    }
+
     private mutating func chooseBackups(_ wf: WorkflowID, excluding: [PeerID]) -> [PeerID] {
         let candidates = sortedLive().filter { $0 != id && !excluding.contains($0) }
         return Rendezvous.replicas(of: wf.raw, among: candidates, count: settings.recordReplicas - 1)
@@ -464,7 +484,7 @@ public struct WorkMachine: Sendable {
     private mutating func apply(
         _ taskID: TaskRef, _ result: TaskResult, from executor: PeerID, into out: inout [WorkDirective]
     ) {
-        if executor != id { out.append(.send(.resultAck(task: taskID), to: executor)) }
+        if executor != id { acknowledge(taskID, to: executor, into: &out) }
         guard let w = ownedIndex[taskID.workflow], !owned[w].finished else { return }
         let t = taskID.task
         guard t < owned[w].plan.taskCount else { return }
@@ -1044,10 +1064,11 @@ public struct WorkMachine: Sendable {
     /// record's invariants.
     private func acceptable(_ message: WorkMessage) -> Bool {
         // A query asks about at most `maxAuditBatch` tasks; a grant holds at most 1,024 (the
-        // stealing machine's clamp); the answers are no longer.
+        // stealing machine's clamp), an acknowledgement `maxAckBatch` (at most 1,024); the
+        // answers are no longer.
         let maxTasks = max(settings.maxAuditBatch, 1_024)
         switch message {
-        case .started(let tasks), .query(let tasks), .unknown(let tasks):
+        case .started(let tasks), .query(let tasks), .unknown(let tasks), .resultAck(let tasks):
             return tasks.count <= maxTasks
         case .result(_, let outputs, _):
             return outputs.count <= WorkSettings.maxOutputsPerTask
@@ -1065,7 +1086,7 @@ public struct WorkMachine: Sendable {
                 && p.firstDatum >= 0 && p.firstDatum <= p.dataCount - p.initial.count
         case .recordAck(_, let count):
             return count >= RecordAck.refused
-        case .data, .fetch, .noData, .failure, .resultAck, .inputLost, .release, .ownerCheck, .notOwner:
+        case .data, .fetch, .noData, .failure, .inputLost, .release, .ownerCheck, .notOwner:
             return true
         }
     }
@@ -1155,9 +1176,11 @@ public struct WorkMachine: Sendable {
             apply(task, TaskResult(outputs: outputs, basis: basis), from: from, into: &out)
         case .failure(let task, let attempt, let failure):
             apply(task, TaskResult(outputs: [], basis: 0, failure: failure, attempt: attempt), from: from, into: &out)
-        case .resultAck(let task):
-            unacknowledged[task]?.owners.removeAll { $0 == from }
-            if unacknowledged[task]?.owners.isEmpty == true { unacknowledged[task] = nil }
+        case .resultAck(let tasks):
+            for task in tasks {
+                unacknowledged[task]?.owners.removeAll { $0 == from }
+                if unacknowledged[task]?.owners.isEmpty == true { unacknowledged[task] = nil }
+            }
         case .query(let tasks):
             var here: [TaskRef] = []
             var unknown: [TaskRef] = []
@@ -1275,6 +1298,12 @@ public struct WorkMachine: Sendable {
             fill(into: &out)
         case .recordFlush:
             flushRecords(into: &out)
+        case .ackFlush:
+            ackFlushScheduled = false
+            for executor in pendingAcks.keys.sorted() {
+                out.append(.send(.resultAck(tasks: pendingAcks[executor]!), to: executor))
+            }
+            pendingAcks = [:]
         case .takeoverCheck(let wf):
             guard let record = records[wf], record.disowned || !isLive(record.owner) else { return }
             takeOver(wf, into: &out)
