@@ -282,17 +282,16 @@ public struct WorkMachine: Sendable {
         case .granted(let tasks):
             // At most `maxGrantedQueue` wait for a slot; one beyond is not confirmed, and its
             // owner's grant lease gives it back to the owner's queue. The others are confirmed
-            // if they are not done a quarter of the lease from now (`confirmSweep`).
+            // if they are not done a quarter of the lease from now (`confirmSweep`); a task
+            // granted again while it is here is not (so repeated grants add nothing to remember).
             let room = settings.maxGrantedQueue + max(0, settings.slots - running.count)
-            for t in tasks {
-                if !queuedIDs.contains(t.id) {
-                    guard queue.count < room else {
-                        counters.grantsRefused += 1
-                        continue
-                    }
-                    queuedIDs.insert(t.id)
-                    queue.append(t)
+            for t in tasks where !queuedIDs.contains(t.id) {
+                guard queue.count < room else {
+                    counters.grantsRefused += 1
+                    continue
                 }
+                queuedIDs.insert(t.id)
+                queue.append(t)
                 guard t.owner != id else { continue }
                 if let d = confirmDeadlines.add(Grant(task: t.id, owner: t.owner), attempt: 1, now: now) {
                     out.append(.schedule(.confirmSweep, after: d))
