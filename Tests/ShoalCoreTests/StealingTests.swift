@@ -179,6 +179,10 @@ private func ran(_ out: [StealDirective]) -> [TaskRef] {
         let none = w.on(.stealRequest(from: p(1), requestID: 1, max: 16, catalogue: [7], holding: []), now: t0)
         #expect(granted(none) == [])
         #expect(w.stealableQueue.count == 5)
+        // A catalogue out of order (the protocol asks for ascending keys) is still read whole.
+        var x = victim(queue: queue)
+        let unsorted = x.on(.stealRequest(from: p(1), requestID: 1, max: 16, catalogue: [9, 3, 2, 0], holding: []), now: t0)
+        #expect(granted(unsorted) == [2, 4, 5])
     }
 
     @Test func victimPrefersTasksWhoseInputsTheThiefHolds() {

@@ -306,9 +306,11 @@ public struct StealMachine: Sendable {
         var chosen: [StealableTask] = []
         if room > 0 {
             // A victim answers a request for every protocol period of every idle thief: no
-            // hashing of the catalogue (sorted, as a request's is: binary search) and one pass
-            // to split the queue.
-            let runnable = cat.prefix(settings.maxCatalogueAdvertised)
+            // hashing of the catalogue (sorted, as a request's is: binary search; one that is
+            // not, from another implementation, is sorted here first) and one pass to split the
+            // queue.
+            var runnable = cat.prefix(settings.maxCatalogueAdvertised)
+            if !Self.isAscending(runnable) { runnable = ArraySlice(runnable.sorted()) }
             let heldSet = Set(held.prefix(settings.maxHoldingAdvertised))
             var scored: [(held: UInt64, index: Int)] = []
             scored.reserveCapacity(queue.count)
@@ -337,6 +339,10 @@ public struct StealMachine: Sendable {
             out.append(.give(chosen.map(\.id), to: thief))
         }
         out.append(.send(answer(rid, chosen), to: thief))
+    }
+
+    private static func isAscending(_ keys: ArraySlice<UInt64>) -> Bool {
+        zip(keys, keys.dropFirst()).allSatisfy { $0 <= $1 }
     }
 
     /// Whether the ascending `keys` hold `key`.
