@@ -249,13 +249,13 @@ public struct PeerMachine: Sendable {
     }
 
     /// The victim's picture before it answers `thief`: the tasks it may give, at most what the
-    /// thief asked for plus what the victim keeps (`StealSettings.keepForSelf`, its free slots).
-    /// A window of `stealWindow` built for every request cost more than the rest of answering it
-    /// (a task's inputs and outputs are arrays); the tasks the thief holds inputs of come first.
+    /// thief asked for plus what the victim keeps (`StealMachine.tasksKept`, told its free slots
+    /// just before). A window of `stealWindow` built for every request cost more than the rest
+    /// of answering it (a task's inputs and outputs are arrays); the tasks the thief holds
+    /// inputs of come first.
     private mutating func updateVictim(thief: PeerID, asked: Int, now: Instant) {
         tellStealLocalState(now: now)
-        let keep = max(steal.settings.keepForSelf, work.freeSlots)
-        let window = min(max(0, asked), work.settings.stealWindow) + keep
+        let window = min(max(0, asked), work.settings.stealWindow) + steal.tasksKept
         steal.on(.readyQueue(work.stealable(near: thief, limit: window)), now: now, into: &stealOut)
     }
 

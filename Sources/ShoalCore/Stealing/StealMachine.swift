@@ -78,6 +78,9 @@ public struct StealMachine: Sendable {
     public var backingOffUntil: Instant { backoffUntil }
     /// The victim's view of its ready queue, minus what it gave away since.
     public var stealableQueue: [StealableTask] { queue }
+    /// How many of its queued tasks a victim keeps when it answers a request: `keepForSelf`, or
+    /// its free slots if more.
+    public var tasksKept: Int { max(settings.keepForSelf, freeSlots) }
 
     // MARK: Events
 
@@ -301,8 +304,7 @@ public struct StealMachine: Sendable {
             out.append(.send(answer(rid, previous), to: thief))
             return
         }
-        let keep = max(settings.keepForSelf, freeSlots)
-        let room = min(asked, settings.stealBatchMax, queue.count - keep)
+        let room = min(asked, settings.stealBatchMax, queue.count - tasksKept)
         var chosen: [StealableTask] = []
         if room > 0 {
             // A victim answers a request for every protocol period of every idle thief: no
