@@ -20,6 +20,8 @@ let package = Package(
         // C system libraries (Debian: liblmdb-dev, libsodium-dev, libzmq3-dev).
         .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
         .systemLibrary(name: "CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
+        // No pkgConfig for libzmq: its .pc file adds a flag SwiftPM refuses (module.modulemap).
+        .systemLibrary(name: "CZMQ", providers: [.apt(["libzmq3-dev"])]),
         // glibc's <malloc.h> (mallinfo2), for the memory benchmarks.
         .systemLibrary(name: "CMallocInfo"),
         // Process control for exec tasks (posix_spawn with a clean signal state, subreaper, pidfd).
@@ -32,6 +34,8 @@ let package = Package(
         .target(name: "ShoalSimulation", dependencies: ["ShoalCore"], swiftSettings: strict),
         // LMDB-backed shard.
         .target(name: "ShoalStore", dependencies: ["ShoalCore", "CLMDB"], swiftSettings: strict),
+        // ZeroMQ transport: one IO thread per peer owning its sockets, CurveZMQ, ZAP allow-lists.
+        .target(name: "ShoalTransport", dependencies: ["CZMQ"], swiftSettings: strict),
         // Public API for workflow authors, local runtime, workflow files.
         .target(
             name: "Shoal",
@@ -44,7 +48,7 @@ let package = Package(
         .executableTarget(
             name: "shoal",
             dependencies: [
-                "Shoal", "ShoalExamples", "ShoalStore", "ShoalSimulation", "CMallocInfo",
+                "Shoal", "ShoalExamples", "ShoalStore", "ShoalSimulation", "ShoalTransport", "CZMQ", "CMallocInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
             ],
@@ -60,6 +64,7 @@ let package = Package(
         .testTarget(
             name: "ShoalTests", dependencies: ["Shoal", "ShoalExamples", "ShoalTestSupport", "shoal"],
             swiftSettings: strict),
+        .testTarget(name: "ShoalTransportTests", dependencies: ["ShoalTransport"], swiftSettings: strict),
         .testTarget(name: "ShoalExamplesTests", dependencies: ["ShoalExamples"], swiftSettings: strict),
     ]
 )

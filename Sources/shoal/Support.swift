@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ShoalTransport
 import Shoal
 
 #if canImport(Glibc)
@@ -46,7 +47,8 @@ func processCPUSeconds() -> Double {
 /// store, the file system). Nil for any other error, which ArgumentParser reports itself.
 func exitCode(for error: any Error) -> Int32? {
     switch error {
-    case is WorkflowFileError, is RunSetupError, is ArgumentNotUTF8: return 2
+    case is WorkflowFileError, is RunSetupError, is ArgumentNotUTF8, is KeyFileError: return 2
+    case is ZMQError, is TransportError: return 1
     case ShardError.invalidKey: return 2  // a key the store cannot take is bad input
     case is ExecTaskFailure, is FileError, is ShoalError, is ShardError, is CommandFailure: return 1
     default: return nil

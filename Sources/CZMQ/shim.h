@@ -1,0 +1,3 @@
+#include <zmq.h>
+#include <sys/eventfd.h>
+#include <signal.h>
