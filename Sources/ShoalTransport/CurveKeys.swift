@@ -23,7 +23,7 @@ public struct CurveKey: Hashable, Sendable, CustomStringConvertible {
     public var z85: String {
         var out = [CChar](repeating: 0, count: 41)
         _ = zmq_z85_encode(&out, bytes, 32)
-        return String(decoding: out.prefix(40).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return cString(out)
     }
 
     /// The first 8 Z85 characters: enough to tell keys apart in a log line.
@@ -54,15 +54,14 @@ public struct CurveKeyPair: Sendable {
         var pub = [CChar](repeating: 0, count: 41)
         var sec = [CChar](repeating: 0, count: 41)
         guard zmq_curve_keypair(&pub, &sec) == 0 else { throw ZMQError("zmq_curve_keypair") }
-        let text = { (c: [CChar]) in String(decoding: c.prefix(40).map { UInt8(bitPattern: $0) }, as: UTF8.self) }
-        return CurveKeyPair(publicKey: CurveKey(z85: text(pub))!, secretKey: CurveKey(z85: text(sec))!)
+        return CurveKeyPair(publicKey: CurveKey(z85: cString(pub))!, secretKey: CurveKey(z85: cString(sec))!)
     }
 
     /// The pair whose secret key is `secret` (the public key is derived from it).
     public init?(secret: CurveKey) {
         var pub = [CChar](repeating: 0, count: 41)
         guard zmq_curve_public(&pub, secret.z85) == 0,
-            let p = CurveKey(z85: String(decoding: pub.prefix(40).map { UInt8(bitPattern: $0) }, as: UTF8.self))
+            let p = CurveKey(z85: cString(pub))
         else { return nil }
         publicKey = p
         secretKey = secret

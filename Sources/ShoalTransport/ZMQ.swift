@@ -17,6 +17,11 @@ public struct ZMQError: Error, CustomStringConvertible, Sendable {
     }
 }
 
+/// The text of a NUL-terminated C buffer (up to its first NUL), as libzmq fills them.
+func cString(_ buffer: [CChar]) -> String {
+    String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
 /// A libzmq context. Contexts are thread-safe; `terminate` is called once, after every socket
 /// made in it is closed.
 final class ZMQContext: @unchecked Sendable {
@@ -104,7 +109,7 @@ final class ZMQSocket {
         var buffer = [CChar](repeating: 0, count: 256)
         var size = buffer.count
         guard zmq_getsockopt(handle, ZMQ_LAST_ENDPOINT, &buffer, &size) == 0 else { return "" }
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return cString(buffer)
     }
 
     /// Sends `frames` as one multipart message without blocking. libzmq queues a multipart
@@ -166,16 +171,19 @@ final class ZMQSocket {
         var frames: [Data] = []
         var userID: String?
         var tooMany = false
+        var first = true
         while true {
             let msg = UnsafeMutablePointer<zmq_msg_t>.allocate(capacity: 1)
             zmq_msg_init(msg)
-            if zmq_msg_recv(msg, handle, frames.isEmpty && !tooMany ? ZMQ_DONTWAIT : 0) < 0 {
+            // Only the first frame may be absent: a later part of a message arrives with it.
+            if zmq_msg_recv(msg, handle, first ? ZMQ_DONTWAIT : 0) < 0 {
                 zmq_msg_close(msg)
                 msg.deallocate()
-                // EAGAIN before the first frame: nothing waiting. A later part of a message
-                // always arrives with its first, so any other error ends the read.
-                return frames.isEmpty && !tooMany ? nil : (ReceivedMessage(frames: frames, userID: userID), true)
+                // Nothing waiting (EAGAIN), or the context is ending (ETERM, the only way a
+                // later part fails): either way there is no message to hand on.
+                return nil
             }
+            first = false
             // A ROUTER's routing-id frame is made by libzmq and carries no metadata: the user id
             // is on the frames that came over the connection.
             if userID == nil, let id = zmq_msg_gets(msg, "User-Id") {
