@@ -5,7 +5,7 @@ PACKAGES := liblmdb-dev libsodium-dev libzmq3-dev pkg-config lmdb-utils
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BIN := .build/release/shoal
 
-.PHONY: all deps build demo test bench simulate ci-swarm swarm clean
+.PHONY: all deps build demo test bench simulate ci-swarm swarm proto clean
 
 all: build
 
@@ -73,6 +73,23 @@ swarm: build
 	$(BIN) simulate Simulations/crash-and-restart.yaml --swarm --seed $(FROM) --seeds $(SEEDS)
 	$(BIN) simulate Simulations/swarm-workflows.yaml --swarm --seed $(FROM) --seeds $(SEEDS)
 	$(BIN) simulate Simulations/persistent-objects-churn.yaml --swarm --seed $(FROM) --seeds $(SEEDS)
+
+## proto: regenerate Sources/ShoalWire/Generated from Protos/ (committed; CI never runs this).
+## Needs Debian's protobuf-compiler; builds protoc-gen-swift once, from the swift-protobuf version
+## Package.swift names, under .build-protoc/.
+PROTOBUF_VERSION := 1.39.0
+PROTOC_GEN_SWIFT := .build-protoc/swift-protobuf/.build/release/protoc-gen-swift
+$(PROTOC_GEN_SWIFT):
+	@dpkg -s protobuf-compiler >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq protobuf-compiler >/dev/null; }
+	rm -rf .build-protoc/swift-protobuf && mkdir -p .build-protoc
+	git clone -q --depth 1 --branch $(PROTOBUF_VERSION) https://github.com/apple/swift-protobuf .build-protoc/swift-protobuf
+	cd .build-protoc/swift-protobuf && $(SWIFT) build -c release --product protoc-gen-swift
+proto: $(PROTOC_GEN_SWIFT)
+	@dpkg -s protobuf-compiler >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq protobuf-compiler >/dev/null; }
+	mkdir -p Sources/ShoalWire/Generated
+	protoc --plugin=protoc-gen-swift=$(PROTOC_GEN_SWIFT) --proto_path=Protos \
+	  --swift_out=Sources/ShoalWire/Generated --swift_opt=Visibility=Public --swift_opt=FileNaming=DropPath \
+	  Protos/shoal/wire/v1/shoal.proto
 
 clean:
 	rm -rf .build out .shoal

@@ -15,6 +15,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        // The wire format's generated code (committed; `make proto` regenerates it).
+        .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
     ],
     targets: [
         // C system libraries (Debian: liblmdb-dev, libsodium-dev, libzmq3-dev).
@@ -36,6 +38,12 @@ let package = Package(
         .target(name: "ShoalStore", dependencies: ["ShoalCore", "CLMDB"], swiftSettings: strict),
         // ZeroMQ transport: one IO thread per peer owning its sockets, CurveZMQ, ZAP allow-lists.
         .target(name: "ShoalTransport", dependencies: ["CZMQ"], swiftSettings: strict),
+        // The wire format: proto3 messages (Protos/, generated code committed) and their mapping
+        // to the machines' messages, with payload frames after the header.
+        .target(
+            name: "ShoalWire",
+            dependencies: ["ShoalCore", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            swiftSettings: strict),
         // Public API for workflow authors, local runtime, workflow files.
         .target(
             name: "Shoal",
@@ -48,7 +56,7 @@ let package = Package(
         .executableTarget(
             name: "shoal",
             dependencies: [
-                "Shoal", "ShoalExamples", "ShoalStore", "ShoalSimulation", "ShoalTransport", "CZMQ", "CMallocInfo",
+                "Shoal", "ShoalExamples", "ShoalStore", "ShoalSimulation", "ShoalTransport", "ShoalWire", "CZMQ", "CMallocInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
             ],
@@ -65,6 +73,7 @@ let package = Package(
             name: "ShoalTests", dependencies: ["Shoal", "ShoalExamples", "ShoalTestSupport", "shoal"],
             swiftSettings: strict),
         .testTarget(name: "ShoalTransportTests", dependencies: ["ShoalTransport"], swiftSettings: strict),
+        .testTarget(name: "ShoalWireTests", dependencies: ["ShoalWire"], swiftSettings: strict),
         .testTarget(name: "ShoalExamplesTests", dependencies: ["ShoalExamples"], swiftSettings: strict),
     ]
 )

@@ -274,6 +274,24 @@ public struct RecordPart: Sendable, Hashable {
     public var firstDatum: Int
     public var initial: [DataValue]
 
+    public init(
+        index: Int, parts: Int, backups: [PeerID], name: String, dataCount: Int, initialBytes: UInt64, taskCount: Int,
+        firstTask: Int, tasks: [WorkflowTaskSpec], marks: [WorkflowSpec.Mark], firstDatum: Int, initial: [DataValue]
+    ) {
+        self.index = index
+        self.parts = parts
+        self.backups = backups
+        self.name = name
+        self.dataCount = dataCount
+        self.initialBytes = initialBytes
+        self.taskCount = taskCount
+        self.firstTask = firstTask
+        self.tasks = tasks
+        self.marks = marks
+        self.firstDatum = firstDatum
+        self.initial = initial
+    }
+
     /// The parts of a record create whose parts hold at most `maxPart` calls and data each (one
     /// part when it fits).
     public static func split(plan: WorkflowPlan, backups: [PeerID], initial: [DataValue], maxPart: Int) -> [RecordPart] {
