@@ -33,7 +33,10 @@ let package = Package(
         .target(name: "ShoalCore", dependencies: ["CSodium"], swiftSettings: strict),
         // Deterministic simulator: virtual time, event queue, simulated network with faults, many
         // peers running the real machines.
-        .target(name: "ShoalSimulation", dependencies: ["ShoalCore"], swiftSettings: strict),
+        .target(name: "ShoalSimulation", dependencies: ["ShoalCore", "ShoalShell"], swiftSettings: strict),
+        // The one directive interpreter both shells run (the simulator and the real peer): payloads
+        // on messages and in the shard, task inputs and outputs, what is persisted before what.
+        .target(name: "ShoalShell", dependencies: ["ShoalCore"], swiftSettings: strict),
         // LMDB-backed shard.
         .target(name: "ShoalStore", dependencies: ["ShoalCore", "CLMDB"], swiftSettings: strict),
         // ZeroMQ transport: one IO thread per peer owning its sockets, CurveZMQ, ZAP allow-lists.
@@ -48,7 +51,7 @@ let package = Package(
         .target(
             name: "Shoal",
             dependencies: [
-                "ShoalCore", "ShoalStore", "ShoalSimulation", "CProcess", .product(name: "Yams", package: "Yams"),
+                "ShoalCore", "ShoalStore", "ShoalShell", "ShoalSimulation", "CProcess", .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strict),
         // The cross-correlation example, Task Bench kernels, example tasks.

@@ -91,6 +91,9 @@ public enum ShardTable: String, CaseIterable, Sendable, Codable {
     /// Replicas of persistent objects held for the cluster's placement, by object key
     /// (`ObjectRecord`). Added after the first three: `LMDBShard` creates it in a store that lacks it.
     case objects
+    /// The bytes of values a peer persisted: a workflow record's initial data and persistent
+    /// objects' bytes, by digest (`PayloadStore`). Created like `objects` in an older store.
+    case payloads
 }
 
 public struct ShardEntry: Sendable, Equatable {

@@ -21,5 +21,5 @@ extension ClusterSimulation {
 
     /// Bytes of values the shell of `peer` holds in memory (an ended workflow's are dropped with
     /// its versions).
-    public func heldPayloadBytes(at peer: Int) -> Int { peers[peer].payloads.heldBytes }
+    public func heldPayloadBytes(at peer: Int) -> Int { peers[peer].shell?.payloads.heldBytes ?? 0 }
 }

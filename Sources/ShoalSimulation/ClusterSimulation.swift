@@ -1,4 +1,5 @@
 import ShoalCore
+import ShoalShell
 
 /// A scenario for the simulator: how many peers, how they join, the network, the faults, how long.
 public struct Scenario: Sendable, Codable, Hashable {
@@ -122,15 +123,16 @@ public struct ClusterSimulation {
     }
 
     struct Peer {
-        var machine: PeerMachine?
+        /// Its process: the machine and the bytes it holds, run by the shared interpreter (nil
+        /// while it is down).
+        var shell: PeerShell?
+        var machine: PeerMachine? { shell?.machine }
         var generation: UInt32 = 0
         var up = false
         var everStarted = false
         var tasksRun = 0
         /// Its disk: persistent objects survive a crash here unless it restarts without its store.
         var shard = MemoryShard()
-        /// The bytes of the real values it holds (memory) and persisted (disk).
-        var payloads = PayloadStore()
         /// Until when a restart without the store counts it as down (its copies are being re-made).
         var emptyUntil = Instant.zero
     }
@@ -386,7 +388,7 @@ public struct ClusterSimulation {
         workflows[w].record(calls, newData: initial.count)
         let p = PeerID(raw: UInt64(client.submitter))
         let values = initial.map(PayloadDigest.value(of:))
-        for (bytes, value) in zip(initial, values) { peers[client.submitter].payloads.keep(bytes, as: value, for: wf) }
+        for (bytes, value) in zip(initial, values) { peers[client.submitter].shell!.payloads.keep(bytes, as: value, for: wf) }
         step(p, .extend(workflow: wf, calls: calls, initial: values))
     }
 
@@ -470,7 +472,7 @@ public struct ClusterSimulation {
     public mutating func putObject(at peer: Int, name: String, bytes: [UInt8]) -> UInt64 {
         let value = ObjectValue(bytes: UInt64(bytes.count), content: PayloadDigest.of(bytes))
         return objectRequest(at: peer) { sim, rid in
-            sim.peers[peer].payloads.objects[value.content] = bytes
+            sim.peers[peer].shell!.payloads.keepObject(bytes, content: value.content)
             return .put(requestID: rid, key: Self.objectKey(name), value: value)
         }
     }
@@ -528,13 +530,8 @@ public struct ClusterSimulation {
             startPeer(p)
         case .deliver(let to, let generation, let from, let message, let payloads):
             guard isRunning(to, generation) else { return }
-            if payloads.isEmpty && runner == nil {
-                step(to, .message(message, from: from))
-            } else if let message = received(message, payloads, at: to) {
-                step(to, .message(message, from: from))
-            }
-            // Its machine dropped the ended workflow's versions: the shell drops their bytes.
-            if case .work(.release(let wf)) = message { peers[Int(to.raw)].payloads.release(wf) }
+            let shell = peers[Int(to.raw)].shell!
+            shell.receive(message, payloads: payloads, from: from, now: now, host: &self)
         case .timer(let p, let generation, let timer):
             guard isRunning(p, generation) else { return }
             step(p, .timer(timer))
@@ -586,10 +583,17 @@ public struct ClusterSimulation {
         peers[i].generation &+= 1
         peers[i].up = true
         peers[i].everStarted = true
-        peers[i].machine = PeerMachine(id: p, settings: settings, seed: generator.next())
+        let machine = PeerMachine(id: p, settings: settings, seed: generator.next())
+        // A memory shard never fails to read.
+        let shell = try! PeerShell(machine: machine, shard: peers[i].shard, maxHeldBytes: Int(clamping: scenario.maxHeldBytes))
+        peers[i].shell = shell
         let seeds = (0..<min(scenario.seeds, scenario.peers)).map { PeerID(raw: UInt64($0)) }.filter { $0 != p }
         trace?.instant("start", peer: p, at: now)
-        step(p, .start(seeds: seeds))
+        let recovered = shell.start(seeds: seeds, now: now, host: &self)
+        if recovered.objects > 0 { trace?.instant("recovered \(recovered.objects) objects from the store", peer: p, at: now) }
+        if recovered.records > 0 {
+            trace?.instant("recovered \(recovered.records) workflow records from the store", peer: p, at: now)
+        }
     }
 
     mutating func submit(_ w: Int) { submitAt(w, submitter: scenario.workflows[w].submitter) }
@@ -602,7 +606,7 @@ public struct ClusterSimulation {
             workflows[w].outcome.reason = "its submitter p\(submitter) was down"
             return
         }
-        let wf = peers[submitter].machine!.newWorkflowID()
+        let wf = peers[submitter].shell!.newWorkflowID()
         workflows[w].id = wf
         workflowIndex[wf] = w
         workflows[w].outcome.status = .unfinished
@@ -610,7 +614,7 @@ public struct ClusterSimulation {
         let initial: [DataValue]
         if let program = workflows[w].program {
             initial = program.initial.map(PayloadDigest.value(of:))
-            for (bytes, value) in zip(program.initial, initial) { peers[submitter].payloads.keep(bytes, as: value, for: wf) }
+            for (bytes, value) in zip(program.initial, initial) { peers[submitter].shell!.payloads.keep(bytes, as: value, for: wf) }
         } else {
             initial = (0..<plan.dataCount).map {
                 DataValue(bytes: plan.initialBytes, content: WorkflowPlan.initialContent(workflow: wf.raw, datum: $0))
@@ -700,171 +704,40 @@ public struct ClusterSimulation {
             .put(requestID: rid, key: key, value: ObjectValue(bytes: objects.bytes, content: content)))
     }
 
+    /// Hands `event` to peer `p`'s machine through its shell, the directive interpreter a real
+    /// peer runs too (`PeerShell`); this simulation is its host.
     mutating func step(_ p: PeerID, _ event: PeerEvent) {
-        let i = Int(p.raw)
-        directives.removeAll(keepingCapacity: true)
-        peers[i].machine!.on(event, now: now, into: &directives)
-        let generation = peers[i].generation
-        for d in directives {
-            switch d {
-            case .send(let message, let to):
-                guard to.raw < UInt64(peers.count) else {
-                    violation("message to no peer", "\(p) sent \(message) to \(to)")
-                    continue
-                }
-                var payloads = attached(to: message, at: p)
-                if !payloads.isEmpty {
-                    payloadsSent += 1
-                    if corruptEveryNthPayload > 0, payloadsSent % corruptEveryNthPayload == 0, !payloads[0].isEmpty {
-                        payloads[0][0] ^= 0xFF
-                    }
-                }
-                for at in network.send(from: p, to: to, bytes: message.byteSize, now: now) {
-                    queue.schedule(
-                        .deliver(
-                            to: to, generation: peers[Int(to.raw)].generation, from: p, message: message,
-                            payloads: payloads), at: at)
-                }
-            case .schedule(let timer, let after):
-                queue.schedule(.timer(p, generation: generation, timer), at: now + after)
-            case .statusChanged(let peer, let status):
-                report.statusChanges += 1
-                trace?.instant("\(p) sees \(peer) \(status)", peer: p, at: now)
-            case .execute(let task, let key, let inputs, let attempt, let call):
-                execute(task, catalogueKey: key, inputs: inputs, attempt: attempt, call: call, at: p, generation: generation)
-            case .barrierReached(let wf, let rid):
-                let w = workflowIndex[wf]!
-                if workflows[w].client != nil {
-                    clientAnswered(w, rid, .barrier)
-                    continue
-                }
-                queue.schedule(.programBarrier(w, requestID: rid, at: p), at: now)
-            case .waited(let wf, let rid, var value):
-                if let w = workflowIndex[wf], workflows[w].client != nil {
-                    guard let value else {
-                        clientAnswered(w, rid, .noValue)
-                        continue
-                    }
-                    guard let bytes = peers[i].payloads.bytes(of: value) else {
-                        violation("payload missing", "\(p) answered a wait of \(workflows[w].plan.name) without the value's bytes")
-                        continue
-                    }
-                    clientAnswered(w, rid, .value(bytes))
-                    continue
-                }
-                if tamperWaitedValues { value?.content &+= 1 }
-                answered(workflowIndex[wf]!, requestID: rid, value: value, at: p)
-            case .workflowCompleted(let wf, let results, _):
-                completed(workflowIndex[wf]!, results: results, at: p)
-                peers[i].payloads.release(wf)  // the owner drops the workflow's data as it ends
-            case .workflowFailed(let wf, let reason, let cause):
-                let w = workflowIndex[wf]!
-                // Failing is allowed when the cluster cannot recover an input; a task failure
-                // that fails the workflow must be one the program has.
-                if let program = workflows[w].program {
-                    // (A task failed by the held-bytes limit is the scenario's doing, not the program's.)
-                    if let expected = program.expected, !expected.fails, cause != nil, !workflows[w].hitHeldBytesLimit {
-                        violation(
-                            "failed by a task the program does not fail",
-                            "\(workflows[w].plan.name) failed at \(p): \(reason), but its local run completed")
-                    }
-                } else if let cause, !expectedOutcome(w).failingTasks.contains(cause.task) {
-                    violation(
-                        "failed by a task the program does not fail",
-                        "\(workflows[w].plan.name) failed at \(p): \(reason)")
-                }
-                peers[i].payloads.release(wf)
-                guard workflows[w].outcome.status == .unfinished else { continue }
-                workflows[w].outcome.status = .failed
-                workflows[w].outcome.reason = reason
-            case .resultApplied(let task):
-                let w = workflowIndex[task.workflow]!
-                let t = task.task
-                Tracked.count(&workflows[w].applied, owner: i, task: t, of: workflows[w].spec.tasks.count)
-                let applied = workflows[w].applied[i]![t]
-                let reopened = workflows[w].reopened[i].map { t < $0.count ? $0[t] : 0 } ?? 0
-                if Int(applied) > 1 + Int(reopened) {
-                    violation(
-                        "result applied twice",
-                        "task \(t) of \(workflows[w].plan.name): result applied \(applied) times by owner \(p) with \(reopened) re-openings")
-                }
-            case .taskReopened(let task):
-                let w = workflowIndex[task.workflow]!
-                Tracked.count(&workflows[w].reopened, owner: i, task: task.task, of: workflows[w].spec.tasks.count)
-            case .persist(let o):
-                // The shell writes before it carries out the next directive (the machine's ack).
-                try! peers[i].shard.put(ObjectRecord.key(o.key), ObjectRecord.encode(o), in: .objects)
-                if let bytes = peers[i].payloads.objects[o.value.content] { peers[i].payloads.objectDisk[o.value.content] = bytes }
-            case .putAcknowledged(let rid, _, let version) where rid >= Self.clientRequests:
-                if objectAnswers[rid] == nil { objectAnswers[rid] = .stored(version) }
-            case .putFailed(let rid, _, let reason) where rid >= Self.clientRequests:
-                if objectAnswers[rid] == nil { objectAnswers[rid] = .failed(reason) }
-            case .getFailed(let rid, _, let reason) where rid >= Self.clientRequests:
-                if objectAnswers[rid] == nil { objectAnswers[rid] = .failed(reason) }
-            case .getResult(let rid, let object) where rid >= Self.clientRequests:
-                guard objectAnswers[rid] == nil else { continue }
-                guard let object else {
-                    objectAnswers[rid] = .notFound
-                    continue
-                }
-                guard let bytes = peers[i].payloads.objects[object.value.content] else {
-                    violation("payload missing", "\(p) read object \(object.key) without its bytes")
-                    objectAnswers[rid] = .failed("the object's bytes are missing on \(p)")
-                    continue
-                }
-                objectAnswers[rid] = .found(bytes, object.version)
-            case .putAcknowledged(let rid, let key, let version):
-                guard let put = pendingPuts.removeValue(forKey: rid), put.key == key else { continue }
-                report.objects?.putsAcknowledged += 1
-                if let known = acknowledged[key], known.version >= version { continue }
-                acknowledged[key] = (version, put.content)
-            case .putFailed(let rid, _, _):
-                if pendingPuts.removeValue(forKey: rid) != nil { report.objects?.putsFailed += 1 }
-            case .getResult, .getFailed:
-                break
-            case .persistRecord(let write):
-                let shard = peers[i].shard
-                if case .create(_, _, _, _, let initial) = write { peers[i].payloads.persist(initial) }
-                if let (key, value) = RecordCodec.entry(write) {
-                    try! shard.put(key, value, in: .workflows)
-                } else if case .drop(let wf) = write {
-                    var batch = WriteBatch()
-                    for e in try! shard.scan(.workflows, prefix: RecordCodec.prefix(wf), after: nil, limit: Int.max) {
-                        batch.delete(e.key, in: .workflows)
-                    }
-                    try! shard.apply(batch)
-                }
-            case .tookOver(let wf, let from):
-                let w = workflowIndex[wf]!
-                workflows[w].outcome.owners.append(i)
-                // The checker counts per owner: the new owner starts from its record.
-                workflows[w].applied[i] = nil
-                workflows[w].reopened[i] = nil
-                trace?.instant("\(p) takes over workflow \(wf) from \(from)", peer: p, at: now)
-            }
-        }
+        let shell = peers[Int(p.raw)].shell!
+        shell.step(event, now: now, host: &self)
     }
 
     /// Runs a task body in virtual time: the outputs (or the failure) appear after the task's
-    /// modelled cost. A modelled body fails its first `failingAttempts` attempts, and whenever it
-    /// reads a value that is absent.
-    mutating func execute(
-        _ task: TaskRef, catalogueKey: UInt64, inputs: [DataValue?], attempt: Int, call: ExecutableCall?, at p: PeerID,
-        generation: UInt32
-    ) {
+    /// modelled cost. A real body runs at once, on the bytes its shell holds (the shell hands over
+    /// the call its machine gave it, as on a real peer: the program's own spec is the checker's,
+    /// not the executor's); a modelled body fails its first `failingAttempts` attempts, and
+    /// whenever it reads a value that is absent.
+    mutating func execute(_ job: TaskJob, on shell: PeerShell) {
+        let p = shell.id
+        let generation = peers[Int(p.raw)].generation
+        let task = job.task
         let w = workflowIndex[task.workflow]!
         let t = task.task
-        // The body runs the call as the program wrote it, from the values it was given. (Fields
-        // are read in place: copying a million-task plan or program per task costs dozens of
-        // reference counts.)
-        let directions = workflows[w].spec.tasks[t].accesses.lazy.map(\.direction)
-        let failingAttempts = workflows[w].spec.tasks[t].failingAttempts
-        let outputBytes = workflows[w].spec.tasks[t].outputBytes
+        // (Fields are read in place: copying a million-task plan or program per task costs dozens
+        // of reference counts.)
         let cost = workflows[w].spec.tasks[t].cost
         peers[Int(p.raw)].tasksRun += 1
         trace?.complete("task \(t)", peer: p, at: now, duration: cost)
-        if workflows[w].program != nil {
-            let outcome = runReal(task, call: call, inputs: inputs, attempt: attempt, at: p)
+        if let prepared = job.inputBytes {
+            let outcome: Result<[DataValue], TaskFailure>
+            switch prepared {
+            case .failure(let failure): outcome = .failure(failure)
+            case .success(let inputs):
+                let call = job.call!
+                let result = runner!.run(
+                    call.body, workflow: workflows[w].spec.name, label: call.label, accesses: call.accesses, inputs: inputs,
+                    attempt: job.attempt)
+                outcome = shell.finish(job, outputs: result, host: &self)
+            }
             switch outcome {
             case .success(let outputs):
                 queue.schedule(.executed(p, generation: generation, task: task, outputs: outputs), at: now + cost)
@@ -873,11 +746,15 @@ public struct ClusterSimulation {
             }
             return
         }
+        let directions = workflows[w].spec.tasks[t].accesses.lazy.map(\.direction)
+        let failingAttempts = workflows[w].spec.tasks[t].failingAttempts
+        let outputBytes = workflows[w].spec.tasks[t].outputBytes
         let failure: TaskFailure? =
-            if inputs.contains(where: { $0 == nil }) {
+            if job.inputs.contains(where: { $0 == nil }) {
                 TaskFailure(message: "reads an input that has no value (its writer failed and the failure was ignored)")
-            } else if attempt <= Int(failingAttempts) {
-                TaskFailure(message: "modelled failure of attempt \(attempt)", exitStatus: 1, stderrTail: "attempt \(attempt) failed")
+            } else if job.attempt <= Int(failingAttempts) {
+                TaskFailure(
+                    message: "modelled failure of attempt \(job.attempt)", exitStatus: 1, stderrTail: "attempt \(job.attempt) failed")
             } else {
                 nil
             }
@@ -886,154 +763,13 @@ public struct ClusterSimulation {
             return
         }
         let contents = WorkflowPlan.modelledOutputs(
-            task: t, catalogueKey: catalogueKey, directions: directions, inputs: inputs.map { $0!.content })
+            task: t, catalogueKey: job.catalogueKey, directions: directions, inputs: job.inputs.map { $0!.content })
         let outputs = contents.map { DataValue(bytes: outputBytes, content: $0) }
         queue.schedule(.executed(p, generation: generation, task: task, outputs: outputs), at: now + cost)
     }
 
-    /// Runs a real body on the bytes this peer holds for its inputs; its outputs' bytes stay here.
-    /// (The shell runs the call its machine handed it, as a real peer would: the program's own
-    /// spec is the checker's, not the executor's.)
-    mutating func runReal(_ task: TaskRef, call: ExecutableCall?, inputs: [DataValue?], attempt: Int, at p: PeerID)
-        -> Result<[DataValue], TaskFailure>
-    {
-        let w = workflowIndex[task.workflow]!
-        guard let call else {
-            violation("call missing", "\(p) was handed task \(task.task) of \(workflows[w].plan.name) without its body")
-            return .failure(TaskFailure(message: "task \(task.task) reached \(p) without its body"))
-        }
-        let i = Int(p.raw)
-        var bytes: [[UInt8]?] = []
-        for value in inputs {
-            guard let value else {
-                bytes.append(nil)
-                continue
-            }
-            guard let b = peers[i].payloads.bytes(of: value) else {
-                // The machine had the value (it checked its reference): the shell must have its bytes.
-                violation("payload missing", "\(p) runs task \(task.task) of \(workflows[w].plan.name) without the bytes of an input it holds")
-                return .failure(TaskFailure(message: "an input's bytes are missing on \(p)"))
-            }
-            bytes.append(b)
-        }
-        let result = runner!.run(
-            call.body, workflow: workflows[w].spec.name, label: call.label,
-            accesses: call.accesses, inputs: bytes, attempt: attempt)
-        guard case .success(let outputs) = result else { return result.map { _ in [] } }
-        let values = outputs.map(PayloadDigest.value(of:))
-        let adding = peers[i].payloads.bytesToKeep(values)
-        let held = peers[i].payloads.heldBytes
-        guard UInt64(held + adding) <= scenario.maxHeldBytes else {
-            report.payloadsRefused += 1
-            workflows[w].hitHeldBytesLimit = true
-            return .failure(
-                TaskFailure(
-                    message: "\(p) holds \(held) bytes of values; this task's \(adding) more would pass its limit (maxHeldBytes \(scenario.maxHeldBytes))"))
-        }
-        for (bytes, value) in zip(outputs, values) { peers[i].payloads.keep(bytes, as: value, for: task.workflow) }
-        return .success(values)
-    }
-
-    /// The bytes to send with `message` from `p`: those of the real values it carries (a fetched
-    /// version, a record's initial data), as `p` holds them.
-    func attached(to message: PeerMessage, at p: PeerID) -> [[UInt8]] {
-        // Read in place: most messages carry no value, and most runs have no real bytes.
-        if case .placement(let m) = message, !peers[Int(p.raw)].payloads.objects.isEmpty, let o = Self.object(in: m) {
-            return peers[Int(p.raw)].payloads.objects[o.value.content].map { [$0] } ?? []
-        }
-        guard !peers[Int(p.raw)].payloads.memory.isEmpty, case .work(let work) = message else { return [] }
-        if case .data(_, _, let value) = work { return peers[Int(p.raw)].payloads.bytes(of: value).map { [$0] } ?? [] }
-        guard let initial = Self.initialData(of: work) else { return [] }
-        let found = initial.compactMap { peers[Int(p.raw)].payloads.bytes(of: $0) }
-        return found.count == initial.count ? found : []
-    }
-
-    /// The object a placement message carries, if any.
-    static func object(in message: PlacementMessage) -> StoredObject? {
-        switch message {
-        case .store(let o): o
-        case .fetched(_, _, let o): o
-        default: nil
-        }
-    }
-
     /// Whether workflow `wf`'s values are real bytes (a program's), not modelled content.
-    func hasRealBytes(_ wf: WorkflowID) -> Bool { workflowIndex[wf].map { workflows[$0].program != nil } ?? false }
-
-    /// The workflow of a record message.
-    static func recordWorkflow(of work: WorkMessage) -> WorkflowID? {
-        switch work {
-        case .recordCreate(let wf, _, _, _, _), .recordPart(let wf, _, _): wf
-        default: nil
-        }
-    }
-
-    /// The initial values a record message carries (a whole create, or a part of one).
-    static func initialData(of work: WorkMessage) -> [DataValue]? {
-        switch work {
-        case .recordCreate(_, _, _, _, let initial): initial
-        case .recordPart(_, _, let part): part.initial
-        default: nil
-        }
-    }
-
-    /// What the shell of `p` hands its machine of a received message: the attached bytes are
-    /// checked against the digests of the values they claim to be and kept; a value whose bytes do
-    /// not match is handed over with a broken checksum, so the machine drops it and fetches again
-    /// (`WorkCounters.corruptTransfers`); a record create whose initial data do not match is
-    /// dropped (nil), as if lost: the owner sends it again.
-    mutating func received(_ message: PeerMessage, _ payloads: [[UInt8]], at p: PeerID) -> PeerMessage? {
-        if case .placement(let m) = message {
-            // An object's bytes, if it has real ones (a scenario's modelled objects have none).
-            guard let bytes = payloads.first, var o = Self.object(in: m) else { return message }
-            if PayloadDigest.of(bytes) == o.value.content && UInt64(bytes.count) == o.value.bytes {
-                peers[Int(p.raw)].payloads.objects[o.value.content] = bytes
-                return message
-            }
-            report.corruptPayloads += 1
-            o.value.checksum = ~o.value.checksum  // the machine drops it, and the sender sends it again
-            switch m {
-            case .store: return .placement(.store(o))
-            case .fetched(let rid, let key, _): return .placement(.fetched(requestID: rid, key: key, object: o))
-            default: return message
-            }
-        }
-        guard case .work(let work) = message else { return message }
-        guard !payloads.isEmpty else {
-            // A real value without its bytes is no value: the machine must not believe it holds it.
-            switch work {
-            case .data(let version, let rid, var value) where hasRealBytes(version.workflow):
-                report.missingPayloads += 1
-                value.checksum = ~value.checksum
-                return .work(.data(version: version, requestID: rid, value: value))
-            default:
-                guard let initial = Self.initialData(of: work), !initial.isEmpty, hasRealBytes(Self.recordWorkflow(of: work)!)
-                else { return message }
-                report.missingPayloads += 1
-                return nil
-            }
-        }
-        let i = Int(p.raw)
-        switch work {
-        case .data(let version, let rid, var value):
-            if PayloadDigest.matches(payloads[0], value) {
-                peers[i].payloads.keep(payloads[0], as: value, for: version.workflow)
-            } else {
-                report.corruptPayloads += 1
-                value.checksum = ~value.checksum
-            }
-            return .work(.data(version: version, requestID: rid, value: value))
-        default:
-            guard let initial = Self.initialData(of: work) else { return message }
-            guard zip(payloads, initial).allSatisfy({ PayloadDigest.matches($0, $1) }) else {
-                report.corruptPayloads += 1
-                return nil
-            }
-            let wf = Self.recordWorkflow(of: work)!
-            for (bytes, value) in zip(payloads, initial) { peers[i].payloads.keep(bytes, as: value, for: wf) }
-            return message
-        }
-    }
+    public func hasRealBytes(_ wf: WorkflowID) -> Bool { workflowIndex[wf].map { workflows[$0].program != nil } ?? false }
 
     /// The program's outcome, interpreted on its own (`ModelledProgram`), once per workflow.
     mutating func expectedOutcome(_ w: Int) -> ModelledProgram.Outcome {
@@ -1043,9 +779,10 @@ public struct ClusterSimulation {
         return workflows[w].expected!
     }
 
-    mutating func completed(_ w: Int, results: [DataValue?], at p: PeerID) {
+    mutating func completed(_ w: Int, results: [DataValue?], at shell: PeerShell) {
+        let p = shell.id
         if workflows[w].program != nil {
-            completedProgram(w, results: results, at: p)
+            completedProgram(w, results: results, at: shell)
             return
         }
         let expected = expectedOutcome(w)
@@ -1070,7 +807,8 @@ public struct ClusterSimulation {
     }
 
     /// A program with real bodies completed: its outputs must be the local engine's run's.
-    mutating func completedProgram(_ w: Int, results: [DataValue?], at p: PeerID) {
+    mutating func completedProgram(_ w: Int, results: [DataValue?], at shell: PeerShell) {
+        let p = shell.id
         let program = workflows[w].program!
         var match: Bool?
         if let expected = program.expected {
@@ -1097,7 +835,7 @@ public struct ClusterSimulation {
         workflows[w].outcome.makespanSeconds = (now - workflows[w].submittedAt).seconds
         workflows[w].results = results
         workflows[w].outputBytes = program.outputs.map { output in
-            results[output.datum].flatMap { peers[Int(p.raw)].payloads.bytes(of: $0) }
+            results[output.datum].flatMap { shell.payloads.bytes(of: $0) }
         }
         trace?.instant("\(workflows[w].plan.name) completed", peer: p, at: now)
     }
@@ -1119,7 +857,6 @@ public struct ClusterSimulation {
             guard i < peers.count, peers[i].up else { return }
             retire(i)
             peers[i].up = false
-            peers[i].payloads.crash()
             // A growing program runs at its submitter: it dies with it, and its open workflow
             // with it (it has no record anywhere until it closes).
             for w in workflows.indices where workflows[w].outcome.status == .unfinished && workflows[w].grows
@@ -1135,19 +872,7 @@ public struct ClusterSimulation {
                 peers[i].shard = MemoryShard()
                 peers[i].emptyUntil = now + .seconds(5)
             }
-            peers[i].payloads.restart(keepingDisk: keepStore)
-            startPeer(p)
-            let kept = (try? peers[i].shard.scan(.objects, prefix: [], after: nil, limit: Int.max)) ?? []
-            let objects = kept.compactMap { ObjectRecord.decode($0) }
-            if !objects.isEmpty {
-                trace?.instant("recovered \(objects.count) objects from the store", peer: p, at: now)
-                step(p, .recovered(objects))
-            }
-            let records = RecordCodec.records((try? peers[i].shard.scan(.workflows, prefix: [], after: nil, limit: Int.max)) ?? [])
-            if !records.isEmpty {
-                trace?.instant("recovered \(records.count) workflow records from the store", peer: p, at: now)
-                step(p, .recoveredRecords(records))
-            }
+            startPeer(p)  // its shell recovers what the shard kept
         case .partition, .heal, .setDrop, .setDuplicate:
             network.apply(fault)
         }
@@ -1161,7 +886,7 @@ public struct ClusterSimulation {
     /// Adds a peer's counters to the run's before its process goes away; its owner counts go too.
     mutating func retire(_ i: Int) {
         addCounters(of: i)
-        peers[i].machine = nil
+        peers[i].shell = nil
         for w in workflows.indices {
             workflows[w].applied[i] = nil
             workflows[w].reopened[i] = nil
@@ -1170,7 +895,11 @@ public struct ClusterSimulation {
 
     /// Adds a peer's machine counters to the run's totals.
     mutating func addCounters(of i: Int) {
-        guard let m = peers[i].machine else { return }
+        guard let shell = peers[i].shell else { return }
+        let m = shell.machine
+        report.corruptPayloads += shell.counters.corruptPayloads
+        report.missingPayloads += shell.counters.missingPayloads
+        report.payloadsRefused += shell.counters.payloadsRefused
         report.work.add(m.work.counters)
         report.steal.add(m.steal.counters)
         report.membership.add(m.membership.counters)

@@ -1,6 +1,7 @@
 import ShoalCore
 import Testing
 
+import ShoalShell
 @testable import ShoalSimulation
 
 /// Workflows with real bodies on simulated clusters: the bytes of every value live in the peers'

@@ -1,5 +1,6 @@
 import Foundation
 import ShoalCore
+import ShoalShell
 import ShoalSimulation
 
 #if canImport(Glibc)
