@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         // The wire format's generated code (committed; `make proto` regenerates it).
         .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     ],
     targets: [
         // C system libraries (Debian: liblmdb-dev, libsodium-dev, libzmq3-dev).
@@ -47,6 +48,14 @@ let package = Package(
             name: "ShoalWire",
             dependencies: ["ShoalCore", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             swiftSettings: strict),
+        // A real peer: the machines through the shared interpreter over LMDB, ZeroMQ and the clock.
+        .target(
+            name: "ShoalPeer",
+            dependencies: [
+                "Shoal", "ShoalCore", "ShoalShell", "ShoalSimulation", "ShoalStore", "ShoalTransport", "ShoalWire",
+                .product(name: "Logging", package: "swift-log"), .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: strict),
         // Public API for workflow authors, local runtime, workflow files.
         .target(
             name: "Shoal",
@@ -59,7 +68,8 @@ let package = Package(
         .executableTarget(
             name: "shoal",
             dependencies: [
-                "Shoal", "ShoalExamples", "ShoalStore", "ShoalSimulation", "ShoalTransport", "ShoalWire", "CZMQ", "CMallocInfo",
+                "Shoal", "ShoalExamples", "ShoalStore", "ShoalSimulation", "ShoalTransport", "ShoalWire", "ShoalPeer", "CZMQ", "CMallocInfo",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
             ],

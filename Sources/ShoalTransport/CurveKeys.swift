@@ -36,6 +36,10 @@ public struct KeyFileError: Error, CustomStringConvertible, Sendable {
     public let path: String
     public let reason: String
     public var description: String { "\(path): \(reason)" }
+    public init(path: String, reason: String) {
+        self.path = path
+        self.reason = reason
+    }
 }
 
 /// A CurveZMQ key pair. `shoal peer keygen` writes one as `NAME.key` (the secret key, mode 0600)

@@ -14,7 +14,7 @@ public enum TransportSecurity: Sendable {
     /// on a network nobody else can reach. Never the default.
     case none
 
-    var keyPair: CurveKeyPair? {
+    public var keyPair: CurveKeyPair? {
         if case .curve(let pair, _, _) = self { return pair }
         return nil
     }

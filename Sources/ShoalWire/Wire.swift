@@ -60,9 +60,12 @@ public struct WireMessage: Sendable {
     public var body: WireBody
     public var payloads: [WirePayload]
     public var version: UInt32
-    public init(body: WireBody, payloads: [WirePayload] = [], version: UInt32 = Wire.version) {
+    /// The sending peer (`Envelope.sender`; zero from a client).
+    public var sender: PeerID
+    public init(body: WireBody, payloads: [WirePayload] = [], sender: PeerID = PeerID(raw: 0), version: UInt32 = Wire.version) {
         self.body = body
         self.payloads = payloads
+        self.sender = sender
         self.version = version
     }
 }
@@ -132,6 +135,7 @@ extension Wire {
     public static func header(of message: WireMessage) -> WireEnvelope {
         var envelope = WireEnvelope()
         envelope.version = message.version
+        envelope.sender = message.sender.raw
         switch message.body {
         case .peer(let m, let contacts): WireMapping.put(m, contacts: contacts, into: &envelope)
         case .request(let r): envelope.request = r
@@ -164,7 +168,7 @@ extension Wire {
         case .reply(let r): body = .reply(r)
         case nil: throw .invalid("the envelope says nothing (no body)")
         }
-        return WireMessage(body: body, payloads: payloads, version: envelope.version)
+        return WireMessage(body: body, payloads: payloads, sender: PeerID(raw: envelope.sender), version: envelope.version)
     }
 
     static func splitPayloads(

@@ -5,7 +5,7 @@ import ShoalCore
 /// what the protobuf cannot (enum values it does not know, counts that do not fit the machines'
 /// integers, columns of unequal length, a plan the renaming refuses) and throws `WireError.invalid`.
 /// The machines check the rest (`WorkMachine.acceptable` and the like), as they do for any peer.
-enum WireMapping {
+public enum WireMapping {
     typealias E = WireError
 
     // MARK: Peer messages, both ways
@@ -149,7 +149,7 @@ enum WireMapping {
         TaskFailure(message: p.message, exitStatus: p.hasExitStatus ? p.exitStatus : nil, stderrTail: p.stderrTail)
     }
 
-    static func report(_ r: FailureReport) -> Shoal_Wire_V1_FailureReport {
+    public static func report(_ r: FailureReport) -> Shoal_Wire_V1_FailureReport {
         var p = Shoal_Wire_V1_FailureReport()
         p.task = UInt32(clamping: r.task)
         p.label = r.label
@@ -161,7 +161,7 @@ enum WireMapping {
 
     // MARK: Membership
 
-    static func status(_ s: MemberStatus) -> Shoal_Wire_V1_MemberStatus {
+    public static func status(_ s: MemberStatus) -> Shoal_Wire_V1_MemberStatus {
         switch s {
         case .alive: .alive
         case .suspect: .suspect
@@ -169,7 +169,7 @@ enum WireMapping {
         case .left: .left
         }
     }
-    static func status(_ p: Shoal_Wire_V1_MemberStatus) throws(E) -> MemberStatus {
+    public static func status(_ p: Shoal_Wire_V1_MemberStatus) throws(WireError) -> MemberStatus {
         switch p {
         case .alive: .alive
         case .suspect: .suspect
@@ -179,19 +179,21 @@ enum WireMapping {
         }
     }
 
+    public static func load(_ load: PeerLoad) -> Shoal_Wire_V1_Load {
+        var l = Shoal_Wire_V1_Load()
+        l.freeSlots = load.freeSlots
+        l.readyTasks = load.readyTasks
+        l.storedBytes = load.storedBytes
+        l.catalogue = load.catalogue
+        return l
+    }
+
     static func update(_ u: MemberUpdate) -> Shoal_Wire_V1_MemberUpdate {
         var p = Shoal_Wire_V1_MemberUpdate()
         p.peer = u.peer.raw
         p.status = status(u.status)
         p.incarnation = u.incarnation
-        if u.load != PeerLoad() {
-            var l = Shoal_Wire_V1_Load()
-            l.freeSlots = u.load.freeSlots
-            l.readyTasks = u.load.readyTasks
-            l.storedBytes = u.load.storedBytes
-            l.catalogue = u.load.catalogue
-            p.load = l
-        }
+        if u.load != PeerLoad() { p.load = load(u.load) }
         p.loadVersion = u.loadVersion
         return p
     }
@@ -627,7 +629,7 @@ enum WireMapping {
 
     // MARK: Placement
 
-    static func objectVersion(_ v: ObjectVersion) -> Shoal_Wire_V1_ObjectVersion {
+    public static func objectVersion(_ v: ObjectVersion) -> Shoal_Wire_V1_ObjectVersion {
         var p = Shoal_Wire_V1_ObjectVersion()
         p.stamp = v.stamp
         p.writer = v.writer.raw

@@ -4,14 +4,14 @@ import ShoalTransport
 
 /// `shoal peer ...`: running a peer of a cluster, and the keys peers and clients prove
 /// themselves with.
-struct Peer: ParsableCommand {
+struct PeerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "peer",
         abstract: "Peers of a cluster and their CurveZMQ keys.",
-        subcommands: [Keygen.self])
+        subcommands: [Keygen.self, Start.self])
 }
 
-extension Peer {
+extension PeerCommand {
     /// `shoal peer keygen --out DIR --name NAME`: a fresh CurveZMQ key pair.
     struct Keygen: ParsableCommand {
         static let configuration = CommandConfiguration(

@@ -1073,6 +1073,25 @@ final class OwnedWorkflow: @unchecked Sendable {
         .create(workflow: workflow, owner: owner, backups: backups, plan: plan, initial: initial)
     }
 
+    /// Its tasks by state, and where the running ones run (a client's progress display).
+    var counts: WorkflowProgress {
+        var p = WorkflowProgress(total: state.count)
+        var at: [PeerID: Int] = [:]
+        for t in state.indices {
+            switch state[t] {
+            case .done: p.done += 1
+            case .failed: p.failed += 1
+            case .ready: p.ready += 1
+            case .assigned:
+                p.running += 1
+                at[assignee[t], default: 0] += 1
+            case .waiting: break
+            }
+        }
+        p.runningAt = at.keys.sorted().map { ($0, at[$0]!) }
+        return p
+    }
+
     var progress: String {
         if finished { return "finished" }
         var assigned: [PeerID: Int] = [:]

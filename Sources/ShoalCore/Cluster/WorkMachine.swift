@@ -212,6 +212,12 @@ public struct WorkMachine: Sendable {
         return owned[w].progress
     }
 
+    /// How far an owned workflow is, in numbers (nil: not owned here).
+    public func counts(of wf: WorkflowID) -> WorkflowProgress? {
+        guard let w = ownedIndex[wf] else { return nil }
+        return owned[w].counts
+    }
+
     /// The jobs running here, in words (for reports of a workflow that did not finish).
     public var runningJobs: String {
         running.keys.sorted().map { id in

@@ -561,3 +561,24 @@ public struct WorkCounters: Sendable, Hashable, Codable {
         grantsRefused += o.grantsRefused
     }
 }
+
+/// An owned workflow's tasks by state, for a client's progress display.
+public struct WorkflowProgress: Sendable, Hashable {
+    public var total: Int
+    public var done = 0
+    public var failed = 0
+    public var ready = 0
+    public var running = 0
+    /// Running tasks by the peer they run at, sorted by peer.
+    public var runningAt: [(peer: PeerID, tasks: Int)] = []
+    public init(total: Int) { self.total = total }
+    public static func == (a: Self, b: Self) -> Bool {
+        a.total == b.total && a.done == b.done && a.failed == b.failed && a.ready == b.ready && a.running == b.running
+            && a.runningAt.elementsEqual(b.runningAt) { $0.peer == $1.peer && $0.tasks == $1.tasks }
+    }
+    public func hash(into h: inout Hasher) {
+        h.combine(total)
+        h.combine(done)
+        h.combine(running)
+    }
+}

@@ -412,6 +412,15 @@ public nonisolated struct Shoal_Wire_V1_Envelope: @unchecked Sendable {
     set {_uniqueStorage()._body = .reply(newValue)}
   }
 
+  /// The sending peer's id (peer messages; 0 from a client). Under CurveZMQ a peer's id is the
+  /// first 8 bytes (little-endian) of the BLAKE2b digest of its public key, and a receiver drops a
+  /// message whose sender is not the key the connection authenticated with; in trusted-network
+  /// mode (no keys) it is the digest of the address the peer advertises.
+  public var sender: UInt64 {
+    get {_storage._sender}
+    set {_uniqueStorage()._sender = newValue}
+  }
+
   /// The values whose bytes follow this frame, in order (see each message for which values it has).
   public var payloads: [Shoal_Wire_V1_Payload] {
     get {_storage._payloads}
@@ -2568,11 +2577,12 @@ nonisolated extension Shoal_Wire_V1_Outcome: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension Shoal_Wire_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Envelope"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{1}membership\0\u{1}steal\0\u{1}work\0\u{1}placement\0\u{1}request\0\u{1}reply\0\u{2}\u{8}payloads\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{1}membership\0\u{1}steal\0\u{1}work\0\u{1}placement\0\u{1}request\0\u{1}reply\0\u{1}sender\0\u{2}\u{7}payloads\0")
 
   fileprivate class _StorageClass {
     var _version: UInt32 = 0
     var _body: Shoal_Wire_V1_Envelope.OneOf_Body?
+    var _sender: UInt64 = 0
     var _payloads: [Shoal_Wire_V1_Payload] = []
 
       // This property is used as the initial default value for new instances of the type.
@@ -2586,6 +2596,7 @@ nonisolated extension Shoal_Wire_V1_Envelope: SwiftProtobuf.Message, SwiftProtob
     init(copying source: _StorageClass) {
       _version = source._version
       _body = source._body
+      _sender = source._sender
       _payloads = source._payloads
     }
   }
@@ -2684,6 +2695,7 @@ nonisolated extension Shoal_Wire_V1_Envelope: SwiftProtobuf.Message, SwiftProtob
             _storage._body = .reply(v)
           }
         }()
+        case 8: try { try decoder.decodeSingularFixed64Field(value: &_storage._sender) }()
         case 15: try { try decoder.decodeRepeatedMessageField(value: &_storage._payloads) }()
         default: break
         }
@@ -2727,6 +2739,9 @@ nonisolated extension Shoal_Wire_V1_Envelope: SwiftProtobuf.Message, SwiftProtob
       }()
       case nil: break
       }
+      if _storage._sender != 0 {
+        try visitor.visitSingularFixed64Field(value: _storage._sender, fieldNumber: 8)
+      }
       if !_storage._payloads.isEmpty {
         try visitor.visitRepeatedMessageField(value: _storage._payloads, fieldNumber: 15)
       }
@@ -2741,6 +2756,7 @@ nonisolated extension Shoal_Wire_V1_Envelope: SwiftProtobuf.Message, SwiftProtob
         let rhs_storage = _args.1
         if _storage._version != rhs_storage._version {return false}
         if _storage._body != rhs_storage._body {return false}
+        if _storage._sender != rhs_storage._sender {return false}
         if _storage._payloads != rhs_storage._payloads {return false}
         return true
       }
