@@ -5,7 +5,7 @@ PACKAGES := liblmdb-dev libsodium-dev libzmq3-dev pkg-config lmdb-utils
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BIN := .build/release/shoal
 
-.PHONY: all deps build demo test bench simulate ci-swarm swarm proto clean
+.PHONY: all deps build demo test bench simulate ci-swarm swarm proto cluster cluster-stop clean
 
 all: build
 
@@ -34,6 +34,27 @@ demo: build
 	$(BIN) demo --simulate Simulations/cross-correlation-16.yaml --export out/demo-simulated
 	cmp out/demo/cc_original.npy out/demo-simulated/cc_original.npy && cmp out/demo/cc_surrogates.npy out/demo-simulated/cc_surrogates.npy \
 	  && cmp out/demo/spikes.npy out/demo-simulated/spikes.npy && echo "the 16 simulated peers exported the local run's .npy files, byte for byte"
+	@echo
+	@echo "== a three-peer loopback cluster (config/): start it, submit the example workflow file at peer b, show its status, stop it"
+	scripts/cluster start $(BIN)
+	$(BIN) submit Examples/workflows/fan-out.yaml --peer tcp://127.0.0.1:7102 --output-dir out/cluster/fan-out \
+	  || { scripts/cluster stop $(BIN); exit 1; }
+	$(BIN) submit Examples/workflows/shout-twice.yaml --peer tcp://127.0.0.1:7102 --output-dir out/cluster/shout-twice \
+	  || { scripts/cluster stop $(BIN); exit 1; }
+	cmp out/shout-twice/loud out/cluster/shout-twice/loud && cmp out/shout-twice/counts out/cluster/shout-twice/counts \
+	  && [ "$$(sort out/shout-twice/log)" = "$$(sort out/cluster/shout-twice/log)" ] \
+	  && echo "the cluster wrote shoal run's outputs (the commutative log's lines in any order)"
+	$(BIN) status --peer tcp://127.0.0.1:7101; $(BIN) status --peer tcp://127.0.0.1:7103
+	scripts/cluster stop $(BIN)
+
+## cluster: start the three-peer loopback cluster of config/ in the background (pids, stdout and
+## logs under .shoal/cluster/); then `shoal submit FILE --peer tcp://127.0.0.1:7101` (or 7102, 7103)
+cluster: build
+	scripts/cluster start $(BIN)
+
+## cluster-stop: stop it (SIGTERM: each peer leaves gracefully)
+cluster-stop:
+	scripts/cluster stop $(BIN)
 
 ## test: every test (Swift Testing), debug build
 test: deps

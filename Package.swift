@@ -87,6 +87,9 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(name: "ShoalTransportTests", dependencies: ["ShoalTransport"], swiftSettings: strict),
         .testTarget(name: "ShoalWireTests", dependencies: ["ShoalWire"], swiftSettings: strict),
+        .testTarget(
+            name: "ShoalPeerTests", dependencies: ["ShoalPeer", "ShoalTransport", "ShoalWire", "ShoalTestSupport", "shoal"],
+            swiftSettings: strict),
         .testTarget(name: "ShoalExamplesTests", dependencies: ["ShoalExamples"], swiftSettings: strict),
     ]
 )

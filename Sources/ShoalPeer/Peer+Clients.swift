@@ -30,6 +30,9 @@ struct ClientTable {
     var objectRequests: [UInt64: (follower: Follower, name: String)] = [:]
     var nextObjectRequest: UInt64 = 1
     var submissions = 0
+    /// Workflows this peer took over from a dead owner: their results are kept when they end, by
+    /// datum, until a client follows them here and names its outputs.
+    var takenOver: Set<WorkflowID> = []
     static let maxEnded = 256
     static let maxLive = 1_024
 
@@ -56,7 +59,7 @@ extension Peer {
         case .submit(let s)?:
             submit(s, payloads: payloads, from: asker)
         case .follow(let f)?:
-            follow(WorkflowID(raw: f.workflow), asker)
+            follow(f, asker)
         case .fetchOutput(let f)?:
             fetchOutput(f, asker)
         case .put(let put)?:
@@ -187,20 +190,53 @@ extension Peer {
         submitted.ownerAddress = address
         submitted.tasks = UInt64(plan.taskCount)
         submitted.outputs = program.outputs.map(\.name)
+        submitted.outputData = program.outputs.map { UInt32($0.datum) }
         var reply = ClientReply()
         reply.submitted = submitted
         answer(asker, reply)
         shell.step(.submit(workflow: wf, plan: plan, initial: initial), now: now, host: &effects)
     }
 
-    private func follow(_ wf: WorkflowID, _ asker: ClientTable.Follower) {
-        if let ended = clients.ended[wf] {
+    /// A client follows a workflow: answered at once with its end or its progress. At a peer that
+    /// took it over, the client's outputs (names and data) become the workflow's.
+    private func follow(_ f: Shoal_Wire_V1_Follow, _ asker: ClientTable.Follower) {
+        let wf = WorkflowID(raw: f.workflow)
+        let named = zip(f.outputs, f.outputData).map { ProgramWorkflow.Output(name: $0, datum: Int($1)) }
+        if var ended = clients.ended[wf] {
+            if ended.finished.outputs.isEmpty && !named.isEmpty {
+                // Ended here after a takeover: its results were kept by datum.
+                name(&ended, named)
+                clients.ended[wf] = ended
+            }
             var reply = ClientReply()
             reply.finished = ended.finished
             return answer(asker, reply)
         }
+        if clients.live[wf] == nil, shell.machine.work.counts(of: wf) != nil {
+            clients.live[wf] = ClientTable.Live(name: "workflow-\(wf.raw)", outputs: named)
+        }
         guard clients.live[wf] != nil else { return fail(asker, .notFound, "workflow \(wf.raw) is not owned by this peer") }
+        if clients.live[wf]!.outputs.isEmpty { clients.live[wf]!.outputs = named }
         if !clients.live[wf]!.followers.contains(asker) { clients.live[wf]!.followers.append(asker) }
+        clients.live[wf]!.lastProgress = nil  // answered now, and again when it moves
+        sendProgress()
+    }
+
+    /// Gives the results of a workflow that ended after a takeover (kept by datum) the names a
+    /// client asked for.
+    private func name(_ ended: inout ClientTable.Ended, _ outputs: [ProgramWorkflow.Output]) {
+        var byName: [String: [UInt8]?] = [:]
+        ended.finished.outputs = []
+        for o in outputs {
+            let b: [UInt8]? = ended.outputs["#\(o.datum)"] ?? nil
+            byName[o.name] = b
+            var info = Shoal_Wire_V1_OutputInfo()
+            info.name = o.name
+            info.present = b != nil
+            info.bytes = UInt64(b?.count ?? 0)
+            ended.finished.outputs.append(info)
+        }
+        ended.outputs = byName
     }
 
     private func fetchOutput(_ f: Shoal_Wire_V1_FetchOutput, _ asker: ClientTable.Follower) {
@@ -255,6 +291,7 @@ extension Peer {
             ended(wf, outcome: .failed, reason: reason, cause: cause, failures: [], results: [])
         case .tookOver(let wf, let from):
             logger.warning("took over workflow \(wf.raw) from \(from.hex)")
+            clients.takenOver.insert(wf)
         case .putAcknowledged(let rid, _, let version):
             guard let (asker, name) = clients.objectRequests.removeValue(forKey: rid) else { return }
             var stored = Shoal_Wire_V1_Stored()
@@ -293,7 +330,10 @@ extension Peer {
         _ wf: WorkflowID, outcome: Shoal_Wire_V1_Outcome, reason: String, cause: FailureReport?, failures: [FailureReport],
         results: [[UInt8]?]
     ) {
-        guard let live = clients.live[wf] else { return }
+        let taken = clients.takenOver.remove(wf) != nil
+        guard let live = clients.live[wf] ?? (taken ? ClientTable.Live(name: "workflow-\(wf.raw)", outputs: []) : nil) else {
+            return
+        }
         var finished = Shoal_Wire_V1_Finished()
         finished.workflow = wf.raw
         finished.outcome = outcome
@@ -309,6 +349,10 @@ extension Peer {
             info.present = b != nil
             info.bytes = UInt64(b?.count ?? 0)
             finished.outputs.append(info)
+        }
+        if live.outputs.isEmpty && taken {
+            // Taken over and not followed yet: every result is kept, by datum, for a client to name.
+            for (d, b) in results.enumerated() { outputs["#\(d)"] = b }
         }
         logger.info("workflow \(live.name) (\(wf.raw)) \(outcome == .completed ? "completed" : "failed: \(reason)")")
         clients.end(wf, ClientTable.Ended(finished: finished, outputs: outputs))
@@ -366,6 +410,7 @@ extension Peer {
             ("shoal_keys_rejected_total", "handshakes with a key on no allow-list", t.rejectedKeys),
             ("shoal_handshakes_failed_total", "handshakes that failed", t.failedHandshakes),
             ("shoal_unauthenticated_connections_total", "connections that never authenticated", t.unauthenticatedConnections),
+            ("shoal_disconnects_total", "connections to the port that ended (an oversized frame ends one)", t.disconnects),
             ("shoal_steals_total", "steals granted to this peer", UInt64(m.steal.counters.stealsGranted)),
             ("shoal_tasks_stolen_total", "tasks this peer stole", UInt64(m.steal.counters.tasksStolen)),
             ("shoal_tasks_given_total", "tasks this peer gave to thieves", UInt64(m.steal.counters.tasksGiven)),

@@ -67,6 +67,7 @@ public actor Peer {
         settings.membership.protocolPeriod = .milliseconds(Int64(config.protocolPeriodMs))
         settings.membership.pingTimeout = .milliseconds(Int64(config.protocolPeriodMs) * 3 / 10)
         settings.work.slots = runners.count
+        settings.placement.replicas = config.replicas
         settings.catalogue = runners.first?.catalogue ?? []
         // The seed of a peer's generator: its id, then the time it starts (a restarted peer draws
         // new workflow ids and probe orders).

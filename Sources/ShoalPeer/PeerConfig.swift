@@ -19,6 +19,7 @@ import Yams
 /// clients-allow: keys/clients.allow # keys that may submit, ask status and use kv
 /// security: curve                   # or none: a trusted network, no keys (never the default)
 /// log-level: info
+/// replicas: 3                       # copies of each persistent object
 /// ```
 public struct PeerConfig: Sendable {
     public var listen = "tcp://127.0.0.1:7101"
@@ -34,6 +35,8 @@ public struct PeerConfig: Sendable {
     public var logLevel = "info"
     /// How often membership probes (the protocol period), in milliseconds.
     public var protocolPeriodMs = 200
+    /// Copies of each persistent object (R), on the peers of highest rendezvous weight.
+    public var replicas = 3
 
     public enum Security: String, Sendable { case curve, none }
 
@@ -44,7 +47,7 @@ public struct PeerConfig: Sendable {
 
     static let keys = [
         "listen", "advertise", "seeds", "known-peers", "data-dir", "slots", "key", "peers-allow", "clients-allow",
-        "security", "log-level", "protocol-period-ms",
+        "security", "log-level", "protocol-period-ms", "replicas",
     ]
     static let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
 
@@ -96,6 +99,9 @@ public struct PeerConfig: Sendable {
                 case "protocol-period-ms":
                     guard let n = v.int, (10...60_000).contains(n) else { throw fail("must be 10 to 60000 milliseconds") }
                     config.protocolPeriodMs = n
+                case "replicas":
+                    guard let n = v.int, (1...16).contains(n) else { throw fail("must be 1 to 16 copies") }
+                    config.replicas = n
                 case "key": config.key = relative(try string())
                 case "peers-allow": config.peersAllow = relative(try string())
                 case "clients-allow": config.clientsAllow = relative(try string())
@@ -142,6 +148,9 @@ public struct PeerConfig: Sendable {
         case "protocol-period-ms":
             guard let n = Int(value), (10...60_000).contains(n) else { throw fail("must be 10 to 60000 milliseconds") }
             protocolPeriodMs = n
+        case "replicas":
+            guard let n = Int(value), (1...16).contains(n) else { throw fail("must be 1 to 16 copies") }
+            replicas = n
         case "key": self.key = value
         case "peers-allow": peersAllow = value
         case "clients-allow": clientsAllow = value

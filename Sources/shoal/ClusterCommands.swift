@@ -113,20 +113,32 @@ struct PeerOptions: ParsableArguments {
     var knownPeers: String?
     @Option(help: "curve (default) or none, as the cluster runs.") var security = "curve"
 
-    func connect() throws -> ClientConnection {
+    func connect() throws -> ClientConnection { try connect(to: peer) }
+
+    /// A connection to `address` (the peer key of `--peer-key` belongs to `--peer` only).
+    func connect(to address: String) throws -> ClientConnection {
         guard security == "curve" || security == "none" else { throw ValidationError("--security must be curve or none") }
-        guard security == "curve" else { return try ClientConnection(peer: peer, peerKey: nil, key: nil) }
+        guard security == "curve" else { return try ClientConnection(peer: address, peerKey: nil, key: nil) }
         let env = ProcessInfo.processInfo.environment
         let keyPath = key ?? env["SHOAL_CLIENT_KEY"] ?? "config/keys/client.key"
         let pair = try CurveKeyPair.read(secretKeyFile: keyPath)
         var peerPublic: CurveKey?
-        if let peerKey {
+        if let peerKey, address == peer {
             peerPublic = try CurveKey.read(file: peerKey)
         } else {
-            let known = knownPeers ?? env["SHOAL_KNOWN_PEERS"] ?? "config/known-peers"
-            peerPublic = try KnownPeers.read(known).keys[peer]
+            peerPublic = try known().keys[address]
         }
-        return try ClientConnection(peer: peer, peerKey: peerPublic, key: pair)
+        return try ClientConnection(peer: address, peerKey: peerPublic, key: pair)
+    }
+
+    /// The known-peers file: the peers a client may fail over to.
+    func known() throws -> KnownPeers {
+        let env = ProcessInfo.processInfo.environment
+        let path = knownPeers ?? env["SHOAL_KNOWN_PEERS"] ?? "config/known-peers"
+        if knownPeers == nil && env["SHOAL_KNOWN_PEERS"] == nil && !FileManager.default.fileExists(atPath: path) {
+            return KnownPeers()
+        }
+        return try KnownPeers.read(path)
     }
 }
 
@@ -205,9 +217,36 @@ struct Submit: AsyncParsableCommand {
                 return
             }
             let line = ProgressLine(workflow.name)
+            var follow = Shoal_Wire_V1_Follow()
+            follow.workflow = wf
+            follow.outputs = s.outputs
+            follow.outputData = s.outputData
+            var owner = connection
+            var followID = id
             var finished: Shoal_Wire_V1_Finished?
+            var quiet = 0
             while finished == nil {
-                let (reply, _) = try await connection.next(for: id, timeout: .seconds(3_600))
+                let reply: ClientReply
+                do {
+                    (reply, _) = try await owner.next(for: followID, timeout: .seconds(2))
+                } catch {
+                    // Quiet for 2 s: ask again (a Follow is answered at once); twice quiet, the
+                    // owner is gone: find the peer that took the workflow over.
+                    quiet += 1
+                    if quiet < 3 {
+                        var again = ClientRequest()
+                        again.follow = follow
+                        followID = await owner.send(again)
+                        continue
+                    }
+                    line.finish()
+                    printError("lost \(owner.address); looking for the workflow's new owner")
+                    (owner, followID) = try await Self.newOwner(of: follow, after: owner.address, options: options)
+                    printError("following workflow \(workflow.name) at \(owner.address)")
+                    quiet = 0
+                    continue
+                }
+                quiet = 0
                 switch reply.kind {
                 case .progress(let p)?:
                     line.update(done: Int(p.done), total: Int(p.total), failed: Int(p.failed))
@@ -236,7 +275,7 @@ struct Submit: AsyncParsableCommand {
                 fetch.name = o.name
                 var r = ClientRequest()
                 r.fetchOutput = fetch
-                let (_, frames) = try await connection.ask(r, timeout: .seconds(60))
+                let (_, frames) = try await owner.ask(r, timeout: .seconds(60))
                 let bytes = frames.first?.data ?? Data()
                 try bytes.write(to: dir.appendingPathComponent(o.name))
             }
@@ -245,6 +284,31 @@ struct Submit: AsyncParsableCommand {
             }
             print("workflow \(workflow.name) completed: \(s.tasks) tasks; outputs in \(dir.path)")
         }
+    }
+
+    /// The peer that owns the workflow now: each peer of known-peers but `lost` is asked to follow
+    /// it, in turn, until one answers with its progress or its end (a minute at most).
+    static func newOwner(of follow: Shoal_Wire_V1_Follow, after lost: String, options: PeerOptions) async throws
+        -> (ClientConnection, UInt64)
+    {
+        let candidates = try options.known().keys.keys.sorted().filter { $0 != lost }
+        guard !candidates.isEmpty else { throw ClientError("\(lost) is gone and known-peers names no other peer") }
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline {
+            for address in candidates {
+                let c = try options.connect(to: address)
+                var r = ClientRequest()
+                r.follow = follow
+                let id = await c.send(r)
+                guard let (reply, _) = try? await c.next(for: id, timeout: .seconds(2)) else { continue }
+                switch reply.kind {
+                case .progress?, .finished?: return (c, id)
+                default: continue
+                }
+            }
+            try await Task.sleep(for: .milliseconds(500))
+        }
+        throw ClientError("no peer took over workflow \(follow.workflow) within a minute of losing \(lost)")
     }
 
     /// `path` relative to `folder` (with `..` where it is outside it).

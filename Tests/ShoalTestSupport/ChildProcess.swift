@@ -137,6 +137,10 @@ public final class BackgroundChild {
 
     public var pid: Int32 { process.processIdentifier }
 
+    /// What the child wrote so far.
+    public var stdoutSoFar: String { (try? String(contentsOf: scratch.appending("stdout"), encoding: .utf8)) ?? "" }
+    public var stderrSoFar: String { (try? String(contentsOf: scratch.appending("stderr"), encoding: .utf8)) ?? "" }
+
     /// Waits for the child to exit; kills it and throws `ChildProcess.TimedOut` past the deadline.
     public func wait(timeoutSeconds: Double = 30) throws -> ChildProcess.Result {
         let deadline = Date().addingTimeInterval(timeoutSeconds)

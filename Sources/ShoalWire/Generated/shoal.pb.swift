@@ -1935,13 +1935,21 @@ public nonisolated struct Shoal_Wire_V1_SubmitFile: Sendable {
   public init() {}
 }
 
-/// Progress of a workflow and its end, sent to this client as they happen.
+/// Progress of a workflow and its end, sent to this client as they happen; answered at once with
+/// its progress (or its end), so a client also uses it to tell its owner is alive. A client whose
+/// owner died sends it to the other peers, with the outputs it wants: the peer that took the
+/// workflow over answers, and serves those outputs by name (`Submitted` gave their data).
 public nonisolated struct Shoal_Wire_V1_Follow: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var workflow: UInt64 = 0
+
+  public var outputs: [String] = []
+
+  /// The datum of each output, in the order of `outputs` (`Submitted.output_data`).
+  public var outputData: [UInt32] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -2137,6 +2145,9 @@ public nonisolated struct Shoal_Wire_V1_Submitted: Sendable {
 
   /// The data the workflow writes out, by name.
   public var outputs: [String] = []
+
+  /// The datum of each output, in the order of `outputs` (for a `Follow` at a new owner).
+  public var outputData: [UInt32] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -5628,7 +5639,7 @@ nonisolated extension Shoal_Wire_V1_SubmitFile: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Shoal_Wire_V1_Follow: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Follow"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}workflow\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}workflow\0\u{1}outputs\0\u{3}output_data\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -5637,6 +5648,8 @@ nonisolated extension Shoal_Wire_V1_Follow: SwiftProtobuf.Message, SwiftProtobuf
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularFixed64Field(value: &self.workflow) }()
+      case 2: try { try decoder.decodeRepeatedStringField(value: &self.outputs) }()
+      case 3: try { try decoder.decodeRepeatedUInt32Field(value: &self.outputData) }()
       default: break
       }
     }
@@ -5646,11 +5659,19 @@ nonisolated extension Shoal_Wire_V1_Follow: SwiftProtobuf.Message, SwiftProtobuf
     if self.workflow != 0 {
       try visitor.visitSingularFixed64Field(value: self.workflow, fieldNumber: 1)
     }
+    if !self.outputs.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.outputs, fieldNumber: 2)
+    }
+    if !self.outputData.isEmpty {
+      try visitor.visitPackedUInt32Field(value: self.outputData, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Shoal_Wire_V1_Follow, rhs: Shoal_Wire_V1_Follow) -> Bool {
     if lhs.workflow != rhs.workflow {return false}
+    if lhs.outputs != rhs.outputs {return false}
+    if lhs.outputData != rhs.outputData {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -6031,7 +6052,7 @@ nonisolated extension Shoal_Wire_V1_Error: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Shoal_Wire_V1_Submitted: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Submitted"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}workflow\0\u{1}owner\0\u{3}owner_address\0\u{1}tasks\0\u{1}outputs\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}workflow\0\u{1}owner\0\u{3}owner_address\0\u{1}tasks\0\u{1}outputs\0\u{3}output_data\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -6044,6 +6065,7 @@ nonisolated extension Shoal_Wire_V1_Submitted: SwiftProtobuf.Message, SwiftProto
       case 3: try { try decoder.decodeSingularStringField(value: &self.ownerAddress) }()
       case 4: try { try decoder.decodeSingularUInt64Field(value: &self.tasks) }()
       case 5: try { try decoder.decodeRepeatedStringField(value: &self.outputs) }()
+      case 6: try { try decoder.decodeRepeatedUInt32Field(value: &self.outputData) }()
       default: break
       }
     }
@@ -6065,6 +6087,9 @@ nonisolated extension Shoal_Wire_V1_Submitted: SwiftProtobuf.Message, SwiftProto
     if !self.outputs.isEmpty {
       try visitor.visitRepeatedStringField(value: self.outputs, fieldNumber: 5)
     }
+    if !self.outputData.isEmpty {
+      try visitor.visitPackedUInt32Field(value: self.outputData, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -6074,6 +6099,7 @@ nonisolated extension Shoal_Wire_V1_Submitted: SwiftProtobuf.Message, SwiftProto
     if lhs.ownerAddress != rhs.ownerAddress {return false}
     if lhs.tasks != rhs.tasks {return false}
     if lhs.outputs != rhs.outputs {return false}
+    if lhs.outputData != rhs.outputData {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,190 @@
+import Foundation
+import ShoalCore
+import ShoalPeer
+import ShoalTestSupport
+import ShoalTransport
+import ShoalWire
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Real peer processes on loopback for one test: keys made here, free ports, a config per peer, a
+/// client key and the known-peers file; `stop()` (in a `defer`) kills every process it started and
+/// removes the folder, whatever the test did.
+final class TestCluster {
+    let scratch: ScratchDirectory
+    let names: [String]
+    var ports: [String: Int] = [:]
+    var peers: [String: BackgroundChild] = [:]
+    var ids: [String: String] = [:]
+    let client: CurveKeyPair
+    var stopped = false
+
+    var knownPeers: String { scratch.appending("known-peers").path }
+    var clientKey: String { scratch.appending("keys/client.key").path }
+
+    init(_ tag: String, peers names: [String] = ["a", "b", "c"], slots: Int = 2) throws {
+        scratch = try ScratchDirectory("cluster-\(tag)")
+        self.names = names
+        let keys = scratch.appending("keys").path
+        client = try CurveKeyPair.generate()
+        _ = try client.write(directory: keys, name: "client")
+        var known = ""
+        var allow = ""
+        for n in names {
+            let pair = try CurveKeyPair.generate()
+            _ = try pair.write(directory: keys, name: "peer-\(n)")
+            ports[n] = try Self.freePort()
+            known += "\(address(n)) \(pair.publicKey.z85)\n"
+            allow += pair.publicKey.z85 + "\n"
+        }
+        try known.write(toFile: knownPeers, atomically: true, encoding: .utf8)
+        try allow.write(toFile: keys + "/peers.allow", atomically: true, encoding: .utf8)
+        try (client.publicKey.z85 + "\n").write(toFile: keys + "/clients.allow", atomically: true, encoding: .utf8)
+        let seeds = names.prefix(2).map { address($0) }.joined(separator: ", ")
+        for n in names {
+            let config = """
+                listen: \(address(n))
+                seeds: [\(seeds)]
+                known-peers: known-peers
+                data-dir: data/\(n)
+                slots: \(slots)
+                key: keys/peer-\(n).key
+                peers-allow: keys/peers.allow
+                clients-allow: keys/clients.allow
+                protocol-period-ms: 100
+                log-level: debug
+
+                """
+            try config.write(toFile: configPath(n), atomically: true, encoding: .utf8)
+        }
+    }
+
+    deinit { stop() }
+
+    func address(_ n: String) -> String { "tcp://127.0.0.1:\(ports[n]!)" }
+    func configPath(_ n: String) -> String { scratch.appending("peer-\(n).yaml").path }
+
+    /// Starts every peer and waits for each `ready` line.
+    func start() throws {
+        for n in names { try start(n) }
+    }
+
+    /// Starts peer `n` (again, after a kill: same key, same data folder) and waits for `ready`.
+    @discardableResult
+    func start(_ n: String, extra: [String] = []) throws -> BackgroundChild {
+        let child = try BackgroundChild.shoal(["peer", "start", "--config", configPath(n)] + extra)
+        peers[n] = child
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            if let line = child.stdoutSoFar.split(separator: "\n").first(where: { $0.hasPrefix("ready ") }) {
+                ids[n] = String(line.split(separator: " ")[1])
+                return child
+            }
+            guard child.process.isRunning else { break }
+            usleep(20_000)
+        }
+        throw Failure("peer \(n) did not print ready: \(child.stderrSoFar.suffix(2_000))")
+    }
+
+    func kill(_ n: String, _ signal: Int32 = SIGKILL) {
+        guard let child = peers[n] else { return }
+        Glibc.kill(child.pid, signal)
+    }
+
+    /// Kills every peer (SIGKILL) and removes the folder.
+    func stop() {
+        guard !stopped else { return }
+        stopped = true
+        for (_, child) in peers where child.process.isRunning {
+            Glibc.kill(child.pid, SIGKILL)
+            child.process.waitUntilExit()
+        }
+        scratch.remove()
+    }
+
+    /// The logs of every peer (for a failing test's message).
+    var logs: String {
+        names.map { n in "--- peer \(n)\n" + (peers[n]?.stderrSoFar.suffix(3_000) ?? "") }.joined(separator: "\n")
+    }
+
+    /// `shoal ARGS` with this cluster's client key and known-peers.
+    func shoal(_ arguments: [String], timeoutSeconds: Double = 60) throws -> ChildProcess.Result {
+        try ChildProcess.shoal(
+            arguments + ["--key", clientKey, "--known-peers", knownPeers], timeoutSeconds: timeoutSeconds,
+            currentDirectory: scratch.url)
+    }
+
+    /// `shoal submit ...` in the background.
+    func submitInBackground(_ file: String, at n: String, outputDir: String) throws -> BackgroundChild {
+        try BackgroundChild.shoal(
+            ["submit", file, "--peer", address(n), "--output-dir", outputDir, "--key", clientKey, "--known-peers", knownPeers])
+    }
+
+    /// A status reply of peer `n`, asked in this process.
+    func status(_ n: String) async throws -> Shoal_Wire_V1_PeerStatus {
+        let known = try KnownPeers.read(knownPeers)
+        let c = try ClientConnection(peer: address(n), peerKey: known.keys[address(n)], key: client)
+        var r = ClientRequest()
+        r.status = Shoal_Wire_V1_StatusRequest()
+        let (reply, _) = try await c.ask(r, timeout: .seconds(5))
+        await c.close()
+        guard case .status(let s)? = reply.kind else { throw Failure("peer \(n) did not answer a status") }
+        return s
+    }
+
+    /// Waits until `condition` holds of peer `n`'s status (at most `seconds`).
+    func waitForStatus(_ n: String, seconds: Double = 20, _ condition: (Shoal_Wire_V1_PeerStatus) -> Bool) async throws
+        -> Shoal_Wire_V1_PeerStatus
+    {
+        let deadline = Date().addingTimeInterval(seconds)
+        var last: Shoal_Wire_V1_PeerStatus?
+        while Date() < deadline {
+            if let s = try? await status(n) {
+                last = s
+                if condition(s) { return s }
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw Failure("peer \(n)'s status did not reach the condition in \(seconds) s; last: \(String(describing: last))")
+    }
+
+    static func aliveCount(_ s: Shoal_Wire_V1_PeerStatus) -> Int { s.members.filter { $0.status == .alive }.count }
+
+    /// A port nothing listens on now (bound to port 0, read back, closed).
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw Failure("socket failed") }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = 0
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+        guard bound == 0 else { throw Failure("bind failed") }
+        let named = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+        }
+        guard named == 0 else { throw Failure("getsockname failed") }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+}
+
+struct Failure: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+/// The package's folder (for Examples/).
+enum Repository {
+    static var root: URL {
+        var url = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        while !FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) {
+            url = url.deletingLastPathComponent()
+        }
+        return url
+    }
+    static func example(_ name: String) -> String { root.appendingPathComponent("Examples/workflows/\(name)").path }
+}
