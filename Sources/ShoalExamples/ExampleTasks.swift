@@ -25,6 +25,13 @@ public enum ExampleTasks {
         try context.setOutputBytes(at: out, Array(lines.utf8))
     }
 
+    /// Arguments of `empty` (none).
+    public struct NoArgs: Codable, Sendable {}
+
+    /// Does nothing with what it reads: the task the throughput benchmarks run (`shoal bench
+    /// peers`), so what is measured is the engine's path, not a body.
+    public static let empty = TaskDefinition<NoArgs, Void>("empty") { _, _ in }
+
     /// The examples' programs as scenario shapes (`ScenarioFile.load(path:registry:shapes:)`).
     public static let scenarioShapes = [CrossCorrelationWorkflow.scenarioShape]
 
@@ -32,6 +39,7 @@ public enum ExampleTasks {
     public static var registry: TaskRegistry {
         var r = TaskRegistry()
         r.register(wordCount)
+        r.register(empty)
         r.register(CrossCorrelationWorkflow.generateSpikeTrains)
         r.register(CrossCorrelationWorkflow.ccSurrogateRangeTask)
         r.register(CrossCorrelationWorkflow.gatherTask)

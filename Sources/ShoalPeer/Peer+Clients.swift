@@ -219,7 +219,7 @@ extension Peer {
         if clients.live[wf]!.outputs.isEmpty { clients.live[wf]!.outputs = named }
         if !clients.live[wf]!.followers.contains(asker) { clients.live[wf]!.followers.append(asker) }
         clients.live[wf]!.lastProgress = nil  // answered now, and again when it moves
-        sendProgress()
+        sendProgress(force: true)
     }
 
     /// Gives the results of a workflow that ended after a takeover (kept by datum) the names a
@@ -255,8 +255,12 @@ extension Peer {
         answer(asker, reply, payloads: bytes.map { [WirePayload($0)] } ?? [])
     }
 
-    /// Progress to the followers of each workflow owned here, when it changed.
-    func sendProgress() {
+    /// Progress to the followers of each workflow owned here, when it changed, at most every
+    /// `progressInterval` (counting a workflow's tasks is a pass over them).
+    func sendProgress(force: Bool = false) {
+        let t = now
+        guard force || t >= lastProgressAt + Self.progressInterval else { return }
+        lastProgressAt = t
         for (wf, live) in clients.live where !live.followers.isEmpty {
             guard let counts = shell.machine.work.counts(of: wf), counts != live.lastProgress else { continue }
             clients.live[wf]!.lastProgress = counts
@@ -368,7 +372,7 @@ extension Peer {
         var s = Shoal_Wire_V1_PeerStatus()
         s.peer = id.raw
         s.address = address
-        s.slots = UInt32(clamping: m.work.settings.slots)
+        s.slots = UInt32(clamping: config.slots)
         s.running = UInt32(clamping: m.work.settings.slots - m.work.freeSlots)
         s.ready = UInt32(clamping: m.work.readyTasks)
         s.storedBytes = UInt64((try? shard.storedBytes()) ?? 0) + UInt64(shell.payloads.heldBytes)

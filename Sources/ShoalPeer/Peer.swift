@@ -26,7 +26,7 @@ public actor Peer {
     let known: KnownPeers
     let workers: WorkerPool
     /// How threads outside the actor (workers, the timer queue) reach it.
-    nonisolated let wakeBox = WeakPeer()
+    nonisolated let wakeBox: WeakPeer
     let clock = ContinuousClock()
     let started: ContinuousClock.Instant
     var effects = Effects()
@@ -40,48 +40,61 @@ public actor Peer {
     var clients = ClientTable()
     var stopped = false
     var refusedVersions: Set<UInt32> = []
+    var lastProgressAt = Instant.zero
+    static let progressInterval = Interval.milliseconds(200)
     /// The registered task names this peer's runners know (a submitted file naming another is refused).
     let knownTasks: Set<String>
 
     /// Opens the shard and binds the port. `runners` run task bodies, one per slot.
     public init(config: PeerConfig, runners: [any TaskBodyRunner & Sendable], knownTasks: Set<String>, logger: Logger) throws {
-        self.config = config
-        self.knownTasks = knownTasks
-        self.logger = logger
-        started = clock.now
+        // Everything is computed in locals first: an actor's nonisolated initializer may not read
+        // its own stored properties once it starts using them.
+        let security: TransportSecurity
         switch config.security {
         case .curve:
             let pair = try CurveKeyPair.read(secretKeyFile: config.key!)
             let peers = try CurveKey.readAllowList(config.peersAllow!)
             let clients = try config.clientsAllow.map { path throws(KeyFileError) in try CurveKey.readAllowList(path) } ?? []
             security = .curve(pair, peers: peers.union([pair.publicKey]), clients: clients)
-            id = PeerIdentity.id(key: pair.publicKey)
         case .none:
             security = .none
-            id = PeerIdentity.id(address: config.advertised)
         }
-        known = try config.knownPeers.map { path throws(KeyFileError) in try KnownPeers.read(path) } ?? KnownPeers()
+        // Bound first: with port 0 the address (and in trusted mode the id) is the kernel's choice.
+        let transport = try Transport(listen: config.listen, security: security)
+        let address = config.advertise ?? transport.endpoint ?? config.listen
+        let id = security.keyPair.map { PeerIdentity.id(key: $0.publicKey) } ?? PeerIdentity.id(address: address)
+        let known = try config.knownPeers.map { path throws(KeyFileError) in try KnownPeers.read(path) } ?? KnownPeers()
         try FileManager.default.createDirectory(atPath: config.dataDirectory, withIntermediateDirectories: true)
-        shard = try LMDBShard(directory: config.dataDirectory + "/shard")
+        let shard = try LMDBShard(directory: config.dataDirectory + "/shard")
         var settings = PeerSettings()
         settings.membership.protocolPeriod = .milliseconds(Int64(config.protocolPeriodMs))
         settings.membership.pingTimeout = .milliseconds(Int64(config.protocolPeriodMs) * 3 / 10)
-        settings.work.slots = runners.count
+        settings.work.slots = runners.count * config.queueDepth
         settings.placement.replicas = config.replicas
         settings.catalogue = runners.first?.catalogue ?? []
         // The seed of a peer's generator: its id, then the time it starts (a restarted peer draws
         // new workflow ids and probe orders).
         let seed = id.raw ^ UInt64(UInt(bitPattern: Int(Date().timeIntervalSince1970 * 1e6)))
-        shell = try PeerShell(machine: PeerMachine(id: id, settings: settings, seed: seed), shard: shard)
-        transport = try Transport(listen: config.listen, security: security)
-        address = config.advertise ?? transport.endpoint ?? config.listen
-        timerSource = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "shoal-timers"))
+        let shell = try PeerShell(machine: PeerMachine(id: id, settings: settings, seed: seed), shard: shard)
         var own = WireContact()
         own.peer = id.raw
         own.address = address
         if let pair = security.keyPair { own.publicKey = Data(pair.publicKey.bytes) }
-        ownContact = own
-        let box = wakeBox
+        let box = WeakPeer()
+        self.config = config
+        self.knownTasks = knownTasks
+        self.logger = logger
+        self.security = security
+        self.transport = transport
+        self.address = address
+        self.id = id
+        self.known = known
+        self.shard = shard
+        self.shell = shell
+        self.ownContact = own
+        self.wakeBox = box
+        started = ContinuousClock.now
+        timerSource = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "shoal-timers"))
         workers = WorkerPool(runners: runners) { box.wake { await $0.takeResults() } }
     }
 

@@ -91,16 +91,7 @@ struct BenchCodec: AsyncParsableCommand {
     }
 
     /// Median seconds of `body` over `runs` runs.
-    private func median(_ body: () throws -> Void) rethrows -> Double {
-        var times: [Double] = []
-        for _ in 0..<runs {
-            let start = DispatchTime.now().uptimeNanoseconds
-            try body()
-            times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-        }
-        times.sort()
-        return times[times.count / 2]
-    }
+    private func median(_ body: () throws -> Void) rethrows -> Double { try medianSeconds(runs: runs, body) }
 
     /// Seconds to copy `bytes` into a fresh array, as the encoder and decoder must (allocate, copy).
     private func memcpySeconds(_ bytes: [UInt8]) -> Double {

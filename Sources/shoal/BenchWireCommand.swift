@@ -104,14 +104,5 @@ struct BenchWire: AsyncParsableCommand {
 
     private func rate(_ r: Double) -> String { r >= 1e6 ? "\(format(r / 1e6, 2)) M" : "\(format(r / 1e3, 1)) k" }
 
-    private func median(_ body: () throws -> Void) rethrows -> Double {
-        var times: [Double] = []
-        for _ in 0..<runs {
-            let start = DispatchTime.now().uptimeNanoseconds
-            try body()
-            times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-        }
-        times.sort()
-        return times[times.count / 2]
-    }
+    private func median(_ body: () throws -> Void) rethrows -> Double { try medianSeconds(runs: runs, body) }
 }

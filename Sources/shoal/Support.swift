@@ -34,6 +34,18 @@ final class ProgressLine: Sendable {
     }
 }
 
+/// Median wall seconds of `body` over `runs` runs (the benchmarks' measure).
+func medianSeconds(runs: Int, _ body: () throws -> Void) rethrows -> Double {
+    var times: [Double] = []
+    for _ in 0..<max(1, runs) {
+        let start = DispatchTime.now().uptimeNanoseconds
+        try body()
+        times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+    }
+    times.sort()
+    return times[times.count / 2]
+}
+
 /// Seconds of CPU this process used so far (user + system).
 func processCPUSeconds() -> Double {
     var usage = rusage()

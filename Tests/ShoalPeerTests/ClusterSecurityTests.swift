@@ -149,8 +149,7 @@ struct ClusterSecurityTests {
             try (try String(contentsOfFile: path, encoding: .utf8) + "replicas: 2\n").write(
                 toFile: path, atomically: true, encoding: .utf8)
         }
-        try cluster.start()
-        for n in cluster.names { _ = try await cluster.waitForStatus(n) { TestCluster.aliveCount($0) == 3 } }
+        try await cluster.startAndWaitForAll()
         let known = try KnownPeers.read(cluster.knownPeers)
         func connect(_ n: String) throws -> ClientConnection {
             try ClientConnection(peer: cluster.address(n), peerKey: known.keys[cluster.address(n)], key: cluster.client)

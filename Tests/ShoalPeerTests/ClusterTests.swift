@@ -49,8 +49,7 @@ struct ClusterTests {
     @Test func aWorkflowSubmittedAtBRunsOnAllThreeWithShoalRunsOutputs() async throws {
         let cluster = try TestCluster("submit")
         defer { cluster.stop() }
-        try cluster.start()
-        for n in cluster.names { _ = try await cluster.waitForStatus(n) { TestCluster.aliveCount($0) == 3 } }
+        try await cluster.startAndWaitForAll()
         let file = Repository.example("fan-out.yaml")
         let expected = try Self.localOutputs(file, in: cluster.scratch)
         let out = cluster.scratch.appending("cluster-out").path
@@ -88,8 +87,7 @@ struct ClusterTests {
     func killMidWorkflow(victim: String, signal: Int32, owner: String) async throws -> ChildProcess.Result {
         let cluster = try TestCluster("kill-\(victim)-\(signal)")
         defer { cluster.stop() }
-        try cluster.start()
-        for n in cluster.names { _ = try await cluster.waitForStatus(n) { TestCluster.aliveCount($0) == 3 } }
+        try await cluster.startAndWaitForAll()
         let file = Repository.example("fan-out.yaml")
         let expected = try Self.localOutputs(file, in: cluster.scratch)
         let out = cluster.scratch.appending("cluster-out").path

@@ -71,6 +71,12 @@ final class TestCluster {
         for n in names { try start(n) }
     }
 
+    /// Starts every peer and waits until each sees all of them alive.
+    func startAndWaitForAll() async throws {
+        try start()
+        for n in names { _ = try await waitForStatus(n) { Self.aliveCount($0) == self.names.count } }
+    }
+
     /// Starts peer `n` (again, after a kill: same key, same data folder) and waits for `ready`.
     @discardableResult
     func start(_ n: String, extra: [String] = []) throws -> BackgroundChild {
@@ -152,23 +158,25 @@ final class TestCluster {
 
     static func aliveCount(_ s: Shoal_Wire_V1_PeerStatus) -> Int { s.members.filter { $0.status == .alive }.count }
 
-    /// A port nothing listens on now (bound to port 0, read back, closed).
+    /// A port nothing listens on now, below Linux's ephemeral range (32768 and up): a port the
+    /// kernel hands out for `:0` (another test's transport, a connection) never lands on one of a
+    /// cluster's peers, even while a killed peer's port waits for its restart.
     static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw Failure("socket failed") }
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = 0
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-        guard bound == 0 else { throw Failure("bind failed") }
-        let named = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+        for _ in 0..<1_000 {
+            let port = Int.random(in: 20_000..<32_000)
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard fd >= 0 else { throw Failure("socket failed") }
+            defer { close(fd) }
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_port = in_port_t(UInt16(port).bigEndian)
+            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let bound = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            if bound == 0 { return port }
         }
-        guard named == 0 else { throw Failure("getsockname failed") }
-        return Int(UInt16(bigEndian: addr.sin_port))
+        throw Failure("no free port in 20000..<32000")
     }
 }
 
