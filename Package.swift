@@ -18,6 +18,7 @@ let package = Package(
         // The wire format's generated code (committed; `make proto` regenerates it).
         .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // C system libraries (Debian: liblmdb-dev, libsodium-dev, libzmq3-dev).
@@ -54,6 +55,7 @@ let package = Package(
             dependencies: [
                 "Shoal", "ShoalCore", "ShoalShell", "ShoalSimulation", "ShoalStore", "ShoalTransport", "ShoalWire",
                 .product(name: "Logging", package: "swift-log"), .product(name: "Yams", package: "Yams"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             swiftSettings: strict),
         // Public API for workflow authors, local runtime, workflow files.

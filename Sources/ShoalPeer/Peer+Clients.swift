@@ -393,6 +393,11 @@ extension Peer {
             mi.load = WireMapping.load(info.load)
             s.members.append(mi)
         }
+        s.stealRoundTrips = stealRoundTrips.totalCount
+        if stealRoundTrips.totalCount > 0 {
+            s.stealRoundTripP50Us = stealRoundTrips.valueAtPercentile(50)
+            s.stealRoundTripP99Us = stealRoundTrips.valueAtPercentile(99)
+        }
         s.metrics = metricsText(transport: t)
         return s
     }

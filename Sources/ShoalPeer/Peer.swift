@@ -1,4 +1,5 @@
 import Foundation
+import Histogram
 import Logging
 import Shoal
 import ShoalCore
@@ -41,6 +42,9 @@ public actor Peer {
     var stopped = false
     var refusedVersions: Set<UInt32> = []
     var lastProgressAt = Instant.zero
+    /// Steal requests in flight (request id -> when sent) and their round trips in microseconds.
+    var stealsInFlight: [UInt64: Instant] = [:]
+    var stealRoundTrips = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
     static let progressInterval = Interval.milliseconds(200)
     /// The registered task names this peer's runners know (a submitted file naming another is refused).
     let knownTasks: Set<String>
@@ -195,6 +199,7 @@ public actor Peer {
             learn(contacts)
             let payloads = message.payloads.map(\.bytes)
             counters.peerMessages += 1
+            if case .steal(let s) = m { stealAnswered(s) }
             shell.receive(m, payloads: payloads, from: sender, now: now, host: &effects)
         case .request(let request):
             serve(request, payloads: message.payloads, from: routingID, role: role)
@@ -257,7 +262,29 @@ public actor Peer {
         }
     }
 
+    /// A steal request leaves: its round trip starts (the table is bounded: requests unanswered
+    /// for 10 s are forgotten).
+    private func stealSent(_ rid: UInt64) {
+        if stealsInFlight.count >= 256 {
+            let t = now
+            stealsInFlight = stealsInFlight.filter { t - $0.value < .seconds(10) }
+            if stealsInFlight.count >= 256 { return }
+        }
+        stealsInFlight[rid] = now
+    }
+
+    private func stealAnswered(_ m: StealMessage) {
+        let rid: UInt64
+        switch m {
+        case .reply(let r, _), .refused(let r): rid = r
+        case .request: return
+        }
+        guard let sent = stealsInFlight.removeValue(forKey: rid) else { return }
+        _ = stealRoundTrips.record(UInt64(max(0, (now - sent).nanoseconds / 1_000)))
+    }
+
     private func send(_ message: PeerMessage, payloads: [[UInt8]], to: PeerID) {
+        if case .steal(.request(let rid, _, _, _)) = message { stealSent(rid) }
         guard let c = book[to] else {
             counters.unknownDestination += 1
             return

@@ -136,10 +136,14 @@ struct BenchPeers: AsyncParsableCommand {
             var q = ClientRequest()
             q.status = Shoal_Wire_V1_StatusRequest()
             if let (reply, _) = try? await conn.ask(q), case .status(let st)? = reply.kind {
-                ran.append("\(a): \(st.tasksRun) run, \(st.stealsMade) steals")
+                var line = "\(a): \(st.tasksRun) run, \(st.stealsMade) steals"
+                if st.stealRoundTrips > 0 {
+                    line += ", steal round trip p50 \(st.stealRoundTripP50Us) µs p99 \(st.stealRoundTripP99Us) µs (\(st.stealRoundTrips) requests)"
+                }
+                ran.append(line)
             }
         }
-        print("tasks per peer: " + ran.joined(separator: "; "))
+        print("per peer:\n  " + ran.joined(separator: "\n  "))
     }
 }
 

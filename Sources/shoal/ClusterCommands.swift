@@ -164,6 +164,9 @@ struct Status: AsyncParsableCommand {
             print("  stored \(s.storedBytes) bytes; tasks run \(s.tasksRun); steals \(s.stealsMade), tasks given \(s.tasksGiven)")
             print("  workflows owned \(s.workflowsOwned), backed up \(s.workflowsBackedUp)")
             print("  messages dropped \(s.messagesDropped), keys rejected \(s.keysRejected)")
+            if s.stealRoundTrips > 0 {
+                print("  steal round trip p50 \(s.stealRoundTripP50Us) µs, p99 \(s.stealRoundTripP99Us) µs (\(s.stealRoundTrips) requests)")
+            }
             print("members (\(s.members.count)):")
             for m in s.members.sorted(by: { $0.address < $1.address }) {
                 let status = (try? WireMapping.status(m.status)).map { "\($0)" } ?? "?"

@@ -150,17 +150,11 @@ struct ClusterSecurityTests {
                 toFile: path, atomically: true, encoding: .utf8)
         }
         try await cluster.startAndWaitForAll()
-        let known = try KnownPeers.read(cluster.knownPeers)
-        func connect(_ n: String) throws -> ClientConnection {
-            try ClientConnection(peer: cluster.address(n), peerKey: known.keys[cluster.address(n)], key: cluster.client)
-        }
         let bytes = Array("the spikes of the second session".utf8)
         var put = ClientRequest()
         put.put.name = "spikes"
-        let a = try connect("a")
-        let (stored, _) = try await a.ask(put, payloads: [WirePayload(bytes)])
+        let (stored, _) = try await cluster.ask("a", put, payloads: [WirePayload(bytes)])
         guard case .stored? = stored.kind else { throw Failure("the put was answered \(stored)") }
-        await a.close()
         // Lose one peer (whichever it is, one of the two replicas survives), then read elsewhere.
         for lost in ["b", "c"] {
             let reader = lost == "b" ? "c" : "b"
@@ -168,9 +162,7 @@ struct ClusterSecurityTests {
             _ = try cluster.peers[lost]!.wait(timeoutSeconds: 10)
             var get = ClientRequest()
             get.get.name = "spikes"
-            let c = try connect(reader)
-            let (value, frames) = try await c.ask(get, timeout: .seconds(20))
-            await c.close()
+            let (value, frames) = try await cluster.ask(reader, get, timeout: .seconds(20))
             guard case .value(let v)? = value.kind else { throw Failure("the get was answered \(value)") }
             #expect(v.found, "the object was lost with peer \(lost)")
             #expect(frames.first?.bytes == bytes)

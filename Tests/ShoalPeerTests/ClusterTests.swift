@@ -101,11 +101,16 @@ struct ClusterTests {
         return try cluster.peers[victim]!.wait(timeoutSeconds: 20)
     }
 
-    @Test func aRestartedPeerRejoins() async throws {
+    @Test func aRestartedPeerRejoinsAndServesItsShardsDataAgain() async throws {
         let cluster = try TestCluster("restart")
         defer { cluster.stop() }
-        try cluster.start()
-        _ = try await cluster.waitForStatus("a") { TestCluster.aliveCount($0) == 3 }
+        try await cluster.startAndWaitForAll()
+        // An object on every peer (R = 3 by default), so c's shard holds a replica.
+        let bytes = Array("kept in c's shard".utf8)
+        var put = ClientRequest()
+        put.put.name = "kept"
+        let (stored, _) = try await cluster.ask("a", put, payloads: [WirePayload(bytes)])
+        guard case .stored? = stored.kind else { throw Failure("the put was answered \(stored)") }
         cluster.kill("c")
         _ = try cluster.peers["c"]!.wait(timeoutSeconds: 10)
         _ = try await cluster.waitForStatus("a") { TestCluster.aliveCount($0) == 2 }
@@ -113,6 +118,17 @@ struct ClusterTests {
         let s = try await cluster.waitForStatus("a", seconds: 30) { TestCluster.aliveCount($0) == 3 }
         #expect(s.members.count == 3)
         _ = try await cluster.waitForStatus("c") { TestCluster.aliveCount($0) == 3 }
+        // Only c is left: what it reads is what its shard kept across the restart.
+        cluster.kill("a")
+        cluster.kill("b")
+        _ = try cluster.peers["a"]!.wait(timeoutSeconds: 10)
+        _ = try cluster.peers["b"]!.wait(timeoutSeconds: 10)
+        var get = ClientRequest()
+        get.get.name = "kept"
+        let (value, frames) = try await cluster.ask("c", get, timeout: .seconds(30))
+        guard case .value(let v)? = value.kind else { throw Failure("the get was answered \(value)") }
+        #expect(v.found)
+        #expect(frames.first?.bytes == bytes)
     }
 
     @Test func aBadConfigNamesTheFileLineAndFieldAndExitsTwo() throws {

@@ -128,14 +128,21 @@ final class TestCluster {
             ["submit", file, "--peer", address(n), "--output-dir", outputDir, "--key", clientKey, "--known-peers", knownPeers])
     }
 
-    /// A status reply of peer `n`, asked in this process.
-    func status(_ n: String) async throws -> Shoal_Wire_V1_PeerStatus {
+    /// `request` to peer `n` with this cluster's client key, from this process; its first reply.
+    func ask(_ n: String, _ request: ClientRequest, payloads: [WirePayload] = [], timeout: Duration = .seconds(10))
+        async throws -> (ClientReply, [WirePayload])
+    {
         let known = try KnownPeers.read(knownPeers)
         let c = try ClientConnection(peer: address(n), peerKey: known.keys[address(n)], key: client)
+        defer { Task { await c.close() } }
+        return try await c.ask(request, payloads: payloads, timeout: timeout)
+    }
+
+    /// A status reply of peer `n`, asked in this process.
+    func status(_ n: String) async throws -> Shoal_Wire_V1_PeerStatus {
         var r = ClientRequest()
         r.status = Shoal_Wire_V1_StatusRequest()
-        let (reply, _) = try await c.ask(r, timeout: .seconds(5))
-        await c.close()
+        let (reply, _) = try await ask(n, r, timeout: .seconds(5))
         guard case .status(let s)? = reply.kind else { throw Failure("peer \(n) did not answer a status") }
         return s
     }

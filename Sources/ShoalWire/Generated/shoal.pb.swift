@@ -2306,45 +2306,109 @@ public nonisolated struct Shoal_Wire_V1_MemberStatusInfo: Sendable {
   fileprivate var _load: Shoal_Wire_V1_Load? = nil
 }
 
-public nonisolated struct Shoal_Wire_V1_PeerStatus: Sendable {
+public nonisolated struct Shoal_Wire_V1_PeerStatus: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var peer: UInt64 = 0
+  public var peer: UInt64 {
+    get {_storage._peer}
+    set {_uniqueStorage()._peer = newValue}
+  }
 
-  public var address: String = String()
+  public var address: String {
+    get {_storage._address}
+    set {_uniqueStorage()._address = newValue}
+  }
 
-  public var slots: UInt32 = 0
+  public var slots: UInt32 {
+    get {_storage._slots}
+    set {_uniqueStorage()._slots = newValue}
+  }
 
-  public var running: UInt32 = 0
+  public var running: UInt32 {
+    get {_storage._running}
+    set {_uniqueStorage()._running = newValue}
+  }
 
-  public var ready: UInt32 = 0
+  public var ready: UInt32 {
+    get {_storage._ready}
+    set {_uniqueStorage()._ready = newValue}
+  }
 
-  public var storedBytes: UInt64 = 0
+  public var storedBytes: UInt64 {
+    get {_storage._storedBytes}
+    set {_uniqueStorage()._storedBytes = newValue}
+  }
 
-  public var stealsMade: UInt64 = 0
+  public var stealsMade: UInt64 {
+    get {_storage._stealsMade}
+    set {_uniqueStorage()._stealsMade = newValue}
+  }
 
-  public var tasksGiven: UInt64 = 0
+  public var tasksGiven: UInt64 {
+    get {_storage._tasksGiven}
+    set {_uniqueStorage()._tasksGiven = newValue}
+  }
 
-  public var workflowsOwned: UInt64 = 0
+  public var workflowsOwned: UInt64 {
+    get {_storage._workflowsOwned}
+    set {_uniqueStorage()._workflowsOwned = newValue}
+  }
 
-  public var workflowsBackedUp: UInt64 = 0
+  public var workflowsBackedUp: UInt64 {
+    get {_storage._workflowsBackedUp}
+    set {_uniqueStorage()._workflowsBackedUp = newValue}
+  }
 
-  public var tasksRun: UInt64 = 0
+  public var tasksRun: UInt64 {
+    get {_storage._tasksRun}
+    set {_uniqueStorage()._tasksRun = newValue}
+  }
 
-  public var messagesDropped: UInt64 = 0
+  public var messagesDropped: UInt64 {
+    get {_storage._messagesDropped}
+    set {_uniqueStorage()._messagesDropped = newValue}
+  }
 
-  public var keysRejected: UInt64 = 0
+  public var keysRejected: UInt64 {
+    get {_storage._keysRejected}
+    set {_uniqueStorage()._keysRejected = newValue}
+  }
 
-  public var members: [Shoal_Wire_V1_MemberStatusInfo] = []
+  public var members: [Shoal_Wire_V1_MemberStatusInfo] {
+    get {_storage._members}
+    set {_uniqueStorage()._members = newValue}
+  }
 
   /// Every counter in Prometheus text exposition format.
-  public var metrics: String = String()
+  public var metrics: String {
+    get {_storage._metrics}
+    set {_uniqueStorage()._metrics = newValue}
+  }
+
+  /// Round trips of this peer's steal requests (request sent to grant or refusal received), in
+  /// microseconds: how many, the median and the 99th percentile (HdrHistogram, 3 digits).
+  public var stealRoundTrips: UInt64 {
+    get {_storage._stealRoundTrips}
+    set {_uniqueStorage()._stealRoundTrips = newValue}
+  }
+
+  public var stealRoundTripP50Us: UInt64 {
+    get {_storage._stealRoundTripP50Us}
+    set {_uniqueStorage()._stealRoundTripP50Us = newValue}
+  }
+
+  public var stealRoundTripP99Us: UInt64 {
+    get {_storage._stealRoundTripP99Us}
+    set {_uniqueStorage()._stealRoundTripP99Us = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct Shoal_Wire_V1_Stored: Sendable {
@@ -6435,99 +6499,184 @@ nonisolated extension Shoal_Wire_V1_MemberStatusInfo: SwiftProtobuf.Message, Swi
 
 nonisolated extension Shoal_Wire_V1_PeerStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PeerStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}peer\0\u{1}address\0\u{1}slots\0\u{1}running\0\u{1}ready\0\u{3}stored_bytes\0\u{3}steals_made\0\u{3}tasks_given\0\u{3}workflows_owned\0\u{3}workflows_backed_up\0\u{3}tasks_run\0\u{3}messages_dropped\0\u{3}keys_rejected\0\u{1}members\0\u{1}metrics\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}peer\0\u{1}address\0\u{1}slots\0\u{1}running\0\u{1}ready\0\u{3}stored_bytes\0\u{3}steals_made\0\u{3}tasks_given\0\u{3}workflows_owned\0\u{3}workflows_backed_up\0\u{3}tasks_run\0\u{3}messages_dropped\0\u{3}keys_rejected\0\u{1}members\0\u{1}metrics\0\u{3}steal_round_trips\0\u{3}steal_round_trip_p50_us\0\u{3}steal_round_trip_p99_us\0")
+
+  fileprivate class _StorageClass {
+    var _peer: UInt64 = 0
+    var _address: String = String()
+    var _slots: UInt32 = 0
+    var _running: UInt32 = 0
+    var _ready: UInt32 = 0
+    var _storedBytes: UInt64 = 0
+    var _stealsMade: UInt64 = 0
+    var _tasksGiven: UInt64 = 0
+    var _workflowsOwned: UInt64 = 0
+    var _workflowsBackedUp: UInt64 = 0
+    var _tasksRun: UInt64 = 0
+    var _messagesDropped: UInt64 = 0
+    var _keysRejected: UInt64 = 0
+    var _members: [Shoal_Wire_V1_MemberStatusInfo] = []
+    var _metrics: String = String()
+    var _stealRoundTrips: UInt64 = 0
+    var _stealRoundTripP50Us: UInt64 = 0
+    var _stealRoundTripP99Us: UInt64 = 0
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _peer = source._peer
+      _address = source._address
+      _slots = source._slots
+      _running = source._running
+      _ready = source._ready
+      _storedBytes = source._storedBytes
+      _stealsMade = source._stealsMade
+      _tasksGiven = source._tasksGiven
+      _workflowsOwned = source._workflowsOwned
+      _workflowsBackedUp = source._workflowsBackedUp
+      _tasksRun = source._tasksRun
+      _messagesDropped = source._messagesDropped
+      _keysRejected = source._keysRejected
+      _members = source._members
+      _metrics = source._metrics
+      _stealRoundTrips = source._stealRoundTrips
+      _stealRoundTripP50Us = source._stealRoundTripP50Us
+      _stealRoundTripP99Us = source._stealRoundTripP99Us
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularFixed64Field(value: &self.peer) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.address) }()
-      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.slots) }()
-      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.running) }()
-      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.ready) }()
-      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.storedBytes) }()
-      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.stealsMade) }()
-      case 8: try { try decoder.decodeSingularUInt64Field(value: &self.tasksGiven) }()
-      case 9: try { try decoder.decodeSingularUInt64Field(value: &self.workflowsOwned) }()
-      case 10: try { try decoder.decodeSingularUInt64Field(value: &self.workflowsBackedUp) }()
-      case 11: try { try decoder.decodeSingularUInt64Field(value: &self.tasksRun) }()
-      case 12: try { try decoder.decodeSingularUInt64Field(value: &self.messagesDropped) }()
-      case 13: try { try decoder.decodeSingularUInt64Field(value: &self.keysRejected) }()
-      case 14: try { try decoder.decodeRepeatedMessageField(value: &self.members) }()
-      case 15: try { try decoder.decodeSingularStringField(value: &self.metrics) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularFixed64Field(value: &_storage._peer) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._address) }()
+        case 3: try { try decoder.decodeSingularUInt32Field(value: &_storage._slots) }()
+        case 4: try { try decoder.decodeSingularUInt32Field(value: &_storage._running) }()
+        case 5: try { try decoder.decodeSingularUInt32Field(value: &_storage._ready) }()
+        case 6: try { try decoder.decodeSingularUInt64Field(value: &_storage._storedBytes) }()
+        case 7: try { try decoder.decodeSingularUInt64Field(value: &_storage._stealsMade) }()
+        case 8: try { try decoder.decodeSingularUInt64Field(value: &_storage._tasksGiven) }()
+        case 9: try { try decoder.decodeSingularUInt64Field(value: &_storage._workflowsOwned) }()
+        case 10: try { try decoder.decodeSingularUInt64Field(value: &_storage._workflowsBackedUp) }()
+        case 11: try { try decoder.decodeSingularUInt64Field(value: &_storage._tasksRun) }()
+        case 12: try { try decoder.decodeSingularUInt64Field(value: &_storage._messagesDropped) }()
+        case 13: try { try decoder.decodeSingularUInt64Field(value: &_storage._keysRejected) }()
+        case 14: try { try decoder.decodeRepeatedMessageField(value: &_storage._members) }()
+        case 15: try { try decoder.decodeSingularStringField(value: &_storage._metrics) }()
+        case 16: try { try decoder.decodeSingularUInt64Field(value: &_storage._stealRoundTrips) }()
+        case 17: try { try decoder.decodeSingularUInt64Field(value: &_storage._stealRoundTripP50Us) }()
+        case 18: try { try decoder.decodeSingularUInt64Field(value: &_storage._stealRoundTripP99Us) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if self.peer != 0 {
-      try visitor.visitSingularFixed64Field(value: self.peer, fieldNumber: 1)
-    }
-    if !self.address.isEmpty {
-      try visitor.visitSingularStringField(value: self.address, fieldNumber: 2)
-    }
-    if self.slots != 0 {
-      try visitor.visitSingularUInt32Field(value: self.slots, fieldNumber: 3)
-    }
-    if self.running != 0 {
-      try visitor.visitSingularUInt32Field(value: self.running, fieldNumber: 4)
-    }
-    if self.ready != 0 {
-      try visitor.visitSingularUInt32Field(value: self.ready, fieldNumber: 5)
-    }
-    if self.storedBytes != 0 {
-      try visitor.visitSingularUInt64Field(value: self.storedBytes, fieldNumber: 6)
-    }
-    if self.stealsMade != 0 {
-      try visitor.visitSingularUInt64Field(value: self.stealsMade, fieldNumber: 7)
-    }
-    if self.tasksGiven != 0 {
-      try visitor.visitSingularUInt64Field(value: self.tasksGiven, fieldNumber: 8)
-    }
-    if self.workflowsOwned != 0 {
-      try visitor.visitSingularUInt64Field(value: self.workflowsOwned, fieldNumber: 9)
-    }
-    if self.workflowsBackedUp != 0 {
-      try visitor.visitSingularUInt64Field(value: self.workflowsBackedUp, fieldNumber: 10)
-    }
-    if self.tasksRun != 0 {
-      try visitor.visitSingularUInt64Field(value: self.tasksRun, fieldNumber: 11)
-    }
-    if self.messagesDropped != 0 {
-      try visitor.visitSingularUInt64Field(value: self.messagesDropped, fieldNumber: 12)
-    }
-    if self.keysRejected != 0 {
-      try visitor.visitSingularUInt64Field(value: self.keysRejected, fieldNumber: 13)
-    }
-    if !self.members.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.members, fieldNumber: 14)
-    }
-    if !self.metrics.isEmpty {
-      try visitor.visitSingularStringField(value: self.metrics, fieldNumber: 15)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      if _storage._peer != 0 {
+        try visitor.visitSingularFixed64Field(value: _storage._peer, fieldNumber: 1)
+      }
+      if !_storage._address.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._address, fieldNumber: 2)
+      }
+      if _storage._slots != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._slots, fieldNumber: 3)
+      }
+      if _storage._running != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._running, fieldNumber: 4)
+      }
+      if _storage._ready != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._ready, fieldNumber: 5)
+      }
+      if _storage._storedBytes != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._storedBytes, fieldNumber: 6)
+      }
+      if _storage._stealsMade != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._stealsMade, fieldNumber: 7)
+      }
+      if _storage._tasksGiven != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._tasksGiven, fieldNumber: 8)
+      }
+      if _storage._workflowsOwned != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._workflowsOwned, fieldNumber: 9)
+      }
+      if _storage._workflowsBackedUp != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._workflowsBackedUp, fieldNumber: 10)
+      }
+      if _storage._tasksRun != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._tasksRun, fieldNumber: 11)
+      }
+      if _storage._messagesDropped != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._messagesDropped, fieldNumber: 12)
+      }
+      if _storage._keysRejected != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._keysRejected, fieldNumber: 13)
+      }
+      if !_storage._members.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._members, fieldNumber: 14)
+      }
+      if !_storage._metrics.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._metrics, fieldNumber: 15)
+      }
+      if _storage._stealRoundTrips != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._stealRoundTrips, fieldNumber: 16)
+      }
+      if _storage._stealRoundTripP50Us != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._stealRoundTripP50Us, fieldNumber: 17)
+      }
+      if _storage._stealRoundTripP99Us != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._stealRoundTripP99Us, fieldNumber: 18)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Shoal_Wire_V1_PeerStatus, rhs: Shoal_Wire_V1_PeerStatus) -> Bool {
-    if lhs.peer != rhs.peer {return false}
-    if lhs.address != rhs.address {return false}
-    if lhs.slots != rhs.slots {return false}
-    if lhs.running != rhs.running {return false}
-    if lhs.ready != rhs.ready {return false}
-    if lhs.storedBytes != rhs.storedBytes {return false}
-    if lhs.stealsMade != rhs.stealsMade {return false}
-    if lhs.tasksGiven != rhs.tasksGiven {return false}
-    if lhs.workflowsOwned != rhs.workflowsOwned {return false}
-    if lhs.workflowsBackedUp != rhs.workflowsBackedUp {return false}
-    if lhs.tasksRun != rhs.tasksRun {return false}
-    if lhs.messagesDropped != rhs.messagesDropped {return false}
-    if lhs.keysRejected != rhs.keysRejected {return false}
-    if lhs.members != rhs.members {return false}
-    if lhs.metrics != rhs.metrics {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._peer != rhs_storage._peer {return false}
+        if _storage._address != rhs_storage._address {return false}
+        if _storage._slots != rhs_storage._slots {return false}
+        if _storage._running != rhs_storage._running {return false}
+        if _storage._ready != rhs_storage._ready {return false}
+        if _storage._storedBytes != rhs_storage._storedBytes {return false}
+        if _storage._stealsMade != rhs_storage._stealsMade {return false}
+        if _storage._tasksGiven != rhs_storage._tasksGiven {return false}
+        if _storage._workflowsOwned != rhs_storage._workflowsOwned {return false}
+        if _storage._workflowsBackedUp != rhs_storage._workflowsBackedUp {return false}
+        if _storage._tasksRun != rhs_storage._tasksRun {return false}
+        if _storage._messagesDropped != rhs_storage._messagesDropped {return false}
+        if _storage._keysRejected != rhs_storage._keysRejected {return false}
+        if _storage._members != rhs_storage._members {return false}
+        if _storage._metrics != rhs_storage._metrics {return false}
+        if _storage._stealRoundTrips != rhs_storage._stealRoundTrips {return false}
+        if _storage._stealRoundTripP50Us != rhs_storage._stealRoundTripP50Us {return false}
+        if _storage._stealRoundTripP99Us != rhs_storage._stealRoundTripP99Us {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
