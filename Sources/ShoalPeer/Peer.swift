@@ -75,6 +75,10 @@ public actor Peer {
         settings.membership.pingTimeout = .milliseconds(Int64(config.protocolPeriodMs) * 3 / 10)
         settings.work.slots = runners.count * config.queueDepth
         settings.placement.replicas = config.replicas
+        // Large objects: 20 ms more per MiB (50 MB/s, far under loopback's and a LAN's) before a
+        // store or a transfer is sent again, and gets that wait for big answers.
+        settings.placement.timeoutPerMiB = .milliseconds(20)
+        settings.placement.getTimeout = .milliseconds(500)
         settings.catalogue = runners.first?.catalogue ?? []
         // The seed of a peer's generator: its id, then the time it starts (a restarted peer draws
         // new workflow ids and probe orders).

@@ -105,22 +105,28 @@ final class OneThreadRunner: TaskBodyRunner, @unchecked Sendable {
 
 /// How a client reaches a peer: its address, the peer's public key and the client's own key.
 struct PeerOptions: ParsableArguments {
-    @Option(help: "The peer to talk to: tcp://HOST:PORT.") var peer: String
-    @Option(help: "This client's secret key file (default: $SHOAL_CLIENT_KEY, else config/keys/client.key).")
-    var key: String?
+    @Option(help: "The peer to talk to: tcp://HOST:PORT.") var peer: String?
+    @Option(name: .customLong("key"), help: "This client's secret key file (default: $SHOAL_CLIENT_KEY, else config/keys/client.key).")
+    var clientKey: String?
     @Option(help: "The peer's public key file (default: its line in known-peers).") var peerKey: String?
     @Option(help: "'tcp://HOST:PORT KEY' lines (default: $SHOAL_KNOWN_PEERS, else config/known-peers).")
     var knownPeers: String?
     @Option(help: "curve (default) or none, as the cluster runs.") var security = "curve"
 
-    func connect() throws -> ClientConnection { try connect(to: peer) }
+    func connect() throws -> ClientConnection {
+        guard let peer else { throw ValidationError("--peer tcp://HOST:PORT is required") }
+        return try connect(to: peer)
+    }
+
+    /// The peer's address (`--peer`, required by the commands that use these options).
+    var address: String { peer ?? "" }
 
     /// A connection to `address` (the peer key of `--peer-key` belongs to `--peer` only).
     func connect(to address: String) throws -> ClientConnection {
         guard security == "curve" || security == "none" else { throw ValidationError("--security must be curve or none") }
         guard security == "curve" else { return try ClientConnection(peer: address, peerKey: nil, key: nil) }
         let env = ProcessInfo.processInfo.environment
-        let keyPath = key ?? env["SHOAL_CLIENT_KEY"] ?? "config/keys/client.key"
+        let keyPath = clientKey ?? env["SHOAL_CLIENT_KEY"] ?? "config/keys/client.key"
         let pair = try CurveKeyPair.read(secretKeyFile: keyPath)
         var peerPublic: CurveKey?
         if let peerKey, address == peer {
@@ -149,13 +155,15 @@ struct Status: AsyncParsableCommand {
     @OptionGroup var options: PeerOptions
     @Flag(help: "Print the status as JSON.") var json = false
 
+    func validate() throws { guard options.peer != nil else { throw ValidationError("--peer tcp://HOST:PORT is required") } }
+
     func run() async throws {
         try await clientErrors {
             let connection = try options.connect()
             var request = ClientRequest()
             request.status = Shoal_Wire_V1_StatusRequest()
             let (reply, _) = try await connection.ask(request)
-            guard case .status(let s)? = reply.kind else { throw ClientError("\(options.peer) answered something else") }
+            guard case .status(let s)? = reply.kind else { throw ClientError("\(options.address) answered something else") }
             if json {
                 print(try s.jsonString())
                 return
@@ -188,6 +196,8 @@ struct Submit: AsyncParsableCommand {
     @Option(help: "Write the outputs here as DIR/<name> (default: out).") var outputDir = "out"
     @Flag(help: "Submit and print the workflow id; do not wait.") var detach = false
 
+    func validate() throws { guard options.peer != nil else { throw ValidationError("--peer tcp://HOST:PORT is required") } }
+
     func run() async throws {
         try await clientErrors {
             // Checked here first, with the same parser the peer uses: errors cite local paths.
@@ -213,7 +223,7 @@ struct Submit: AsyncParsableCommand {
             let id = await connection.send(request, payloads: payloads)
             let (first, _) = try await connection.next(for: id, timeout: .seconds(30))
             if case .error(let e)? = first.kind { throw ClientError(e.message, reply: e) }
-            guard case .submitted(let s)? = first.kind else { throw ClientError("\(options.peer) answered something else") }
+            guard case .submitted(let s)? = first.kind else { throw ClientError("\(options.address) answered something else") }
             let wf = s.workflow
             if detach {
                 print("submitted workflow \(wf) to \(PeerID(raw: s.owner).hex) at \(s.ownerAddress) (\(s.tasks) tasks)")

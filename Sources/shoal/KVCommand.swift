@@ -2,13 +2,16 @@ import ArgumentParser
 import Foundation
 import Shoal
 import ShoalCore
+import ShoalPeer
 import ShoalStore
+import ShoalWire
 
-/// `shoal kv put/get/ls/rm`: read and write a local shard directly.
+/// `shoal kv put/get/ls/rm`: read and write a local shard directly (`--data-dir`), or the
+/// cluster's persistent objects through a peer (`--peer`).
 struct KV: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kv",
-        abstract: "Read and write values in a local store (an LMDB data directory).",
+        abstract: "Read and write values in a local store (--data-dir DIR) or a cluster's persistent objects (--peer ADDR).",
         subcommands: [Put.self, Get.self, List.self, Remove.self])
 }
 
@@ -57,6 +60,28 @@ enum RawArguments {
     }
 }
 
+/// Exactly one of a local store and a cluster; a cluster's objects live in the placement table of
+/// each replica, not in `--table`. Listing and removing are not served by peers yet.
+func validateWhere(_ store: StoreOptions, _ cluster: PeerOptions, clusterServed: Bool = true) throws {
+    guard (store.dataDirectory == nil) != (cluster.peer == nil) else {
+        throw ValidationError("give --data-dir DIR (a local store) or --peer ADDR (a cluster), one of them")
+    }
+    if cluster.peer != nil {
+        guard clusterServed else {
+            throw ValidationError("listing and removing a cluster's objects are not served by peers yet: only put and get take --peer")
+        }
+        guard store.table == .values else { throw ValidationError("--table is for a local store (--data-dir)") }
+    }
+}
+
+/// `runKV` for the subcommands that may talk to a cluster.
+func runKV(key: String?, _ body: () async throws -> Void) async throws {
+    try await clientErrors {
+        try RawArguments.requireUTF8(key: key)
+        try await body()
+    }
+}
+
 /// Runs the body of a `shoal kv` subcommand after checking that every argument is UTF-8, and
 /// reports failures as one line: `error: ...` and exit 1 when the operation failed (no store, a
 /// damaged store or record, a missing key), exit 2 when an argument cannot be used as given (not
@@ -71,7 +96,7 @@ func runKV(key: String?, _ body: () throws -> Void) throws {
 /// Where the store lives and which table to use.
 struct StoreOptions: ParsableArguments {
     @Option(name: .customLong("data-dir"), help: "The store's data directory.")
-    var dataDirectory: String
+    var dataDirectory: String?
 
     @Option(help: "The table: \(ShardTable.allCases.map(\.rawValue).joined(separator: ", ")).")
     var table: ShardTable = .values
@@ -79,6 +104,7 @@ struct StoreOptions: ParsableArguments {
     /// Opens the store; with `create` false a missing store is an error rather than created. A
     /// damaged store is never created over: it throws `ShardError.damaged`.
     func open(create: Bool) throws -> LMDBShard {
+        guard let dataDirectory else { throw ValidationError("give --data-dir DIR (a local store) or --peer ADDR (a cluster)") }
         if !create && !FileManager.default.fileExists(atPath: dataDirectory + "/data.mdb") {
             throw CommandFailure("no store in '\(dataDirectory)' (expected \(dataDirectory)/data.mdb)")
         }
@@ -100,7 +126,7 @@ private func damageSummary(_ error: ShardError) -> String {
 }
 
 extension KV {
-    struct Put: ParsableCommand {
+    struct Put: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Store a value under KEY: from VALUE, from --file, or else from standard input.")
 
@@ -108,15 +134,17 @@ extension KV {
         @Argument(help: "The value as text (UTF-8).") var value: String?
         @Option(help: "Read the value from this file.") var file: String?
         @OptionGroup var store: StoreOptions
+        @OptionGroup(title: "A cluster (instead of --data-dir)") var cluster: PeerOptions
 
         func validate() throws {
             if value != nil && file != nil {
                 throw ValidationError("give the value as an argument or --file, not both")
             }
+            try validateWhere(store, cluster)
         }
 
-        func run() throws {
-            try runKV(key: key) {
+        func run() async throws {
+            try await runKV(key: key) {
                 let bytes: [UInt8]
                 if let value {
                     bytes = Array(value.utf8)
@@ -128,13 +156,21 @@ extension KV {
                 } else {
                     bytes = [UInt8](FileHandle.standardInput.readDataToEndOfFile())
                 }
+                if cluster.peer != nil {
+                    var put = ClientRequest()
+                    put.put.name = key
+                    let (reply, _) = try await cluster.connect().ask(put, payloads: [WirePayload(bytes)], timeout: .seconds(60))
+                    guard case .stored(let stored)? = reply.kind else { throw CommandFailure("the peer answered \(reply)") }
+                    print("stored '\(key)' (\(bytes.count) bytes) as version \(stored.version.stamp) on its replicas")
+                    return
+                }
                 let shard = try store.open(create: true)
                 try shard.put(keyBytes(key), bytes, in: store.table)
             }
         }
     }
 
-    struct Get: ParsableCommand {
+    struct Get: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract:
                 "Write the value under KEY to standard output or --output; exit 1 if missing or damaged.",
@@ -149,9 +185,28 @@ extension KV {
         @Option(help: "Write the value to this file instead of standard output.") var output: String?
         @Flag(help: "Write the stored bytes even for a persistent object in the binary encoding.") var raw = false
         @OptionGroup var store: StoreOptions
+        @OptionGroup(title: "A cluster (instead of --data-dir)") var cluster: PeerOptions
 
-        func run() throws {
-            try runKV(key: key) {
+        func validate() throws { try validateWhere(store, cluster) }
+
+        func run() async throws {
+            try await runKV(key: key) {
+                if cluster.peer != nil {
+                    var get = ClientRequest()
+                    get.get.name = key
+                    let (reply, frames) = try await cluster.connect().ask(get, timeout: .seconds(60))
+                    guard case .value(let v)? = reply.kind else { throw CommandFailure("the peer answered \(reply)") }
+                    guard v.found else { throw CommandFailure("no object '\(key)' on the cluster of \(cluster.address)") }
+                    let data = frames.first?.data ?? Data()
+                    if let output {
+                        guard FileManager.default.createFile(atPath: output, contents: data) else {
+                            throw CommandFailure("cannot write file '\(output)'")
+                        }
+                    } else {
+                        FileHandle.standardOutput.write(data)
+                    }
+                    return
+                }
                 let shard = try store.open(create: false)
                 let table = store.table
                 // The value and its object info from one snapshot, so they are of one version.
@@ -163,7 +218,7 @@ extension KV {
                 }
                 guard let value = stored else {
                     throw CommandFailure(
-                        "no key '\(key)' in table '\(store.table.rawValue)' of '\(store.dataDirectory)'")
+                        "no key '\(key)' in table '\(store.table.rawValue)' of '\(store.dataDirectory ?? "")'")
                 }
                 var bytes = value
                 if let info, info.codec == PersistentObjectInfo.binaryCodec, !raw {
@@ -224,9 +279,11 @@ extension KV {
         @Option(help: "Only keys starting with this text.") var prefix: String = ""
         @Option(help: "At most this many keys.") var limit: Int?
         @OptionGroup var store: StoreOptions
+        @OptionGroup(title: "A cluster (instead of --data-dir)") var cluster: PeerOptions
 
         func validate() throws {
             if let limit, limit < 0 { throw ValidationError("--limit must be 0 or more, got \(limit)") }
+            try validateWhere(store, cluster, clusterServed: false)
         }
 
         func run() throws {
@@ -260,7 +317,7 @@ extension KV {
                 if damaged > 0 {
                     throw CommandFailure(
                         "\(damaged) of the \(listed) entries listed from table '\(store.table.rawValue)' of "
-                            + "'\(store.dataDirectory)' \(damaged == 1 ? "is" : "are") damaged")
+                            + "'\(store.dataDirectory ?? "")' \(damaged == 1 ? "is" : "are") damaged")
                 }
             }
         }
@@ -272,6 +329,9 @@ extension KV {
 
         @Argument(help: "The key (UTF-8 text).") var key: String
         @OptionGroup var store: StoreOptions
+        @OptionGroup(title: "A cluster (instead of --data-dir)") var cluster: PeerOptions
+
+        func validate() throws { try validateWhere(store, cluster, clusterServed: false) }
 
         func run() throws {
             try runKV(key: key) {

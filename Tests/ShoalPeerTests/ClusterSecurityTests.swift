@@ -151,10 +151,14 @@ struct ClusterSecurityTests {
         }
         try await cluster.startAndWaitForAll()
         let bytes = Array("the spikes of the second session".utf8)
-        var put = ClientRequest()
-        put.put.name = "spikes"
-        let (stored, _) = try await cluster.ask("a", put, payloads: [WirePayload(bytes)])
-        guard case .stored? = stored.kind else { throw Failure("the put was answered \(stored)") }
+        // Through the CLI: `shoal kv put --peer` acknowledges once both replicas have it on disk.
+        let put = try cluster.shoal(["kv", "put", "spikes", "the spikes of the second session", "--peer", cluster.address("a")])
+        #expect(put.status == 0, "\(put.stderr)")
+        #expect(put.stdout.contains("stored 'spikes' (32 bytes)"), "\(put.stdout)")
+        let got = try cluster.shoal(["kv", "get", "spikes", "--peer", cluster.address("c")])
+        #expect(got.status == 0 && got.stdout == "the spikes of the second session", "\(got.stderr)")
+        let missing = try cluster.shoal(["kv", "get", "nothing", "--peer", cluster.address("c")])
+        #expect(missing.status == 1 && missing.stderr.contains("no object 'nothing'"), "\(missing.stderr)")
         // Lose one peer (whichever it is, one of the two replicas survives), then read elsewhere.
         for lost in ["b", "c"] {
             let reader = lost == "b" ? "c" : "b"

@@ -384,7 +384,7 @@ public struct PlacementMachine: Sendable {
         putRequestIDs.insert(rid)
         retarget(put: s, into: &out)
         if puts[s] != nil {
-            out.append(.schedule(.put(serial: s), after: settings.storeTimeout))
+            out.append(.schedule(.put(serial: s), after: settings.timeout(settings.storeTimeout, bytes: value.bytes)))
         }
     }
 
@@ -470,7 +470,7 @@ public struct PlacementMachine: Sendable {
             out.append(.send(.store(put.object), to: t))
         }
         puts[s] = put
-        out.append(.schedule(.put(serial: s), after: settings.storeTimeout))
+        out.append(.schedule(.put(serial: s), after: settings.timeout(settings.storeTimeout, bytes: put.object.value.bytes)))
     }
 
     // MARK: Reader
@@ -678,7 +678,7 @@ public struct PlacementMachine: Sendable {
         transfers[next] = Transfer(route: route, version: object.version, storing: true, attempts: 1)
         transferByRoute[route] = next
         sendTransfer(object, to: from, into: &out)
-        out.append(.schedule(.transfer(serial: next), after: settings.transferTimeout))
+        out.append(.schedule(.transfer(serial: next), after: settings.timeout(settings.transferTimeout, bytes: object.value.bytes)))
     }
 
     private mutating func sendTransfer(_ object: StoredObject, to peer: PeerID, into out: inout [PlacementDirective]) {
@@ -703,6 +703,7 @@ public struct PlacementMachine: Sendable {
             out.append(.send(.offer(key: t.route.key, version: t.version), to: t.route.peer))
         }
         transfers[s] = t
-        out.append(.schedule(.transfer(serial: s), after: settings.transferTimeout))
+        let bytes = t.storing ? object.value.bytes : 0
+        out.append(.schedule(.transfer(serial: s), after: settings.timeout(settings.transferTimeout, bytes: bytes)))
     }
 }

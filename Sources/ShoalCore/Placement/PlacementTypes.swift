@@ -44,6 +44,18 @@ public struct PlacementSettings: Sendable, Hashable {
     /// this replica and its repair gives up after `maxTransferAttempts`; a key held already is
     /// always updated. Objects recovered from the shard are all kept. 1...67,108,864.
     public var maxObjects: Int
+    /// Added to a store's and a transfer's timeout for every MiB of the object it carries: a
+    /// large object takes its bytes' time to cross and to be written, and resending it early only
+    /// adds more. Zero (the default, and the simulator's) keeps the fixed timeouts; a real peer
+    /// sets it from the bandwidth it can count on.
+    public var timeoutPerMiB: Interval
+
+    /// `base` plus `timeoutPerMiB` for each MiB of `bytes`.
+    public func timeout(_ base: Interval, bytes: UInt64) -> Interval {
+        guard timeoutPerMiB.nanoseconds > 0 else { return base }
+        let mib = Int64(clamping: bytes >> 20)
+        return Interval(nanoseconds: base.nanoseconds &+ timeoutPerMiB.nanoseconds.multipliedReportingOverflow(by: mib).partialValue)
+    }
 
     public init() {
         replicas = 3
@@ -60,6 +72,7 @@ public struct PlacementSettings: Sendable, Hashable {
         transferTimeout = .milliseconds(200)
         maxTransferAttempts = 3
         maxObjects = 1 << 20
+        timeoutPerMiB = .zero
     }
 
     /// The settings with every field forced into its documented range.
@@ -79,6 +92,7 @@ public struct PlacementSettings: Sendable, Hashable {
         s.transferTimeout = max(.microseconds(1), transferTimeout)
         s.maxTransferAttempts = min(max(1, maxTransferAttempts), 16)
         s.maxObjects = min(max(1, maxObjects), 1 << 26)
+        s.timeoutPerMiB = Interval(nanoseconds: min(max(0, timeoutPerMiB.nanoseconds), 1_000_000_000))
         return s
     }
 }
