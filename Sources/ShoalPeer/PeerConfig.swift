@@ -20,7 +20,7 @@ import Yams
 /// security: curve                   # or none: a trusted network, no keys (never the default)
 /// log-level: info
 /// replicas: 3                       # copies of each persistent object
-/// queue-depth: 4                    # jobs queued per slot (short tasks never wait for the peer)
+/// queue-depth: 1                    # jobs per slot (more: short tasks never wait for the peer)
 /// ```
 public struct PeerConfig: Sendable {
     public var listen = "tcp://127.0.0.1:7101"
@@ -36,11 +36,14 @@ public struct PeerConfig: Sendable {
     public var logLevel = "info"
     /// How often membership probes (the protocol period), in milliseconds.
     public var protocolPeriodMs = 200
-    /// Jobs the machine may hand the worker threads per slot: with more than one, a worker finds
-    /// its next short task queued instead of waiting for the peer between two (measured with
-    /// `shoal bench peers`: 4 ran empty tasks 1.4 times as fast as 2, and 2 as 1). Stealing sees the
-    /// slots times this.
-    public var queueDepth = 4
+    /// Jobs the machine may hand the worker threads per slot. With more than one, a worker finds
+    /// its next short task queued instead of waiting for the peer between two (`shoal bench
+    /// peers`: empty tasks ran 1.6 times as fast with 4 as with 1), but the machine then counts
+    /// slots × depth as running at once: it steals and keeps that many, so tasks of real length
+    /// queue behind each other while other peers idle (fan-out.yaml on three peers: 1.5 s with 4,
+    /// 1.1-1.3 s with 1), and the simulator, which runs every slot at once, no longer predicts
+    /// it. 1 by default.
+    public var queueDepth = 1
     /// Copies of each persistent object (R), on the peers of highest rendezvous weight.
     public var replicas = 3
 

@@ -22,6 +22,7 @@ struct BenchPeers: AsyncParsableCommand {
     @Option(help: "Empty tasks in the workflow.") var tasks = 20_000
     @Option(help: "Runs of each measurement (median and best printed).") var runs = 3
     @Option(help: "Task slots per peer.") var slots = 2
+    @Option(help: "Jobs per slot handed to each peer's workers (its queue-depth).") var queueDepth = 1
 
     func validate() throws {
         guard (1...1_000_000).contains(tasks) else { throw ValidationError("--tasks must be 1 to 1000000") }
@@ -64,7 +65,11 @@ struct BenchPeers: AsyncParsableCommand {
         var peers = [first]
         for n in ["b", "c"] {
             let p = try PeerProcess(
-                me, ["--listen", "tcp://127.0.0.1:0", "--seeds", seed, "--data-dir", folder.path + "/" + n, "--slots", String(slots)])
+                me,
+                [
+                    "--listen", "tcp://127.0.0.1:0", "--seeds", seed, "--data-dir", folder.path + "/" + n, "--slots", String(slots),
+                    "--queue-depth", String(queueDepth),
+                ])
             _ = try p.waitReady()
             peers.append(p)
         }
@@ -132,8 +137,8 @@ struct BenchPeers: AsyncParsableCommand {
         running.sort()
         local.sort()
         let c = Double(tasks) / cluster[cluster.count / 2], l = Double(tasks) / local[local.count / 2]
-        print(String(format: "%d empty tasks submitted at one peer of three (%d slots each): median %.0f tasks/s, best %.0f (%d runs, submit to finished)",
-            tasks, slots, c, Double(tasks) / cluster[0], runs))
+        print(String(format: "%d empty tasks submitted at one peer of three (%d slots each, queue depth %d): median %.0f tasks/s, best %.0f (%d runs, submit to finished)",
+            tasks, slots, queueDepth, c, Double(tasks) / cluster[0], runs))
         print(String(format: "  of which after the peer parsed the file and answered 'submitted': median %.0f tasks/s",
             Double(tasks) / running[running.count / 2]))
         print(String(format: "the same file on the local engine in this process: median %.0f tasks/s; cluster/local %.3f", l, c / l))

@@ -37,6 +37,8 @@ extension PeerCommand {
         @Option(help: "Allow-list of client keys.") var clientsAllow: String?
         @Option(help: "curve (default) or none (a trusted network: no encryption, no authentication).") var security: String?
         @Option(help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String?
+        @Option(help: "Copies of each persistent object.") var replicas: Int?
+        @Option(help: "Jobs handed to the worker threads per slot (1: the machine's slots are what runs).") var queueDepth: Int?
 
         func run() async throws {
             var cfg: PeerConfig
@@ -46,6 +48,7 @@ extension PeerCommand {
                     ("listen", listen), ("advertise", advertise), ("seeds", seeds), ("known-peers", knownPeers),
                     ("data-dir", dataDir), ("slots", slots.map(String.init)), ("key", key), ("peers-allow", peersAllow),
                     ("clients-allow", clientsAllow), ("security", security), ("log-level", logLevel),
+                    ("replicas", replicas.map(String.init)), ("queue-depth", queueDepth.map(String.init)),
                 ]
                 for case (let field, let value?) in flags { try cfg.set(field, value, source: "--\(field)") }
                 try cfg.apply(environment: ProcessInfo.processInfo.environment)
