@@ -72,7 +72,7 @@ struct BenchTransport: AsyncParsableCommand {
 
     /// Seconds for `values` messages of `frames` from one transport to another (after a first
     /// small message has set the connection up).
-    private func transportSeconds(_ frames: [Data], curve: Bool) async throws -> Double {
+    func transportSeconds(_ frames: [Data], curve: Bool) async throws -> Double {
         var settings = TransportSettings()
         settings.maxFrameBytes = Int64(chunkBytes)
         settings.maxQueuedSendBytes = max(settings.maxQueuedSendBytes, valueBytes * values)
@@ -102,7 +102,7 @@ struct BenchTransport: AsyncParsableCommand {
     }
 
     /// Receives `messages` messages; returns their bytes. Fails after 60 s without them.
-    private func count(_ t: Transport, messages: Int) async throws -> Int {
+    func count(_ t: Transport, messages: Int) async throws -> Int {
         var got = 0
         var bytes = 0
         let watchdog = Task {
