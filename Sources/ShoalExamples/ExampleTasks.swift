@@ -32,6 +32,30 @@ public enum ExampleTasks {
     /// peers`), so what is measured is the engine's path, not a body.
     public static let empty = TaskDefinition<NoArgs, Void>("empty") { _, _ in }
 
+    /// Arguments of `spin`.
+    public struct SpinArgs: Codable, Sendable {
+        /// Task Bench kernel iterations (`TaskBench.kernel`).
+        public var iterations: Int = 0
+    }
+
+    /// Task Bench's compute-bound kernel as a registered task for workflow files: reads its inputs
+    /// (their first 8 bytes seed the kernel), runs `iterations` iterations and writes the 8-byte
+    /// result to each output. What `shoal bench peers --metg` runs across peers.
+    public static let spin = TaskDefinition<SpinArgs, Void>("spin") { args, context in
+        var seed = 1.0
+        for i in 0..<context.parameterCount where context.direction(at: i).reads {
+            let bytes = try context.inputBytes(at: i)
+            if bytes.count >= 8 {
+                seed += Double(bytes.prefix(8).reduce(0) { $0 << 8 | UInt64($1) } & 0xFFFF) * 1e-9
+            }
+        }
+        var out = TaskBench.kernel(iterations: args.iterations, seed: seed.truncatingRemainder(dividingBy: 1) + 1)
+        let bytes = withUnsafeBytes(of: &out) { Array($0) }
+        for i in 0..<context.parameterCount where context.direction(at: i).writes {
+            try context.setOutputBytes(at: i, bytes)
+        }
+    }
+
     /// The examples' programs as scenario shapes (`ScenarioFile.load(path:registry:shapes:)`).
     public static let scenarioShapes = [CrossCorrelationWorkflow.scenarioShape]
 
@@ -40,6 +64,7 @@ public enum ExampleTasks {
         var r = TaskRegistry()
         r.register(wordCount)
         r.register(empty)
+        r.register(spin)
         r.register(CrossCorrelationWorkflow.generateSpikeTrains)
         r.register(CrossCorrelationWorkflow.ccSurrogateRangeTask)
         r.register(CrossCorrelationWorkflow.gatherTask)

@@ -35,6 +35,7 @@ struct ClientTable {
     var takenOver: Set<WorkflowID> = []
     static let maxEnded = 256
     static let maxLive = 1_024
+    static let maxFollowers = 64
 
     func name(of wf: WorkflowID) -> String? { live[wf]?.name }
 
@@ -217,7 +218,12 @@ extension Peer {
         }
         guard clients.live[wf] != nil else { return fail(asker, .notFound, "workflow \(wf.raw) is not owned by this peer") }
         if clients.live[wf]!.outputs.isEmpty { clients.live[wf]!.outputs = named }
-        if !clients.live[wf]!.followers.contains(asker) { clients.live[wf]!.followers.append(asker) }
+        if !clients.live[wf]!.followers.contains(asker) {
+            guard clients.live[wf]!.followers.count < ClientTable.maxFollowers else {
+                return fail(asker, .unavailable, "workflow \(wf.raw) has \(ClientTable.maxFollowers) followers, its limit")
+            }
+            clients.live[wf]!.followers.append(asker)
+        }
         clients.live[wf]!.lastProgress = nil  // answered now, and again when it moves
         sendProgress(force: true)
     }

@@ -46,6 +46,8 @@ public actor Peer {
     var stealsInFlight: [UInt64: Instant] = [:]
     var stealRoundTrips = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
     static let progressInterval = Interval.milliseconds(200)
+    /// Most address-book entries (membership's own bound, `MembershipSettings.maxMembers`).
+    static let maxContacts = 131_072
     /// The registered task names this peer's runners know (a submitted file naming another is refused).
     let knownTasks: Set<String>
 
@@ -220,6 +222,11 @@ public actor Peer {
                 continue
             }
             if config.security == .curve && c.publicKey.isEmpty { continue }
+            // Bounded like the membership table it serves: past it, only known entries change.
+            guard book[PeerID(raw: c.peer)] != nil || book.count < Self.maxContacts else {
+                counters.badContacts += 1
+                continue
+            }
             book[PeerID(raw: c.peer)] = c
         }
     }

@@ -201,3 +201,123 @@ final class PeerProcess {
 extension Duration {
     var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }
+
+/// `shoal bench stencil-peers`: Task Bench's METG for stencil_1d (width = 2 × peers) run across
+/// peer processes on loopback as a workflow file of `spin` tasks, beside the same files on the
+/// local engine in this process. Efficiency is the kernel's work over makespan × slots, the
+/// makespan from the peer's `submitted` (the file parsed) to the end.
+struct BenchStencilPeers: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stencil-peers", abstract: "METG(50%) of stencil_1d across peer processes, vs the local engine.")
+
+    @Option(help: "Peer processes.") var peers = 2
+    @Option(help: "Task slots per peer (the local engine gets peers × slots workers).") var slots = 1
+    @Option(help: "Steps of the stencil.") var steps = 100
+    @Option(help: "Efficiency threshold.") var threshold = 0.5
+
+    func validate() throws {
+        guard (1...8).contains(peers), (1...16).contains(slots), (2...10_000).contains(steps) else {
+            throw ValidationError("--peers 1...8, --slots 1...16, --steps 2...10000")
+        }
+        guard threshold > 0 && threshold <= 1 else { throw ValidationError("--threshold must be in (0, 1]") }
+    }
+
+    /// A stencil_1d workflow file: step s point x reads points x-1...x+1 of step s-1 (two buffers).
+    static func stencil(width: Int, steps: Int, iterations: Int) -> String {
+        var text = "name: stencil\ndata:\n"
+        for x in 0..<width { text += "  a\(x): \"\(x)\"\n" }
+        text += "tasks:\n"
+        for s in 0..<steps {
+            let (from, to) = s % 2 == 0 ? ("a", "b") : ("b", "a")
+            for x in 0..<width {
+                let reads = (max(0, x - 1)...min(width - 1, x + 1)).map { "\(from)\($0)" }.joined(separator: ", ")
+                text += "  - { name: t\(s)-\(x), task: spin, args: { iterations: \(iterations) }, in: [\(reads)], out: [\(to)\(x)] }\n"
+            }
+        }
+        return text + "outputs: [\((0..<width).map { "\(steps % 2 == 0 ? "a" : "b")\($0)" }.joined(separator: ", "))]\n"
+    }
+
+    func run() async throws {
+        let nsPerIteration = TaskBench.calibrate()
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("shoal-bench-stencil-\(getpid())")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        var processes: [PeerProcess] = []
+        defer { for p in processes { p.kill() } }
+        let common = ["--slots", String(slots)]
+        let first = try PeerProcess(me, ["--listen", "tcp://127.0.0.1:0", "--data-dir", folder.path + "/p0"] + common)
+        let seed = try first.waitReady()
+        processes.append(first)
+        for i in 1..<peers {
+            let p = try PeerProcess(
+                me, ["--listen", "tcp://127.0.0.1:0", "--seeds", seed, "--data-dir", folder.path + "/p\(i)"] + common)
+            _ = try p.waitReady()
+            processes.append(p)
+        }
+        let client = try ClientConnection(peer: seed, peerKey: nil, key: nil)
+        for _ in 0..<100 {
+            var q = ClientRequest()
+            q.status = Shoal_Wire_V1_StatusRequest()
+            if let (reply, _) = try? await client.ask(q), case .status(let st)? = reply.kind,
+                st.members.filter({ $0.status == .alive }).count == peers
+            {
+                break
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let width = 2 * peers, cores = peers * slots
+        print(String(format: "stencil_1d, width %d, %d steps, %d peers × %d slots; kernel %.2f ns per iteration", width, steps, peers, slots, nsPerIteration))
+        var metgPeers: Double?, metgLocal: Double?
+        var iterations = 1 << 20
+        while iterations >= 64 {
+            let text = Self.stencil(width: width, steps: steps, iterations: iterations)
+            let tasks = width * steps
+            let granularity = Double(iterations) * nsPerIteration / 1e9
+            var best = Double.infinity
+            for _ in 0..<2 {
+                var submit = Shoal_Wire_V1_SubmitFile()
+                submit.path = "stencil.yaml"
+                submit.text = text
+                submit.follow = true
+                var q = ClientRequest()
+                q.submit = submit
+                let id = await client.send(q)
+                var started = ContinuousClock.now
+                while true {
+                    let (reply, _) = try await client.next(for: id, timeout: .seconds(600))
+                    if case .submitted? = reply.kind { started = ContinuousClock.now }
+                    if case .finished(let f)? = reply.kind {
+                        guard f.outcome == .completed else { throw ClientError("the stencil failed: \(f.reason)") }
+                        break
+                    }
+                    if case .error(let e)? = reply.kind { throw ClientError(e.message) }
+                }
+                best = min(best, (ContinuousClock.now - started).seconds)
+            }
+            let file = folder.path + "/stencil.yaml"
+            try text.write(toFile: file, atomically: true, encoding: .utf8)
+            let options = RunOptions(runtime: RuntimeSettings(workers: cores))
+            let runner = WorkflowRunner(
+                file: try WorkflowFile.load(path: file), registry: ExampleTasks.registry, options: options,
+                workDirectory: folder.appendingPathComponent("local"), outputDirectory: nil)
+            var localBest = Double.infinity
+            for _ in 0..<2 {
+                let t = ContinuousClock.now
+                _ = try await runner.run()
+                localBest = min(localBest, (ContinuousClock.now - t).seconds)
+            }
+            let work = Double(tasks) * granularity
+            let e = work / (best * Double(cores)), el = work / (localBest * Double(cores))
+            print(String(format: "  %8d iterations (%7.1f µs): peers %5.1f%% (%.3f s), local engine %5.1f%% (%.3f s)",
+                iterations, granularity * 1e6, e * 100, best, el * 100, localBest))
+            if e >= threshold { metgPeers = granularity }
+            if el >= threshold { metgLocal = granularity }
+            if e < threshold && el < threshold { break }
+            iterations /= 2
+        }
+        func shown(_ g: Double?) -> String { g.map { String(format: "%.1f µs", $0 * 1e6) } ?? "not reached" }
+        let ratio = (metgPeers != nil && metgLocal != nil) ? String(format: "; local/peers %.3f", metgLocal! / metgPeers!) : ""
+        print("METG(\(Int(threshold * 100))%): peers \(shown(metgPeers)), local engine \(shown(metgLocal))\(ratio)")
+    }
+}
