@@ -17,22 +17,22 @@ struct ClusterSecurityTests {
     @Test func unknownKeysCanNeitherJoinNorSubmitNorRead() async throws {
         let cluster = try TestCluster("keys")
         defer { cluster.stop() }
-        try cluster.start()
+        try await cluster.start()
         _ = try await cluster.waitForStatus("a") { TestCluster.aliveCount($0) == 3 }
 
         // A client whose key is on no allow-list is told so, and gets nothing.
         let stranger = try CurveKeyPair.generate()
         let keys = cluster.scratch.appending("keys").path
         _ = try stranger.write(directory: keys, name: "stranger")
-        let status = try ChildProcess.shoal(
-            ["status", "--peer", cluster.address("a"), "--key", keys + "/stranger.key", "--known-peers", cluster.knownPeers])
+        let status = try await offThePool { try ChildProcess.shoal(
+            ["status", "--peer", cluster.address("a"), "--key", keys + "/stranger.key", "--known-peers", cluster.knownPeers]) }
         #expect(status.status == 1)
         #expect(status.stderr.contains("key not accepted by \(cluster.address("a"))"), "\(status.stderr)")
-        let submit = try ChildProcess.shoal(
+        let submit = try await offThePool { try ChildProcess.shoal(
             [
                 "submit", Repository.example("shout-twice.yaml"), "--peer", cluster.address("b"), "--key",
                 keys + "/stranger.key", "--known-peers", cluster.knownPeers, "--output-dir", cluster.scratch.appending("x").path,
-            ], timeoutSeconds: 60)
+            ], timeoutSeconds: 60) }
         #expect(submit.status == 1)
         #expect(submit.stderr.contains("key not accepted"), "\(submit.stderr)")
 
@@ -76,7 +76,7 @@ struct ClusterSecurityTests {
     @Test func junkOnAPeersPortDoesNotCrashItAndIsCounted() async throws {
         let cluster = try TestCluster("junk")
         defer { cluster.stop() }
-        try cluster.start()
+        try await cluster.start()
         _ = try await cluster.waitForStatus("b") { TestCluster.aliveCount($0) == 3 }
         let keys = cluster.scratch.appending("keys").path
         let pair = try CurveKeyPair.read(secretKeyFile: keys + "/peer-a.key")
@@ -152,25 +152,25 @@ struct ClusterSecurityTests {
         try await cluster.startAndWaitForAll()
         let bytes = Array("the spikes of the second session".utf8)
         // Through the CLI: `shoal kv put --peer` acknowledges once both replicas have it on disk.
-        let put = try cluster.shoal(["kv", "put", "spikes", "the spikes of the second session", "--peer", cluster.address("a")])
+        let put = try await cluster.shoal(["kv", "put", "spikes", "the spikes of the second session", "--peer", cluster.address("a")])
         #expect(put.status == 0, "\(put.stderr)")
         #expect(put.stdout.contains("stored 'spikes' (32 bytes)"), "\(put.stdout)")
-        let got = try cluster.shoal(["kv", "get", "spikes", "--peer", cluster.address("c")])
+        let got = try await cluster.shoal(["kv", "get", "spikes", "--peer", cluster.address("c")])
         #expect(got.status == 0 && got.stdout == "the spikes of the second session", "\(got.stderr)")
-        let missing = try cluster.shoal(["kv", "get", "nothing", "--peer", cluster.address("c")])
+        let missing = try await cluster.shoal(["kv", "get", "nothing", "--peer", cluster.address("c")])
         #expect(missing.status == 1 && missing.stderr.contains("no object 'nothing'"), "\(missing.stderr)")
         // Lose one peer (whichever it is, one of the two replicas survives), then read elsewhere.
         for lost in ["b", "c"] {
             let reader = lost == "b" ? "c" : "b"
             cluster.kill(lost)
-            _ = try cluster.peers[lost]!.wait(timeoutSeconds: 10)
+            _ = try await cluster.waitForExit(lost, timeoutSeconds: 10)
             var get = ClientRequest()
             get.get.name = "spikes"
             let (value, frames) = try await cluster.ask(reader, get, timeout: .seconds(20))
             guard case .value(let v)? = value.kind else { throw Failure("the get was answered \(value)") }
             #expect(v.found, "the object was lost with peer \(lost)")
             #expect(frames.first?.bytes == bytes)
-            try cluster.start(lost)  // back, with its shard: it serves its replicas again
+            try await cluster.start(lost)  // back, with its shard: it serves its replicas again
             for n in cluster.names { _ = try await cluster.waitForStatus(n, seconds: 30) { TestCluster.aliveCount($0) == 3 } }
         }
     }

@@ -16,9 +16,9 @@ import Testing
 @Suite("Real peers on loopback", .serialized)
 struct ClusterTests {
     /// `shoal run`'s outputs of a workflow file (the reference every cluster run must equal).
-    static func localOutputs(_ file: String, in scratch: ScratchDirectory) throws -> [String: Data] {
+    static func localOutputs(_ file: String, in scratch: ScratchDirectory) async throws -> [String: Data] {
         let out = scratch.appending("local-out").path
-        let r = try ChildProcess.shoal(["run", file, "--output-dir", out], timeoutSeconds: 120)
+        let r = try await offThePool { try ChildProcess.shoal(["run", file, "--output-dir", out], timeoutSeconds: 120) }
         guard r.status == 0 else { throw Failure("shoal run failed: \(r.stderr)") }
         return try outputs(in: out)
     }
@@ -34,14 +34,14 @@ struct ClusterTests {
     @Test func threePeersFormAClusterAndEachSeesAllThreeAlive() async throws {
         let cluster = try TestCluster("forms")
         defer { cluster.stop() }
-        try cluster.start()
+        try await cluster.start()
         for n in cluster.names {
             let s = try await cluster.waitForStatus(n) { TestCluster.aliveCount($0) == 3 }
             #expect(s.members.count == 3)
             #expect(Set(s.members.map(\.address)) == Set(cluster.names.map(cluster.address)))
         }
         // The CLI says the same.
-        let r = try cluster.shoal(["status", "--peer", cluster.address("c")])
+        let r = try await cluster.shoal(["status", "--peer", cluster.address("c")])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.components(separatedBy: "  alive  ").count - 1 == 3, "\(r.stdout)")
     }
@@ -51,9 +51,9 @@ struct ClusterTests {
         defer { cluster.stop() }
         try await cluster.startAndWaitForAll()
         let file = Repository.example("fan-out.yaml")
-        let expected = try Self.localOutputs(file, in: cluster.scratch)
+        let expected = try await Self.localOutputs(file, in: cluster.scratch)
         let out = cluster.scratch.appending("cluster-out").path
-        let r = try cluster.shoal(["submit", file, "--peer", cluster.address("b"), "--output-dir", out])
+        let r = try await cluster.shoal(["submit", file, "--peer", cluster.address("b"), "--output-dir", out])
         #expect(r.status == 0, "\(r.stderr)\n\(cluster.logs)")
         #expect(try Self.outputs(in: out) == expected)
         var ran = 0, steals: UInt64 = 0
@@ -81,6 +81,11 @@ struct ClusterTests {
         #expect(victim.stderr.contains("leaving the cluster"))
     }
 
+    @Test func sigtermOfTheOwnerExitsZeroAndABackupTakesTheWorkflowOver() async throws {
+        let victim = try await killMidWorkflow(victim: "b", signal: SIGTERM, owner: "b")
+        #expect(victim.status == 0, "the owner SIGTERM stopped exited \(victim.status): \(victim.stderr.suffix(2_000))")
+    }
+
     /// Submits fan-out.yaml at `owner`, sends `signal` to `victim` once tasks run, and checks the
     /// workflow still completes with `shoal run`'s outputs. Returns how the victim ended.
     @discardableResult
@@ -89,16 +94,16 @@ struct ClusterTests {
         defer { cluster.stop() }
         try await cluster.startAndWaitForAll()
         let file = Repository.example("fan-out.yaml")
-        let expected = try Self.localOutputs(file, in: cluster.scratch)
+        let expected = try await Self.localOutputs(file, in: cluster.scratch)
         let out = cluster.scratch.appending("cluster-out").path
         let submit = try cluster.submitInBackground(file, at: owner, outputDir: out)
         // Mid-workflow: once the owner has handed tasks out.
         _ = try await cluster.waitForStatus(owner, seconds: 20) { $0.tasksGiven > 0 || $0.tasksRun > 2 }
         cluster.kill(victim, signal)
-        let r = try submit.wait(timeoutSeconds: 90)
+        let r = try await offThePool { try submit.wait(timeoutSeconds: 90) }
         #expect(r.status == 0, "submit: \(r.stderr)\n\(cluster.logs)")
         #expect(try Self.outputs(in: out) == expected)
-        return try cluster.peers[victim]!.wait(timeoutSeconds: 20)
+        return try await cluster.waitForExit(victim, timeoutSeconds: 20)
     }
 
     @Test func aRestartedPeerRejoinsAndServesItsShardsDataAgain() async throws {
@@ -112,17 +117,17 @@ struct ClusterTests {
         let (stored, _) = try await cluster.ask("a", put, payloads: [WirePayload(bytes)])
         guard case .stored? = stored.kind else { throw Failure("the put was answered \(stored)") }
         cluster.kill("c")
-        _ = try cluster.peers["c"]!.wait(timeoutSeconds: 10)
+        _ = try await cluster.waitForExit("c", timeoutSeconds: 10)
         _ = try await cluster.waitForStatus("a") { TestCluster.aliveCount($0) == 2 }
-        try cluster.start("c")
+        try await cluster.start("c")
         let s = try await cluster.waitForStatus("a", seconds: 30) { TestCluster.aliveCount($0) == 3 }
         #expect(s.members.count == 3)
         _ = try await cluster.waitForStatus("c") { TestCluster.aliveCount($0) == 3 }
         // Only c is left: what it reads is what its shard kept across the restart.
         cluster.kill("a")
         cluster.kill("b")
-        _ = try cluster.peers["a"]!.wait(timeoutSeconds: 10)
-        _ = try cluster.peers["b"]!.wait(timeoutSeconds: 10)
+        _ = try await cluster.waitForExit("a", timeoutSeconds: 10)
+        _ = try await cluster.waitForExit("b", timeoutSeconds: 10)
         var get = ClientRequest()
         get.get.name = "kept"
         let (value, frames) = try await cluster.ask("c", get, timeout: .seconds(30))
@@ -131,16 +136,16 @@ struct ClusterTests {
         #expect(frames.first?.bytes == bytes)
     }
 
-    @Test func aBadConfigNamesTheFileLineAndFieldAndExitsTwo() throws {
+    @Test func aBadConfigNamesTheFileLineAndFieldAndExitsTwo() async throws {
         let scratch = try ScratchDirectory("bad-config")
         defer { scratch.remove() }
         let path = scratch.appending("peer.yaml").path
         try "listen: tcp://127.0.0.1:7101\nslots: many\nsecurity: none\n".write(toFile: path, atomically: true, encoding: .utf8)
-        let r = try ChildProcess.shoal(["peer", "start", "--config", path])
+        let r = try await offThePool { try ChildProcess.shoal(["peer", "start", "--config", path]) }
         #expect(r.status == 2)
         #expect(r.stderr.contains("\(path):2:8: field 'slots'"), "\(r.stderr)")
         try "listen: tcp://127.0.0.1:7101\nsecurty: none\n".write(toFile: path, atomically: true, encoding: .utf8)
-        let typo = try ChildProcess.shoal(["peer", "start", "--config", path])
+        let typo = try await offThePool { try ChildProcess.shoal(["peer", "start", "--config", path]) }
         #expect(typo.status == 2)
         #expect(typo.stderr.contains("\(path):2:1: field 'securty': unknown field (did you mean 'security'?)"), "\(typo.stderr)")
     }

@@ -12,7 +12,7 @@ import ShoalWire
 /// Real peer processes on loopback for one test: keys made here, free ports, a config per peer, a
 /// client key and the known-peers file; `stop()` (in a `defer`) kills every process it started and
 /// removes the folder, whatever the test did.
-final class TestCluster {
+final class TestCluster: @unchecked Sendable {
     let scratch: ScratchDirectory
     let names: [String]
     var ports: [String: Int] = [:]
@@ -54,7 +54,7 @@ final class TestCluster {
                 peers-allow: keys/peers.allow
                 clients-allow: keys/clients.allow
                 protocol-period-ms: 100
-                log-level: debug
+                log-level: info
 
                 """
             try config.write(toFile: configPath(n), atomically: true, encoding: .utf8)
@@ -67,19 +67,23 @@ final class TestCluster {
     func configPath(_ n: String) -> String { scratch.appending("peer-\(n).yaml").path }
 
     /// Starts every peer and waits for each `ready` line.
-    func start() throws {
-        for n in names { try start(n) }
+    func start() async throws {
+        for n in names { try await start(n) }
     }
 
     /// Starts every peer and waits until each sees all of them alive.
     func startAndWaitForAll() async throws {
-        try start()
+        try await start()
         for n in names { _ = try await waitForStatus(n) { Self.aliveCount($0) == self.names.count } }
     }
 
     /// Starts peer `n` (again, after a kill: same key, same data folder) and waits for `ready`.
     @discardableResult
-    func start(_ n: String, extra: [String] = []) throws -> BackgroundChild {
+    func start(_ n: String, extra: [String] = []) async throws -> BackgroundChild {
+        try await offThePool { try self.startBlocking(n, extra: extra) }
+    }
+
+    private func startBlocking(_ n: String, extra: [String]) throws -> BackgroundChild {
         let child = try BackgroundChild.shoal(["peer", "start", "--config", configPath(n)] + extra)
         peers[n] = child
         let deadline = Date().addingTimeInterval(20)
@@ -116,10 +120,16 @@ final class TestCluster {
     }
 
     /// `shoal ARGS` with this cluster's client key and known-peers.
-    func shoal(_ arguments: [String], timeoutSeconds: Double = 60) throws -> ChildProcess.Result {
-        try ChildProcess.shoal(
-            arguments + ["--key", clientKey, "--known-peers", knownPeers], timeoutSeconds: timeoutSeconds,
-            currentDirectory: scratch.url)
+    func shoal(_ arguments: [String], timeoutSeconds: Double = 60) async throws -> ChildProcess.Result {
+        let all = arguments + ["--key", clientKey, "--known-peers", knownPeers]
+        let folder = scratch.url
+        return try await offThePool { try ChildProcess.shoal(all, timeoutSeconds: timeoutSeconds, currentDirectory: folder) }
+    }
+
+    /// Waits for peer `n`'s process to exit.
+    func waitForExit(_ n: String, timeoutSeconds: Double = 20) async throws -> ChildProcess.Result {
+        let child = UncheckedBox(peers[n]!)
+        return try await offThePool { try child.value.wait(timeoutSeconds: timeoutSeconds) }
     }
 
     /// `shoal submit ...` in the background.
@@ -147,17 +157,24 @@ final class TestCluster {
         return s
     }
 
-    /// Waits until `condition` holds of peer `n`'s status (at most `seconds`).
+    /// Waits until `condition` holds of peer `n`'s status (at most `seconds`), asking on one
+    /// connection every 100 ms.
     func waitForStatus(_ n: String, seconds: Double = 20, _ condition: (Shoal_Wire_V1_PeerStatus) -> Bool) async throws
         -> Shoal_Wire_V1_PeerStatus
     {
+        let known = try KnownPeers.read(knownPeers)
+        let c = try ClientConnection(peer: address(n), peerKey: known.keys[address(n)], key: client)
+        defer { Task { await c.close() } }
+        var r = ClientRequest()
+        r.status = Shoal_Wire_V1_StatusRequest()
         let deadline = Date().addingTimeInterval(seconds)
         var last: Shoal_Wire_V1_PeerStatus?
-        while Date() < deadline {
-            if let s = try? await status(n) {
+        while true {  // asks once more after the last sleep: this task may wake late
+            if let (reply, _) = try? await c.ask(r, timeout: .seconds(2)), case .status(let s)? = reply.kind {
                 last = s
                 if condition(s) { return s }
             }
+            if Date() >= deadline { break }
             try await Task.sleep(for: .milliseconds(100))
         }
         throw Failure("peer \(n)'s status did not reach the condition in \(seconds) s; last: \(String(describing: last))")
@@ -185,6 +202,24 @@ final class TestCluster {
         }
         throw Failure("no free port in 20000..<32000")
     }
+}
+
+/// Runs blocking work (waiting for a child process, polling its output) on a thread of its own:
+/// on Swift's cooperative pool it would hold one of the few threads every async test shares, and
+/// two suites doing so at once stall every other test's timers (a transport test saw its message
+/// 30 s late).
+func offThePool<T>(_ body: @escaping () throws -> T) async throws -> T {
+    let work = UncheckedBox(body)
+    let result: UncheckedBox<Result<T, any Error>> = await withCheckedContinuation { c in
+        Thread { c.resume(returning: UncheckedBox(Result { try work.value() })) }.start()
+    }
+    return try result.value.get()
+}
+
+/// A value handed to another thread by a test that knows no one else touches it meanwhile.
+struct UncheckedBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
 }
 
 struct Failure: Error, CustomStringConvertible {

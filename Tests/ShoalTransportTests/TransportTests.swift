@@ -16,12 +16,14 @@ func collect(
 ) async -> [TransportEvent] {
     var seen: [TransportEvent] = []
     let deadline = Date().addingTimeInterval(seconds)
-    while Date() < deadline {
+    // Looks once more after every sleep, the last included: a test task may wake long after its
+    // sleep (other suites' synchronous tests hold the cooperative pool's threads), and what
+    // arrived meanwhile still counts.
+    while true {
         seen += t.poll()
-        if stop(seen) { return seen }
+        if stop(seen) || Date() >= deadline { return seen }
         try? await Task.sleep(for: .milliseconds(5))
     }
-    return seen
 }
 
 func messages(_ events: [TransportEvent]) -> [Inbound] {
@@ -111,11 +113,13 @@ struct Cluster {
         let b = try c.peer(c.b)
         let big = Data((0..<(3 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31) })
         #expect(b.send([bytes("hello"), big], to: Remote(endpoint: a.endpoint!, serverKey: c.a.publicKey)))
-        let got = messages(await collect(a) { !messages($0).isEmpty })
+        let events = await collect(a) { !messages($0).isEmpty }
+        let got = messages(events)
         #expect(got.count == 1)
         #expect(got.first?.frames == [bytes("hello"), big])
         guard case .connection(let rid, let key, let role)? = got.first?.origin else {
-            Issue.record("no message from b")
+            // What each side saw, for a failure under load.
+            Issue.record("no message from b; a saw \(events), a's counters \(a.stats); b saw \(b.poll()), b's counters \(b.stats)")
             return
         }
         #expect(key == c.b.publicKey)
