@@ -58,6 +58,8 @@ public struct PeerConfig: Sendable {
         "listen", "advertise", "seeds", "known-peers", "data-dir", "slots", "key", "peers-allow", "clients-allow",
         "security", "log-level", "protocol-period-ms", "replicas", "queue-depth",
     ]
+    /// The fields that name files or folders (relative to the config file's folder there).
+    static let pathKeys: Set<String> = ["known-peers", "data-dir", "key", "peers-allow", "clients-allow"]
     static let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
 
     /// Reads `path`; a problem names the file, the line and the field.
@@ -83,51 +85,30 @@ public struct PeerConfig: Sendable {
         func relative(_ p: String) -> String { p.hasPrefix("/") ? p : base.appendingPathComponent(p).standardizedFileURL.path }
         for (k, v) in mapping {
             guard let key = k.string else { throw YAMLFileError(file: path, at: k, field: nil, message: "a field name must be text") }
-            func fail(_ why: String) -> YAMLFileError { YAMLFileError(file: path, at: v, field: key, message: why) }
-            func string() throws(YAMLFileError) -> String {
-                guard let s = v.string, v.scalar != nil, !s.isEmpty else { throw fail("must be text, not \(YAMLDiagnostics.shown(v))") }
-                return s
+            guard keys.contains(key) else {
+                let hint = YAMLDiagnostics.closest(to: key, in: keys).map { " (did you mean '\($0)'?)" } ?? ""
+                throw YAMLFileError(file: path, at: k, field: key, message: "unknown field\(hint)")
+            }
+            if key == "seeds" {
+                guard let list = v.sequence else {
+                    throw YAMLFileError(file: path, at: v, field: key, message: "must be a list of tcp://HOST:PORT addresses")
+                }
+                config.seeds = try list.map { (n) throws(YAMLFileError) in
+                    guard let s = n.string, n.scalar != nil else {
+                        throw YAMLFileError(file: path, at: n, field: key, message: "must be a list of tcp://HOST:PORT addresses")
+                    }
+                    return s
+                }
+                continue
+            }
+            // Every other field is one scalar, checked by `set` as a flag's text is.
+            guard let text = v.string, v.scalar != nil, !text.isEmpty else {
+                throw YAMLFileError(file: path, at: v, field: key, message: "must be a value, not \(YAMLDiagnostics.shown(v))")
             }
             do {
-                switch key {
-                case "listen": config.listen = try string()
-                case "advertise": config.advertise = try string()
-                case "seeds":
-                    guard let list = v.sequence else { throw fail("must be a list of tcp://HOST:PORT addresses") }
-                    config.seeds = try list.map { (n) throws(YAMLFileError) in
-                        guard let s = n.string, n.scalar != nil else {
-                            throw YAMLFileError(file: path, at: n, field: key, message: "must be a list of tcp://HOST:PORT addresses")
-                        }
-                        return s
-                    }
-                case "known-peers": config.knownPeers = relative(try string())
-                case "data-dir": config.dataDirectory = relative(try string())
-                case "slots":
-                    guard let n = v.int, (1...4_096).contains(n) else { throw fail("must be a number of task slots, 1 to 4096") }
-                    config.slots = n
-                case "protocol-period-ms":
-                    guard let n = v.int, (10...60_000).contains(n) else { throw fail("must be 10 to 60000 milliseconds") }
-                    config.protocolPeriodMs = n
-                case "queue-depth":
-                    guard let n = v.int, (1...64).contains(n) else { throw fail("must be 1 to 64 jobs per slot") }
-                    config.queueDepth = n
-                case "replicas":
-                    guard let n = v.int, (1...16).contains(n) else { throw fail("must be 1 to 16 copies") }
-                    config.replicas = n
-                case "key": config.key = relative(try string())
-                case "peers-allow": config.peersAllow = relative(try string())
-                case "clients-allow": config.clientsAllow = relative(try string())
-                case "security":
-                    guard let s = Security(rawValue: try string()) else { throw fail("must be curve or none") }
-                    config.security = s
-                case "log-level":
-                    let s = try string()
-                    guard levels.contains(s) else { throw fail("must be one of \(levels.joined(separator: ", "))") }
-                    config.logLevel = s
-                default:
-                    let hint = YAMLDiagnostics.closest(to: key, in: keys).map { " (did you mean '\($0)'?)" } ?? ""
-                    throw YAMLFileError(file: path, at: k, field: key, message: "unknown field\(hint)")
-                }
+                try config.set(key, pathKeys.contains(key) ? relative(text) : text, source: path)
+            } catch {
+                throw YAMLFileError(file: path, at: v, field: key, message: error.message)
             }
         }
         try config.validate(file: path)

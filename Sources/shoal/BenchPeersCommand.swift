@@ -59,34 +59,11 @@ struct BenchPeers: AsyncParsableCommand {
             r * 1e3, ready[0] * 1e3, ready.count, s * 1e3, r / s))
 
         // 2. Empty tasks across three peers.
-        let first = try PeerProcess(
-            me, ["--listen", "tcp://127.0.0.1:0", "--data-dir", folder.path + "/a", "--slots", String(slots)])
-        let seed = try first.waitReady()
-        var peers = [first]
-        for n in ["b", "c"] {
-            let p = try PeerProcess(
-                me,
-                [
-                    "--listen", "tcp://127.0.0.1:0", "--seeds", seed, "--data-dir", folder.path + "/" + n, "--slots", String(slots),
-                    "--queue-depth", String(queueDepth),
-                ])
-            _ = try p.waitReady()
-            peers.append(p)
-        }
+        let peers = try await PeerProcess.cluster(
+            me, count: 3, folder: folder, options: ["--slots", String(slots), "--queue-depth", String(queueDepth)])
         defer { for p in peers { p.kill() } }
         let addresses = try peers.map { try $0.waitReady() }
         let client = try ClientConnection(peer: addresses[1], peerKey: nil, key: nil)
-        // Until all three see each other.
-        for _ in 0..<100 {
-            var q = ClientRequest()
-            q.status = Shoal_Wire_V1_StatusRequest()
-            if let (reply, _) = try? await client.ask(q), case .status(let st)? = reply.kind,
-                st.members.filter({ $0.status == .alive }).count == 3
-            {
-                break
-            }
-            try await Task.sleep(for: .milliseconds(100))
-        }
         let text = """
             name: empty-tasks
             data:
@@ -161,6 +138,34 @@ struct BenchPeers: AsyncParsableCommand {
 
 /// A `shoal peer start` child in trusted-network mode, killed by `kill()`.
 final class PeerProcess {
+    /// `count` peers on loopback (any free ports, data folders under `folder`), the first the
+    /// others' seed, once each sees all of them alive (10 s at most).
+    static func cluster(_ executable: URL, count: Int, folder: URL, options: [String]) async throws -> [PeerProcess] {
+        var peers: [PeerProcess] = []
+        for i in 0..<count {
+            let seeds = try peers.first.map { ["--seeds", try $0.waitReady()] } ?? []
+            let p = try PeerProcess(
+                executable, ["--listen", "tcp://127.0.0.1:0", "--data-dir", folder.path + "/peer-\(i)"] + seeds + options)
+            _ = try p.waitReady()
+            peers.append(p)
+        }
+        for p in peers {
+            let client = try ClientConnection(peer: try p.waitReady(), peerKey: nil, key: nil)
+            for _ in 0..<100 {
+                var q = ClientRequest()
+                q.status = Shoal_Wire_V1_StatusRequest()
+                if let (reply, _) = try? await client.ask(q), case .status(let st)? = reply.kind,
+                    st.members.filter({ $0.status == .alive }).count == count
+                {
+                    break
+                }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            await client.close()
+        }
+        return peers
+    }
+
     let process = Process()
     let out = Pipe()
     var address: String?
@@ -243,29 +248,9 @@ struct BenchStencilPeers: AsyncParsableCommand {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
         let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        var processes: [PeerProcess] = []
+        let processes = try await PeerProcess.cluster(me, count: peers, folder: folder, options: ["--slots", String(slots)])
         defer { for p in processes { p.kill() } }
-        let common = ["--slots", String(slots)]
-        let first = try PeerProcess(me, ["--listen", "tcp://127.0.0.1:0", "--data-dir", folder.path + "/p0"] + common)
-        let seed = try first.waitReady()
-        processes.append(first)
-        for i in 1..<peers {
-            let p = try PeerProcess(
-                me, ["--listen", "tcp://127.0.0.1:0", "--seeds", seed, "--data-dir", folder.path + "/p\(i)"] + common)
-            _ = try p.waitReady()
-            processes.append(p)
-        }
-        let client = try ClientConnection(peer: seed, peerKey: nil, key: nil)
-        for _ in 0..<100 {
-            var q = ClientRequest()
-            q.status = Shoal_Wire_V1_StatusRequest()
-            if let (reply, _) = try? await client.ask(q), case .status(let st)? = reply.kind,
-                st.members.filter({ $0.status == .alive }).count == peers
-            {
-                break
-            }
-            try await Task.sleep(for: .milliseconds(100))
-        }
+        let client = try ClientConnection(peer: try processes[0].waitReady(), peerKey: nil, key: nil)
         let width = 2 * peers, cores = peers * slots
         print(String(format: "stencil_1d, width %d, %d steps, %d peers × %d slots; kernel %.2f ns per iteration", width, steps, peers, slots, nsPerIteration))
         var metgPeers: Double?, metgLocal: Double?
