@@ -38,6 +38,7 @@ extension PeerCommand {
         @Option(help: "curve (default) or none (a trusted network: no encryption, no authentication).") var security: String?
         @Option(help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String?
         @Option(help: "Copies of each persistent object.") var replicas: Int?
+        @Option(help: "Membership's protocol period in milliseconds (how often peers probe each other).") var protocolPeriodMs: Int?
         @Option(help: "Jobs handed to the worker threads per slot (1: the machine's slots are what runs).") var queueDepth: Int?
 
         func run() async throws {
@@ -49,6 +50,7 @@ extension PeerCommand {
                     ("data-dir", dataDir), ("slots", slots.map(String.init)), ("key", key), ("peers-allow", peersAllow),
                     ("clients-allow", clientsAllow), ("security", security), ("log-level", logLevel),
                     ("replicas", replicas.map(String.init)), ("queue-depth", queueDepth.map(String.init)),
+                    ("protocol-period-ms", protocolPeriodMs.map(String.init)),
                 ]
                 for case (let field, let value?) in flags { try cfg.set(field, value, source: "--\(field)") }
                 try cfg.apply(environment: ProcessInfo.processInfo.environment)
