@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // C system libraries (Debian: liblmdb-dev, libsodium-dev, libzmq3-dev).
@@ -72,6 +73,7 @@ let package = Package(
             dependencies: [
                 "Shoal", "ShoalExamples", "ShoalStore", "ShoalSimulation", "ShoalTransport", "ShoalWire", "ShoalPeer", "CZMQ", "CMallocInfo",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
             ],

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import ServiceLifecycle
 import Shoal
 import ShoalCore
 import ShoalExamples
@@ -78,19 +79,31 @@ extension PeerCommand {
                 printError("error: \(error)")
                 throw ExitCode(shoal.exitCode(for: error) ?? 1)
             }
-            let interrupts = Interrupts { _ in
-                let done = DispatchSemaphore(value: 0)
-                Task {
-                    await peer.leave()
-                    done.signal()
-                }
-                _ = done.wait(timeout: .now() + .seconds(5))
-                Glibc.exit(0)
-            }
+            // swift-service-lifecycle: SIGTERM and SIGINT are a graceful shutdown: the peer leaves
+            // (membership tells the others it left; its backups take its workflows over), then
+            // the command exits 0.
+            let group = ServiceGroup(
+                configuration: ServiceGroupConfiguration(
+                    services: [.init(service: PeerService(peer: peer), successTerminationBehavior: .gracefullyShutdownGroup)],
+                    gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            try await group.run()
+        }
+    }
+}
+
+/// A peer as a service of a `ServiceGroup`: it runs until the group shuts down gracefully, then
+/// leaves the cluster.
+struct PeerService: Service {
+    let peer: ShoalPeer.Peer
+
+    func run() async throws {
+        let peer = self.peer
+        await withGracefulShutdownHandler {
             await peer.run { id, address in
                 FileHandle.standardOutput.write(Data("ready \(id.hex) \(address)\n".utf8))
             }
-            withExtendedLifetime(interrupts) {}
+        } onGracefulShutdown: {
+            Task { await peer.leave() }
         }
     }
 }
