@@ -21,7 +21,23 @@ struct ClientTable {
     }
     struct Ended {
         var finished: Shoal_Wire_V1_Finished
-        var outputs: [String: [UInt8]?]
+        var outputs: [String: [UInt8]?] = [:]
+
+        /// Names the workflow's outputs: each takes the bytes `bytes` gives for its datum, and is
+        /// listed in the `Finished` reply.
+        mutating func name(_ named: [ProgramWorkflow.Output], bytes: (Int) -> [UInt8]?) {
+            outputs = [:]
+            finished.outputs = []
+            for o in named {
+                let b = bytes(o.datum)
+                outputs[o.name] = b
+                var info = Shoal_Wire_V1_OutputInfo()
+                info.name = o.name
+                info.present = b != nil
+                info.bytes = UInt64(b?.count ?? 0)
+                finished.outputs.append(info)
+            }
+        }
     }
     var live: [WorkflowID: Live] = [:]
     var ended: [WorkflowID: Ended] = [:]
@@ -83,11 +99,8 @@ extension Peer {
         let rid = clients.nextObjectRequest
         clients.nextObjectRequest += 1
         clients.objectRequests[rid] = (asker, name)
-        shell.step(event(rid, Self.objectKey(name)), now: now, host: &effects)
+        shell.step(event(rid, ObjectKey.of(name: name)), now: now, host: &effects)
     }
-
-    /// The placement key of the persistent object `name` (as the simulator's).
-    static func objectKey(_ name: String) -> UInt64 { PayloadDigest.of(Array(("object:" + name).utf8)) }
 
     func answer(_ to: ClientTable.Follower, _ reply: ClientReply, payloads: [WirePayload] = []) {
         var reply = reply
@@ -206,7 +219,8 @@ extension Peer {
         if var ended = clients.ended[wf] {
             if ended.finished.outputs.isEmpty && !named.isEmpty {
                 // Ended here after a takeover: its results were kept by datum.
-                name(&ended, named)
+                let byDatum = ended.outputs
+                ended.name(named) { byDatum["#\($0)"] ?? nil }
                 clients.ended[wf] = ended
             }
             var reply = ClientReply()
@@ -226,23 +240,6 @@ extension Peer {
         }
         clients.live[wf]!.lastProgress = nil  // answered now, and again when it moves
         sendProgress(force: true)
-    }
-
-    /// Gives the results of a workflow that ended after a takeover (kept by datum) the names a
-    /// client asked for.
-    private func name(_ ended: inout ClientTable.Ended, _ outputs: [ProgramWorkflow.Output]) {
-        var byName: [String: [UInt8]?] = [:]
-        ended.finished.outputs = []
-        for o in outputs {
-            let b: [UInt8]? = ended.outputs["#\(o.datum)"] ?? nil
-            byName[o.name] = b
-            var info = Shoal_Wire_V1_OutputInfo()
-            info.name = o.name
-            info.present = b != nil
-            info.bytes = UInt64(b?.count ?? 0)
-            ended.finished.outputs.append(info)
-        }
-        ended.outputs = byName
     }
 
     private func fetchOutput(_ f: Shoal_Wire_V1_FetchOutput, _ asker: ClientTable.Follower) {
@@ -350,24 +347,16 @@ extension Peer {
         finished.reason = reason
         if let cause { finished.cause = WireMapping.report(cause) }
         finished.failures = failures.map(WireMapping.report)
-        var outputs: [String: [UInt8]?] = [:]
-        for o in live.outputs {
-            let b: [UInt8]? = o.datum < results.count ? results[o.datum] : nil
-            outputs[o.name] = b
-            var info = Shoal_Wire_V1_OutputInfo()
-            info.name = o.name
-            info.present = b != nil
-            info.bytes = UInt64(b?.count ?? 0)
-            finished.outputs.append(info)
-        }
+        var e = ClientTable.Ended(finished: finished)
+        e.name(live.outputs) { $0 < results.count ? results[$0] : nil }
         if live.outputs.isEmpty && taken {
             // Taken over and not followed yet: every result is kept, by datum, for a client to name.
-            for (d, b) in results.enumerated() { outputs["#\(d)"] = b }
+            for (d, b) in results.enumerated() { e.outputs["#\(d)"] = b }
         }
         logger.info("workflow \(live.name) (\(wf.raw)) \(outcome == .completed ? "completed" : "failed: \(reason)")")
-        clients.end(wf, ClientTable.Ended(finished: finished, outputs: outputs))
+        clients.end(wf, e)
         var reply = ClientReply()
-        reply.finished = finished
+        reply.finished = e.finished
         for f in live.followers { answer(f, reply) }
     }
 

@@ -34,7 +34,8 @@ public actor Peer {
     var book: [PeerID: WireContact] = [:]
     /// This peer's own address-book entry.
     nonisolated let ownContact: WireContact
-    var timers = TimerHeap()
+    /// The machine's timers, by deadline (the simulator's agenda: equal deadlines in the order set).
+    var timers = EventQueue<PeerTimer>()
     nonisolated(unsafe) let timerSource: DispatchSourceTimer
     var armedAt: Int64 = .max
     var counters = PeerCounters()
@@ -68,13 +69,12 @@ public actor Peer {
         // Bound first: with port 0 the address (and in trusted mode the id) is the kernel's choice.
         let transport = try Transport(listen: config.listen, security: security)
         let address = config.advertise ?? transport.endpoint ?? config.listen
-        let id = security.keyPair.map { PeerIdentity.id(key: $0.publicKey) } ?? PeerIdentity.id(address: address)
+        let id = PeerIdentity.id(address: address, key: security.keyPair?.publicKey)
         let known = try config.knownPeers.map { path throws(KeyFileError) in try KnownPeers.read(path) } ?? KnownPeers()
         try FileManager.default.createDirectory(atPath: config.dataDirectory, withIntermediateDirectories: true)
         let shard = try LMDBShard(directory: config.dataDirectory + "/shard")
         var settings = PeerSettings()
-        settings.membership.protocolPeriod = .milliseconds(Int64(config.protocolPeriodMs))
-        settings.membership.pingTimeout = .milliseconds(Int64(config.protocolPeriodMs) * 3 / 10)
+        settings.membership.setProtocolPeriod(.milliseconds(Int64(config.protocolPeriodMs)))
         settings.work.slots = runners.count * config.queueDepth
         settings.placement.replicas = config.replicas
         // Large objects: 20 ms more per MiB (50 MB/s, far under loopback's and a LAN's) before a
@@ -86,10 +86,7 @@ public actor Peer {
         // new workflow ids and probe orders).
         let seed = id.raw ^ UInt64(UInt(bitPattern: Int(Date().timeIntervalSince1970 * 1e6)))
         let shell = try PeerShell(machine: PeerMachine(id: id, settings: settings, seed: seed), shard: shard)
-        var own = WireContact()
-        own.peer = id.raw
-        own.address = address
-        if let pair = security.keyPair { own.publicKey = Data(pair.publicKey.bytes) }
+        let own = PeerIdentity.contact(address: address, key: security.keyPair?.publicKey)
         let box = WeakPeer()
         self.config = config
         self.knownTasks = knownTasks
@@ -234,7 +231,7 @@ public actor Peer {
     func fireTimers() {
         armedAt = .max
         let t = now
-        while let due = timers.popDue(t.nanoseconds) {
+        while let next = timers.nextTime, next <= t, let (_, due) = timers.pop() {
             shell.step(.timer(due), now: now, host: &effects)
         }
         carryOut()
@@ -260,13 +257,13 @@ public actor Peer {
             var batch = Effects()
             swap(&batch, &effects)
             for (message, payloads, to) in batch.sends { send(message, payloads: payloads, to: to) }
-            for (timer, after) in batch.timers { timers.push(timer, at: now.nanoseconds &+ after.nanoseconds) }
+            for (timer, after) in batch.timers { timers.schedule(timer, at: now + after) }
             for job in batch.jobs {
                 workers.submit(job, workflowName: clients.name(of: job.task.workflow) ?? "workflow-\(job.task.workflow.raw)")
             }
             for (report, bytes) in batch.reports { reported(report, bytes: bytes) }
         }
-        if let next = timers.nextDeadline, next < armedAt {
+        if let next = timers.nextTime?.nanoseconds, next < armedAt {
             armedAt = next
             let delay = max(0, next - now.nanoseconds)
             timerSource.schedule(deadline: .now() + .nanoseconds(Int(clamping: delay)), leeway: .microseconds(200))
@@ -313,18 +310,12 @@ public actor Peer {
         Remote(endpoint: c.address, serverKey: c.publicKey.isEmpty ? nil : CurveKey(bytes: Array(c.publicKey)))
     }
 
+    /// A seed's contact: under CURVE its key must be in known-peers.
     private func seedContact(_ address: String) -> WireContact? {
-        var c = WireContact()
-        c.address = address
-        switch config.security {
-        case .curve:
-            guard let key = known.keys[address] else { return nil }
-            c.publicKey = Data(key.bytes)
-            c.peer = PeerIdentity.id(key: key).raw
-        case .none:
-            c.peer = PeerIdentity.id(address: address).raw
+        guard config.security == .none else {
+            return known.keys[address].map { PeerIdentity.contact(address: address, key: $0) }
         }
-        return c
+        return PeerIdentity.contact(address: address, key: nil)
     }
 }
 
@@ -355,45 +346,6 @@ struct Effects: PeerShellHost {
         }
         reports.append((report, bytes))
     }
-}
-
-/// Timers by deadline (a binary heap; equal deadlines in the order they were set).
-struct TimerHeap {
-    private var heap: [(at: Int64, seq: UInt64, timer: PeerTimer)] = []
-    private var seq: UInt64 = 0
-
-    var nextDeadline: Int64? { heap.first?.at }
-
-    mutating func push(_ timer: PeerTimer, at: Int64) {
-        seq &+= 1
-        heap.append((at, seq, timer))
-        var i = heap.count - 1
-        while i > 0 {
-            let parent = (i - 1) / 2
-            guard less(i, parent) else { break }
-            heap.swapAt(i, parent)
-            i = parent
-        }
-    }
-
-    mutating func popDue(_ now: Int64) -> PeerTimer? {
-        guard let first = heap.first, first.at <= now else { return nil }
-        heap.swapAt(0, heap.count - 1)
-        heap.removeLast()
-        var i = 0
-        while true {
-            let l = 2 * i + 1, r = l + 1
-            var m = i
-            if l < heap.count && less(l, m) { m = l }
-            if r < heap.count && less(r, m) { m = r }
-            if m == i { break }
-            heap.swapAt(i, m)
-            i = m
-        }
-        return first.timer
-    }
-
-    private func less(_ a: Int, _ b: Int) -> Bool { (heap[a].at, heap[a].seq) < (heap[b].at, heap[b].seq) }
 }
 
 /// A reference to the peer that a thread outside it (a worker, the timer queue) can wake it

@@ -1,3 +1,4 @@
+import Foundation
 import ShoalCore
 import ShoalTransport
 import ShoalWire
@@ -16,13 +17,30 @@ public enum PeerIdentity {
         PeerID(raw: Array(("peer:" + address).utf8).withUnsafeBytes { Checksum.blake2bWord($0) })
     }
 
+    /// The id of the peer at `address` with public key `key` (nil: trusted mode, no key).
+    public static func id(address: String, key: CurveKey?) -> PeerID {
+        key.map { id(key: $0) } ?? id(address: address)
+    }
+
+    /// The address-book entry of the peer at `address` with `key`, its id derived from them.
+    public static func contact(address: String, key: CurveKey?) -> WireContact {
+        var c = WireContact()
+        c.peer = id(address: address, key: key).raw
+        c.address = address
+        if let key { c.publicKey = Data(key.bytes) }
+        return c
+    }
+
     /// Whether `contact` names itself truthfully: its id is the one its key (or, with no key, its
     /// address) gives. Only such a contact enters an address book.
     public static func isConsistent(_ contact: WireContact) -> Bool {
         guard contact.peer != 0, PeerAddress.isTCP(contact.address) else { return false }
-        if contact.publicKey.isEmpty { return id(address: contact.address).raw == contact.peer }
-        guard let key = CurveKey(bytes: Array(contact.publicKey)) else { return false }
-        return id(key: key).raw == contact.peer
+        var key: CurveKey?
+        if !contact.publicKey.isEmpty {
+            guard let k = CurveKey(bytes: Array(contact.publicKey)) else { return false }
+            key = k
+        }
+        return id(address: contact.address, key: key).raw == contact.peer
     }
 }
 

@@ -207,7 +207,6 @@ public struct ClusterSimulation {
     var network: SimulatedNetwork
     var peers: [Peer]
     var now = Instant.zero
-    var directives: [PeerDirective] = []
     var generator: SeededGenerator
     var settings: PeerSettings
     var report: SimulationReport
@@ -256,9 +255,7 @@ public struct ClusterSimulation {
         network = SimulatedNetwork(settings: scenario.network, seed: generator.next())
         peers = (0..<scenario.peers).map { _ in Peer() }  // each its own shard (a class: never `repeating:`)
         settings = PeerSettings()
-        settings.membership.protocolPeriod = .milliseconds(scenario.protocolPeriodMs)
-        settings.membership.pingTimeout = Interval(
-            nanoseconds: settings.membership.protocolPeriod.nanoseconds * 3 / 10)
+        settings.membership.setProtocolPeriod(.milliseconds(scenario.protocolPeriodMs))
         settings.work.slots = scenario.slots
         let recorded = scenario.workflows.flatMap { w -> [UInt64] in
             if case .recorded(let shape) = w.shape { shape.catalogue } else { [] }
@@ -464,22 +461,19 @@ public struct ClusterSimulation {
         case failed(String)
     }
 
-    /// The placement key of the persistent object `name`.
-    public static func objectKey(_ name: String) -> UInt64 { PayloadDigest.of(Array(("object:" + name).utf8)) }
-
     /// A client program at `peer` persists `bytes` as the object `name` (to its R replicas): the
     /// request whose answer `objectAnswer(_:)` gives.
     public mutating func putObject(at peer: Int, name: String, bytes: [UInt8]) -> UInt64 {
         let value = ObjectValue(bytes: UInt64(bytes.count), content: PayloadDigest.of(bytes))
         return objectRequest(at: peer) { sim, rid in
             sim.peers[peer].shell!.payloads.keepObject(bytes, content: value.content)
-            return .put(requestID: rid, key: Self.objectKey(name), value: value)
+            return .put(requestID: rid, key: ObjectKey.of(name: name), value: value)
         }
     }
 
     /// A client program at `peer` reads the object `name` (its newest version on a live replica).
     public mutating func getObject(at peer: Int, name: String) -> UInt64 {
-        objectRequest(at: peer) { _, rid in .get(requestID: rid, key: Self.objectKey(name)) }
+        objectRequest(at: peer) { _, rid in .get(requestID: rid, key: ObjectKey.of(name: name)) }
     }
 
     /// A new object request at `peer`: the event `request` makes of its id goes to the peer's

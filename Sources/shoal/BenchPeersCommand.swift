@@ -203,10 +203,6 @@ final class PeerProcess {
     deinit { kill() }
 }
 
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}
-
 /// `shoal bench stencil-peers`: Task Bench's METG for stencil_1d (width = 2 × peers) run across
 /// peer processes on loopback as a workflow file of `spin` tasks, beside the same files on the
 /// local engine in this process. Efficiency is the kernel's work over makespan × slots, the

@@ -69,7 +69,7 @@ struct BenchSimulator: ParsableCommand {
             let live = simulation.livePeerCount
             withExtendedLifetime(simulation) {}
 
-            let wallSeconds = Double(wall.components.seconds) + Double(wall.components.attoseconds) * 1e-18
+            let wallSeconds = wall.seconds
             let rate = Double(report.events) / wallSeconds
             rates.append(rate)
             if runs > 1 { print("run \(r):") }

@@ -91,7 +91,7 @@ struct BenchStore: ParsableCommand {
         for (name, time) in [
             ("puts, sequential keys", sequentialTime), ("puts, random keys", randomTime), ("gets, random keys", getTime),
         ] {
-            let seconds = Double(time.components.seconds) + Double(time.components.attoseconds) * 1e-18
+            let seconds = time.seconds
             print(row(name, "\(values)", String(format: "%.3f", seconds), grouped(Int(Double(values) / seconds))))
         }
     }

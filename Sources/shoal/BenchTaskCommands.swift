@@ -311,13 +311,13 @@ struct BenchMemory: AsyncParsableCommand {
             wf.flush()  // every submission is in the graph (handed over synchronously)
             let submitted = clock.now
             let after = Memory.sample()
-            figures.submitSeconds = seconds(submitted - start)
+            figures.submitSeconds = (submitted - start).seconds
             figures.mallocBytes = after.mallocLive - before.mallocLive
             figures.residentBytes = after.rss - before.rss
             let drain = clock.now
             gate.signal()
             try await wf.barrier()
-            figures.drainSeconds = seconds(clock.now - drain)
+            figures.drainSeconds = (clock.now - drain).seconds
         }
         return figures
     }
@@ -337,9 +337,5 @@ struct BenchMemory: AsyncParsableCommand {
         return Figures(
             case: .reference, count: count, mallocBytes: after.mallocLive - before.mallocLive,
             residentBytes: after.rss - before.rss)
-    }
-
-    static func seconds(_ d: Duration) -> Double {
-        Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
     }
 }

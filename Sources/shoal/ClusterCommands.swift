@@ -131,6 +131,10 @@ struct PeerOptions: ParsableArguments {
     var knownPeers: String?
     @Option(help: "curve (default) or none, as the cluster runs.") var security = "curve"
 
+    func validate() throws {
+        guard security == "curve" || security == "none" else { throw ValidationError("--security must be curve or none") }
+    }
+
     func connect() throws -> ClientConnection {
         guard let peer else { throw ValidationError("--peer tcp://HOST:PORT is required") }
         return try connect(to: peer)
@@ -141,7 +145,6 @@ struct PeerOptions: ParsableArguments {
 
     /// A connection to `address` (the peer key of `--peer-key` belongs to `--peer` only).
     func connect(to address: String) throws -> ClientConnection {
-        guard security == "curve" || security == "none" else { throw ValidationError("--security must be curve or none") }
         guard security == "curve" else { return try ClientConnection(peer: address, peerKey: nil, key: nil) }
         let env = ProcessInfo.processInfo.environment
         let keyPath = clientKey ?? env["SHOAL_CLIENT_KEY"] ?? "config/keys/client.key"

@@ -85,7 +85,7 @@ struct Demo: AsyncParsableCommand {
                 format:
                     "simulated %d peers (seed %llu): %d tasks, makespan %.3f s of virtual time, %.2f s of wall time",
                 report.peers, simulationSeed, w.tasks, w.makespanSeconds ?? 0,
-                Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18))
+                elapsed.seconds))
         guard report.passed else {
             printError("error: an invariant of the simulated cluster was violated (seed \(simulationSeed))")
             throw ExitCode(1)
@@ -114,7 +114,7 @@ struct Demo: AsyncParsableCommand {
         }
         bar.finish()
         let elapsed = clock.now - start
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+        let seconds = elapsed.seconds
         let cores = (processCPUSeconds() - cpu0) / seconds
         print(
             String(

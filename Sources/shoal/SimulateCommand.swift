@@ -135,7 +135,7 @@ struct Simulate: AsyncParsableCommand {
             }
         }
         let wall = clock.now - started
-        let seconds = Double(wall.components.seconds) + Double(wall.components.attoseconds) * 1e-18
+        let seconds = wall.seconds
         if seeds > 1 {
             print("\(seeds) seeds, \(seeds - failures.count) passed, \(failures.count) failed; \(events) events in \(String(format: "%.2f", seconds)) s (\(Int(Double(events) / max(seconds, 1e-9))) events/s)")
         } else {

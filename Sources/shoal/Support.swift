@@ -34,6 +34,11 @@ final class ProgressLine: Sendable {
     }
 }
 
+extension Duration {
+    /// The duration in seconds.
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
+}
+
 /// Median wall seconds of `body` over `runs` runs (the benchmarks' measure).
 func medianSeconds(runs: Int, _ body: () throws -> Void) rethrows -> Double {
     var times: [Double] = []

@@ -166,7 +166,7 @@ struct SimulatedProgramTests {
     @Test func aProgramPersistsAndOpensObjectsWhoseReplicasCrash() async throws {
         let name = "squares/7"
         let replicas = Rendezvous.replicas(
-            of: ClusterSimulation.objectKey(name), among: (0..<8).map { PeerID(raw: UInt64($0)) }, count: 3)
+            of: ObjectKey.of(name: name), among: (0..<8).map { PeerID(raw: UInt64($0)) }, count: 3)
         let doomed = replicas.map { Int($0.raw) }.filter { $0 != 1 }.prefix(2)  // the program runs at p1
         #expect(doomed.count == 2)
         let (result, report) = try await Shoal.run(simulated: Self.cluster(seed: 5, crashes: Array(doomed))) { wf in

@@ -313,3 +313,10 @@ public struct PlacementCounters: Sendable, Hashable, Codable {
         objectsRefused += o.objectsRefused
     }
 }
+
+/// Placement keys of persistent objects by name: the first 8 bytes of the BLAKE2b digest of
+/// `object:` and the name (`PayloadDigest`), so every peer, client and simulated program computes
+/// the same key for the same name.
+public enum ObjectKey {
+    public static func of(name: String) -> UInt64 { PayloadDigest.of(Array(("object:" + name).utf8)) }
+}
