@@ -56,6 +56,54 @@ public enum ExampleTasks {
         }
     }
 
+    /// Arguments of `fill`.
+    public struct FillArgs: Codable, Sendable {
+        /// Bytes written to each output (at most 1 GiB).
+        public var bytes: Int = 0
+        /// Seeds the bytes: two seeds give two different values of the same size.
+        public var seed: UInt64 = 0
+    }
+
+    /// Writes `bytes` pseudo-random bytes (a 64-bit LCG seeded by `seed`) to each output: a large
+    /// value made at one peer, what `shoal bench move` moves to another.
+    public static let fill = TaskDefinition<FillArgs, Void>("fill") { args, context in
+        guard (0...(1 << 30)).contains(args.bytes) else {
+            throw TaskContextError(task: "fill", message: "bytes must be 0 to 1 GiB, got \(args.bytes)")
+        }
+        var bytes = [UInt8](repeating: 0, count: args.bytes)
+        var g = args.seed ^ 0x9E37_79B9_7F4A_7C15
+        bytes.withUnsafeMutableBytes { raw in
+            var i = 0
+            while i < raw.count {
+                g = g &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                let word = g.littleEndian
+                let n = min(8, raw.count - i)
+                withUnsafeBytes(of: word) { w in raw.baseAddress!.advanced(by: i).copyMemory(from: w.baseAddress!, byteCount: n) }
+                i += n
+            }
+        }
+        for i in 0..<context.parameterCount where context.direction(at: i).writes {
+            try context.setOutputBytes(at: i, bytes)
+        }
+    }
+
+    /// Arguments of `pause`.
+    public struct PauseArgs: Codable, Sendable {
+        /// How long the task waits, in milliseconds (at most 10 minutes).
+        public var milliseconds: Int = 0
+    }
+
+    /// Reads its inputs and waits `milliseconds` without using a core: a task that takes time but
+    /// leaves the machine to what is measured beside it (`shoal bench move`'s readers, while the
+    /// value crosses).
+    public static let pause = TaskDefinition<PauseArgs, Void>("pause") { args, context in
+        guard (0...600_000).contains(args.milliseconds) else {
+            throw TaskContextError(task: "pause", message: "milliseconds must be 0 to 600000, got \(args.milliseconds)")
+        }
+        for i in 0..<context.parameterCount where context.direction(at: i).reads { _ = try context.inputBytes(at: i) }
+        Thread.sleep(forTimeInterval: Double(args.milliseconds) / 1_000)
+    }
+
     /// The examples' programs as scenario shapes (`ScenarioFile.load(path:registry:shapes:)`).
     public static let scenarioShapes = [CrossCorrelationWorkflow.scenarioShape]
 
@@ -65,6 +113,8 @@ public enum ExampleTasks {
         r.register(wordCount)
         r.register(empty)
         r.register(spin)
+        r.register(fill)
+        r.register(pause)
         r.register(CrossCorrelationWorkflow.generateSpikeTrains)
         r.register(CrossCorrelationWorkflow.ccSurrogateRangeTask)
         r.register(CrossCorrelationWorkflow.gatherTask)

@@ -388,11 +388,14 @@ extension Peer {
             mi.load = WireMapping.load(info.load)
             s.members.append(mi)
         }
-        s.stealRoundTrips = stealRoundTrips.totalCount
-        if stealRoundTrips.totalCount > 0 {
-            s.stealRoundTripP50Us = stealRoundTrips.valueAtPercentile(50)
-            s.stealRoundTripP99Us = stealRoundTrips.valueAtPercentile(99)
-        }
+        s.stealRoundTrips = steals.count
+        s.stealRoundTripP50Us = steals.percentile(50)
+        s.stealRoundTripP99Us = steals.percentile(99)
+        s.fetches = fetches.count
+        s.fetchedBytes = fetches.bytes
+        s.fetchMicros = fetches.totalMicros
+        s.fetchP50Us = fetches.percentile(50)
+        s.fetchP99Us = fetches.percentile(99)
         s.metrics = metricsText(transport: t)
         return s
     }

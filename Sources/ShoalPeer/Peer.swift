@@ -1,5 +1,4 @@
 import Foundation
-import Histogram
 import Logging
 import Shoal
 import ShoalCore
@@ -43,9 +42,10 @@ public actor Peer {
     var stopped = false
     var refusedVersions: Set<UInt32> = []
     var lastProgressAt = Instant.zero
-    /// Steal requests in flight (request id -> when sent) and their round trips in microseconds.
-    var stealsInFlight: [UInt64: Instant] = [:]
-    var stealRoundTrips = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+    /// This peer's steal requests (sent to granted or refused) and its data fetches (sent to the
+    /// bytes received and checked: a large value's transfer time).
+    var steals = RoundTrips()
+    var fetches = RoundTrips(forgetAfter: .seconds(60))
     static let progressInterval = Interval.milliseconds(200)
     /// Most address-book entries (membership's own bound, `MembershipSettings.maxMembers`).
     static let maxContacts = 131_072
@@ -202,8 +202,8 @@ public actor Peer {
             learn(contacts)
             let payloads = message.payloads.map(\.bytes)
             counters.peerMessages += 1
-            if case .steal(let s) = m { stealAnswered(s) }
             shell.receive(m, payloads: payloads, from: sender, now: now, host: &effects)
+            timeAnswer(m)  // after the shell checked the bytes' digest: part of a fetch's time
         case .request(let request):
             serve(request, payloads: message.payloads, from: routingID, role: role)
         case .reply:
@@ -270,29 +270,28 @@ public actor Peer {
         }
     }
 
-    /// A steal request leaves: its round trip starts (the table is bounded: requests unanswered
-    /// for 10 s are forgotten).
-    private func stealSent(_ rid: UInt64) {
-        if stealsInFlight.count >= 256 {
-            let t = now
-            stealsInFlight = stealsInFlight.filter { t - $0.value < .seconds(10) }
-            if stealsInFlight.count >= 256 { return }
+    /// A steal request or a data fetch leaves: its round trip starts.
+    private func timeRequest(_ message: PeerMessage) {
+        switch message {
+        case .steal(.request(let rid, _, _, _)): steals.sent(rid, at: now)
+        case .work(.fetch(_, let rid)): fetches.sent(rid, at: now)
+        default: break
         }
-        stealsInFlight[rid] = now
     }
 
-    private func stealAnswered(_ m: StealMessage) {
-        let rid: UInt64
-        switch m {
-        case .reply(let r, _), .refused(let r): rid = r
-        case .request: return
+    /// Its answer arrived: the round trip ends (a refused steal is timed; a fetch answered "no
+    /// data" is not).
+    private func timeAnswer(_ message: PeerMessage) {
+        switch message {
+        case .steal(.reply(let rid, _)), .steal(.refused(let rid)): steals.answered(rid, bytes: 0, at: now)
+        case .work(.data(_, let rid, let value)): fetches.answered(rid, bytes: value.bytes, at: now)
+        case .work(.noData(_, let rid)): fetches.answered(rid, bytes: nil, at: now)
+        default: break
         }
-        guard let sent = stealsInFlight.removeValue(forKey: rid) else { return }
-        _ = stealRoundTrips.record(UInt64(max(0, (now - sent).nanoseconds / 1_000)))
     }
 
     private func send(_ message: PeerMessage, payloads: [[UInt8]], to: PeerID) {
-        if case .steal(.request(let rid, _, _, _)) = message { stealSent(rid) }
+        timeRequest(message)
         guard let c = book[to] else {
             counters.unknownDestination += 1
             return
@@ -302,7 +301,7 @@ public actor Peer {
             contacts.append(book[id]!)
             for u in m.updates where u.peer != id && u.peer != to { if let known = book[u.peer] { contacts.append(known) } }
         }
-        let wire = WireMessage(body: .peer(message, contacts: contacts), payloads: payloads.map(WirePayload.init), sender: id)
+        let wire = WireMessage(body: .peer(message, contacts: contacts), payloads: payloads.map(WirePayload.init(sharing:)), sender: id)
         if !transport.send(Wire.encode(wire), to: remote(c)) { counters.sendsRefused += 1 }
     }
 

@@ -8,7 +8,7 @@ struct Bench: AsyncParsableCommand {
         abstract: "Measure parts of Shoal and print the figures.",
         subcommands: [
             BenchTrivial.self, BenchStencil.self, BenchMemory.self, BenchStore.self, BenchSimulator.self, BenchExec.self,
-            BenchCodec.self, BenchTransport.self, BenchWire.self, BenchPeers.self, BenchStencilPeers.self, BenchCalibrate.self,
+            BenchCodec.self, BenchTransport.self, BenchWire.self, BenchPeers.self, BenchMove.self, BenchStencilPeers.self, BenchCalibrate.self,
         ])
 }
 

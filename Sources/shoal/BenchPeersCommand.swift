@@ -82,24 +82,8 @@ struct BenchPeers: AsyncParsableCommand {
         var running: [Double] = []
         var local: [Double] = []
         for _ in 0..<runs {
-            var submit = Shoal_Wire_V1_SubmitFile()
-            submit.path = "empty.yaml"
-            submit.text = text
-            submit.follow = true
-            var q = ClientRequest()
-            q.submit = submit
             let t0 = ContinuousClock.now
-            let id = await client.send(q)
-            var submitted = t0
-            while true {
-                let (reply, _) = try await client.next(for: id, timeout: .seconds(600))
-                if case .submitted? = reply.kind { submitted = ContinuousClock.now }
-                if case .finished(let f)? = reply.kind {
-                    guard f.outcome == .completed else { throw ClientError("the workflow failed: \(f.reason)") }
-                    break
-                }
-                if case .error(let e)? = reply.kind { throw ClientError(e.message) }
-            }
+            let submitted = try await client.runFile(path: "empty.yaml", text: text)
             cluster.append((ContinuousClock.now - t0).seconds)
             running.append((ContinuousClock.now - submitted).seconds)
             let workflow = try WorkflowFile.load(path: file)
@@ -136,7 +120,40 @@ struct BenchPeers: AsyncParsableCommand {
     }
 }
 
-/// A `shoal peer start` child in trusted-network mode, killed by `kill()`.
+extension ClientConnection {
+    /// Submits the workflow file `text` (named `path`) and follows it to its end; returns when the
+    /// peer answered "submitted" (the file parsed). Throws if it failed or was refused.
+    func runFile(path: String, text: String, timeout: Duration = .seconds(600)) async throws -> ContinuousClock.Instant {
+        var submit = Shoal_Wire_V1_SubmitFile()
+        submit.path = path
+        submit.text = text
+        submit.follow = true
+        var q = ClientRequest()
+        q.submit = submit
+        let id = send(q)
+        var submitted = ContinuousClock.now
+        while true {
+            let (reply, _) = try await next(for: id, timeout: timeout)
+            if case .submitted? = reply.kind { submitted = ContinuousClock.now }
+            if case .finished(let f)? = reply.kind {
+                guard f.outcome == .completed else { throw ClientError("\(path) failed: \(f.reason)") }
+                return submitted
+            }
+            if case .error(let e)? = reply.kind { throw ClientError(e.message) }
+        }
+    }
+
+    /// The peer's status.
+    func status() async throws -> Shoal_Wire_V1_PeerStatus {
+        var q = ClientRequest()
+        q.status = Shoal_Wire_V1_StatusRequest()
+        guard case .status(let st)? = try await ask(q).0.kind else { throw ClientError("the peer did not answer with its status") }
+        return st
+    }
+}
+
+/// A `shoal peer start` child (in trusted-network mode unless `security` says otherwise), killed
+/// by `kill()`.
 final class PeerProcess {
     /// `count` peers on loopback (any free ports, data folders under `folder`), the first the
     /// others' seed, once each sees all of them alive (10 s at most).
@@ -170,11 +187,11 @@ final class PeerProcess {
     let out = Pipe()
     var address: String?
 
-    init(_ executable: URL, _ arguments: [String]) throws {
+    init(_ executable: URL, _ arguments: [String], security: [String] = ["--security", "none"]) throws {
         process.executableURL = executable
-        process.arguments = ["peer", "start", "--security", "none", "--log-level", "warning"] + arguments
+        process.arguments = ["peer", "start", "--log-level", "warning"] + security + arguments
         process.standardOutput = out
-        process.standardError = FileHandle.nullDevice
+        process.standardError = ProcessInfo.processInfo.environment["SHOAL_BENCH_PEER_LOGS"] != nil ? FileHandle.standardError : FileHandle.nullDevice
         try process.run()
     }
 
@@ -257,23 +274,7 @@ struct BenchStencilPeers: AsyncParsableCommand {
             let granularity = Double(iterations) * nsPerIteration / 1e9
             var best = Double.infinity
             for _ in 0..<2 {
-                var submit = Shoal_Wire_V1_SubmitFile()
-                submit.path = "stencil.yaml"
-                submit.text = text
-                submit.follow = true
-                var q = ClientRequest()
-                q.submit = submit
-                let id = await client.send(q)
-                var started = ContinuousClock.now
-                while true {
-                    let (reply, _) = try await client.next(for: id, timeout: .seconds(600))
-                    if case .submitted? = reply.kind { started = ContinuousClock.now }
-                    if case .finished(let f)? = reply.kind {
-                        guard f.outcome == .completed else { throw ClientError("the stencil failed: \(f.reason)") }
-                        break
-                    }
-                    if case .error(let e)? = reply.kind { throw ClientError(e.message) }
-                }
+                let started = try await client.runFile(path: "stencil.yaml", text: text)
                 best = min(best, (ContinuousClock.now - started).seconds)
             }
             let file = folder.path + "/stencil.yaml"

@@ -34,18 +34,7 @@ struct BenchTransport: AsyncParsableCommand {
     }
 
     func run() async throws {
-        var bytes = [UInt8](repeating: 0, count: valueBytes)
-        var g: UInt64 = 0x9E37_79B9_7F4A_7C15
-        for i in stride(from: 0, to: bytes.count, by: 8) {
-            g = g &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-            withUnsafeBytes(of: g) { w in
-                for j in 0..<min(8, bytes.count - i) { bytes[i + j] = w[j] }
-            }
-        }
-        let value = Data(bytes)
-        let frames = stride(from: 0, to: valueBytes, by: chunkBytes).map {
-            value[$0..<min($0 + chunkBytes, valueBytes)]
-        }
+        let frames = frames()
         let total = Double(valueBytes) * Double(values)
         print(
             "\(values) values of \(valueBytes) bytes in frames of \(chunkBytes), one way over tcp://127.0.0.1; "
@@ -69,6 +58,22 @@ struct BenchTransport: AsyncParsableCommand {
     }
 
     private func fmt(_ x: Double) -> String { String(format: "%.2f", x) }
+
+    /// One value of `valueBytes` pseudo-random bytes, in frames of at most `chunkBytes`.
+    func frames() -> [Data] {
+        var bytes = [UInt8](repeating: 0, count: valueBytes)
+        var g: UInt64 = 0x9E37_79B9_7F4A_7C15
+        for i in stride(from: 0, to: bytes.count, by: 8) {
+            g = g &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            withUnsafeBytes(of: g) { w in
+                for j in 0..<min(8, bytes.count - i) { bytes[i + j] = w[j] }
+            }
+        }
+        let value = Data(bytes)
+        return stride(from: 0, to: valueBytes, by: chunkBytes).map {
+            value[$0..<min($0 + chunkBytes, valueBytes)]
+        }
+    }
 
     /// Seconds for `values` messages of `frames` from one transport to another (after a first
     /// small message has set the connection up).
@@ -123,7 +128,7 @@ struct BenchTransport: AsyncParsableCommand {
 
     /// The same messages over a bare PUSH/PULL pair: zero-copy sends from one buffer, a thread
     /// receiving into libzmq's own messages.
-    private func bareSeconds(_ frames: [Data], curve: Bool) throws -> Double {
+    func bareSeconds(_ frames: [Data], curve: Bool) throws -> Double {
         // Two contexts, as two transports have: each has its own libzmq IO thread, so encryption
         // and decryption run on different cores.
         guard let pullContext = zmq_ctx_new(), let pushContext = zmq_ctx_new() else {

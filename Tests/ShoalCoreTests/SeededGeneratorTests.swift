@@ -38,6 +38,19 @@ import Testing
         let digest = Checksum.blake2b(text)
         #expect(text.withUnsafeBytes { Checksum.blake2bWord($0) } == digest.prefix(8).reversed().reduce(0) { $0 << 8 | UInt64($1) })
     }
+
+    /// XXH64 with seed 0 against the reference implementation (Python's `xxhash` package, which
+    /// wraps Yann Collet's C code): empty, under 4, under 32 (every tail path) and many stripes.
+    @Test func fastDigestIsXXH64() {
+        func digest(_ bytes: [UInt8]) -> UInt64 { bytes.withUnsafeBytes { FastDigest.xxh64($0) } }
+        #expect(digest([]) == 0xEF46_DB37_51D8_E999)
+        #expect(digest(Array("a".utf8)) == 0xD24E_C4F1_A98C_6E5B)
+        #expect(digest(Array("abc".utf8)) == 0x44BC_2CF5_AD77_0999)
+        #expect(digest(Array("0123456789abcdef0123456789abcdef0123".utf8)) == 0xC425_5BA3_D1AF_5461)
+        let long = (0..<5).flatMap { _ in (0...255).map { UInt8($0) } }
+        #expect(digest(long) == 0xAFC1_84AD_7938_A354)
+        #expect(PayloadDigest.of(long) == digest(long))
+    }
 }
 
 @Suite struct TimeTests {

@@ -116,12 +116,12 @@ public enum CatalogueKey {
     }
 }
 
-/// The 64-bit digest the machines carry for a value's real bytes (`DataValue.content`): the
-/// first 8 bytes of their BLAKE2b digest, little-endian. The shell that holds the bytes checks it
-/// on every transfer.
+/// The 64-bit digest the machines carry for a value's real bytes (`DataValue.content`): their
+/// XXH64 (`FastDigest`, why not BLAKE2b there). The shell that receives the bytes checks it on
+/// every transfer.
 public enum PayloadDigest {
     public static func of(_ bytes: [UInt8]) -> UInt64 {
-        bytes.withUnsafeBytes { Checksum.blake2bWord($0) }
+        bytes.withUnsafeBytes { FastDigest.xxh64($0) }
     }
 
     /// The value reference of `bytes`: their size and digest.

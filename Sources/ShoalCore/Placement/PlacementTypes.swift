@@ -318,5 +318,7 @@ public struct PlacementCounters: Sendable, Hashable, Codable {
 /// `object:` and the name (`PayloadDigest`), so every peer, client and simulated program computes
 /// the same key for the same name.
 public enum ObjectKey {
-    public static func of(name: String) -> UInt64 { PayloadDigest.of(Array(("object:" + name).utf8)) }
+    public static func of(name: String) -> UInt64 {
+        Array(("object:" + name).utf8).withUnsafeBytes { Checksum.blake2bWord($0) }
+    }
 }

@@ -2404,6 +2404,34 @@ public nonisolated struct Shoal_Wire_V1_PeerStatus: @unchecked Sendable {
     set {_uniqueStorage()._stealRoundTripP99Us = newValue}
   }
 
+  /// This peer's data fetches (request sent to the value's bytes received, decoded and checked):
+  /// how many, the bytes they brought, their time in all and their median and 99th percentile,
+  /// in microseconds. fetched_bytes / fetch_micros is the rate values reach this peer.
+  public var fetches: UInt64 {
+    get {_storage._fetches}
+    set {_uniqueStorage()._fetches = newValue}
+  }
+
+  public var fetchedBytes: UInt64 {
+    get {_storage._fetchedBytes}
+    set {_uniqueStorage()._fetchedBytes = newValue}
+  }
+
+  public var fetchMicros: UInt64 {
+    get {_storage._fetchMicros}
+    set {_uniqueStorage()._fetchMicros = newValue}
+  }
+
+  public var fetchP50Us: UInt64 {
+    get {_storage._fetchP50Us}
+    set {_uniqueStorage()._fetchP50Us = newValue}
+  }
+
+  public var fetchP99Us: UInt64 {
+    get {_storage._fetchP99Us}
+    set {_uniqueStorage()._fetchP99Us = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -6499,7 +6527,7 @@ nonisolated extension Shoal_Wire_V1_MemberStatusInfo: SwiftProtobuf.Message, Swi
 
 nonisolated extension Shoal_Wire_V1_PeerStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PeerStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}peer\0\u{1}address\0\u{1}slots\0\u{1}running\0\u{1}ready\0\u{3}stored_bytes\0\u{3}steals_made\0\u{3}tasks_given\0\u{3}workflows_owned\0\u{3}workflows_backed_up\0\u{3}tasks_run\0\u{3}messages_dropped\0\u{3}keys_rejected\0\u{1}members\0\u{1}metrics\0\u{3}steal_round_trips\0\u{3}steal_round_trip_p50_us\0\u{3}steal_round_trip_p99_us\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}peer\0\u{1}address\0\u{1}slots\0\u{1}running\0\u{1}ready\0\u{3}stored_bytes\0\u{3}steals_made\0\u{3}tasks_given\0\u{3}workflows_owned\0\u{3}workflows_backed_up\0\u{3}tasks_run\0\u{3}messages_dropped\0\u{3}keys_rejected\0\u{1}members\0\u{1}metrics\0\u{3}steal_round_trips\0\u{3}steal_round_trip_p50_us\0\u{3}steal_round_trip_p99_us\0\u{1}fetches\0\u{3}fetched_bytes\0\u{3}fetch_micros\0\u{3}fetch_p50_us\0\u{3}fetch_p99_us\0")
 
   fileprivate class _StorageClass {
     var _peer: UInt64 = 0
@@ -6520,6 +6548,11 @@ nonisolated extension Shoal_Wire_V1_PeerStatus: SwiftProtobuf.Message, SwiftProt
     var _stealRoundTrips: UInt64 = 0
     var _stealRoundTripP50Us: UInt64 = 0
     var _stealRoundTripP99Us: UInt64 = 0
+    var _fetches: UInt64 = 0
+    var _fetchedBytes: UInt64 = 0
+    var _fetchMicros: UInt64 = 0
+    var _fetchP50Us: UInt64 = 0
+    var _fetchP99Us: UInt64 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -6548,6 +6581,11 @@ nonisolated extension Shoal_Wire_V1_PeerStatus: SwiftProtobuf.Message, SwiftProt
       _stealRoundTrips = source._stealRoundTrips
       _stealRoundTripP50Us = source._stealRoundTripP50Us
       _stealRoundTripP99Us = source._stealRoundTripP99Us
+      _fetches = source._fetches
+      _fetchedBytes = source._fetchedBytes
+      _fetchMicros = source._fetchMicros
+      _fetchP50Us = source._fetchP50Us
+      _fetchP99Us = source._fetchP99Us
     }
   }
 
@@ -6584,6 +6622,11 @@ nonisolated extension Shoal_Wire_V1_PeerStatus: SwiftProtobuf.Message, SwiftProt
         case 16: try { try decoder.decodeSingularUInt64Field(value: &_storage._stealRoundTrips) }()
         case 17: try { try decoder.decodeSingularUInt64Field(value: &_storage._stealRoundTripP50Us) }()
         case 18: try { try decoder.decodeSingularUInt64Field(value: &_storage._stealRoundTripP99Us) }()
+        case 19: try { try decoder.decodeSingularUInt64Field(value: &_storage._fetches) }()
+        case 20: try { try decoder.decodeSingularUInt64Field(value: &_storage._fetchedBytes) }()
+        case 21: try { try decoder.decodeSingularUInt64Field(value: &_storage._fetchMicros) }()
+        case 22: try { try decoder.decodeSingularUInt64Field(value: &_storage._fetchP50Us) }()
+        case 23: try { try decoder.decodeSingularUInt64Field(value: &_storage._fetchP99Us) }()
         default: break
         }
       }
@@ -6646,6 +6689,21 @@ nonisolated extension Shoal_Wire_V1_PeerStatus: SwiftProtobuf.Message, SwiftProt
       if _storage._stealRoundTripP99Us != 0 {
         try visitor.visitSingularUInt64Field(value: _storage._stealRoundTripP99Us, fieldNumber: 18)
       }
+      if _storage._fetches != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._fetches, fieldNumber: 19)
+      }
+      if _storage._fetchedBytes != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._fetchedBytes, fieldNumber: 20)
+      }
+      if _storage._fetchMicros != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._fetchMicros, fieldNumber: 21)
+      }
+      if _storage._fetchP50Us != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._fetchP50Us, fieldNumber: 22)
+      }
+      if _storage._fetchP99Us != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._fetchP99Us, fieldNumber: 23)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -6673,6 +6731,11 @@ nonisolated extension Shoal_Wire_V1_PeerStatus: SwiftProtobuf.Message, SwiftProt
         if _storage._stealRoundTrips != rhs_storage._stealRoundTrips {return false}
         if _storage._stealRoundTripP50Us != rhs_storage._stealRoundTripP50Us {return false}
         if _storage._stealRoundTripP99Us != rhs_storage._stealRoundTripP99Us {return false}
+        if _storage._fetches != rhs_storage._fetches {return false}
+        if _storage._fetchedBytes != rhs_storage._fetchedBytes {return false}
+        if _storage._fetchMicros != rhs_storage._fetchMicros {return false}
+        if _storage._fetchP50Us != rhs_storage._fetchP50Us {return false}
+        if _storage._fetchP99Us != rhs_storage._fetchP99Us {return false}
         return true
       }
       if !storagesAreEqual {return false}
