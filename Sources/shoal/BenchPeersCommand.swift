@@ -103,20 +103,7 @@ struct BenchPeers: AsyncParsableCommand {
         print(String(format: "  of which after the peer parsed the file and answered 'submitted': median %.0f tasks/s",
             Double(tasks) / running[running.count / 2]))
         print(String(format: "the same file on the local engine in this process: median %.0f tasks/s; cluster/local %.3f", l, c / l))
-        var ran: [String] = []
-        for a in addresses {
-            let conn = try ClientConnection(peer: a, peerKey: nil, key: nil)
-            var q = ClientRequest()
-            q.status = Shoal_Wire_V1_StatusRequest()
-            if let (reply, _) = try? await conn.ask(q), case .status(let st)? = reply.kind {
-                var line = "\(a): \(st.tasksRun) run, \(st.stealsMade) steals"
-                if st.stealRoundTrips > 0 {
-                    line += ", steal round trip p50 \(st.stealRoundTripP50Us) µs p99 \(st.stealRoundTripP99Us) µs (\(st.stealRoundTrips) requests)"
-                }
-                ran.append(line)
-            }
-        }
-        print("per peer:\n  " + ran.joined(separator: "\n  "))
+        await PeerProcess.printPerPeer(addresses)
     }
 }
 
@@ -181,6 +168,24 @@ final class PeerProcess {
             await client.close()
         }
         return peers
+    }
+
+    /// What each peer of a trusted-mode cluster ran and stole, one line each.
+    static func printPerPeer(_ addresses: [String]) async {
+        var ran: [String] = []
+        for a in addresses {
+            guard let conn = try? ClientConnection(peer: a, peerKey: nil, key: nil), let st = try? await conn.status() else {
+                continue
+            }
+            var line = "\(a): \(st.tasksRun) run, \(st.stealsMade) steals"
+            if st.stealRoundTrips > 0 {
+                line += ", steal round trip p50 \(st.stealRoundTripP50Us) µs p99 \(st.stealRoundTripP99Us) µs (\(st.stealRoundTrips) requests)"
+            }
+            if st.fetches > 0 { line += ", fetch p50 \(st.fetchP50Us) µs p99 \(st.fetchP99Us) µs (\(st.fetches))" }
+            ran.append(line)
+            await conn.close()
+        }
+        print("per peer:\n  " + ran.joined(separator: "\n  "))
     }
 
     let process = Process()
@@ -301,5 +306,6 @@ struct BenchStencilPeers: AsyncParsableCommand {
         func shown(_ g: Double?) -> String { g.map { String(format: "%.1f µs", $0 * 1e6) } ?? "not reached" }
         let ratio = (metgPeers != nil && metgLocal != nil) ? String(format: "; local/peers %.3f", metgLocal! / metgPeers!) : ""
         print("METG(\(Int(threshold * 100))%): peers \(shown(metgPeers)), local engine \(shown(metgLocal))\(ratio)")
+        await PeerProcess.printPerPeer(try processes.map { try $0.waitReady() })
     }
 }

@@ -155,11 +155,15 @@ private func ran(_ out: [StealDirective]) -> [TaskRef] {
         #expect(given(out) == [1, 2, 3])
         #expect(v.stealableQueue.map(\.id) == [4, 5])
         #expect(v.counters.tasksGiven == 3)
-        // Nothing left to spare: refuse, give nothing.
-        let again = v.on(.stealRequest(from: p(1), requestID: 2, max: 16, catalogue: [1], holding: []), now: t0)
+        // Nothing left to spare: held (below), or with holding off refused at once, nothing given.
+        var noHold = StealSettings()
+        noHold.holdRequestsFor = .zero
+        var u = victim(queue: queue, free: 2, settings: noHold)
+        _ = u.on(.stealRequest(from: p(1), requestID: 1, max: 16, catalogue: [1], holding: []), now: t0)
+        let again = u.on(.stealRequest(from: p(1), requestID: 2, max: 16, catalogue: [1], holding: []), now: t0)
         #expect(granted(again) == [])
         #expect(given(again).isEmpty)
-        #expect(v.counters.refusalsSent == 1)
+        #expect(u.counters.refusalsSent == 1)
 
         var s = StealSettings()
         s.keepForSelf = 4
@@ -170,6 +174,70 @@ private func ran(_ out: [StealDirective]) -> [TaskRef] {
         #expect(granted(x.on(.stealRequest(from: p(1), requestID: 1, max: 2, catalogue: [1], holding: []), now: t0)) == [1, 2])
     }
 
+    @Test func aRequestWithNothingToSpareIsHeldAndServedWhenTasksBecomeReady() {
+        var v = victim(queue: [task(1)])  // keeps 1: nothing to spare
+        let held = v.on(.stealRequest(from: p(1), requestID: 7, max: 2, catalogue: [1], holding: []), now: t0)
+        #expect(held == [.schedule(.heldSweep, after: .milliseconds(20))])
+        #expect(v.heldThieves == [p(1)] && v.heldAsk(of: p(1)) == 2 && v.counters.requestsHeld == 1)
+        // The network repeats it while it is held: still held, nothing sent.
+        #expect(v.on(.stealRequest(from: p(1), requestID: 7, max: 2, catalogue: [1], holding: []), now: at(ms: 1)).isEmpty)
+        #expect(v.counters.duplicateRequests == 1)
+        // Asked to serve it with the same queue: nothing to spare yet, it stays held.
+        #expect(v.on(.serveHeld(thief: p(1)), now: at(ms: 2)).isEmpty)
+        #expect(v.heldThieves == [p(1)])
+        // Tasks became ready: served at once, up to what it asked, keeping one.
+        _ = v.on(.readyQueue([task(1), task(2), task(3), task(4)]), now: at(ms: 3))
+        let out = v.on(.serveHeld(thief: p(1)), now: at(ms: 3))
+        #expect(granted(out) == [1, 2] && given(out) == [1, 2])
+        #expect(v.heldThieves.isEmpty && v.counters.heldRequestsServed == 1 && v.counters.refusalsSent == 0)
+        // Its sweep timer finds nothing left to refuse; a repeat is answered from the grant table.
+        #expect(v.on(.timer(.heldSweep), now: at(ms: 20)).isEmpty)
+        #expect(granted(v.on(.stealRequest(from: p(1), requestID: 7, max: 2, catalogue: [1], holding: []), now: at(ms: 21))) == [1, 2])
+        #expect(v.stealableQueue.map(\.id) == [3, 4])
+    }
+
+    @Test func aHeldRequestIsRefusedWhenItsTimeIsUpAndHoldingIsBounded() {
+        var s = StealSettings()
+        s.maxHeldRequests = 2
+        var v = victim(queue: [], settings: s)
+        _ = v.on(.stealRequest(from: p(1), requestID: 1, max: 1, catalogue: [1], holding: []), now: t0)
+        #expect(v.on(.stealRequest(from: p(3), requestID: 1, max: 1, catalogue: [1], holding: []), now: at(ms: 5)).isEmpty)
+        // A third thief finds the table full: refused at once.
+        #expect(granted(v.on(.stealRequest(from: p(4), requestID: 1, max: 1, catalogue: [1], holding: []), now: at(ms: 6))) == [])
+        #expect(v.heldThieves == [p(1), p(3)])
+        // A timer before the first deadline is stale; at it, the first is refused and the timer
+        // comes back for the second.
+        #expect(v.on(.timer(.heldSweep), now: at(ms: 19)).isEmpty)
+        let first = v.on(.timer(.heldSweep), now: at(ms: 20))
+        #expect(first == [.send(.refused(requestID: 1), to: p(1)), .schedule(.heldSweep, after: .milliseconds(5))])
+        #expect(v.on(.timer(.heldSweep), now: at(ms: 25)) == [.send(.refused(requestID: 1), to: p(3))])
+        #expect(v.heldThieves.isEmpty && v.counters.refusalsSent == 3 && v.counters.requestsHeld == 2)
+        // A thief's newer request replaces its older held one (the older is refused).
+        _ = v.on(.stealRequest(from: p(1), requestID: 2, max: 1, catalogue: [1], holding: []), now: at(ms: 30))
+        let newer = v.on(.stealRequest(from: p(1), requestID: 3, max: 1, catalogue: [1], holding: []), now: at(ms: 31))
+        #expect(newer == [.send(.refused(requestID: 2), to: p(1))])
+        #expect(v.heldThieves == [p(1)])
+        // Held at most half the thief's timeout, so it is answered before the thief gives up.
+        var long = StealSettings()
+        long.holdRequestsFor = .seconds(1)
+        #expect(long.clamped.holdRequestsFor == .milliseconds(25))
+    }
+
+    @Test func aThiefAsksTheVictimThatLastGrantedItFirstUntilItRefuses() {
+        var m = thief(view: [member(2, ready: 50)], free: 1)
+        let rid = requests(m.on(.tick, now: t0))[0].rid
+        _ = m.on(.stealReply(from: p(2), requestID: rid, granted: [task(1)]), now: at(ms: 1))
+        #expect(m.regularVictim == p(2))
+        // The gossiped view no longer shows any victim: the regular one is asked all the same.
+        _ = m.on(.loadView([]), now: at(ms: 2))
+        let again = requests(m.on(.tick, now: at(ms: 2)))
+        #expect(again.map(\.to) == [p(2)])
+        // It refuses: no longer regular, and with an empty view there is nobody to ask.
+        _ = m.on(.stealRefused(from: p(2), requestID: again[0].rid), now: at(ms: 3))
+        #expect(m.regularVictim == nil)
+        #expect(requests(m.on(.tick, now: at(ms: 20))).isEmpty)
+    }
+
     @Test func victimGrantsOnlyWhatTheThiefsCatalogueRuns() {
         let queue = [task(1, key: 1), task(2, key: 2), task(3, key: 1), task(4, key: 3), task(5, key: 3)]
         var v = victim(queue: queue)
@@ -177,7 +245,9 @@ private func ran(_ out: [StealDirective]) -> [TaskRef] {
         #expect(granted(out) == [4, 5])
         var w = victim(queue: queue)
         let none = w.on(.stealRequest(from: p(1), requestID: 1, max: 16, catalogue: [7], holding: []), now: t0)
-        #expect(granted(none) == [])
+        // Nothing it can run: held (tasks it runs may become ready), refused when its time is up.
+        #expect(granted(none) == nil && w.heldThieves == [p(1)])
+        #expect(granted(w.on(.timer(.heldSweep), now: at(ms: 20))) == [])
         #expect(w.stealableQueue.count == 5)
         // A catalogue out of order (the protocol asks for ascending keys) is still read whole.
         var x = victim(queue: queue)

@@ -216,6 +216,32 @@ struct WorkMachineTests {
         #expect(out.contains { if case .send(.inputLost(let t, _, _, let definite), _) = $0 { t == task.id && definite } else { false } })
     }
 
+    /// Found by the cluster equivalence test's seed 52 (after steal requests began to be held):
+    /// in a split brain, the owner on one side ended the workflow and released it while a body of
+    /// it ran at a peer of the other side. The body finished after the release and the peer kept
+    /// its output as a version it held, though its shell had dropped the workflow's bytes with the
+    /// release; a later grant from the other side's owner read that version and ran without its
+    /// bytes. What a body makes after its workflow was released is dropped, and a task that reads
+    /// it fetches it from the holder its grant names.
+    @Test func aBodyThatEndsAfterItsWorkflowWasReleasedLeavesNothingHeld() throws {
+        let wf = WorkflowID(raw: 1)
+        var peer = Self.machine(2)
+        let first = StealableTask(id: TaskRef(wf, 0), owner: Self.p(1), catalogueKey: 1, outputs: [VersionRef(wf, 1)])
+        #expect(Self.executions(peer.on(.granted([first]), now: Self.t0)).count == 1)
+        _ = peer.on(.message(.release(workflow: wf), from: Self.p(1)), now: Self.t0)
+        let ended = peer.on(.executed(task: first.id, outputs: [DataValue(bytes: 8, content: 5)]), now: Self.t0)
+        #expect(!ended.contains { if case .send(.result, _) = $0 { true } else { false } })
+        #expect(peer.counters.tasksDroppedAfterEnd == 1 && peer.freeSlots == 1)
+        // Another owner (the other side of the split) grants a reader of that version: it is fetched.
+        let reader = StealableTask(
+            id: TaskRef(wf, 1), owner: Self.p(3), catalogueKey: 1,
+            inputs: [DataLocation(datum: VersionRef(wf, 1), bytes: 8, holder: Self.p(4), checksum: DataValue(bytes: 8, content: 5).checksum)],
+            outputs: [VersionRef(wf, 2)])
+        let out = peer.on(.granted([reader]), now: Self.t0)
+        #expect(Self.executions(out).isEmpty)
+        #expect(out.contains { if case .send(.fetch(VersionRef(wf, 1), _), Self.p(4)) = $0 { true } else { false } })
+    }
+
     /// Found by swarm seed 2199: a thief that took the workflow over while running a task for the
     /// old owner sent the result only to the dead owner, and its own record of the task waited
     /// forever.

@@ -115,6 +115,9 @@ public struct PeerMachine: Sendable {
     private let catalogueSummary: UInt64
     private var lastLoad = PeerLoad()
     private var candidatesEpoch = UInt64.max
+    /// The ready-task count when held steal requests were last offered tasks (offered again
+    /// only when it changes).
+    private var heldServedAtReady = -1
     /// Draws the ids of workflows submitted here (`newWorkflowID`).
     private var workflowIDs: SeededGenerator
 
@@ -194,6 +197,7 @@ public struct PeerMachine: Sendable {
         case .failed(let task, let failure): onWork(.failed(task: task, failure: failure), now: now, into: &out)
         case .leave: onMembership(.leave, now: now, into: &out)
         }
+        if !steal.heldThieves.isEmpty && work.readyTasks != heldServedAtReady { serveHeldSteals(now: now, into: &out) }
     }
 
     public mutating func on(_ event: PeerEvent, now: Instant) -> [PeerDirective] {
@@ -259,9 +263,22 @@ public struct PeerMachine: Sendable {
         steal.on(.readyQueue(work.stealable(near: thief, limit: window)), now: now, into: &stealOut)
     }
 
+    /// Victim: the steal requests held for want of ready tasks get the tasks this peer can spare
+    /// now, oldest first, while it has more ready than it keeps.
+    private mutating func serveHeldSteals(now: Instant, into out: inout [PeerDirective]) {
+        for thief in steal.heldThieves {
+            guard work.readyTasks > max(steal.settings.keepForSelf, work.freeSlots) else { break }
+            updateVictim(thief: thief, asked: steal.heldAsk(of: thief), now: now)
+            onSteal(.serveHeld(thief: thief), now: now, into: &out)
+        }
+        heldServedAtReady = work.readyTasks
+    }
+
     private mutating func tryToSteal(now: Instant, into out: inout [PeerDirective]) {
+        // A thief asks its regular victim (the last that granted it tasks) whatever the gossiped
+        // loads say; others only when some member reports ready tasks.
         guard isIdle, steal.outstandingRequests.count < steal.settings.maxOutstandingSteals,
-            now >= steal.backingOffUntil, membership.membersWithReadyTasks > 0
+            now >= steal.backingOffUntil, membership.membersWithReadyTasks > 0 || steal.regularVictim != nil
         else { return }
         refreshThief(now: now)
         onSteal(.tick, now: now, into: &out)

@@ -164,6 +164,10 @@ public struct WorkMachine: Sendable {
     /// Owners other than the one in the task that asked about a running or queued task (after a
     /// takeover, or on both sides of a partition): they get the result too.
     private var alsoTell: [TaskRef: [PeerID]] = [:]
+    /// Jobs whose bodies were running when their workflow ended here (`release`): their outputs
+    /// are dropped when they finish, as the shell dropped the workflow's bytes (a body that ends
+    /// after the release must not leave this peer believing it holds a value it has no bytes of).
+    private var discardOnFinish: Set<TaskRef> = []
     private var unacknowledged: [TaskRef: PendingResult] = [:]
     /// Tasks granted here and waiting for a slot (for audits).
     private var queuedIDs: Set<TaskRef> = []
@@ -636,6 +640,8 @@ public struct WorkMachine: Sendable {
             alsoTell[task] = nil
             counters.tasksDroppedAfterEnd += 1
         }
+        // The bodies running now keep their slots until they finish; what they make is dropped.
+        for task in running.keys where task.workflow == wf { discardOnFinish.insert(task) }
         fetches = fetches.filter { $0.value.task.workflow != wf }
     }
 
@@ -869,6 +875,12 @@ public struct WorkMachine: Sendable {
         _ taskID: TaskRef, outputs: [DataValue] = [], failure: TaskFailure? = nil, into out: inout [WorkDirective]
     ) {
         guard let job = running.removeValue(forKey: taskID) else { return }
+        if discardOnFinish.remove(taskID) != nil {
+            alsoTell[taskID] = nil
+            counters.tasksDroppedAfterEnd += 1
+            fill(into: &out)
+            return
+        }
         var records: [OutputRecord] = []
         if failure == nil {
             for (version, value) in zip(job.task.outputs, outputs) {
@@ -904,6 +916,7 @@ public struct WorkMachine: Sendable {
     /// Drops a job that cannot run (an input is unreachable) and tells its owner.
     private mutating func abandon(_ taskID: TaskRef, version: VersionRef, holder: PeerID, definite: Bool, into out: inout [WorkDirective]) {
         guard let job = running.removeValue(forKey: taskID) else { return }
+        discardOnFinish.remove(taskID)
         alsoTell[taskID] = nil  // they will ask again and hear `unknown`
         if job.task.owner != id {
             out.append(

@@ -6,12 +6,17 @@
 ///   `min(stealBatchMax, freeSlots)` tasks and runs what it is granted; refusals and timeouts
 ///   back off exponentially (bounded). Late grants are still run; duplicated replies are not.
 ///   With `requestRetransmits > 0` a timed-out request is first resent under the same id.
+///   A victim that granted tasks is asked again first (the *regular victim*), whatever the
+///   gossiped view says, until it refuses or a request to it times out: work a victim makes
+///   ready one step after another (a stencil's next row) is found in a round trip.
 ///   Victims are recognised as catalogue-compatible by `PeerLoad.catalogue`, which the shell must
 ///   fill with `StealCatalogue.summary(keys)`.
 /// - **victim**: it answers a request from its ready queue, keeping
 ///   `max(keepForSelf, own free slots)` tasks, granting only tasks the thief's catalogue runs,
 ///   those whose inputs the thief holds (most held bytes) first, then in queue order. A
-///   duplicated request gets the same answer again and gives nothing new.
+///   duplicated request gets the same answer again and gives nothing new. A request it cannot
+///   serve at once is *held* (`holdRequestsFor`, at most `maxHeldRequests`) and served as soon
+///   as the shell reports spare ready tasks (`serveHeld`), or refused when its time is up.
 ///
 /// Results are not its business: the owner's `WorkMachine` knows every task's state, applies the
 /// first result and discards (and counts) the others, re-openings included.
@@ -48,6 +53,8 @@ public struct StealMachine: Sendable {
     private var pending: [UInt64] = []  // request ids awaiting a reply, oldest first
     private var failures = 0
     private var backoffUntil = Instant(nanoseconds: .min)
+    /// The victim that granted this thief's last request: asked first next time.
+    public private(set) var regularVictim: PeerID?
     /// When each request (attempt) times out: one sweep timer, not a timer per request (a thief
     /// sends one per protocol period while idle; nearly all are answered long before).
     private var timeouts: SweptDeadlines<UInt64>
@@ -60,6 +67,17 @@ public struct StealMachine: Sendable {
     /// is the next to forget (a victim answers a request per idle thief per protocol period).
     private var grantOrder: [GrantKey] = []
     private var grantOldest = 0
+    /// Requests waiting for ready tasks, oldest first (so their deadlines ascend).
+    private struct HeldRequest {
+        var key: GrantKey
+        var max: Int
+        var catalogue: [UInt64]
+        var holding: [VersionRef]
+        var until: Instant
+    }
+    private var held: [HeldRequest] = []
+    /// When the pending `heldSweep` timer fires (nil: none pending).
+    private var heldSweepAt: Instant?
 
     public init(id: PeerID, settings: StealSettings = StealSettings(), seed: UInt64) {
         self.id = id
@@ -81,6 +99,10 @@ public struct StealMachine: Sendable {
     /// How many of its queued tasks a victim keeps when it answers a request: `keepForSelf`, or
     /// its free slots if more.
     public var tasksKept: Int { max(settings.keepForSelf, freeSlots) }
+    /// The thieves whose requests this victim holds, oldest first.
+    public var heldThieves: [PeerID] { held.map(\.key.thief) }
+    /// What the thief `thief`'s held request asks for (0: none held).
+    public func heldAsk(of thief: PeerID) -> Int { held.first { $0.key.thief == thief }?.max ?? 0 }
 
     // MARK: Events
 
@@ -101,7 +123,7 @@ public struct StealMachine: Sendable {
                 counters.messagesDropped += 1
                 return
             }
-            onRequest(from: from, requestID: rid, max: max, catalogue: cat, holding: held, into: &out)
+            onRequest(from: from, requestID: rid, max: max, catalogue: cat, holding: held, now: now, into: &out)
         case .stealReply(let from, let rid, let granted):
             guard acceptable(granted) else {
                 counters.messagesDropped += 1
@@ -118,7 +140,9 @@ public struct StealMachine: Sendable {
             }
         case .timer(.retry):
             if freeSlots > 0 && readyTasks == 0 { onTick(now: now, into: &out) }
+        case .timer(.heldSweep): sweepHeld(now: now, into: &out)
         case .readyQueue(let tasks): queue = tasks
+        case .serveHeld(let thief): serveHeld(thief, into: &out)
         }
     }
 
@@ -165,6 +189,7 @@ public struct StealMachine: Sendable {
     /// Power of two choices: sample `candidateSample` distinct eligible peers, keep the one with
     /// the most ready tasks (ties: lower `PeerID`).
     private mutating func chooseVictim() -> PeerID? {
+        if let regular = regularVictim, !pending.contains(where: { sent[$0]?.victim == regular }) { return regular }
         var candidates = eligibleVictims()
         guard !candidates.isEmpty else { return nil }
         let k = min(settings.candidateSample, candidates.count)
@@ -235,10 +260,12 @@ public struct StealMachine: Sendable {
             pendingMessages[rid] = nil
             if granted.isEmpty {
                 counters.refusals += 1
+                if regularVictim == from { regularVictim = nil }
                 fail(now: now, into: &out)
             } else {
                 failures = 0
                 backoffUntil = Instant(nanoseconds: .min)
+                regularVictim = from
                 grant(granted, into: &out)
             }
         case .expired, nil:
@@ -270,6 +297,7 @@ public struct StealMachine: Sendable {
         sent[rid]?.state = .expired
         pendingMessages[rid] = nil
         pending.removeAll { $0 == rid }
+        if regularVictim == request.victim { regularVictim = nil }
         counters.timeouts += 1
         fail(now: now, into: &out)
     }
@@ -295,7 +323,7 @@ public struct StealMachine: Sendable {
 
     private mutating func onRequest(
         from thief: PeerID, requestID rid: UInt64, max asked: Int, catalogue cat: [UInt64], holding held: [VersionRef],
-        into out: inout [StealDirective]
+        now: Instant, into out: inout [StealDirective]
     ) {
         guard thief != id else { return }
         let key = GrantKey(thief: thief, requestID: rid)
@@ -304,43 +332,99 @@ public struct StealMachine: Sendable {
             out.append(.send(answer(rid, previous), to: thief))
             return
         }
-        let room = min(asked, settings.stealBatchMax, queue.count - tasksKept)
-        var chosen: [StealableTask] = []
-        if room > 0 {
-            // A victim answers a request for every protocol period of every idle thief: no
-            // hashing of the catalogue (sorted, as a request's is: binary search; one that is
-            // not, from another implementation, is sorted here first) and one pass to split the
-            // queue.
-            var runnable = cat.prefix(settings.maxCatalogueAdvertised)
-            if !Self.isAscending(runnable) { runnable = ArraySlice(runnable.sorted()) }
-            let heldSet = Set(held.prefix(settings.maxHoldingAdvertised))
-            var scored: [(held: UInt64, index: Int)] = []
-            scored.reserveCapacity(queue.count)
-            for (i, t) in queue.enumerated() where Self.sortedContains(runnable, t.catalogueKey) {
-                let bytes = t.inputs.reduce(UInt64(0)) { sum, input in
-                    heldSet.contains(input.datum) || input.holder == thief ? sum &+ input.bytes : sum
-                }
-                scored.append((bytes, i))
-            }
-            scored.sort { $0.held != $1.held ? $0.held > $1.held : $0.index < $1.index }
-            var picked = [Bool](repeating: false, count: queue.count)
-            for s in scored.prefix(room) { picked[s.index] = true }
-            chosen.reserveCapacity(min(room, scored.count))
-            var kept: [StealableTask] = []
-            kept.reserveCapacity(queue.count - min(room, scored.count))
-            for (i, t) in queue.enumerated() {
-                if picked[i] { chosen.append(t) } else { kept.append(t) }
-            }
-            queue = kept
+        if self.held.contains(where: { $0.key == key }) {
+            counters.duplicateRequests += 1  // answered when it is served or its time is up
+            return
         }
+        let chosen = choose(for: thief, asked: asked, catalogue: cat, holding: held)
+        if chosen.isEmpty, asked > 0, settings.holdRequestsFor > .zero, self.held.count < settings.maxHeldRequests {
+            // One held request per thief: a newer one replaces an older (the thief gave it up).
+            if let old = self.held.firstIndex(where: { $0.key.thief == thief }) {
+                settle(self.held.remove(at: old).key, [], into: &out)
+            }
+            let until = now + settings.holdRequestsFor
+            self.held.append(HeldRequest(key: key, max: asked, catalogue: cat, holding: held, until: until))
+            counters.requestsHeld += 1
+            if heldSweepAt == nil {
+                heldSweepAt = until
+                out.append(.schedule(.heldSweep, after: settings.holdRequestsFor))
+            }
+            return
+        }
+        settle(key, chosen, into: &out)
+    }
+
+    /// Answers request `key` with `chosen` (empty: refused) and remembers the answer.
+    private mutating func settle(_ key: GrantKey, _ chosen: [StealableTask], into out: inout [StealDirective]) {
         rememberGrant(key, chosen)
         if chosen.isEmpty {
             counters.refusalsSent += 1
         } else {
             counters.tasksGiven += chosen.count
-            out.append(.give(chosen.map(\.id), to: thief))
+            out.append(.give(chosen.map(\.id), to: key.thief))
         }
-        out.append(.send(answer(rid, chosen), to: thief))
+        out.append(.send(answer(key.requestID, chosen), to: key.thief))
+    }
+
+    private mutating func serveHeld(_ thief: PeerID, into out: inout [StealDirective]) {
+        guard let i = held.firstIndex(where: { $0.key.thief == thief }) else { return }
+        let h = held[i]
+        let chosen = choose(for: thief, asked: h.max, catalogue: h.catalogue, holding: h.holding)
+        guard !chosen.isEmpty else { return }
+        held.remove(at: i)
+        counters.heldRequestsServed += 1
+        settle(h.key, chosen, into: &out)
+    }
+
+    /// Refuses the held requests whose time is up; the timer comes again for the next one.
+    private mutating func sweepHeld(now: Instant, into out: inout [StealDirective]) {
+        guard let at = heldSweepAt, now >= at else { return }  // an earlier timer, stale
+        heldSweepAt = nil
+        var kept: [HeldRequest] = []
+        for h in held {
+            if h.until <= now { settle(h.key, [], into: &out) } else { kept.append(h) }
+        }
+        held = kept
+        if let next = held.first?.until {
+            heldSweepAt = next
+            out.append(.schedule(.heldSweep, after: next - now))
+        }
+    }
+
+    /// The tasks a request may take from the queue now (removed from it): at most `asked` and
+    /// `stealBatchMax`, leaving `tasksKept`, only those the thief's catalogue runs, those whose
+    /// inputs it holds (most held bytes) first, then in queue order.
+    private mutating func choose(
+        for thief: PeerID, asked: Int, catalogue cat: [UInt64], holding held: [VersionRef]
+    ) -> [StealableTask] {
+        let room = min(asked, settings.stealBatchMax, queue.count - tasksKept)
+        guard room > 0 else { return [] }
+        // A victim answers a request for every protocol period of every idle thief: no hashing
+        // of the catalogue (sorted, as a request's is: binary search; one that is not, from
+        // another implementation, is sorted here first) and one pass to split the queue.
+        var runnable = cat.prefix(settings.maxCatalogueAdvertised)
+        if !Self.isAscending(runnable) { runnable = ArraySlice(runnable.sorted()) }
+        let heldSet = Set(held.prefix(settings.maxHoldingAdvertised))
+        var scored: [(held: UInt64, index: Int)] = []
+        scored.reserveCapacity(queue.count)
+        for (i, t) in queue.enumerated() where Self.sortedContains(runnable, t.catalogueKey) {
+            let bytes = t.inputs.reduce(UInt64(0)) { sum, input in
+                heldSet.contains(input.datum) || input.holder == thief ? sum &+ input.bytes : sum
+            }
+            scored.append((bytes, i))
+        }
+        scored.sort { $0.held != $1.held ? $0.held > $1.held : $0.index < $1.index }
+        var picked = [Bool](repeating: false, count: queue.count)
+        for s in scored.prefix(room) { picked[s.index] = true }
+        var chosen: [StealableTask] = []
+        chosen.reserveCapacity(min(room, scored.count))
+        var kept: [StealableTask] = []
+        kept.reserveCapacity(queue.count - min(room, scored.count))
+        for (i, t) in queue.enumerated() {
+            if picked[i] { chosen.append(t) } else { kept.append(t) }
+        }
+        queue = kept
+        return chosen
     }
 
     private static func isAscending(_ keys: ArraySlice<UInt64>) -> Bool {

@@ -38,6 +38,15 @@ public struct StealSettings: Sendable, Hashable {
     /// Thief: how many recent own requests are remembered to recognise late and duplicated
     /// replies (FIFO eviction). 1...65536.
     public var requestMemory: Int
+    /// Victim: a request it cannot serve at once (no ready task to spare) is held this long
+    /// instead of refused, and served as soon as tasks become ready: a thief learns of new work
+    /// in a round trip, not at the next gossip of the victim's load. At most half of
+    /// `stealTimeout` (a held request is answered before the thief gives it up); zero refuses at
+    /// once. Default 20 ms.
+    public var holdRequestsFor: Interval
+    /// Victim: most requests held at once (one per thief); past it, requests are refused at once.
+    /// 0...1024.
+    public var maxHeldRequests: Int
 
     public init() {
         stealBatchMax = 16
@@ -53,6 +62,8 @@ public struct StealSettings: Sendable, Hashable {
         maxHoldingAdvertised = 256
         grantMemory = 256
         requestMemory = 64
+        holdRequestsFor = .milliseconds(20)
+        maxHeldRequests = 64
     }
 
     /// The settings with every field forced into its documented range.
@@ -71,6 +82,8 @@ public struct StealSettings: Sendable, Hashable {
         s.maxHoldingAdvertised = min(max(0, maxHoldingAdvertised), 4_096)
         s.grantMemory = min(max(1, grantMemory), 65_536)
         s.requestMemory = min(max(1, requestMemory), 65_536)
+        s.holdRequestsFor = min(max(.zero, holdRequestsFor), Interval(nanoseconds: s.stealTimeout.nanoseconds / 2))
+        s.maxHeldRequests = min(max(0, maxHeldRequests), 1_024)
         return s
     }
 }
@@ -144,6 +157,8 @@ public enum StealTimer: Sendable, Hashable {
     case timeoutSweep
     /// The back-off is over: if the peer is still idle, try again.
     case retry
+    /// Victim: held requests whose time is up are refused.
+    case heldSweep
 }
 
 public enum StealEvent: Sendable, Hashable {
@@ -161,6 +176,9 @@ public enum StealEvent: Sendable, Hashable {
     case timer(StealTimer)
     /// Victim side: the tasks this peer could give away, in its queue order (replaces the last).
     case readyQueue([StealableTask])
+    /// Victim side: serve `thief`'s held request from the ready queue just given, if it has
+    /// tasks to spare now (the shell sends it when its ready tasks grew while requests are held).
+    case serveHeld(thief: PeerID)
 
     /// The event of a received message.
     public static func received(_ message: StealMessage, from: PeerID) -> StealEvent {
@@ -204,6 +222,10 @@ public struct StealCounters: Sendable, Hashable, Codable {
     public var refusalsSent = 0
     /// Victim: duplicated requests answered again from the grant table.
     public var duplicateRequests = 0
+    /// Victim: requests held because nothing could be given at once, and those of them served
+    /// with tasks before their time was up (the rest were refused).
+    public var requestsHeld = 0
+    public var heldRequestsServed = 0
     /// Messages from other peers dropped as out of bounds (`StealMachine.acceptable`): a request
     /// with more catalogue keys or held versions than any request carries, a grant of more tasks
     /// than any request asks for, or of a task with more accesses or holders than a task has.
@@ -223,6 +245,8 @@ public struct StealCounters: Sendable, Hashable, Codable {
         lateGrants += o.lateGrants
         refusalsSent += o.refusalsSent
         duplicateRequests += o.duplicateRequests
+        requestsHeld += o.requestsHeld
+        heldRequestsServed += o.heldRequestsServed
         messagesDropped += o.messagesDropped
     }
 }
