@@ -13,9 +13,14 @@ final class WorkerPool: Sendable {
         let outputs: Result<[[UInt8]], TaskFailure>
     }
 
+    struct QueuedJob: Sendable {
+        let job: TaskJob
+        let workflowName: String
+    }
+
     private struct State {
-        var queue: [(TaskJob, String)] = []
-        var head = 0
+        /// Jobs not yet taken (a taken job leaves at once: its input bytes go with it).
+        var queue = RingBuffer<QueuedJob>()
         var results: [Done] = []
         var stopping = false
     }
@@ -39,7 +44,7 @@ final class WorkerPool: Sendable {
 
     /// Queues `job` (the machine bounds how many run at once by its slots).
     func submit(_ job: TaskJob, workflowName: String) {
-        state.withLock { $0.queue.append((job, workflowName)) }
+        state.withLock { $0.queue.append(QueuedJob(job: job, workflowName: workflowName)) }
         work.signal()
     }
 
@@ -59,19 +64,8 @@ final class WorkerPool: Sendable {
     private func loop(_ runner: any TaskBodyRunner) {
         while true {
             work.wait()
-            let next: (TaskJob, String)? = state.withLock { s in
-                if s.stopping { return nil }
-                guard s.head < s.queue.count else { return nil }
-                defer {
-                    s.head += 1
-                    if s.head > 1_024 && s.head * 2 > s.queue.count {
-                        s.queue.removeFirst(s.head)
-                        s.head = 0
-                    }
-                }
-                return s.queue[s.head]
-            }
-            guard let (job, name) = next else {
+            let next: QueuedJob? = state.withLock { s in s.stopping ? nil : s.queue.popFirst() }
+            guard let job = next?.job, let name = next?.workflowName else {
                 if state.withLock({ $0.stopping }) { return }
                 continue
             }

@@ -81,6 +81,8 @@ struct BenchMove: AsyncParsableCommand {
             let median = rates.sorted()[rates.count / 2], bareMedian = bare.sorted()[bare.count / 2]
             print(String(format: "%@: peer to peer fetch median %.2f GB/s, best %.2f (%d moves); bare libzmq in the same runs median %.2f GB/s; ratio %.2f",
                 name, median, rates.max()!, rates.count, bareMedian, median / bareMedian))
+            print("  each move: " + rates.map { String(format: "%.2f", $0) }.joined(separator: ", ") + " GB/s; bare: "
+                + bare.map { String(format: "%.2f", $0) }.joined(separator: ", "))
         }
     }
 }
