@@ -75,7 +75,10 @@ public actor Peer {
         let shard = try LMDBShard(directory: config.dataDirectory + "/shard")
         var settings = PeerSettings()
         settings.membership.setProtocolPeriod(.milliseconds(Int64(config.protocolPeriodMs)))
-        settings.work.slots = runners.count * config.queueDepth
+        // One slot per body thread; a deeper queue is prefetch: jobs queued for those threads,
+        // neither free slots nor offered to thieves.
+        settings.work.slots = runners.count
+        settings.work.prefetch = runners.count * (config.queueDepth - 1)
         settings.placement.replicas = config.replicas
         // Large objects: 20 ms more per MiB (50 MB/s, far under loopback's and a LAN's) before a
         // store or a transfer is sent again, and gets that wait for big answers.

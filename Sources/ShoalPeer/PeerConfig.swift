@@ -20,7 +20,7 @@ import Yams
 /// security: curve                   # or none: a trusted network, no keys (never the default)
 /// log-level: info
 /// replicas: 3                       # copies of each persistent object
-/// queue-depth: 1                    # jobs per slot (more: short tasks never wait for the peer)
+/// queue-depth: 1                    # jobs per slot; past 1 they are prefetched (short tasks never wait)
 /// ```
 public struct PeerConfig: Sendable {
     public var listen = "tcp://127.0.0.1:7101"

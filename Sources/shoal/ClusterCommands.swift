@@ -40,7 +40,7 @@ extension PeerCommand {
         @Option(help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String?
         @Option(help: "Copies of each persistent object.") var replicas: Int?
         @Option(help: "Membership's protocol period in milliseconds (how often peers probe each other).") var protocolPeriodMs: Int?
-        @Option(help: "Jobs handed to the worker threads per slot (1: the machine's slots are what runs).") var queueDepth: Int?
+        @Option(help: "Jobs handed to the worker threads per slot (past 1: prefetched, neither free slots nor offered to thieves).") var queueDepth: Int?
 
         func run() async throws {
             var cfg: PeerConfig

@@ -117,6 +117,25 @@ struct WorkMachineTests {
         #expect(owner.stealable(near: Self.p(3)).map(\.id.task) == [8, 5, 6])
     }
 
+    /// Prefetch (a real peer's `queue-depth`): jobs beyond the slots are handed to the shell at
+    /// once, but they fill no slot, so the peer is not idle and offers the rest to thieves.
+    @Test func prefetchedJobsAreHandedOutButAreNeitherFreeSlotsNorOffered() throws {
+        let wf = WorkflowID(raw: 1)
+        let plan = try WorkflowPlan(WorkflowSpec(name: "many", dataCount: 8, tasks: (0..<8).map { Self.task([($0, .out)]) }))
+        var s = WorkSettings()
+        s.slots = 2
+        s.prefetch = 3
+        var owner = WorkMachine(id: Self.p(1), settings: s)
+        let out = owner.on(.submit(workflow: wf, plan: plan, initial: Self.initial(plan)), now: Self.t0)
+        #expect(Self.executions(out).map(\.0.task) == [0, 1, 2, 3, 4])
+        #expect(owner.freeSlots == 0 && owner.readyTasks == 3)
+        #expect(owner.stealable().map(\.id.task) == [5, 6, 7])
+        // One job ends: the next ready one is handed out; still no free slot.
+        let next = owner.on(.executed(task: TaskRef(wf, 0), outputs: Self.outputs(plan, TaskRef(wf, 0), [])), now: Self.t0)
+        #expect(Self.executions(next).map(\.0.task) == [5])
+        #expect(owner.freeSlots == 0 && owner.readyTasks == 2)
+    }
+
     /// A thief confirms a grant only if the task is not done a quarter of the lease later: a
     /// short task's result is its confirmation, and the owner keeps it assigned until then.
     @Test func aQuickResultConfirmsItsGrant() throws {

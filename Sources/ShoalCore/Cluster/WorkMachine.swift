@@ -204,7 +204,8 @@ public struct WorkMachine: Sendable {
 
     // MARK: Queries
 
-    public var freeSlots: Int { settings.slots - running.count }
+    /// Slots with no job (prefetched jobs fill none: `WorkSettings.prefetch`).
+    public var freeSlots: Int { max(0, settings.slots - running.count) }
     /// Ready tasks queued here: owned ones not yet running, plus granted ones waiting for a slot.
     public var readyTasks: Int { owned.reduce(queue.count) { $0 + $1.readyCount } }
     public private(set) var storedBytes: UInt64 = 0
@@ -822,7 +823,7 @@ public struct WorkMachine: Sendable {
 
     /// Starts queued tasks while slots are free: granted tasks first, then own ready tasks.
     private mutating func fill(into out: inout [WorkDirective]) {
-        while running.count < settings.slots {
+        while running.count < settings.slots + settings.prefetch {
             if let task = queue.popFirst() {
                 queuedIDs.remove(task.id)
                 start(task, into: &out)

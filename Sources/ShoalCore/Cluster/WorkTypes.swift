@@ -373,6 +373,12 @@ public enum WorkTimer: Sendable, Hashable {
 public struct WorkSettings: Sendable, Hashable {
     /// Tasks this peer runs at once.
     public var slots: Int
+    /// Jobs handed to the shell beyond `slots`: they wait in its queue for a body thread, their
+    /// inputs fetched meanwhile, so a thread that finishes a body starts the next without waiting
+    /// for the machine (tasks of microseconds, where the hand-over costs more than the body).
+    /// They are this peer's, not offered to thieves, and not counted as free slots. Default 0
+    /// (the simulator's slot model); a real peer's `queue-depth`. 0...65536.
+    public var prefetch: Int
     /// A fetch without answer after this long (at most an eighth more: one sweep checks them all,
     /// `SweptDeadlines`) is sent again, up to `maxFetchAttempts` in all.
     public var fetchTimeout: Interval
@@ -440,6 +446,7 @@ public struct WorkSettings: Sendable, Hashable {
 
     public init() {
         slots = 4
+        prefetch = 0
         fetchTimeout = .milliseconds(500)
         maxFetchAttempts = 3
         resultRetry = .milliseconds(500)
@@ -470,6 +477,7 @@ public struct WorkSettings: Sendable, Hashable {
     public var clamped: WorkSettings {
         var s = self
         s.slots = min(max(1, slots), 4_096)
+        s.prefetch = min(max(0, prefetch), 65_536)
         s.fetchTimeout = max(.microseconds(1), fetchTimeout)
         s.maxFetchAttempts = min(max(1, maxFetchAttempts), 16)
         s.resultRetry = max(.microseconds(1), resultRetry)
