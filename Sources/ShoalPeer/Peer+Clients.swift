@@ -400,7 +400,7 @@ extension Peer {
         return s
     }
 
-    /// Every counter in Prometheus's text exposition format.
+    /// Every counter in Prometheus's text exposition format (`PeerMetrics`).
     func metricsText(transport t: TransportStats) -> String {
         let m = shell.machine
         let figures: [(String, String, UInt64)] = [
@@ -425,11 +425,10 @@ extension Peer {
             ("shoal_tasks_failed_total", "task attempts that failed here", UInt64(m.work.counters.tasksFailed)),
             ("shoal_client_requests_total", "client requests served", counters.clientRequests),
             ("shoal_payloads_corrupt_total", "received bytes that did not match their digest", UInt64(shell.counters.corruptPayloads)),
+            ("shoal_fetches_total", "values fetched from other peers", fetches.count),
+            ("shoal_fetched_bytes_total", "bytes of the values fetched from other peers", fetches.bytes),
         ]
-        var text = ""
-        for (name, help, value) in figures {
-            text += "# HELP \(name) \(help)\n# TYPE \(name) counter\n\(name) \(value)\n"
-        }
-        return text
+        for (name, help, value) in figures { metrics.update(name, help: help, to: value) }
+        return metrics.text()
     }
 }

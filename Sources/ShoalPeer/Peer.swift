@@ -38,6 +38,7 @@ public actor Peer {
     nonisolated(unsafe) let timerSource: DispatchSourceTimer
     var armedAt: Int64 = .max
     var counters = PeerCounters()
+    var metrics = PeerMetrics()
     var clients = ClientTable()
     var stopped = false
     var refusedVersions: Set<UInt32> = []
