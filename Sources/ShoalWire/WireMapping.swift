@@ -315,6 +315,11 @@ public enum WireMapping {
             var r = Shoal_Wire_V1_StealRefused()
             r.requestID = rid
             p.refused = r
+        case .offer(let ready, let catalogue):
+            var o = Shoal_Wire_V1_StealOffer()
+            o.readyTasks = UInt32(clamping: ready)
+            o.catalogue = catalogue
+            p.offer = o
         }
         return p
     }
@@ -329,6 +334,7 @@ public enum WireMapping {
             for t in r.granted { granted.append(try stealable(t)) }
             return .reply(requestID: r.requestID, granted: granted)
         case .refused(let r): return .refused(requestID: r.requestID)
+        case .offer(let o): return .offer(readyTasks: Int(o.readyTasks), catalogue: o.catalogue)
         case nil: throw .invalid("a steal message of no kind")
         }
     }

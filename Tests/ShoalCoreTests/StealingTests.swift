@@ -238,6 +238,39 @@ private func ran(_ out: [StealDirective]) -> [TaskRef] {
         #expect(requests(m.on(.tick, now: at(ms: 20))).isEmpty)
     }
 
+    @Test func aVictimWithTasksToSpareOffersThemToAFewPeersAtMostOnceAnInterval() {
+        let queue = (1...5).map { task($0) }
+        var v = StealMachine(id: p(2), settings: StealSettings(), seed: 3)
+        _ = v.on(.localState(freeSlots: 0, readyTasks: queue.count, catalogue: [1, 2, 3], holding: []), now: t0)
+        let out = v.on(.offerWork(candidates: [p(5), p(2), p(3), p(4)]), now: t0)
+        let offered = out.compactMap { d -> PeerID? in
+            if case .send(.offer(let ready, let cat), let to) = d, ready == 4, cat == StealCatalogue.summary([1, 2, 3]) { return to }
+            return nil
+        }
+        // Two (the default fan-out), never itself, with what it can spare (5 ready, 1 kept).
+        #expect(offered.count == 2 && Set(offered).count == 2 && !offered.contains(p(2)) && out.count == 2)
+        #expect(v.on(.offerWork(candidates: [p(3), p(4)]), now: at(ms: 49)).isEmpty)  // within the interval
+        #expect(v.on(.offerWork(candidates: [p(3), p(4)]), now: at(ms: 50)).count == 2)
+        // Nothing to spare: no offer.
+        _ = v.on(.localState(freeSlots: 0, readyTasks: 1, catalogue: [1, 2, 3], holding: []), now: at(ms: 200))
+        #expect(v.on(.offerWork(candidates: [p(3)]), now: at(ms: 200)).isEmpty)
+        #expect(v.counters.offersSent == 4)
+    }
+
+    @Test func anIdleThiefAsksTheOfferingPeerFirstIfItCanRunItsTasks() {
+        var m = thief(view: [], free: 2, keys: [1])
+        #expect(requests(m.on(.tick, now: t0)).isEmpty)  // no victim known
+        // An offer of bodies it cannot run is ignored.
+        _ = m.on(.stealOffer(from: p(3), readyTasks: 4, catalogue: StealCatalogue.summary([9])), now: t0)
+        #expect(m.regularVictim == nil && m.counters.offersTaken == 0)
+        _ = m.on(.stealOffer(from: p(2), readyTasks: 4, catalogue: StealCatalogue.summary([1, 2])), now: t0)
+        #expect(m.regularVictim == p(2) && m.counters.offersTaken == 1)
+        #expect(requests(m.on(.tick, now: t0)).map(\.to) == [p(2)])
+        // A later offer does not replace the peer it asks first.
+        _ = m.on(.stealOffer(from: p(4), readyTasks: 9, catalogue: StealCatalogue.summary([1])), now: t0)
+        #expect(m.regularVictim == p(2))
+    }
+
     @Test func victimGrantsOnlyWhatTheThiefsCatalogueRuns() {
         let queue = [task(1, key: 1), task(2, key: 2), task(3, key: 1), task(4, key: 3), task(5, key: 3)]
         var v = victim(queue: queue)

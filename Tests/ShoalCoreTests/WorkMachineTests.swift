@@ -261,6 +261,21 @@ struct WorkMachineTests {
         #expect(out.contains { if case .send(.fetch(VersionRef(wf, 1), _), Self.p(4)) = $0 { true } else { false } })
     }
 
+    /// An input whose holder is nobody (lost) is not asked of anyone: the task is given back to
+    /// its owner at once as definitely lost, so the owner makes the input again.
+    @Test func anInputWithNoHolderIsReportedLostNotFetched() throws {
+        let wf = WorkflowID(raw: 1)
+        var peer = Self.machine(2)
+        let task = StealableTask(
+            id: TaskRef(wf, 3), owner: Self.p(1), catalogueKey: 1,
+            inputs: [DataLocation(datum: VersionRef(wf, 5), bytes: 8, holder: OwnedWorkflow.nobody, checksum: 7)],
+            outputs: [VersionRef(wf, 6)])
+        let out = peer.on(.granted([task]), now: Self.t0)
+        #expect(!out.contains { if case .send(.fetch, _) = $0 { true } else { false } })
+        #expect(out.contains { if case .send(.inputLost(TaskRef(wf, 3), VersionRef(wf, 5), _, true), Self.p(1)) = $0 { true } else { false } })
+        #expect(Self.executions(out).isEmpty && peer.freeSlots == 1)
+    }
+
     /// Found by swarm seed 2199: a thief that took the workflow over while running a task for the
     /// old owner sent the result only to the dead owner, and its own record of the task waited
     /// forever.

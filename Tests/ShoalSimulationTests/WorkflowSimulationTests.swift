@@ -55,7 +55,9 @@ struct WorkflowSimulationTests {
     @Test(arguments: [WorkSettings().maxRecordPart, 100])
     func theFirstLiveBackupTakesOverWhenTheOwnerDies(maxRecordPart: Int) {
         var scenario = Self.stencil(peers: 10, width: 32, steps: 80, submitter: 3)
-        scenario.faults = FaultPlan([ScheduledFault(at: .milliseconds(3_500), fault: .crash(peer: Self.peer(3)))])
+        // Submitted at 2 s; the stencil takes about a second (thieves hear of it from offers), so
+        // the owner dies in its middle.
+        scenario.faults = FaultPlan([ScheduledFault(at: .milliseconds(2_400), fault: .crash(peer: Self.peer(3)))])
         let report = Self.run(scenario, seed: 13) { $0.work.maxRecordPart = maxRecordPart }
         #expect(report.passed, "seed 13: \(report.violations)")
         let w = report.workflows[0]

@@ -14,7 +14,7 @@ public enum PeerMessage: Sendable {
             case .request(_, _, let catalogue, let holding): return 32 + 8 * (catalogue.count + holding.count)
             case .reply(_, let granted):
                 return 24 + granted.reduce(0) { $0 + 40 + 40 * $1.inputs.count + 8 * $1.outputs.count + ($1.call?.byteSize ?? 0) }
-            case .refused: return 24
+            case .refused, .offer: return 24
             }
         case .work(let m): return m.byteSize
         case .placement(let m):
@@ -156,6 +156,7 @@ public struct PeerMachine: Sendable {
         case .message(.steal(let m), let from):
             if case .request(_, let asked, _, _) = m { updateVictim(thief: from, asked: asked, now: now) }
             onSteal(.received(m, from: from), now: now, into: &out)
+            if case .offer = m { tryToSteal(now: now, into: &out) }
         case .message(.work(let m), let from): onWork(.message(m, from: from), now: now, into: &out)
         case .timer(.membership(let t)):
             onMembership(.timer(t), now: now, into: &out)
@@ -198,7 +199,34 @@ public struct PeerMachine: Sendable {
         case .leave: onMembership(.leave, now: now, into: &out)
         }
         if !steal.heldThieves.isEmpty && work.readyTasks != heldServedAtReady { serveHeldSteals(now: now, into: &out) }
+        if steal.settings.offerFanout > 0 && now >= steal.nextOfferAt
+            && work.readyTasks > max(steal.settings.keepForSelf, work.freeSlots)
+        {
+            offerWork(now: now, into: &out)
+        }
     }
+
+    /// Victim: ready tasks to spare; some live peers that report none hear of them. The walk
+    /// starts at a drawn member and looks at most at `offerWalk` of them (at 1,000 members a walk
+    /// of all, once an interval at every busy peer, cost more than the rest); the stealing machine
+    /// picks among those found and rate-limits.
+    private mutating func offerWork(now: Instant, into out: inout [PeerDirective]) {
+        tellStealLocalState(now: now)
+        let n = membership.memberCount
+        let start = steal.draw(below: n)
+        let wanted = 4 * steal.settings.offerFanout
+        var candidates: [PeerID] = []
+        var k = 0
+        while k < min(n, Self.offerWalk) && candidates.count < wanted {
+            let m = membership.member(atSlot: (start + k) % n)
+            if m.peer != id && m.status == .alive && m.load.readyTasks == 0 { candidates.append(m.peer) }
+            k += 1
+        }
+        onSteal(.offerWork(candidates: candidates), now: now, into: &out)
+    }
+
+    /// Most members an offer's walk looks at.
+    static let offerWalk = 256
 
     public mutating func on(_ event: PeerEvent, now: Instant) -> [PeerDirective] {
         var out: [PeerDirective] = []

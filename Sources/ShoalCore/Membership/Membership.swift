@@ -74,6 +74,11 @@ public struct Membership: Sendable {
         for s in 0..<table.count { try body(table.info(at: s)) }
     }
 
+    /// How many members are known (this peer included), and the one in slot `slot` of
+    /// `forEachMember`'s order (0 ..< memberCount): a walk over part of the view from any point.
+    public var memberCount: Int { table.count }
+    public func member(atSlot slot: Int) -> MemberInfo { table.info(at: slot) }
+
     /// Changes whenever a member's status or load changes: a shell that derives something from
     /// the whole view (steal candidates) recomputes it only when this moved.
     public private(set) var viewEpoch: UInt64 = 0

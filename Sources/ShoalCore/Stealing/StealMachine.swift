@@ -78,6 +78,8 @@ public struct StealMachine: Sendable {
     private var held: [HeldRequest] = []
     /// When the pending `heldSweep` timer fires (nil: none pending).
     private var heldSweepAt: Instant?
+    /// When this victim may offer work again.
+    public private(set) var nextOfferAt = Instant(nanoseconds: .min)
 
     public init(id: PeerID, settings: StealSettings = StealSettings(), seed: UInt64) {
         self.id = id
@@ -103,6 +105,10 @@ public struct StealMachine: Sendable {
     public var heldThieves: [PeerID] { held.map(\.key.thief) }
     /// What the thief `thief`'s held request asks for (0: none held).
     public func heldAsk(of thief: PeerID) -> Int { held.first { $0.key.thief == thief }?.max ?? 0 }
+
+    /// A number in 0 ..< `bound` from this machine's seeded generator (where a shell's walk over
+    /// the members starts).
+    public mutating func draw(below bound: Int) -> Int { bound <= 1 ? 0 : Int(rng.next() % UInt64(bound)) }
 
     // MARK: Events
 
@@ -132,6 +138,12 @@ public struct StealMachine: Sendable {
             onAnswer(from: from, requestID: rid, granted: granted, now: now, into: &out)
         case .stealRefused(let from, let rid):
             onAnswer(from: from, requestID: rid, granted: [], now: now, into: &out)
+        case .stealOffer(let from, let ready, let cat):
+            // Taken if this thief has no regular victim and can run some of it: it asks there first.
+            guard from != id, ready > 0, cat & catalogueSummary != 0, regularVictim == nil else { return }
+            regularVictim = from
+            counters.offersTaken += 1
+        case .offerWork(let candidates): offerWork(to: candidates, now: now, into: &out)
         case .timer(.timeoutSweep):
             let (due, next) = timeouts.sweep(now: now)
             if let next { out.append(.schedule(.timeoutSweep, after: next)) }
@@ -352,6 +364,24 @@ public struct StealMachine: Sendable {
             return
         }
         settle(key, chosen, into: &out)
+    }
+
+    /// Tells up to `offerFanout` of `candidates` (sampled with the seeded generator from their
+    /// sorted list) that this peer has ready tasks to spare, at most once per `offerInterval`.
+    private mutating func offerWork(to candidates: [PeerID], now: Instant, into out: inout [StealDirective]) {
+        guard settings.offerFanout > 0, now >= nextOfferAt, readyTasks > tasksKept else { return }
+        var peers = candidates.filter { $0 != id }.sorted()
+        guard !peers.isEmpty else { return }
+        nextOfferAt = now + settings.offerInterval
+        let k = min(settings.offerFanout, peers.count)
+        for i in 0..<k {  // partial Fisher-Yates
+            let j = i + Int(rng.next() % UInt64(peers.count - i))
+            peers.swapAt(i, j)
+        }
+        for p in peers[0..<k] {
+            out.append(.send(.offer(readyTasks: readyTasks - tasksKept, catalogue: catalogueSummary), to: p))
+            counters.offersSent += 1
+        }
     }
 
     /// Answers request `key` with `chosen` (empty: refused) and remembers the answer.

@@ -47,6 +47,11 @@ public struct StealSettings: Sendable, Hashable {
     /// Victim: most requests held at once (one per thief); past it, requests are refused at once.
     /// 0...1024.
     public var maxHeldRequests: Int
+    /// Victim: when it has ready tasks to spare, it tells this many peers that report none (chosen
+    /// with its seeded generator) "ask me" (`offer`), at most once per `offerInterval`: thieves
+    /// learn of new work in one message rather than at the next gossip of its load. 0 (off)...16.
+    public var offerFanout: Int
+    public var offerInterval: Interval
 
     public init() {
         stealBatchMax = 16
@@ -64,6 +69,8 @@ public struct StealSettings: Sendable, Hashable {
         requestMemory = 64
         holdRequestsFor = .milliseconds(20)
         maxHeldRequests = 64
+        offerFanout = 2
+        offerInterval = .milliseconds(50)
     }
 
     /// The settings with every field forced into its documented range.
@@ -84,6 +91,8 @@ public struct StealSettings: Sendable, Hashable {
         s.requestMemory = min(max(1, requestMemory), 65_536)
         s.holdRequestsFor = min(max(.zero, holdRequestsFor), Interval(nanoseconds: s.stealTimeout.nanoseconds / 2))
         s.maxHeldRequests = min(max(0, maxHeldRequests), 1_024)
+        s.offerFanout = min(max(0, offerFanout), 16)
+        s.offerInterval = max(.milliseconds(1), offerInterval)
         return s
     }
 }
@@ -147,6 +156,9 @@ public enum StealMessage: Sendable, Hashable {
     /// The tasks now belong to the thief (never empty; an empty grant is sent as `refused`).
     case reply(requestID: UInt64, granted: [StealableTask])
     case refused(requestID: UInt64)
+    /// "I have `readyTasks` ready tasks to spare, of bodies in `catalogue` (a summary,
+    /// `StealCatalogue`): ask me." Unsolicited; a thief may ignore it.
+    case offer(readyTasks: Int, catalogue: UInt64)
 }
 
 /// Timers the machine asks its shell to run; each comes back as `.timer(_)`. Stale ones are
@@ -173,6 +185,10 @@ public enum StealEvent: Sendable, Hashable {
     case stealRequest(from: PeerID, requestID: UInt64, max: Int, catalogue: [UInt64], holding: [VersionRef])
     case stealReply(from: PeerID, requestID: UInt64, granted: [StealableTask])
     case stealRefused(from: PeerID, requestID: UInt64)
+    case stealOffer(from: PeerID, readyTasks: Int, catalogue: UInt64)
+    /// Victim side: it has ready tasks to spare; `candidates` are the live peers that report none
+    /// (any order). It offers them to some (`offerFanout`), if `offerInterval` has passed.
+    case offerWork(candidates: [PeerID])
     case timer(StealTimer)
     /// Victim side: the tasks this peer could give away, in its queue order (replaces the last).
     case readyQueue([StealableTask])
@@ -187,6 +203,7 @@ public enum StealEvent: Sendable, Hashable {
             return .stealRequest(from: from, requestID: id, max: max, catalogue: catalogue, holding: holding)
         case .reply(let id, let granted): return .stealReply(from: from, requestID: id, granted: granted)
         case .refused(let id): return .stealRefused(from: from, requestID: id)
+        case .offer(let ready, let catalogue): return .stealOffer(from: from, readyTasks: ready, catalogue: catalogue)
         }
     }
 }
@@ -226,6 +243,9 @@ public struct StealCounters: Sendable, Hashable, Codable {
     /// with tasks before their time was up (the rest were refused).
     public var requestsHeld = 0
     public var heldRequestsServed = 0
+    /// Victim: offers sent; thief: offers taken (the offering peer became the one asked first).
+    public var offersSent = 0
+    public var offersTaken = 0
     /// Messages from other peers dropped as out of bounds (`StealMachine.acceptable`): a request
     /// with more catalogue keys or held versions than any request carries, a grant of more tasks
     /// than any request asks for, or of a task with more accesses or holders than a task has.
@@ -247,6 +267,8 @@ public struct StealCounters: Sendable, Hashable, Codable {
         duplicateRequests += o.duplicateRequests
         requestsHeld += o.requestsHeld
         heldRequestsServed += o.heldRequestsServed
+        offersSent += o.offersSent
+        offersTaken += o.offersTaken
         messagesDropped += o.messagesDropped
     }
 }

@@ -1002,6 +1002,22 @@ public nonisolated struct Shoal_Wire_V1_StealRefused: Sendable {
   public init() {}
 }
 
+/// Unsolicited, from a peer with ready tasks to spare: "ask me". catalogue is the summary of the
+/// bodies they run (a 64-bit mask, one bit per catalogue key's hash mod 64, as in PeerLoad).
+public nonisolated struct Shoal_Wire_V1_StealOffer: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var readyTasks: UInt32 = 0
+
+  public var catalogue: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct Shoal_Wire_V1_Steal: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -1033,12 +1049,21 @@ public nonisolated struct Shoal_Wire_V1_Steal: Sendable {
     set {kind = .refused(newValue)}
   }
 
+  public var offer: Shoal_Wire_V1_StealOffer {
+    get {
+      if case .offer(let v)? = kind {return v}
+      return Shoal_Wire_V1_StealOffer()
+    }
+    set {kind = .offer(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Kind: Equatable, Sendable {
     case request(Shoal_Wire_V1_StealRequest)
     case reply(Shoal_Wire_V1_StealReply)
     case refused(Shoal_Wire_V1_StealRefused)
+    case offer(Shoal_Wire_V1_StealOffer)
 
   }
 
@@ -3989,9 +4014,44 @@ nonisolated extension Shoal_Wire_V1_StealRefused: SwiftProtobuf.Message, SwiftPr
   }
 }
 
+nonisolated extension Shoal_Wire_V1_StealOffer: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".StealOffer"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}ready_tasks\0\u{1}catalogue\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.readyTasks) }()
+      case 2: try { try decoder.decodeSingularFixed64Field(value: &self.catalogue) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.readyTasks != 0 {
+      try visitor.visitSingularUInt32Field(value: self.readyTasks, fieldNumber: 1)
+    }
+    if self.catalogue != 0 {
+      try visitor.visitSingularFixed64Field(value: self.catalogue, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Shoal_Wire_V1_StealOffer, rhs: Shoal_Wire_V1_StealOffer) -> Bool {
+    if lhs.readyTasks != rhs.readyTasks {return false}
+    if lhs.catalogue != rhs.catalogue {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Shoal_Wire_V1_Steal: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Steal"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}request\0\u{1}reply\0\u{1}refused\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}request\0\u{1}reply\0\u{1}refused\0\u{1}offer\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4038,6 +4098,19 @@ nonisolated extension Shoal_Wire_V1_Steal: SwiftProtobuf.Message, SwiftProtobuf.
           self.kind = .refused(v)
         }
       }()
+      case 4: try {
+        var v: Shoal_Wire_V1_StealOffer?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .offer(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .offer(v)
+        }
+      }()
       default: break
       }
     }
@@ -4060,6 +4133,10 @@ nonisolated extension Shoal_Wire_V1_Steal: SwiftProtobuf.Message, SwiftProtobuf.
     case .refused?: try {
       guard case .refused(let v)? = self.kind else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    }()
+    case .offer?: try {
+      guard case .offer(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
     }()
     case nil: break
     }
