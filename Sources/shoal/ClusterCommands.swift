@@ -196,6 +196,10 @@ struct Status: AsyncParsableCommand {
             if s.stealRoundTrips > 0 {
                 print("  steal round trip p50 \(s.stealRoundTripP50Us) µs, p99 \(s.stealRoundTripP99Us) µs (\(s.stealRoundTrips) requests)")
             }
+            if s.fetches > 0 {
+                let rate = s.fetchMicros > 0 && s.fetchedBytes >= 1 << 20 ? String(format: ", %.2f GB/s in all", Double(s.fetchedBytes) / Double(s.fetchMicros) / 1e3) : ""
+                print("  fetched \(s.fetches) values, \(s.fetchedBytes) bytes\(rate); p50 \(s.fetchP50Us) µs, p99 \(s.fetchP99Us) µs")
+            }
             print("members (\(s.members.count)):")
             for m in s.members.sorted(by: { $0.address < $1.address }) {
                 let status = (try? WireMapping.status(m.status)).map { "\($0)" } ?? "?"
