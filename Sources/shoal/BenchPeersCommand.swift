@@ -235,6 +235,7 @@ struct BenchStencilPeers: AsyncParsableCommand {
 
     @Option(help: "Peer processes.") var peers = 2
     @Option(help: "Task slots per peer (the local engine gets peers × slots workers).") var slots = 1
+    @Option(help: "Jobs per slot handed to each peer's workers (its queue-depth).") var queueDepth = 1
     @Option(help: "Steps of the stencil.") var steps = 100
     @Option(help: "Efficiency threshold.") var threshold = 0.5
 
@@ -266,7 +267,8 @@ struct BenchStencilPeers: AsyncParsableCommand {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
         let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        let processes = try await PeerProcess.cluster(me, count: peers, folder: folder, options: ["--slots", String(slots)])
+        let processes = try await PeerProcess.cluster(
+            me, count: peers, folder: folder, options: ["--slots", String(slots), "--queue-depth", String(queueDepth)])
         defer { for p in processes { p.kill() } }
         let client = try ClientConnection(peer: try processes[0].waitReady(), peerKey: nil, key: nil)
         let width = 2 * peers, cores = peers * slots
