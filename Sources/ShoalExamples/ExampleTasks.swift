@@ -64,14 +64,11 @@ public enum ExampleTasks {
         public var seed: UInt64 = 0
     }
 
-    /// Writes `bytes` pseudo-random bytes (a 64-bit LCG seeded by `seed`) to each output: a large
-    /// value made at one peer, what `shoal bench move` moves to another.
-    public static let fill = TaskDefinition<FillArgs, Void>("fill") { args, context in
-        guard (0...(1 << 30)).contains(args.bytes) else {
-            throw TaskContextError(task: "fill", message: "bytes must be 0 to 1 GiB, got \(args.bytes)")
-        }
-        var bytes = [UInt8](repeating: 0, count: args.bytes)
-        var g = args.seed ^ 0x9E37_79B9_7F4A_7C15
+    /// `count` pseudo-random bytes: the little-endian words of a 64-bit LCG started from
+    /// `seed ^ 0x9E3779B97F4A7C15` (what `fill` writes, and `shoal bench transport`'s values).
+    public static func pseudoRandomBytes(count: Int, seed: UInt64) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        var g = seed ^ 0x9E37_79B9_7F4A_7C15
         bytes.withUnsafeMutableBytes { raw in
             var i = 0
             while i < raw.count {
@@ -82,6 +79,16 @@ public enum ExampleTasks {
                 i += n
             }
         }
+        return bytes
+    }
+
+    /// Writes `bytes` pseudo-random bytes (`pseudoRandomBytes`, seeded by `seed`) to each output:
+    /// a large value made at one peer, what `shoal bench move` moves to another.
+    public static let fill = TaskDefinition<FillArgs, Void>("fill") { args, context in
+        guard (0...(1 << 30)).contains(args.bytes) else {
+            throw TaskContextError(task: "fill", message: "bytes must be 0 to 1 GiB, got \(args.bytes)")
+        }
+        let bytes = pseudoRandomBytes(count: args.bytes, seed: args.seed)
         for i in 0..<context.parameterCount where context.direction(at: i).writes {
             try context.setOutputBytes(at: i, bytes)
         }

@@ -125,13 +125,7 @@ struct TwoPeers {
         }
         client = clients[0]
         for c in clients {
-            var alive = 0
-            for _ in 0..<100 {
-                alive = (try? await c.status())?.members.filter { $0.status == .alive }.count ?? 0
-                if alive == 2 { break }
-                try await Task.sleep(for: .milliseconds(100))
-            }
-            guard alive == 2 else { throw ClientError("two peers did not see each other alive within 10 s") }
+            guard try await c.waitForAlive(2) else { throw ClientError("two peers did not see each other alive within 10 s") }
         }
     }
 

@@ -137,6 +137,15 @@ extension ClientConnection {
         guard case .status(let st)? = try await ask(q).0.kind else { throw ClientError("the peer did not answer with its status") }
         return st
     }
+
+    /// Whether the peer saw `count` members alive within 10 s (its status asked every 100 ms).
+    func waitForAlive(_ count: Int) async throws -> Bool {
+        for _ in 0..<100 {
+            if let st = try? await status(), st.members.filter({ $0.status == .alive }).count == count { return true }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return false
+    }
 }
 
 /// A `shoal peer start` child (in trusted-network mode unless `security` says otherwise), killed
@@ -155,16 +164,7 @@ final class PeerProcess {
         }
         for p in peers {
             let client = try ClientConnection(peer: try p.waitReady(), peerKey: nil, key: nil)
-            for _ in 0..<100 {
-                var q = ClientRequest()
-                q.status = Shoal_Wire_V1_StatusRequest()
-                if let (reply, _) = try? await client.ask(q), case .status(let st)? = reply.kind,
-                    st.members.filter({ $0.status == .alive }).count == count
-                {
-                    break
-                }
-                try await Task.sleep(for: .milliseconds(100))
-            }
+            _ = try await client.waitForAlive(count)
             await client.close()
         }
         return peers

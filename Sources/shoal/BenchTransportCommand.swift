@@ -1,6 +1,7 @@
 import ArgumentParser
 import CZMQ
 import Foundation
+import ShoalExamples
 import ShoalTransport
 
 /// `shoal bench transport`: how fast large values cross between two transports on loopback, with
@@ -61,15 +62,7 @@ struct BenchTransport: AsyncParsableCommand {
 
     /// One value of `valueBytes` pseudo-random bytes, in frames of at most `chunkBytes`.
     func frames() -> [Data] {
-        var bytes = [UInt8](repeating: 0, count: valueBytes)
-        var g: UInt64 = 0x9E37_79B9_7F4A_7C15
-        for i in stride(from: 0, to: bytes.count, by: 8) {
-            g = g &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-            withUnsafeBytes(of: g) { w in
-                for j in 0..<min(8, bytes.count - i) { bytes[i + j] = w[j] }
-            }
-        }
-        let value = Data(bytes)
+        let value = Data(ExampleTasks.pseudoRandomBytes(count: valueBytes, seed: 0))
         return stride(from: 0, to: valueBytes, by: chunkBytes).map {
             value[$0..<min($0 + chunkBytes, valueBytes)]
         }

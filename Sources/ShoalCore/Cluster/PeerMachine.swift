@@ -199,11 +199,7 @@ public struct PeerMachine: Sendable {
         case .leave: onMembership(.leave, now: now, into: &out)
         }
         if !steal.heldThieves.isEmpty && work.readyTasks != heldServedAtReady { serveHeldSteals(now: now, into: &out) }
-        if steal.settings.offerFanout > 0 && now >= steal.nextOfferAt
-            && work.readyTasks > max(steal.settings.keepForSelf, work.freeSlots)
-        {
-            offerWork(now: now, into: &out)
-        }
+        if steal.settings.offerFanout > 0 && now >= steal.nextOfferAt && hasTasksToSpare { offerWork(now: now, into: &out) }
     }
 
     /// Victim: ready tasks to spare; some live peers that report none hear of them. The walk
@@ -237,6 +233,9 @@ public struct PeerMachine: Sendable {
     // MARK: Wiring
 
     private var isIdle: Bool { work.freeSlots > 0 && work.readyTasks == 0 }
+    /// More ready tasks than a victim keeps (`StealMachine.tasksKept`, from the work machine's
+    /// free slots as they are now): some can go to thieves.
+    private var hasTasksToSpare: Bool { work.readyTasks > max(steal.settings.keepForSelf, work.freeSlots) }
 
     private mutating func publishLoad(now: Instant) {
         // A peer with nothing to offer (no ready task, no data) reports no load: thieves look
@@ -295,7 +294,7 @@ public struct PeerMachine: Sendable {
     /// now, oldest first, while it has more ready than it keeps.
     private mutating func serveHeldSteals(now: Instant, into out: inout [PeerDirective]) {
         for thief in steal.heldThieves {
-            guard work.readyTasks > max(steal.settings.keepForSelf, work.freeSlots) else { break }
+            guard hasTasksToSpare else { break }
             updateVictim(thief: thief, asked: steal.heldAsk(of: thief), now: now)
             onSteal(.serveHeld(thief: thief), now: now, into: &out)
         }

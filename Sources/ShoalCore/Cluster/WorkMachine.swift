@@ -857,17 +857,16 @@ public struct WorkMachine: Sendable {
             run(task.id, into: &out)
             return
         }
+        let missing = task.inputs.indices.filter { job.values[$0] == nil && !task.inputs[$0].absent }
         // An input with no holder is lost (its holder died, or it was this peer before a restart):
         // the task gives it back at once, and its owner makes the input again, rather than ask
         // nobody for it. Found by the equivalence test's seed 11: an owner that resumed from its
         // record after a restart ran a commutative group's member whose running value it had held.
-        if let i = task.inputs.indices.first(where: { job.values[$0] == nil && !task.inputs[$0].absent && task.inputs[$0].holder == OwnedWorkflow.nobody }) {
-            abandon(task.id, version: task.inputs[i].datum, holder: OwnedWorkflow.nobody, definite: true, into: &out)
+        if let lost = missing.first(where: { task.inputs[$0].holder == OwnedWorkflow.nobody }) {
+            abandon(task.id, version: task.inputs[lost].datum, holder: OwnedWorkflow.nobody, definite: true, into: &out)
             return
         }
-        for (i, input) in task.inputs.enumerated() where job.values[i] == nil && !input.absent {
-            fetch(input.datum, for: task.id, input: i, from: input.holder, into: &out)
-        }
+        for i in missing { fetch(task.inputs[i].datum, for: task.id, input: i, from: task.inputs[i].holder, into: &out) }
     }
 
     private mutating func run(_ taskID: TaskRef, into out: inout [WorkDirective]) {

@@ -106,6 +106,18 @@ public struct StealMachine: Sendable {
     /// What the thief `thief`'s held request asks for (0: none held).
     public func heldAsk(of thief: PeerID) -> Int { held.first { $0.key.thief == thief }?.max ?? 0 }
 
+    /// Moves `k` entries of `list` (at most all), drawn with the seeded generator, to its front,
+    /// in the order drawn (a partial Fisher-Yates); returns how many. Victims and offers are
+    /// chosen this way from sorted lists, so a seed replays them.
+    private mutating func drawToFront(_ list: inout [PeerID], _ k: Int) -> Int {
+        let k = min(k, list.count)
+        for i in 0..<k {
+            let j = i + Int(rng.next() % UInt64(list.count - i))
+            list.swapAt(i, j)
+        }
+        return k
+    }
+
     /// A number in 0 ..< `bound` from this machine's seeded generator (where a shell's walk over
     /// the members starts).
     public mutating func draw(below bound: Int) -> Int { bound <= 1 ? 0 : Int(rng.next() % UInt64(bound)) }
@@ -204,11 +216,7 @@ public struct StealMachine: Sendable {
         if let regular = regularVictim, !pending.contains(where: { sent[$0]?.victim == regular }) { return regular }
         var candidates = eligibleVictims()
         guard !candidates.isEmpty else { return nil }
-        let k = min(settings.candidateSample, candidates.count)
-        for i in 0..<k {  // partial Fisher-Yates over the sorted list
-            let j = i + Int(rng.next() % UInt64(candidates.count - i))
-            candidates.swapAt(i, j)
-        }
+        let k = drawToFront(&candidates, settings.candidateSample)
         let members = view
         let ready = { (p: PeerID) -> UInt32 in members.first { $0.peer == p }?.load.readyTasks ?? 0 }
         return candidates[0..<k].min { a, b in
@@ -373,11 +381,7 @@ public struct StealMachine: Sendable {
         var peers = candidates.filter { $0 != id }.sorted()
         guard !peers.isEmpty else { return }
         nextOfferAt = now + settings.offerInterval
-        let k = min(settings.offerFanout, peers.count)
-        for i in 0..<k {  // partial Fisher-Yates
-            let j = i + Int(rng.next() % UInt64(peers.count - i))
-            peers.swapAt(i, j)
-        }
+        let k = drawToFront(&peers, settings.offerFanout)
         for p in peers[0..<k] {
             out.append(.send(.offer(readyTasks: readyTasks - tasksKept, catalogue: catalogueSummary), to: p))
             counters.offersSent += 1
